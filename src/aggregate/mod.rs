@@ -1,0 +1,441 @@
+//! Stage 3 of the flow: **aggregate**. One [`Aggregator`] per partition turns
+//! validated, deduplicated events into per-(channel, campaign) state: exact
+//! rolling windows, all-time totals, current-state gauges and open deals.
+//!
+//! Invariants: no I/O, no clock (engine time is passed in), nothing about
+//! Kafka or Prometheus; every structure is bounded (rings by the bucket
+//! count, keys by the label cardinality limits, deals by
+//! `max_tracked_deals`). Per-event cost is O(number of windows).
+
+pub mod labels;
+pub mod ring;
+
+use crate::config::{EngineConfig, WindowSpec};
+use crate::decode::dedup::{id_hash, PreHashedMap};
+use crate::decode::{Body, DealStage, Event};
+use labels::LabelTable;
+use ring::{bucket_of, oldest_bucket, sketch, CycleRing, Ring};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Field positions inside the window groups.
+pub mod field {
+    // traffic group
+    pub const IMPRESSIONS: usize = 0;
+    pub const CLICKS: usize = 1;
+    pub const AD_SPEND: usize = 2;
+    /// Spend of every category other than `ads`.
+    pub const OTHER_SPEND: usize = 3;
+    // leads group: indexed by `LeadStage as usize` (new, mql, sql)
+    // deals group
+    pub const OPEN: usize = 0;
+    pub const WON: usize = 1;
+    pub const LOST: usize = 2;
+    pub const REVENUE_WON: usize = 3;
+    pub const CYCLE_SUM_MS: usize = 4;
+    // subscriptions group: MRR by `Change as usize` (new, expansion,
+    // contraction, churn, reactivation), then customer counts
+    pub const CUSTOMERS_NEW: usize = 5;
+    pub const CUSTOMERS_CHURNED: usize = 6;
+    pub const CUSTOMERS_REACTIVATED: usize = 7;
+}
+
+pub const TRAFFIC_N: usize = 4;
+pub const LEADS_N: usize = 3;
+pub const DEALS_N: usize = 5;
+pub const SUBS_N: usize = 8;
+
+/// One window's buckets of one key, split in groups so that a key only pays
+/// for the kinds of events it receives.
+#[derive(Debug, Clone, Default)]
+pub struct WindowState {
+    traffic: Ring<TRAFFIC_N>,
+    leads: Ring<LEADS_N>,
+    deals: Ring<DEALS_N>,
+    subs: Ring<SUBS_N>,
+    cycles: CycleRing,
+}
+
+impl WindowState {
+    fn evict(&mut self, oldest: i64) {
+        self.traffic.evict(oldest);
+        self.leads.evict(oldest);
+        self.deals.evict(oldest);
+        self.subs.evict(oldest);
+        self.cycles.evict(oldest);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.traffic.heap_bytes()
+            + self.leads.heap_bytes()
+            + self.deals.heap_bytes()
+            + self.subs.heap_bytes()
+            + self.cycles.heap_bytes()
+    }
+}
+
+/// The sums of one window at one instant (possibly merged across
+/// partitions). Money in micro-units.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowSums {
+    pub traffic: [i64; TRAFFIC_N],
+    pub leads: [i64; LEADS_N],
+    pub deals: [i64; DEALS_N],
+    pub subs: [i64; SUBS_N],
+    /// Sales-cycle sketch `(index, count)`, sorted by index, merged.
+    pub cycles: Vec<(u16, u64)>,
+}
+
+impl WindowSums {
+    /// Sorts and merges the sketch entries collected from several buckets.
+    pub fn finish(&mut self) {
+        self.cycles.sort_unstable_by_key(|e| e.0);
+        self.cycles.dedup_by(|next, acc| {
+            if next.0 == acc.0 {
+                acc.1 += next.1;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// All-time totals and current state of one key. Money in micro-units.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub impressions: i128,
+    pub clicks: i128,
+    /// By `LeadStage as usize`.
+    pub leads: [i128; 3],
+    /// By `DealStage as usize`.
+    pub deals: [i128; 3],
+    pub revenue_won: i128,
+    pub ad_spend: i128,
+    pub spend: i128,
+    /// Size of each movement, by `Change as usize`.
+    pub mrr_movement: [i128; 5],
+    /// Net MRR (`funnel_mrr`).
+    pub mrr: i128,
+    /// `funnel_customers`.
+    pub customers: i128,
+    /// `funnel_open_pipeline_value`.
+    pub open_pipeline: i128,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.impressions += o.impressions;
+        self.clicks += o.clicks;
+        for i in 0..3 {
+            self.leads[i] += o.leads[i];
+            self.deals[i] += o.deals[i];
+        }
+        self.revenue_won += o.revenue_won;
+        self.ad_spend += o.ad_spend;
+        self.spend += o.spend;
+        for i in 0..5 {
+            self.mrr_movement[i] += o.mrr_movement[i];
+        }
+        self.mrr += o.mrr;
+        self.customers += o.customers;
+        self.open_pipeline += o.open_pipeline;
+    }
+}
+
+/// State of one (channel, campaign) key.
+#[derive(Debug, Clone)]
+pub struct KeyState {
+    pub channel: u32,
+    pub campaign: u32,
+    pub totals: Totals,
+    windows: Box<[WindowState]>,
+}
+
+impl KeyState {
+    /// Adds this key's sums at engine time `now` into `out` (one entry per
+    /// window, in configured order). Call [`WindowSums::finish`] after the
+    /// last merge.
+    pub fn sums_into(&self, specs: &[WindowSpec], now: i64, out: &mut [WindowSums]) {
+        for ((w, spec), o) in self.windows.iter().zip(specs).zip(out.iter_mut()) {
+            let oldest = oldest_bucket(now, spec.width_ms);
+            w.traffic.sum_into(oldest, &mut o.traffic);
+            w.leads.sum_into(oldest, &mut o.leads);
+            w.deals.sum_into(oldest, &mut o.deals);
+            w.subs.sum_into(oldest, &mut o.subs);
+            w.cycles.collect_into(oldest, &mut o.cycles);
+        }
+    }
+
+    /// Composite key of the two label ids.
+    pub fn label_key(&self) -> u64 {
+        (u64::from(self.channel) << 32) | u64::from(self.campaign)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DealState {
+    key: u32,
+    amount: i64,
+    closed: bool,
+}
+
+/// Counters the aggregator keeps about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AggStats {
+    pub late: u64,
+    /// Events whose channel (0) or campaign (1) was folded into
+    /// `__overflow__`.
+    pub label_overflow: [u64; 2],
+    /// Deal events not tracked for the open pipeline because
+    /// `max_tracked_deals` was reached.
+    pub deals_untracked: u64,
+}
+
+/// Aggregate state of one partition.
+#[derive(Debug)]
+pub struct Aggregator {
+    specs: Vec<WindowSpec>,
+    late_before_ms: i64,
+    max_tracked_deals: usize,
+    labels: Arc<LabelTable>,
+    index: HashMap<u64, u32, ahash::RandomState>,
+    keys: Vec<KeyState>,
+    deals: PreHashedMap<DealState>,
+    pub stats: AggStats,
+}
+
+impl Aggregator {
+    pub fn new(cfg: &EngineConfig, labels: Arc<LabelTable>) -> Self {
+        Aggregator {
+            specs: cfg.windows.clone(),
+            late_before_ms: cfg
+                .longest_window_ms()
+                .saturating_add(cfg.allowed_lateness_ms),
+            max_tracked_deals: cfg.max_tracked_deals,
+            labels,
+            index: HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
+            keys: Vec::new(),
+            deals: PreHashedMap::default(),
+            stats: AggStats::default(),
+        }
+    }
+
+    pub fn windows(&self) -> &[WindowSpec] {
+        &self.specs
+    }
+
+    pub fn keys(&self) -> &[KeyState] {
+        &self.keys
+    }
+
+    pub fn labels(&self) -> &Arc<LabelTable> {
+        &self.labels
+    }
+
+    fn key_index(&mut self, channel: &str, campaign: &str) -> usize {
+        let (ch, ch_over) = self.labels.channel.intern(channel);
+        let (ca, ca_over) = self.labels.campaign.intern(campaign);
+        self.stats.label_overflow[0] += u64::from(ch_over);
+        self.stats.label_overflow[1] += u64::from(ca_over);
+        let composite = (u64::from(ch) << 32) | u64::from(ca);
+        let next = self.keys.len() as u32;
+        let idx = *self.index.entry(composite).or_insert(next);
+        if idx == next {
+            self.keys.push(KeyState {
+                channel: ch,
+                campaign: ca,
+                totals: Totals::default(),
+                windows: vec![WindowState::default(); self.specs.len()].into_boxed_slice(),
+            });
+        }
+        idx as usize
+    }
+
+    /// Is an event at `ts_eff` too old for every window at `now`?
+    #[inline]
+    pub fn is_late(&self, ts_eff: i64, now: i64) -> bool {
+        ts_eff < now.saturating_sub(self.late_before_ms)
+    }
+
+    /// Applies one validated, deduplicated event. `ts_eff` is the event time
+    /// clamped to `now` (see docs/SEMANTICS.md).
+    pub fn apply(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64) {
+        let k = self.key_index(&ev.channel, &ev.campaign);
+        let late = self.is_late(ts_eff, now);
+        if late {
+            self.stats.late += 1;
+        }
+        let specs = &self.specs;
+        let key = &mut self.keys[k];
+        let t = &mut key.totals;
+        let windows: &mut [WindowState] = if late { &mut [] } else { &mut key.windows };
+        match &ev.body {
+            Body::Impression { count, cost } | Body::Click { count, cost } => {
+                let is_click = matches!(ev.body, Body::Click { .. });
+                let (count, cost) = (*count as i64, *cost);
+                if is_click {
+                    t.clicks += i128::from(count);
+                } else {
+                    t.impressions += i128::from(count);
+                }
+                t.ad_spend += i128::from(cost);
+                t.spend += i128::from(cost);
+                let mut d = [0; TRAFFIC_N];
+                d[if is_click { field::CLICKS } else { field::IMPRESSIONS }] = count;
+                d[field::AD_SPEND] = cost;
+                add_windows(windows, specs, now, ts_eff, |w| &mut w.traffic, &d);
+            }
+            Body::Spend { amount, ads } => {
+                if *ads {
+                    t.ad_spend += i128::from(*amount);
+                }
+                t.spend += i128::from(*amount);
+                let mut d = [0; TRAFFIC_N];
+                d[if *ads { field::AD_SPEND } else { field::OTHER_SPEND }] = *amount;
+                add_windows(windows, specs, now, ts_eff, |w| &mut w.traffic, &d);
+            }
+            Body::Lead { stage } => {
+                t.leads[*stage as usize] += 1;
+                let mut d = [0; LEADS_N];
+                d[*stage as usize] = 1;
+                add_windows(windows, specs, now, ts_eff, |w| &mut w.leads, &d);
+            }
+            Body::Subscription { change, mrr_delta } => {
+                let c = *change as usize;
+                t.mrr_movement[c] += i128::from(*mrr_delta);
+                t.mrr += i128::from(change.sign() * mrr_delta);
+                let mut d = [0; SUBS_N];
+                d[c] = *mrr_delta;
+                let cust = match change {
+                    crate::decode::Change::New => Some((field::CUSTOMERS_NEW, 1)),
+                    crate::decode::Change::Churn => Some((field::CUSTOMERS_CHURNED, -1)),
+                    crate::decode::Change::Reactivation => {
+                        Some((field::CUSTOMERS_REACTIVATED, 1))
+                    }
+                    _ => None,
+                };
+                if let Some((f, delta)) = cust {
+                    d[f] = 1;
+                    t.customers += delta;
+                }
+                add_windows(windows, specs, now, ts_eff, |w| &mut w.subs, &d);
+            }
+            Body::Deal {
+                deal_id,
+                stage,
+                amount,
+                created_ts,
+            } => {
+                t.deals[*stage as usize] += 1;
+                let mut d = [0; DEALS_N];
+                match stage {
+                    DealStage::Open => d[field::OPEN] = 1,
+                    DealStage::Lost => d[field::LOST] = 1,
+                    DealStage::Won => {
+                        t.revenue_won += i128::from(*amount);
+                        let cycle = ev.ts - created_ts.unwrap_or(ev.ts);
+                        d[field::WON] = 1;
+                        d[field::REVENUE_WON] = *amount;
+                        d[field::CYCLE_SUM_MS] = cycle;
+                        let h = sketch::index(cycle);
+                        for (w, spec) in windows.iter_mut().zip(specs) {
+                            w.cycles.add(
+                                oldest_bucket(now, spec.width_ms),
+                                bucket_of(ts_eff, spec.width_ms),
+                                h,
+                            );
+                        }
+                    }
+                }
+                add_windows(windows, specs, now, ts_eff, |w| &mut w.deals, &d);
+                self.track_deal(k as u32, deal_id, *stage, *amount);
+            }
+        }
+    }
+
+    fn track_deal(&mut self, key: u32, deal_id: &str, stage: DealStage, amount: i64) {
+        let h = id_hash(deal_id);
+        let full = self.deals.len() >= self.max_tracked_deals;
+        let pipeline_change = match self.deals.get_mut(&h) {
+            Some(d) if d.closed => None,
+            Some(d) => {
+                let old = (d.key, d.amount);
+                if stage == DealStage::Open {
+                    d.key = key;
+                    d.amount = amount;
+                } else {
+                    d.amount = 0;
+                    d.closed = true;
+                }
+                Some(old)
+            }
+            None if full => {
+                self.stats.deals_untracked += 1;
+                return;
+            }
+            None => {
+                let closed = stage != DealStage::Open;
+                let amount = if closed { 0 } else { amount };
+                self.deals.insert(h, DealState { key, amount, closed });
+                Some((key, 0))
+            }
+        };
+        if let Some((old_key, old_amount)) = pipeline_change {
+            self.keys[old_key as usize].totals.open_pipeline -= i128::from(old_amount);
+            if stage == DealStage::Open {
+                self.keys[key as usize].totals.open_pipeline += i128::from(amount);
+            }
+        }
+    }
+
+    /// Drops every bucket that has left its window at `now`, so idle keys
+    /// give their memory back. Never changes a published value.
+    pub fn trim(&mut self, now: i64) {
+        for k in &mut self.keys {
+            for (w, spec) in k.windows.iter_mut().zip(&self.specs) {
+                w.evict(oldest_bucket(now, spec.width_ms));
+            }
+        }
+    }
+
+    /// Deals remembered for pipeline matching.
+    pub fn tracked_deals(&self) -> usize {
+        self.deals.len()
+    }
+
+    /// Approximate bytes held by this aggregator (keys, rings, maps).
+    pub fn memory_bytes(&self) -> usize {
+        let per_key = std::mem::size_of::<KeyState>()
+            + self.specs.len() * std::mem::size_of::<WindowState>();
+        let rings: usize = self
+            .keys
+            .iter()
+            .flat_map(|k| k.windows.iter())
+            .map(WindowState::heap_bytes)
+            .sum();
+        self.keys.capacity() * std::mem::size_of::<KeyState>()
+            + self.keys.len() * (per_key - std::mem::size_of::<KeyState>())
+            + rings
+            + self.index.capacity() * 16
+            + self.deals.capacity() * (8 + std::mem::size_of::<DealState>())
+    }
+}
+
+#[inline]
+fn add_windows<const N: usize>(
+    windows: &mut [WindowState],
+    specs: &[WindowSpec],
+    now: i64,
+    ts_eff: i64,
+    ring: impl Fn(&mut WindowState) -> &mut Ring<N>,
+    delta: &[i64; N],
+) {
+    for (w, spec) in windows.iter_mut().zip(specs) {
+        ring(w).add(
+            oldest_bucket(now, spec.width_ms),
+            bucket_of(ts_eff, spec.width_ms),
+            delta,
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Sparse time-bucket rings: the storage behind every rolling window.
+//!
+//! A ring holds, sorted by bucket index, only the buckets that received an
+//! event and are still inside its window: at most
+//! [`BUCKETS_PER_WINDOW`](crate::config::BUCKETS_PER_WINDOW) of them. Values
+//! are summed with wrapping integer arithmetic, which is exact whenever the
+//! true sum fits in an `i64` and never panics on input.
+
+use std::collections::VecDeque;
+
+/// Bucket index of a timestamp for a bucket width.
+#[inline]
+pub fn bucket_of(ts_ms: i64, width_ms: i64) -> i64 {
+    ts_ms.div_euclid(width_ms)
+}
+
+/// The oldest bucket index inside a window at engine time `now`.
+#[inline]
+pub fn oldest_bucket(now_ms: i64, width_ms: i64) -> i64 {
+    bucket_of(now_ms, width_ms) - (crate::config::BUCKETS_PER_WINDOW - 1)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ring<const N: usize> {
+    buckets: VecDeque<(i64, [i64; N])>,
+}
+
+impl<const N: usize> Default for Ring<N> {
+    fn default() -> Self {
+        Ring {
+            buckets: VecDeque::new(),
+        }
+    }
+}
+
+impl<const N: usize> Ring<N> {
+    /// Drops the buckets older than `oldest`.
+    #[inline]
+    pub fn evict(&mut self, oldest: i64) {
+        while self.buckets.front().is_some_and(|b| b.0 < oldest) {
+            self.buckets.pop_front();
+        }
+        if self.buckets.is_empty() && self.buckets.capacity() > 8 {
+            self.buckets = VecDeque::new();
+        }
+    }
+
+    /// Adds `delta` to bucket `idx`, first dropping buckets older than
+    /// `oldest`. A bucket older than `oldest` is outside the window and is
+    /// ignored.
+    #[inline]
+    pub fn add(&mut self, oldest: i64, idx: i64, delta: &[i64; N]) {
+        self.evict(oldest);
+        if idx < oldest {
+            return;
+        }
+        let slot = match self.buckets.back() {
+            Some(b) if b.0 == idx => self.buckets.len() - 1,
+            Some(b) if b.0 > idx => {
+                let pos = self.buckets.partition_point(|b| b.0 < idx);
+                if self.buckets[pos].0 != idx {
+                    self.buckets.insert(pos, (idx, [0; N]));
+                }
+                pos
+            }
+            _ => {
+                self.buckets.push_back((idx, [0; N]));
+                self.buckets.len() - 1
+            }
+        };
+        let v = &mut self.buckets[slot].1;
+        for (a, d) in v.iter_mut().zip(delta) {
+            *a = a.wrapping_add(*d);
+        }
+    }
+
+    /// Adds the sums of the buckets at or after `oldest` into `out`.
+    #[inline]
+    pub fn sum_into(&self, oldest: i64, out: &mut [i64; N]) {
+        for (idx, v) in self.buckets.iter().rev() {
+            if *idx < oldest {
+                break;
+            }
+            for (o, x) in out.iter_mut().zip(v) {
+                *o = o.wrapping_add(*x);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<(i64, [i64; N])>()
+    }
+}
+
+/// Log-bucketed quantile sketch index with relative error `ALPHA`
+/// (DDSketch's mapping). Index 0 holds exactly 0.
+pub mod sketch {
+    pub const ALPHA: f64 = 0.005;
+    const GAMMA: f64 = (1.0 + ALPHA) / (1.0 - ALPHA);
+
+    #[inline]
+    pub fn index(v_ms: i64) -> u16 {
+        if v_ms <= 0 {
+            return 0;
+        }
+        let i = ((v_ms as f64).ln() / GAMMA.ln()).ceil();
+        // ln(i64::MAX) / ln(GAMMA) < 4400, far below u16::MAX.
+        (i as u16).saturating_add(1)
+    }
+
+    /// The representative value of an index: within `ALPHA` relative error
+    /// of every value mapped to it.
+    #[inline]
+    pub fn value(idx: u16) -> f64 {
+        if idx == 0 {
+            return 0.0;
+        }
+        2.0 * GAMMA.powi(i32::from(idx) - 1) / (GAMMA + 1.0)
+    }
+
+    /// Nearest-rank quantile (`rank = ceil(num/den * n)`) of sorted
+    /// `(index, count)` pairs.
+    pub fn quantile(sorted: &[(u16, u64)], num: u64, den: u64) -> Option<f64> {
+        let n: u64 = sorted.iter().map(|e| e.1).sum();
+        if n == 0 {
+            return None;
+        }
+        let rank = (n * num).div_ceil(den).max(1);
+        let mut seen = 0;
+        for &(idx, c) in sorted {
+            seen += c;
+            if seen >= rank {
+                return Some(value(idx));
+            }
+        }
+        None
+    }
+}
+
+/// Per-window sales-cycle samples: `(bucket, sketch index) -> count`, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleRing {
+    entries: VecDeque<(i64, u16, u32)>,
+}
+
+impl CycleRing {
+    pub fn evict(&mut self, oldest: i64) {
+        while self.entries.front().is_some_and(|e| e.0 < oldest) {
+            self.entries.pop_front();
+        }
+        if self.entries.is_empty() && self.entries.capacity() > 8 {
+            self.entries = VecDeque::new();
+        }
+    }
+
+    pub fn add(&mut self, oldest: i64, idx: i64, hist: u16) {
+        self.evict(oldest);
+        if idx < oldest {
+            return;
+        }
+        let pos = self
+            .entries
+            .partition_point(|e| (e.0, e.1) < (idx, hist));
+        match self.entries.get_mut(pos) {
+            Some(e) if e.0 == idx && e.1 == hist => e.2 = e.2.saturating_add(1),
+            _ => self.entries.insert(pos, (idx, hist, 1)),
+        }
+    }
+
+    /// Appends the `(sketch index, count)` samples of buckets at or after
+    /// `oldest` to `out` (unsorted).
+    pub fn collect_into(&self, oldest: i64, out: &mut Vec<(u16, u64)>) {
+        for &(idx, h, c) in self.entries.iter().rev() {
+            if idx < oldest {
+                break;
+            }
+            out.push((h, u64::from(c)));
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<(i64, u16, u32)>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_keeps_only_window_buckets() {
+        let mut r = Ring::<2>::default();
+        r.add(0, 5, &[1, 10]);
+        r.add(0, 3, &[1, 1]);
+        r.add(0, 5, &[1, 0]);
+        r.add(0, 4, &[1, 0]);
+        let mut s = [0; 2];
+        r.sum_into(4, &mut s);
+        assert_eq!(s, [3, 10]);
+        r.add(5, 7, &[1, 1]);
+        assert_eq!(r.len(), 2);
+        r.add(5, 1, &[100, 100]);
+        let mut s = [0; 2];
+        r.sum_into(0, &mut s);
+        assert_eq!(s, [3, 11]);
+    }
+
+    #[test]
+    fn sketch_relative_error_is_within_one_percent() {
+        let mut v: i64 = 1;
+        while v < 4_000_000_000_000 {
+            let est = sketch::value(sketch::index(v));
+            let err = (est - v as f64).abs() / v as f64;
+            assert!(err <= 0.0051, "v={v} est={est} err={err}");
+            v = v * 3 / 2 + 1;
+        }
+        assert_eq!(sketch::value(sketch::index(0)), 0.0);
+        assert!(sketch::index(i64::MAX) < 5000);
+    }
+
+    #[test]
+    fn nearest_rank() {
+        // values 0, 0, 0 and index of 1000 ms once: p50 -> 0, p90 -> ~1000
+        let i = sketch::index(1000);
+        let s = [(0u16, 3u64), (i, 1)];
+        assert_eq!(sketch::quantile(&s, 1, 2), Some(0.0));
+        let p90 = sketch::quantile(&s, 9, 10).unwrap();
+        assert!((p90 - 1000.0).abs() <= 10.0);
+        assert_eq!(sketch::quantile(&[], 1, 2), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! Typed engine settings and the small parsers they need (Prometheus-style
+//! durations, window lists). Settings are plain data: the CLI (flags, env,
+//! TOML file) builds them, the stages read them.
+
+use std::fmt;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: &str, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+const UNITS: [(&str, i64); 7] = [
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
+/// Parses a Prometheus duration (`5m`, `1h30m`, `90d`, `500ms`, `0`) into
+/// milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: i64 = 0;
+    let mut last_unit = usize::MAX;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if start == i {
+            return Err(format!("`{s}` is not a duration like 5m, 1h30m or 90d"));
+        }
+        let n: i64 = s[start..i]
+            .parse()
+            .map_err(|_| format!("`{s}`: number too large"))?;
+        let ustart = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit = &s[ustart..i];
+        let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h, d, w or y)"
+            ));
+        };
+        if last_unit != usize::MAX && pos <= last_unit {
+            return Err(format!("`{s}`: units must go from largest to smallest"));
+        }
+        last_unit = pos;
+        total = n
+            .checked_mul(UNITS[pos].1)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("`{s}`: duration too large"))?;
+    }
+    Ok(total)
+}
+
+/// Formats milliseconds as a Prometheus duration using d, h, m, s and ms
+/// (`7d`, `90d`, `1h30m`), as the contract's `window` label wants.
+pub fn format_duration_ms(mut ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (u, n) in UNITS.iter().skip(2) {
+        if ms >= *n {
+            out.push_str(&(ms / n).to_string());
+            out.push_str(u);
+            ms %= n;
+        }
+    }
+    out
+}
+
+/// One rolling window: its length, bucket width and `window` label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub len_ms: i64,
+    /// `len_ms / 60`: buckets per window are [`BUCKETS_PER_WINDOW`].
+    pub width_ms: i64,
+    pub label: String,
+}
+
+/// Buckets per window: a bucket is at most `W / 60` wide (METRICS.md).
+pub const BUCKETS_PER_WINDOW: i64 = 60;
+pub const MAX_WINDOWS: usize = 16;
+
+impl WindowSpec {
+    pub fn new(len_ms: i64) -> Result<Self, String> {
+        if len_ms < 60_000 {
+            return Err(format!(
+                "window {} is shorter than the 1m minimum",
+                format_duration_ms(len_ms)
+            ));
+        }
+        if len_ms > 10 * 365 * 86_400_000 {
+            return Err("windows longer than 10y are not supported".into());
+        }
+        Ok(WindowSpec {
+            len_ms,
+            width_ms: len_ms / BUCKETS_PER_WINDOW,
+            label: format_duration_ms(len_ms),
+        })
+    }
+}
+
+/// Parses `5m,1h,1d` into window specs, in the given order.
+pub fn parse_windows(s: &str) -> Result<Vec<WindowSpec>, String> {
+    let mut out: Vec<WindowSpec> = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err("empty entry in the window list".into());
+        }
+        let w = WindowSpec::new(parse_duration_ms(part)?)?;
+        if out.iter().any(|o| o.len_ms == w.len_ms) {
+            return Err(format!("window {} is listed twice", w.label));
+        }
+        out.push(w);
+    }
+    if out.is_empty() {
+        return Err("at least one window is needed".into());
+    }
+    if out.len() > MAX_WINDOWS {
+        return Err(format!("at most {MAX_WINDOWS} windows are supported"));
+    }
+    Ok(out)
+}
+
+pub const DEFAULT_WINDOWS: &str = "5m,1h,1d,7d,30d,90d";
+
+/// Which clock drives engine time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    /// The wall clock (live use).
+    Wall,
+    /// The greatest event time seen so far (replays, backfills, tests).
+    Event,
+}
+
+impl std::str::FromStr for ClockMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "wall" => Ok(ClockMode::Wall),
+            "event" => Ok(ClockMode::Event),
+            _ => Err(format!("`{s}` is not a clock: use wall or event")),
+        }
+    }
+}
+
+impl fmt::Display for ClockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClockMode::Wall => "wall",
+            ClockMode::Event => "event",
+        })
+    }
+}
+
+/// Everything the engine core (decode, dedup, aggregate) needs to know.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub windows: Vec<WindowSpec>,
+    pub clock: ClockMode,
+    pub max_future_skew_ms: i64,
+    pub allowed_lateness_ms: i64,
+    pub dedup_horizon_ms: i64,
+    pub dedup_capacity: usize,
+    pub max_channels: usize,
+    pub max_campaigns: usize,
+    pub max_tracked_deals: usize,
+    pub max_event_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            windows: parse_windows(DEFAULT_WINDOWS).expect("default windows parse"),
+            clock: ClockMode::Wall,
+            max_future_skew_ms: 5 * 60_000,
+            allowed_lateness_ms: 0,
+            dedup_horizon_ms: 3_600_000,
+            dedup_capacity: 1_000_000,
+            max_channels: 100,
+            max_campaigns: 10_000,
+            max_tracked_deals: 1_000_000,
+            max_event_bytes: 1 << 20,
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn longest_window_ms(&self) -> i64 {
+        self.windows.iter().map(|w| w.len_ms).max().unwrap_or(0)
+    }
+
+    pub fn decode_config(&self) -> crate::decode::DecodeConfig {
+        crate::decode::DecodeConfig {
+            max_future_skew_ms: self.max_future_skew_ms,
+            max_event_bytes: self.max_event_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("90d"), Ok(90 * 86_400_000));
+        assert_eq!(parse_duration_ms("1w"), Ok(7 * 86_400_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert_eq!(parse_duration_ms("0"), Ok(0));
+        for bad in ["", "5", "m", "5x", "1m1h", "5m5m", "99999999999999999999d", "-5m"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn labels_follow_the_contract() {
+        let w = parse_windows(DEFAULT_WINDOWS).unwrap();
+        let labels: Vec<_> = w.iter().map(|w| w.label.as_str()).collect();
+        assert_eq!(labels, ["5m", "1h", "1d", "7d", "30d", "90d"]);
+        assert_eq!(w[0].width_ms, 5000);
+        assert_eq!(w[5].width_ms, 129_600_000);
+        assert_eq!(format_duration_ms(5_400_000), "1h30m");
+        assert_eq!(parse_windows("1w").unwrap()[0].label, "7d");
+    }
+
+    #[test]
+    fn window_list_errors() {
+        assert!(parse_windows("5m,5m").is_err());
+        assert!(parse_windows("30s").is_err());
+        assert!(parse_windows("5m,,1h").is_err());
+    }
+}

@@ -1,0 +1,675 @@
+//! Stage 2 of the flow: **decode**. Bytes in, a validated [`Event`] or a
+//! [`RejectReason`] out, following the event contract (EVENTS.md) and the
+//! choices of `docs/SEMANTICS.md`. Also home of the [`dedup::Dedup`] memory.
+//!
+//! Decoding borrows from the input where it can: field names are matched
+//! without allocating and string values point into the message unless they
+//! contain JSON escapes. The decoder never panics, whatever the bytes.
+
+pub mod dedup;
+pub mod time;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why an event was rejected. A small fixed set, so that
+/// `funnel_events_rejected_total{reason}` has bounded cardinality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    TooLarge,
+    InvalidJson,
+    NotObject,
+    MissingField,
+    WrongType,
+    InvalidValue,
+    InvalidNumber,
+    InvalidLength,
+    InvalidTimestamp,
+    FutureTimestamp,
+    CreatedAfterTs,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 11] = [
+        Self::TooLarge,
+        Self::InvalidJson,
+        Self::NotObject,
+        Self::MissingField,
+        Self::WrongType,
+        Self::InvalidValue,
+        Self::InvalidNumber,
+        Self::InvalidLength,
+        Self::InvalidTimestamp,
+        Self::FutureTimestamp,
+        Self::CreatedAfterTs,
+    ];
+
+    /// The `reason` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::InvalidJson => "invalid_json",
+            Self::NotObject => "not_object",
+            Self::MissingField => "missing_field",
+            Self::WrongType => "wrong_type",
+            Self::InvalidValue => "invalid_value",
+            Self::InvalidNumber => "invalid_number",
+            Self::InvalidLength => "invalid_length",
+            Self::InvalidTimestamp => "invalid_timestamp",
+            Self::FutureTimestamp => "future_timestamp",
+            Self::CreatedAfterTs => "created_after_ts",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The six event types, in the order of EVENTS.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Impression,
+    Click,
+    Lead,
+    Deal,
+    Spend,
+    Subscription,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 6] = [
+        Self::Impression,
+        Self::Click,
+        Self::Lead,
+        Self::Deal,
+        Self::Spend,
+        Self::Subscription,
+    ];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Impression => "impression",
+            Self::Click => "click",
+            Self::Lead => "lead",
+            Self::Deal => "deal",
+            Self::Spend => "spend",
+            Self::Subscription => "subscription",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Lead lifecycle stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadStage {
+    New,
+    Mql,
+    Sql,
+}
+impl LeadStage {
+    pub const ALL: [LeadStage; 3] = [Self::New, Self::Mql, Self::Sql];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Mql => "mql",
+            Self::Sql => "sql",
+        }
+    }
+}
+
+/// Deal stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DealStage {
+    Open,
+    Won,
+    Lost,
+}
+impl DealStage {
+    pub const ALL: [DealStage; 3] = [Self::Open, Self::Won, Self::Lost];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Won => "won",
+            Self::Lost => "lost",
+        }
+    }
+}
+
+/// Subscription MRR movement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    New,
+    Expansion,
+    Contraction,
+    Churn,
+    Reactivation,
+}
+impl Change {
+    pub const ALL: [Change; 5] = [
+        Self::New,
+        Self::Expansion,
+        Self::Contraction,
+        Self::Churn,
+        Self::Reactivation,
+    ];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Expansion => "expansion",
+            Self::Contraction => "contraction",
+            Self::Churn => "churn",
+            Self::Reactivation => "reactivation",
+        }
+    }
+    /// `+1` for movements that add MRR, `-1` for those that remove it.
+    pub fn sign(self) -> i64 {
+        match self {
+            Self::Contraction | Self::Churn => -1,
+            _ => 1,
+        }
+    }
+}
+
+/// Type-specific payload of a valid event. Money is in integer micro-units.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body<'a> {
+    Impression {
+        count: u64,
+        cost: i64,
+    },
+    Click {
+        count: u64,
+        cost: i64,
+    },
+    Lead {
+        stage: LeadStage,
+    },
+    Deal {
+        deal_id: Cow<'a, str>,
+        stage: DealStage,
+        amount: i64,
+        /// Present for `won` and `lost` (required), optional for `open`.
+        created_ts: Option<i64>,
+    },
+    Spend {
+        amount: i64,
+        /// `category` is `ads` (the default).
+        ads: bool,
+    },
+    Subscription {
+        change: Change,
+        mrr_delta: i64,
+    },
+}
+
+/// A validated event. `ts` is epoch milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    pub id: Cow<'a, str>,
+    pub ts: i64,
+    pub channel: Cow<'a, str>,
+    pub campaign: Cow<'a, str>,
+    pub body: Body<'a>,
+}
+
+impl Event<'_> {
+    pub fn event_type(&self) -> EventType {
+        match self.body {
+            Body::Impression { .. } => EventType::Impression,
+            Body::Click { .. } => EventType::Click,
+            Body::Lead { .. } => EventType::Lead,
+            Body::Deal { .. } => EventType::Deal,
+            Body::Spend { .. } => EventType::Spend,
+            Body::Subscription { .. } => EventType::Subscription,
+        }
+    }
+}
+
+/// Largest accepted `count`: 2^53 - 1, the largest integer every JSON
+/// implementation represents exactly.
+pub const MAX_COUNT: u64 = (1 << 53) - 1;
+/// Largest accepted money amount per event, in currency units.
+pub const MAX_MONEY_UNITS: f64 = 1e12;
+/// Micro-units per currency unit.
+pub const MICRO: i64 = 1_000_000;
+
+/// Decoder settings.
+#[derive(Debug, Clone)]
+pub struct DecodeConfig {
+    /// How far `ts` may lie ahead of the wall clock.
+    pub max_future_skew_ms: i64,
+    /// Longest accepted message, in bytes.
+    pub max_event_bytes: usize,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            max_future_skew_ms: 5 * 60 * 1000,
+            max_event_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Decodes and validates one message value against the contract.
+pub fn decode<'a>(
+    bytes: &'a [u8],
+    cfg: &DecodeConfig,
+    wall_now_ms: i64,
+) -> Result<Event<'a>, RejectReason> {
+    if bytes.len() > cfg.max_event_bytes {
+        return Err(RejectReason::TooLarge);
+    }
+    let raw = parse_raw(bytes)?;
+    let ev = validate(raw)?;
+    if ev.ts > wall_now_ms.saturating_add(cfg.max_future_skew_ms) {
+        return Err(RejectReason::FutureTimestamp);
+    }
+    if let Body::Deal {
+        created_ts: Some(c),
+        ..
+    } = ev.body
+    {
+        if c > ev.ts {
+            return Err(RejectReason::CreatedAfterTs);
+        }
+    }
+    Ok(ev)
+}
+
+// ---------------------------------------------------------------------------
+// Raw parse: known fields as loosely typed scalars, everything else skipped.
+
+/// A JSON value as far as validation needs to know it.
+#[derive(Debug)]
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    U64(u64),
+    /// A negative integer (serde_json reports non-negative ones as U64).
+    Negative,
+    F64(f64),
+    /// `null`, booleans, arrays and objects: always the wrong type here.
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::U64(v))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Negative)
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::F64(v))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Field names the contract defines.
+#[derive(Clone, Copy)]
+enum Field {
+    Id,
+    Type,
+    Ts,
+    Channel,
+    Campaign,
+    Count,
+    Cost,
+    LeadId,
+    Stage,
+    DealId,
+    Amount,
+    CreatedTs,
+    Category,
+    AccountId,
+    Change,
+    MrrDelta,
+    Unknown,
+}
+
+impl Field {
+    fn from_name(s: &str) -> Field {
+        match s {
+            "id" => Field::Id,
+            "type" => Field::Type,
+            "ts" => Field::Ts,
+            "channel" => Field::Channel,
+            "campaign" => Field::Campaign,
+            "count" => Field::Count,
+            "cost" => Field::Cost,
+            "lead_id" => Field::LeadId,
+            "stage" => Field::Stage,
+            "deal_id" => Field::DealId,
+            "amount" => Field::Amount,
+            "created_ts" => Field::CreatedTs,
+            "category" => Field::Category,
+            "account_id" => Field::AccountId,
+            "change" => Field::Change,
+            "mrr_delta" => Field::MrrDelta,
+            _ => Field::Unknown,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Field, E> {
+                Ok(Field::from_name(v))
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+#[derive(Default)]
+struct Raw<'a> {
+    id: Option<Scalar<'a>>,
+    type_: Option<Scalar<'a>>,
+    ts: Option<Scalar<'a>>,
+    channel: Option<Scalar<'a>>,
+    campaign: Option<Scalar<'a>>,
+    count: Option<Scalar<'a>>,
+    cost: Option<Scalar<'a>>,
+    lead_id: Option<Scalar<'a>>,
+    stage: Option<Scalar<'a>>,
+    deal_id: Option<Scalar<'a>>,
+    amount: Option<Scalar<'a>>,
+    created_ts: Option<Scalar<'a>>,
+    category: Option<Scalar<'a>>,
+    account_id: Option<Scalar<'a>>,
+    change: Option<Scalar<'a>>,
+    mrr_delta: Option<Scalar<'a>>,
+}
+
+/// The top-level value: an object's known fields, or "not an object".
+struct Top<'a>(Option<Raw<'a>>);
+
+impl<'de> de::Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Top<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut r = Raw::default();
+                while let Some(field) = a.next_key::<Field>()? {
+                    let slot = match field {
+                        Field::Id => &mut r.id,
+                        Field::Type => &mut r.type_,
+                        Field::Ts => &mut r.ts,
+                        Field::Channel => &mut r.channel,
+                        Field::Campaign => &mut r.campaign,
+                        Field::Count => &mut r.count,
+                        Field::Cost => &mut r.cost,
+                        Field::LeadId => &mut r.lead_id,
+                        Field::Stage => &mut r.stage,
+                        Field::DealId => &mut r.deal_id,
+                        Field::Amount => &mut r.amount,
+                        Field::CreatedTs => &mut r.created_ts,
+                        Field::Category => &mut r.category,
+                        Field::AccountId => &mut r.account_id,
+                        Field::Change => &mut r.change,
+                        Field::MrrDelta => &mut r.mrr_delta,
+                        Field::Unknown => {
+                            a.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(a.next_value::<Scalar<'de>>()?);
+                }
+                Ok(Top(Some(r)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Top(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Top(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Top(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Top(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Top(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Top(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Top(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn parse_raw(bytes: &[u8]) -> Result<Raw<'_>, RejectReason> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let top = <Top as de::Deserialize>::deserialize(&mut de).map_err(|_| RejectReason::InvalidJson)?;
+    de.end().map_err(|_| RejectReason::InvalidJson)?;
+    top.0.ok_or(RejectReason::NotObject)
+}
+
+// ---------------------------------------------------------------------------
+// Validation.
+
+use RejectReason as R;
+
+fn required<'a>(v: Option<Scalar<'a>>) -> Result<Scalar<'a>, RejectReason> {
+    v.ok_or(R::MissingField)
+}
+
+fn string(v: Scalar<'_>) -> Result<Cow<'_, str>, RejectReason> {
+    match v {
+        Scalar::Str(s) => Ok(s),
+        _ => Err(R::WrongType),
+    }
+}
+
+fn bounded(s: Cow<'_, str>, max: usize) -> Result<Cow<'_, str>, RejectReason> {
+    if s.is_empty() || s.len() > max {
+        Err(R::InvalidLength)
+    } else {
+        Ok(s)
+    }
+}
+
+fn optional_label<'a>(
+    v: Option<Scalar<'a>>,
+    default: &'static str,
+    max: usize,
+) -> Result<Cow<'a, str>, RejectReason> {
+    match v {
+        None => Ok(Cow::Borrowed(default)),
+        Some(v) => bounded(string(v)?, max),
+    }
+}
+
+fn timestamp(v: Scalar<'_>) -> Result<i64, RejectReason> {
+    match v {
+        // RFC 3339 names years 0000..=9999, so strings may lie before 1970.
+        Scalar::Str(s) => time::parse_rfc3339_ms(&s).ok_or(R::InvalidTimestamp),
+        Scalar::U64(n) if n <= time::MAX_TS_MS as u64 => Ok(n as i64),
+        Scalar::U64(_) | Scalar::Negative => Err(R::InvalidTimestamp),
+        Scalar::F64(x) if x.fract() == 0.0 && (0.0..=time::MAX_TS_MS as f64).contains(&x) => {
+            Ok(x as i64)
+        }
+        Scalar::F64(_) => Err(R::InvalidTimestamp),
+        Scalar::Other => Err(R::WrongType),
+    }
+}
+
+fn count(v: Option<Scalar<'_>>) -> Result<u64, RejectReason> {
+    match v {
+        None => Ok(1),
+        Some(Scalar::U64(n)) if (1..=MAX_COUNT).contains(&n) => Ok(n),
+        Some(Scalar::U64(_) | Scalar::Negative) => Err(R::InvalidNumber),
+        Some(Scalar::F64(x)) => {
+            if x.fract() == 0.0 && x >= 1.0 && x <= MAX_COUNT as f64 {
+                Ok(x as u64)
+            } else {
+                Err(R::InvalidNumber)
+            }
+        }
+        Some(_) => Err(R::WrongType),
+    }
+}
+
+/// Money to integer micro-units.
+fn money(v: Scalar<'_>) -> Result<i64, RejectReason> {
+    match v {
+        Scalar::U64(n) => {
+            if n as f64 > MAX_MONEY_UNITS {
+                Err(R::InvalidNumber)
+            } else {
+                Ok(n as i64 * MICRO)
+            }
+        }
+        Scalar::Negative => Err(R::InvalidNumber),
+        Scalar::F64(x) => {
+            if x.is_nan() || x < 0.0 || x > MAX_MONEY_UNITS {
+                Err(R::InvalidNumber)
+            } else {
+                Ok((x * MICRO as f64).round() as i64)
+            }
+        }
+        _ => Err(R::WrongType),
+    }
+}
+
+fn optional_money(v: Option<Scalar<'_>>) -> Result<i64, RejectReason> {
+    v.map_or(Ok(0), money)
+}
+
+fn enum_value<T>(v: Scalar<'_>, parse: impl Fn(&str) -> Option<T>) -> Result<T, RejectReason> {
+    let s = string(v)?;
+    parse(&s).ok_or(R::InvalidValue)
+}
+
+fn validate(r: Raw<'_>) -> Result<Event<'_>, RejectReason> {
+    let ty = enum_value(required(r.type_)?, EventType::parse)?;
+    let id = bounded(string(required(r.id)?)?, 128)?;
+    let ts = timestamp(required(r.ts)?)?;
+    let channel = optional_label(r.channel, "unknown", 64)?;
+    let campaign = optional_label(r.campaign, "none", 128)?;
+    let body = match ty {
+        EventType::Impression | EventType::Click => {
+            let count = count(r.count)?;
+            let cost = optional_money(r.cost)?;
+            if ty == EventType::Impression {
+                Body::Impression { count, cost }
+            } else {
+                Body::Click { count, cost }
+            }
+        }
+        EventType::Lead => {
+            string(required(r.lead_id)?)?;
+            let stage = match r.stage {
+                None => LeadStage::New,
+                Some(v) => enum_value(v, |s| LeadStage::ALL.into_iter().find(|x| x.as_str() == s))?,
+            };
+            Body::Lead { stage }
+        }
+        EventType::Deal => {
+            let deal_id = string(required(r.deal_id)?)?;
+            let stage = enum_value(required(r.stage)?, |s| {
+                DealStage::ALL.into_iter().find(|x| x.as_str() == s)
+            })?;
+            let amount = match (stage, r.amount) {
+                (DealStage::Won, v) => money(required(v)?)?,
+                (_, v) => optional_money(v)?,
+            };
+            let created_ts = match (stage, r.created_ts) {
+                (DealStage::Open, None) => None,
+                (_, v) => Some(timestamp(required(v)?)?),
+            };
+            Body::Deal {
+                deal_id,
+                stage,
+                amount,
+                created_ts,
+            }
+        }
+        EventType::Spend => {
+            let amount = money(required(r.amount)?)?;
+            let ads = match r.category {
+                None => true,
+                Some(v) => string(v)? == "ads",
+            };
+            Body::Spend { amount, ads }
+        }
+        EventType::Subscription => {
+            string(required(r.account_id)?)?;
+            let change = enum_value(required(r.change)?, |s| {
+                Change::ALL.into_iter().find(|x| x.as_str() == s)
+            })?;
+            let mrr_delta = money(required(r.mrr_delta)?)?;
+            Body::Subscription { change, mrr_delta }
+        }
+    };
+    Ok(Event {
+        id,
+        ts,
+        channel,
+        campaign,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests;

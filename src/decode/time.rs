@@ -1,0 +1,209 @@
+//! Timestamp parsing: RFC 3339 strings and epoch milliseconds, to integer
+//! milliseconds since the Unix epoch. Hand-written because it runs once or
+//! twice per event on the hot path; it never panics on any input.
+
+/// Largest accepted timestamp: 9999-12-31T23:59:59.999Z.
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if is_leap(y) => 29,
+        _ => 28,
+    }
+}
+
+#[inline]
+fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
+    let s = b.get(at..at + n)?;
+    let mut v = 0i64;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Parses an RFC 3339 date-time (`2026-11-25T07:54:39.123+02:00`) into epoch
+/// milliseconds. Fractions beyond the millisecond are truncated; `T`, `t` or a
+/// space separate date and time; `Z`, `z` or `+HH:MM` / `-HH:MM` give the
+/// offset. Returns `None` for anything else.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let year = digits(b, 0, 4)?;
+    if b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let month = digits(b, 5, 2)?;
+    let day = digits(b, 8, 2)?;
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let hour = digits(b, 11, 2)?;
+    let min = digits(b, 14, 2)?;
+    let sec = digits(b, 17, 2)?;
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || min > 59
+        || sec > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                millis = millis * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..3 {
+            millis *= 10;
+        }
+    }
+    let offset_s = match b.get(i)? {
+        b'Z' | b'z' => {
+            i += 1;
+            0
+        }
+        sign @ (b'+' | b'-') => {
+            let oh = digits(b, i + 1, 2)?;
+            if b.get(i + 3) != Some(&b':') {
+                return None;
+            }
+            let om = digits(b, i + 4, 2)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            i += 6;
+            let o = oh * 3600 + om * 60;
+            if *sign == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    if i != b.len() {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
+    Some(secs * 1000 + millis)
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC with millisecond precision
+/// (used by the synthetic generator and in messages; not on the hot path).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // civil_from_days
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_contract_examples() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-25T08:00:00Z"),
+            Some(1_795_593_600_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-25T10:00:00.123456+02:00"),
+            Some(1_795_593_600_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-25t03:30:00.5-04:30"),
+            Some(1_795_593_600_500)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-25 08:00:00z"),
+            Some(1_795_593_600_000)
+        );
+        assert_eq!(parse_rfc3339_ms("9999-12-31T23:59:59.999Z"), Some(MAX_TS_MS));
+        assert_eq!(
+            parse_rfc3339_ms("2016-12-31T23:59:60Z"),
+            parse_rfc3339_ms("2017-01-01T00:00:00Z")
+        );
+        assert_eq!(parse_rfc3339_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for s in [
+            "",
+            "2026-11-25",
+            "2026-11-25T08:00:00",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T08:00:00.Z",
+            "2026-11-25T08:00:00+0200",
+            "2026-11-25T08:00:00+02:00x",
+            "2026-11-25X08:00:00Z",
+            "２０２６-11-25T08:00:00Z",
+            "2026-11-25T08:00:00+24:00",
+        ] {
+            assert_eq!(parse_rfc3339_ms(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn format_round_trips() {
+        for ms in [0, 1_795_593_600_123, MAX_TS_MS, 951_782_400_000, -1] {
+            assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Stage 5 of the flow: **export**. The only stage that knows Prometheus.
+//! [`prometheus`] renders the exposition text from the aggregators' state
+//! and the engine's health counters.
+
+pub mod prometheus;

@@ -1,0 +1,160 @@
+//! `funnelstream replay`: NDJSON in, the /metrics exposition out, through
+//! exactly the stages `run` uses (one partition).
+
+use crate::cli::{config_error, ReplayArgs, VERSION};
+use crate::engine::{wall_clock_ms, Engine, Health, Outcome, Partition};
+use crate::export::prometheus::render;
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// One line of input, or a line longer than the limit (skipped unread).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    Event(&'a [u8]),
+    TooLong,
+}
+
+/// Calls `f` for every line of `r`, without ever buffering more than
+/// `max + 1` bytes of one line. `\r\n` endings are accepted; blank lines are
+/// skipped.
+pub fn for_each_line<R: Read>(
+    r: R,
+    max: usize,
+    mut f: impl FnMut(Line<'_>),
+) -> io::Result<()> {
+    let mut r = BufReader::with_capacity(1 << 16, r);
+    let mut line: Vec<u8> = Vec::new();
+    let mut too_long = false;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let (chunk, consumed, ended) = match memchr_nl(buf) {
+            Some(i) => (&buf[..i], i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        if !too_long {
+            if line.len() + chunk.len() > max + 1 {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        r.consume(consumed);
+        if ended {
+            emit(&mut line, &mut too_long, max, &mut f);
+        }
+    }
+    emit(&mut line, &mut too_long, max, &mut f);
+    Ok(())
+}
+
+fn emit(line: &mut Vec<u8>, too_long: &mut bool, max: usize, f: &mut impl FnMut(Line<'_>)) {
+    if *too_long {
+        f(Line::TooLong);
+    } else {
+        let mut l: &[u8] = line;
+        if l.last() == Some(&b'\r') {
+            l = &l[..l.len() - 1];
+        }
+        if l.len() > max {
+            f(Line::TooLong);
+        } else if !l.iter().all(u8::is_ascii_whitespace) {
+            f(Line::Event(l));
+        }
+    }
+    line.clear();
+    *too_long = false;
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// Feeds every line of `input` into `p`; returns (lines, applied, duplicates, rejected).
+pub fn feed<R: Read>(p: &mut Partition, input: R, max: usize) -> io::Result<[u64; 4]> {
+    let mut n = [0u64; 4];
+    for_each_line(input, max, |line| {
+        n[0] += 1;
+        // A line over the limit is handed over as is, so the decoder's size
+        // check rejects it as too_large like any other oversized message.
+        let outcome = match line {
+            Line::Event(b) => p.process(b),
+            Line::TooLong => p.process(&vec![b' '; max + 1]),
+        };
+        match outcome {
+            Outcome::Applied { .. } => n[1] += 1,
+            Outcome::Duplicate => n[2] += 1,
+            Outcome::Rejected(_) => n[3] += 1,
+        }
+    })?;
+    Ok(n)
+}
+
+pub fn run(args: &ReplayArgs) -> i32 {
+    let cfg = match args.engine.resolve() {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    let max = cfg.max_event_bytes;
+    let engine = Engine::new(cfg);
+    let mut part = engine.partition();
+    let result = if args.from.as_os_str() == "-" {
+        feed(&mut part, io::stdin().lock(), max)
+    } else {
+        match std::fs::File::open(&args.from) {
+            Ok(f) => feed(&mut part, f, max),
+            Err(e) => {
+                eprintln!("funnelstream: --from {}: {e}", args.from.display());
+                return 2;
+            }
+        }
+    };
+    let n = match result {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("funnelstream: reading {}: {e}", args.from.display());
+            return 1;
+        }
+    };
+    let now = engine.clock.now(wall_clock_ms());
+    let text = render(&[&part.agg], &Health::of(&[&part]), now, VERSION);
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("funnelstream: writing the exposition: {e}");
+            return 1;
+        }
+    }
+    eprintln!(
+        "funnelstream: replayed {} events: {} applied, {} duplicates, {} rejected",
+        n[0], n[1], n[2], n[3]
+    );
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &str, max: usize) -> Vec<String> {
+        let mut v = Vec::new();
+        for_each_line(input.as_bytes(), max, |l| {
+            v.push(match l {
+                Line::Event(b) => String::from_utf8_lossy(b).into_owned(),
+                Line::TooLong => "<too long>".into(),
+            })
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn splits_and_bounds_lines() {
+        assert_eq!(lines("a\r\nbb\n\n  \nccc", 5), ["a", "bb", "ccc"]);
+        assert_eq!(lines("abcdefgh\nab\n", 5), ["<too long>", "ab"]);
+        assert_eq!(lines("abcde\r\n", 5), ["abcde"]);
+        assert!(lines("", 5).is_empty());
+    }
+}
