@@ -1,1 +1,232 @@
-fn main(){}
+//! Throughput of the core engine, per event, on one core:
+//! decode alone, aggregate alone, decode + dedup + aggregate (the
+//! `Partition::process` hot path) from 100 to 100,000 keys and with 1 and 6
+//! windows, and exposition rendering (ours vs the `prometheus` crate's
+//! encoder on the same series).
+//!
+//! Events are ~200-byte synthetic events (`funnelstream::synth`), event time
+//! advancing 100 ms per event so buckets keep rolling over (a pessimistic
+//! case: a live stream at high rates mostly hits the current bucket).
+//! Each measurement runs on a partition pre-warmed with 1M events.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use funnelstream::config::{parse_windows, ClockMode, EngineConfig};
+use funnelstream::decode::{decode, DecodeConfig};
+use funnelstream::engine::{Engine, Health, Partition};
+use funnelstream::export::prometheus::render;
+use funnelstream::synth::{Synth, SynthConfig};
+use std::time::{Duration, Instant};
+
+const WALL: i64 = i64::MAX / 4;
+const WARM: usize = 1_000_000;
+const TIMED: usize = 1_000_000;
+
+fn lines(keys: u64, n: usize) -> Vec<String> {
+    let mut g = Synth::new(SynthConfig {
+        keys,
+        step_ms: 100.0,
+        ..SynthConfig::default()
+    });
+    (0..n).map(|_| g.next_line()).collect()
+}
+
+fn config(windows: &str) -> EngineConfig {
+    EngineConfig {
+        windows: parse_windows(windows).unwrap(),
+        clock: ClockMode::Event,
+        max_campaigns: 1_000_000,
+        ..EngineConfig::default()
+    }
+}
+
+/// A partition warmed with `warm`, timed over `timed`, rebuilt when used up.
+struct Bed<'a> {
+    cfg: EngineConfig,
+    warm: &'a [String],
+    timed: &'a [String],
+    part: Option<Partition>,
+    pos: usize,
+}
+
+impl<'a> Bed<'a> {
+    fn new(cfg: EngineConfig, pool: &'a [String]) -> Self {
+        let (warm, timed) = pool.split_at(WARM);
+        Bed { cfg, warm, timed, part: None, pos: usize::MAX }
+    }
+    fn run(&mut self, iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        let mut left = iters as usize;
+        while left > 0 {
+            if self.pos >= self.timed.len() || self.part.is_none() {
+                let mut p = Engine::new(self.cfg.clone()).partition();
+                for l in self.warm {
+                    p.process_at(l.as_bytes(), WALL);
+                }
+                self.part = Some(p);
+                self.pos = 0;
+            }
+            let p = self.part.as_mut().unwrap();
+            let n = left.min(self.timed.len() - self.pos);
+            let batch = &self.timed[self.pos..self.pos + n];
+            let t = Instant::now();
+            for l in batch {
+                black_box(p.process_at(l.as_bytes(), WALL));
+            }
+            total += t.elapsed();
+            self.pos += n;
+            left -= n;
+        }
+        total
+    }
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(1));
+
+    let pool = lines(10_000, WARM + TIMED);
+    let avg = pool.iter().map(String::len).sum::<usize>() / pool.len();
+    eprintln!("average event size: {avg} bytes");
+
+    let dcfg = DecodeConfig::default();
+    g.bench_function("decode", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % pool.len();
+            black_box(decode(pool[i].as_bytes(), &dcfg, WALL).is_ok())
+        })
+    });
+
+    // Aggregate alone: events decoded up front, applied in order.
+    let events: Vec<_> = pool.iter().map(|l| decode(l.as_bytes(), &dcfg, WALL).unwrap()).collect();
+    g.bench_function("aggregate/10000keys/6windows", |b| {
+        let cfg = config("5m,1h,1d,7d,30d,90d");
+        b.iter_custom(|iters| {
+            let engine = Engine::new(cfg.clone());
+            let mut agg = engine.partition().agg;
+            let mut now = i64::MIN;
+            let mut total = Duration::ZERO;
+            let mut left = iters as usize;
+            let mut i = 0;
+            while left > 0 {
+                let n = left.min(events.len() - i);
+                let t = Instant::now();
+                for ev in &events[i..i + n] {
+                    now = now.max(ev.ts);
+                    agg.apply(ev, ev.ts, now);
+                }
+                total += t.elapsed();
+                left -= n;
+                i += n;
+                if i == events.len() {
+                    i = 0;
+                    agg = engine.partition().agg;
+                    now = i64::MIN;
+                }
+            }
+            total
+        })
+    });
+    drop(events);
+
+    for keys in [100u64, 1_000, 10_000, 100_000] {
+        let pool = if keys == 10_000 { pool.clone() } else { lines(keys, WARM + TIMED) };
+        let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &pool);
+        g.bench_with_input(BenchmarkId::new("decode+aggregate/6windows", keys), &keys, |b, _| {
+            b.iter_custom(|iters| bed.run(iters))
+        });
+        if keys == 100_000 {
+            let mut bed = Bed::new(config("90d"), &pool);
+            g.bench_with_input(BenchmarkId::new("decode+aggregate/1window", keys), &keys, |b, _| {
+                b.iter_custom(|iters| bed.run(iters))
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Parses our own exposition into (name, labels, value) for the crate path.
+fn parse(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    let mut out = Vec::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = l.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split("\",")
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once("=\"").unwrap();
+                (k.to_string(), v.trim_end_matches('"').to_string())
+            })
+            .collect();
+        out.push((name.to_string(), labels, value.parse().unwrap()));
+    }
+    out
+}
+
+fn bench_render(c: &mut Criterion) {
+    let mut g = c.benchmark_group("render");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    // ~3,800 fully active keys publish about a million series.
+    let mut part = Engine::new(config("5m,1h,1d,7d,30d,90d")).partition();
+    let mut gen = Synth::new(SynthConfig { keys: 3_800, step_ms: 2.0, ..SynthConfig::default() });
+    for _ in 0..2_000_000 {
+        part.process_at(gen.next_line().as_bytes(), WALL);
+    }
+    let now = gen.current_ms();
+    let text = render(&[&part.agg], &Health::of(&[&part]), now, "bench");
+    let series = text.lines().find(|l| l.starts_with("funnel_series ")).unwrap().to_string();
+    eprintln!("render: {series}, {} MB of text", text.len() / 1_000_000);
+    g.bench_function("funnelstream/1M_series", |b| {
+        b.iter(|| black_box(render(&[&part.agg], &Health::of(&[&part]), now, "bench").len()))
+    });
+
+    // The same series through the prometheus crate's protobuf model and
+    // TextEncoder (what a custom Collector would do per scrape).
+    use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+    use prometheus::Encoder;
+    let parsed = parse(&text);
+    g.bench_function("prometheus_crate/1M_series", |b| {
+        b.iter(|| {
+            let mut fams: Vec<MetricFamily> = Vec::new();
+            for (name, labels, v) in &parsed {
+                if fams.last().map(|f| f.name() != name).unwrap_or(true) {
+                    let mut f = MetricFamily::default();
+                    f.set_name(name.clone());
+                    f.set_help("help".into());
+                    f.set_field_type(MetricType::GAUGE);
+                    fams.push(f);
+                }
+                let mut m = Metric::default();
+                m.set_label(
+                    labels
+                        .iter()
+                        .map(|(k, v)| {
+                            let mut p = LabelPair::default();
+                            p.set_name(k.clone());
+                            p.set_value(v.clone());
+                            p
+                        })
+                        .collect(),
+                );
+                let mut gv = Gauge::default();
+                gv.set_value(*v);
+                m.set_gauge(gv);
+                fams.last_mut().unwrap().mut_metric().push(m);
+            }
+            let mut buf = Vec::with_capacity(text.len() + text.len() / 4);
+            prometheus::TextEncoder::new().encode(&fams, &mut buf).unwrap();
+            black_box(buf.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_engine, bench_render);
+criterion_main!(benches);

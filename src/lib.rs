@@ -24,3 +24,4 @@ pub mod engine;
 pub mod export;
 pub mod kpi;
 pub mod replay;
+pub mod synth;

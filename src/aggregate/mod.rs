@@ -11,7 +11,7 @@ pub mod labels;
 pub mod ring;
 
 use crate::config::{EngineConfig, WindowSpec};
-use crate::decode::dedup::{id_hash, PreHashedMap};
+use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
 use crate::decode::{Body, DealStage, Event};
 use labels::LabelTable;
 use ring::{bucket_of, oldest_bucket, sketch, CycleRing, Ring};
@@ -45,33 +45,18 @@ pub const LEADS_N: usize = 3;
 pub const DEALS_N: usize = 5;
 pub const SUBS_N: usize = 8;
 
-/// One window's buckets of one key, split in groups so that a key only pays
-/// for the kinds of events it receives.
-#[derive(Debug, Clone, Default)]
-pub struct WindowState {
-    traffic: Ring<TRAFFIC_N>,
-    leads: Ring<LEADS_N>,
-    deals: Ring<DEALS_N>,
-    subs: Ring<SUBS_N>,
-    cycles: CycleRing,
+/// One group's rings of one key, one ring per window (group-major, so an
+/// event touches one contiguous block). Allocated on the key's first event
+/// of the group: a key pays only for the kinds of events it receives.
+type Rings<T> = Option<Box<[T]>>;
+
+fn rings<T: Default + Clone>(slot: &mut Rings<T>, windows: usize) -> &mut [T] {
+    slot.get_or_insert_with(|| vec![T::default(); windows].into_boxed_slice())
 }
 
-impl WindowState {
-    fn evict(&mut self, oldest: i64) {
-        self.traffic.evict(oldest);
-        self.leads.evict(oldest);
-        self.deals.evict(oldest);
-        self.subs.evict(oldest);
-        self.cycles.evict(oldest);
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.traffic.heap_bytes()
-            + self.leads.heap_bytes()
-            + self.deals.heap_bytes()
-            + self.subs.heap_bytes()
-            + self.cycles.heap_bytes()
-    }
+fn rings_heap<T>(slot: &Rings<T>, heap: impl Fn(&T) -> usize) -> usize {
+    slot.as_ref()
+        .map_or(0, |r| r.iter().map(|x| std::mem::size_of::<T>() + heap(x)).sum())
 }
 
 /// The sums of one window at one instant (possibly merged across
@@ -144,12 +129,16 @@ impl Totals {
 }
 
 /// State of one (channel, campaign) key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct KeyState {
     pub channel: u32,
     pub campaign: u32,
     pub totals: Totals,
-    windows: Box<[WindowState]>,
+    traffic: Rings<Ring<TRAFFIC_N>>,
+    leads: Rings<Ring<LEADS_N>>,
+    deals: Rings<Ring<DEALS_N>>,
+    cycles: Rings<CycleRing>,
+    subs: Rings<Ring<SUBS_N>>,
 }
 
 impl KeyState {
@@ -157,14 +146,53 @@ impl KeyState {
     /// window, in configured order). Call [`WindowSums::finish`] after the
     /// last merge.
     pub fn sums_into(&self, specs: &[WindowSpec], now: i64, out: &mut [WindowSums]) {
-        for ((w, spec), o) in self.windows.iter().zip(specs).zip(out.iter_mut()) {
+        for (i, (spec, o)) in specs.iter().zip(out.iter_mut()).enumerate() {
             let oldest = oldest_bucket(now, spec.width_ms);
-            w.traffic.sum_into(oldest, &mut o.traffic);
-            w.leads.sum_into(oldest, &mut o.leads);
-            w.deals.sum_into(oldest, &mut o.deals);
-            w.subs.sum_into(oldest, &mut o.subs);
-            w.cycles.collect_into(oldest, &mut o.cycles);
+            if let Some(r) = &self.traffic {
+                r[i].sum_into(oldest, &mut o.traffic);
+            }
+            if let Some(r) = &self.leads {
+                r[i].sum_into(oldest, &mut o.leads);
+            }
+            if let Some(r) = &self.deals {
+                r[i].sum_into(oldest, &mut o.deals);
+            }
+            if let Some(r) = &self.cycles {
+                r[i].collect_into(oldest, &mut o.cycles);
+            }
+            if let Some(r) = &self.subs {
+                r[i].sum_into(oldest, &mut o.subs);
+            }
         }
+    }
+
+    fn evict(&mut self, specs: &[WindowSpec], now: i64) {
+        for (i, spec) in specs.iter().enumerate() {
+            let oldest = oldest_bucket(now, spec.width_ms);
+            if let Some(r) = &mut self.traffic {
+                r[i].evict(oldest);
+            }
+            if let Some(r) = &mut self.leads {
+                r[i].evict(oldest);
+            }
+            if let Some(r) = &mut self.deals {
+                r[i].evict(oldest);
+            }
+            if let Some(r) = &mut self.cycles {
+                r[i].evict(oldest);
+            }
+            if let Some(r) = &mut self.subs {
+                r[i].evict(oldest);
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        rings_heap(&self.traffic, Ring::heap_bytes)
+            + rings_heap(&self.leads, Ring::heap_bytes)
+            + rings_heap(&self.deals, Ring::heap_bytes)
+            + rings_heap(&self.cycles, CycleRing::heap_bytes)
+            + rings_heap(&self.subs, Ring::heap_bytes)
     }
 
     /// Composite key of the two label ids.
@@ -199,7 +227,13 @@ pub struct Aggregator {
     late_before_ms: i64,
     max_tracked_deals: usize,
     labels: Arc<LabelTable>,
+    /// Label-id pair -> key, for every key.
     index: HashMap<u64, u32, ahash::RandomState>,
+    /// 128-bit hash of the raw (channel, campaign) strings -> key, for
+    /// pairs that were not folded into `__overflow__` (so it is bounded by
+    /// the cardinality limits). One probe per event instead of two shared
+    /// label lookups and a second map.
+    cache: PreHashedMap128<u32>,
     keys: Vec<KeyState>,
     deals: PreHashedMap<DealState>,
     pub stats: AggStats,
@@ -215,6 +249,7 @@ impl Aggregator {
             max_tracked_deals: cfg.max_tracked_deals,
             labels,
             index: HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
+            cache: PreHashedMap128::default(),
             keys: Vec::new(),
             deals: PreHashedMap::default(),
             stats: AggStats::default(),
@@ -233,7 +268,12 @@ impl Aggregator {
         &self.labels
     }
 
+    #[inline]
     fn key_index(&mut self, channel: &str, campaign: &str) -> usize {
+        let h = pair_hash(channel, campaign);
+        if let Some(&k) = self.cache.get(&h) {
+            return k as usize;
+        }
         let (ch, ch_over) = self.labels.channel.intern(channel);
         let (ca, ca_over) = self.labels.campaign.intern(campaign);
         self.stats.label_overflow[0] += u64::from(ch_over);
@@ -245,9 +285,11 @@ impl Aggregator {
             self.keys.push(KeyState {
                 channel: ch,
                 campaign: ca,
-                totals: Totals::default(),
-                windows: vec![WindowState::default(); self.specs.len()].into_boxed_slice(),
+                ..KeyState::default()
             });
+        }
+        if !ch_over && !ca_over {
+            self.cache.insert(h, idx);
         }
         idx as usize
     }
@@ -266,10 +308,12 @@ impl Aggregator {
         if late {
             self.stats.late += 1;
         }
-        let specs = &self.specs;
+        // Late events reach no window: an empty spec list skips the rings
+        // (which are still sized for every window).
+        let specs: &[WindowSpec] = if late { &[] } else { &self.specs };
+        let nw = self.specs.len();
         let key = &mut self.keys[k];
         let t = &mut key.totals;
-        let windows: &mut [WindowState] = if late { &mut [] } else { &mut key.windows };
         match &ev.body {
             Body::Impression { count, cost } | Body::Click { count, cost } => {
                 let is_click = matches!(ev.body, Body::Click { .. });
@@ -284,7 +328,7 @@ impl Aggregator {
                 let mut d = [0; TRAFFIC_N];
                 d[if is_click { field::CLICKS } else { field::IMPRESSIONS }] = count;
                 d[field::AD_SPEND] = cost;
-                add_windows(windows, specs, now, ts_eff, |w| &mut w.traffic, &d);
+                add_windows(rings(&mut key.traffic, nw), specs, now, ts_eff, &d);
             }
             Body::Spend { amount, ads } => {
                 if *ads {
@@ -293,13 +337,13 @@ impl Aggregator {
                 t.spend += i128::from(*amount);
                 let mut d = [0; TRAFFIC_N];
                 d[if *ads { field::AD_SPEND } else { field::OTHER_SPEND }] = *amount;
-                add_windows(windows, specs, now, ts_eff, |w| &mut w.traffic, &d);
+                add_windows(rings(&mut key.traffic, nw), specs, now, ts_eff, &d);
             }
             Body::Lead { stage } => {
                 t.leads[*stage as usize] += 1;
                 let mut d = [0; LEADS_N];
                 d[*stage as usize] = 1;
-                add_windows(windows, specs, now, ts_eff, |w| &mut w.leads, &d);
+                add_windows(rings(&mut key.leads, nw), specs, now, ts_eff, &d);
             }
             Body::Subscription { change, mrr_delta } => {
                 let c = *change as usize;
@@ -319,7 +363,7 @@ impl Aggregator {
                     d[f] = 1;
                     t.customers += delta;
                 }
-                add_windows(windows, specs, now, ts_eff, |w| &mut w.subs, &d);
+                add_windows(rings(&mut key.subs, nw), specs, now, ts_eff, &d);
             }
             Body::Deal {
                 deal_id,
@@ -339,8 +383,8 @@ impl Aggregator {
                         d[field::REVENUE_WON] = *amount;
                         d[field::CYCLE_SUM_MS] = cycle;
                         let h = sketch::index(cycle);
-                        for (w, spec) in windows.iter_mut().zip(specs) {
-                            w.cycles.add(
+                        for (w, spec) in rings(&mut key.cycles, nw).iter_mut().zip(specs) {
+                            w.add(
                                 oldest_bucket(now, spec.width_ms),
                                 bucket_of(ts_eff, spec.width_ms),
                                 h,
@@ -348,7 +392,7 @@ impl Aggregator {
                         }
                     }
                 }
-                add_windows(windows, specs, now, ts_eff, |w| &mut w.deals, &d);
+                add_windows(rings(&mut key.deals, nw), specs, now, ts_eff, &d);
                 self.track_deal(k as u32, deal_id, *stage, *amount);
             }
         }
@@ -393,9 +437,7 @@ impl Aggregator {
     /// give their memory back. Never changes a published value.
     pub fn trim(&mut self, now: i64) {
         for k in &mut self.keys {
-            for (w, spec) in k.windows.iter_mut().zip(&self.specs) {
-                w.evict(oldest_bucket(now, spec.width_ms));
-            }
+            k.evict(&self.specs, now);
         }
     }
 
@@ -406,36 +448,48 @@ impl Aggregator {
 
     /// Approximate bytes held by this aggregator (keys, rings, maps).
     pub fn memory_bytes(&self) -> usize {
-        let per_key = std::mem::size_of::<KeyState>()
-            + self.specs.len() * std::mem::size_of::<WindowState>();
-        let rings: usize = self
-            .keys
-            .iter()
-            .flat_map(|k| k.windows.iter())
-            .map(WindowState::heap_bytes)
-            .sum();
+        let rings: usize = self.keys.iter().map(KeyState::heap_bytes).sum();
         self.keys.capacity() * std::mem::size_of::<KeyState>()
-            + self.keys.len() * (per_key - std::mem::size_of::<KeyState>())
             + rings
             + self.index.capacity() * 16
+            + self.cache.capacity() * 24
             + self.deals.capacity() * (8 + std::mem::size_of::<DealState>())
     }
 }
 
 #[inline]
 fn add_windows<const N: usize>(
-    windows: &mut [WindowState],
+    rings: &mut [Ring<N>],
     specs: &[WindowSpec],
     now: i64,
     ts_eff: i64,
-    ring: impl Fn(&mut WindowState) -> &mut Ring<N>,
     delta: &[i64; N],
 ) {
-    for (w, spec) in windows.iter_mut().zip(specs) {
-        ring(w).add(
+    for (r, spec) in rings.iter_mut().zip(specs) {
+        r.add(
             oldest_bucket(now, spec.width_ms),
             bucket_of(ts_eff, spec.width_ms),
             delta,
         );
+    }
+}
+
+/// 128-bit hash of a (channel, campaign) pair; `0xFF` never occurs in UTF-8,
+/// so the separator makes the encoding unambiguous.
+#[inline]
+fn pair_hash(channel: &str, campaign: &str) -> u128 {
+    let mut buf = [0u8; 256];
+    let (c, k) = (channel.as_bytes(), campaign.as_bytes());
+    if c.len() + k.len() < buf.len() {
+        buf[..c.len()].copy_from_slice(c);
+        buf[c.len()] = 0xFF;
+        buf[c.len() + 1..c.len() + 1 + k.len()].copy_from_slice(k);
+        xxhash_rust::xxh3::xxh3_128(&buf[..c.len() + 1 + k.len()])
+    } else {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(c);
+        h.update(&[0xFF]);
+        h.update(k);
+        h.digest128()
     }
 }

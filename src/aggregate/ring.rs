@@ -20,16 +20,34 @@ pub fn oldest_bucket(now_ms: i64, width_ms: i64) -> i64 {
     bucket_of(now_ms, width_ms) - (crate::config::BUCKETS_PER_WINDOW - 1)
 }
 
+/// The newest bucket is kept inline, so that the common case (an event in
+/// the current bucket) touches no heap memory; older buckets live in a
+/// deque sorted by index, all older than the inline one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ring<const N: usize> {
-    buckets: VecDeque<(i64, [i64; N])>,
+    /// Index of the inline bucket; `EMPTY` when the ring is empty (then
+    /// `older` is empty too).
+    last_idx: i64,
+    last: [i64; N],
+    older: VecDeque<(i64, [i64; N])>,
 }
+
+const EMPTY: i64 = i64::MIN;
 
 impl<const N: usize> Default for Ring<N> {
     fn default() -> Self {
         Ring {
-            buckets: VecDeque::new(),
+            last_idx: EMPTY,
+            last: [0; N],
+            older: VecDeque::new(),
         }
+    }
+}
+
+#[inline]
+fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
+    for (a, x) in v.iter_mut().zip(d) {
+        *a = a.wrapping_add(*x);
     }
 }
 
@@ -37,11 +55,16 @@ impl<const N: usize> Ring<N> {
     /// Drops the buckets older than `oldest`.
     #[inline]
     pub fn evict(&mut self, oldest: i64) {
-        while self.buckets.front().is_some_and(|b| b.0 < oldest) {
-            self.buckets.pop_front();
+        if self.last_idx == EMPTY {
+            return;
         }
-        if self.buckets.is_empty() && self.buckets.capacity() > 8 {
-            self.buckets = VecDeque::new();
+        if self.last_idx < oldest {
+            self.last_idx = EMPTY;
+            self.older = VecDeque::new();
+            return;
+        }
+        while self.older.front().is_some_and(|b| b.0 < oldest) {
+            self.older.pop_front();
         }
     }
 
@@ -50,54 +73,68 @@ impl<const N: usize> Ring<N> {
     /// ignored.
     #[inline]
     pub fn add(&mut self, oldest: i64, idx: i64, delta: &[i64; N]) {
+        if idx == self.last_idx && idx >= oldest {
+            // The hot path: no eviction needed, since the older buckets
+            // cannot grow here and `sum_into` skips expired ones.
+            add_into(&mut self.last, delta);
+            return;
+        }
         self.evict(oldest);
         if idx < oldest {
             return;
         }
-        let slot = match self.buckets.back() {
-            Some(b) if b.0 == idx => self.buckets.len() - 1,
-            Some(b) if b.0 > idx => {
-                let pos = self.buckets.partition_point(|b| b.0 < idx);
-                if self.buckets[pos].0 != idx {
-                    self.buckets.insert(pos, (idx, [0; N]));
+        if self.last_idx == EMPTY {
+            self.last_idx = idx;
+            self.last = *delta;
+        } else if idx > self.last_idx {
+            if self.older.len() == self.older.capacity() {
+                // Grow by half rather than doubling: rings are many and small.
+                self.older.reserve_exact((self.older.len() / 2).max(2));
+            }
+            self.older.push_back((self.last_idx, self.last));
+            self.last_idx = idx;
+            self.last = *delta;
+        } else {
+            let pos = self.older.partition_point(|b| b.0 < idx);
+            match self.older.get_mut(pos) {
+                Some(b) if b.0 == idx => add_into(&mut b.1, delta),
+                _ => {
+                    if self.older.len() == self.older.capacity() {
+                        self.older.reserve_exact((self.older.len() / 2).max(2));
+                    }
+                    self.older.insert(pos, (idx, *delta));
                 }
-                pos
             }
-            _ => {
-                self.buckets.push_back((idx, [0; N]));
-                self.buckets.len() - 1
-            }
-        };
-        let v = &mut self.buckets[slot].1;
-        for (a, d) in v.iter_mut().zip(delta) {
-            *a = a.wrapping_add(*d);
         }
     }
 
     /// Adds the sums of the buckets at or after `oldest` into `out`.
     #[inline]
     pub fn sum_into(&self, oldest: i64, out: &mut [i64; N]) {
-        for (idx, v) in self.buckets.iter().rev() {
+        if self.last_idx == EMPTY || self.last_idx < oldest {
+            return;
+        }
+        add_into(out, &self.last);
+        for (idx, v) in self.older.iter().rev() {
             if *idx < oldest {
                 break;
             }
-            for (o, x) in out.iter_mut().zip(v) {
-                *o = o.wrapping_add(*x);
-            }
+            add_into(out, v);
         }
     }
 
+    /// Buckets held.
     pub fn len(&self) -> usize {
-        self.buckets.len()
+        usize::from(self.last_idx != EMPTY) + self.older.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.last_idx == EMPTY
     }
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<(i64, [i64; N])>()
+        self.older.capacity() * std::mem::size_of::<(i64, [i64; N])>()
     }
 }
 
@@ -208,10 +245,21 @@ mod tests {
         assert_eq!(s, [3, 10]);
         r.add(5, 7, &[1, 1]);
         assert_eq!(r.len(), 2);
+        r.add(6, 7, &[1, 1]);
+        let mut s = [0; 2];
+        r.sum_into(6, &mut s);
+        assert_eq!(s, [2, 2]);
+        // The inline bucket expired: an event in it is outside the window.
+        r.add(8, 7, &[5, 5]);
+        assert!(r.is_empty());
+        r.add(8, 9, &[0, 0]);
+        assert_eq!(r.len(), 1);
         r.add(5, 1, &[100, 100]);
         let mut s = [0; 2];
         r.sum_into(0, &mut s);
-        assert_eq!(s, [3, 11]);
+        assert_eq!(s, [0, 0]);
+        r.add(100, 9, &[1, 1]);
+        assert!(r.is_empty());
     }
 
     #[test]

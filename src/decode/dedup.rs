@@ -23,9 +23,13 @@ impl Hasher for PreHashed {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
+    }
 }
 
 pub type PreHashedMap<V> = HashMap<u64, V, BuildHasherDefault<PreHashed>>;
+pub type PreHashedMap128<V> = HashMap<u128, V, BuildHasherDefault<PreHashed>>;
 
 /// Hash of an event id or a deal id.
 #[inline]

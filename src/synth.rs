@@ -1,0 +1,271 @@
+//! Synthetic, realistic event streams: for benchmarks now, and for `demo` and
+//! `produce`. Seeded and deterministic. A believable B2B funnel per
+//! campaign: impressions -> clicks -> leads -> MQL -> SQL -> opportunities ->
+//! won/lost with amounts and sales cycles, spend, subscription movements,
+//! plus optional duplicates and malformed events.
+
+use crate::decode::time::format_rfc3339_ms;
+use std::fmt::Write as _;
+
+/// SplitMix64: tiny, fast, good enough for synthetic data.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+pub const CHANNELS: [&str; 6] = [
+    "paid_search",
+    "paid_social",
+    "email",
+    "organic",
+    "referral",
+    "outbound",
+];
+
+/// Settings of a synthetic stream.
+#[derive(Debug, Clone)]
+pub struct SynthConfig {
+    pub seed: u64,
+    /// Distinct (channel, campaign) keys.
+    pub keys: u64,
+    /// Event time of the first event, epoch ms.
+    pub start_ms: i64,
+    /// Event time advances by this much per event on average.
+    pub step_ms: f64,
+    /// Share of events re-sent with an id already used (duplicates).
+    pub duplicate_ratio: f64,
+    /// Share of malformed events.
+    pub invalid_ratio: f64,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        SynthConfig {
+            seed: 42,
+            keys: 40,
+            start_ms: 1_795_593_600_000,
+            step_ms: 100.0,
+            duplicate_ratio: 0.0,
+            invalid_ratio: 0.0,
+        }
+    }
+}
+
+/// Generator of NDJSON event lines.
+#[derive(Debug, Clone)]
+pub struct Synth {
+    cfg: SynthConfig,
+    rng: Rng,
+    seq: u64,
+    ts: f64,
+    open_deals: Vec<(u64, i64, u64)>,
+    accounts: Vec<(u64, u64, i64)>,
+    last: String,
+}
+
+impl Synth {
+    pub fn new(cfg: SynthConfig) -> Self {
+        Synth {
+            rng: Rng::new(cfg.seed),
+            ts: cfg.start_ms as f64,
+            cfg,
+            seq: 0,
+            open_deals: Vec::new(),
+            accounts: Vec::new(),
+            last: String::new(),
+        }
+    }
+
+    /// Event time of the next event.
+    pub fn current_ms(&self) -> i64 {
+        self.ts as i64
+    }
+
+    /// Sets the event time of the following events (live generators follow
+    /// the wall clock).
+    pub fn set_time_ms(&mut self, ms: i64) {
+        self.ts = ms as f64;
+    }
+
+    fn key(&mut self) -> (u64, &'static str, String) {
+        let k = self.rng.below(self.cfg.keys);
+        let channel = CHANNELS[(k % CHANNELS.len() as u64) as usize];
+        (k, channel, format!("{channel}-cmp-{:03}", k / CHANNELS.len() as u64))
+    }
+
+    fn key_of(&self, k: u64) -> (&'static str, String) {
+        let channel = CHANNELS[(k % CHANNELS.len() as u64) as usize];
+        (channel, format!("{channel}-cmp-{:03}", k / CHANNELS.len() as u64))
+    }
+
+    /// The next event line (no trailing newline).
+    pub fn next_line(&mut self) -> String {
+        let r = self.rng.unit();
+        if r < self.cfg.duplicate_ratio && !self.last.is_empty() {
+            return self.last.clone();
+        }
+        if r < self.cfg.duplicate_ratio + self.cfg.invalid_ratio {
+            return self.invalid();
+        }
+        self.ts += self.cfg.step_ms * 2.0 * self.rng.unit();
+        let ts = self.ts as i64;
+        self.seq += 1;
+        let mut s = String::with_capacity(256);
+        let _ = write!(
+            s,
+            r#"{{"id":"evt-{:012}","ts":"{}","#,
+            self.seq,
+            format_rfc3339_ms(ts)
+        );
+        let p = self.rng.unit();
+        // Shares: 40% impressions, 30% clicks, 16% leads, 7% deals,
+        // 3% spend, 4% subscriptions.
+        if p < 0.70 {
+            let (k, channel, campaign) = self.key();
+            let _ = k;
+            let click = p >= 0.40;
+            let count = if click { 1 + self.rng.below(5) } else { 50 + self.rng.below(2000) };
+            let cost = if click { 0.2 + self.rng.unit() * 4.0 } else { count as f64 * 0.004 };
+            let _ = write!(
+                s,
+                r#""type":"{}","channel":"{channel}","campaign":"{campaign}","count":{count},"cost":{:.2},"source":"ads-sync","ad_group":"ag-{}"}}"#,
+                if click { "click" } else { "impression" },
+                cost,
+                self.rng.below(40)
+            );
+        } else if p < 0.86 {
+            let (_, channel, campaign) = self.key();
+            let q = self.rng.unit();
+            let stage = if q < 0.6 { "new" } else if q < 0.85 { "mql" } else { "sql" };
+            let _ = write!(
+                s,
+                r#""type":"lead","channel":"{channel}","campaign":"{campaign}","lead_id":"L-{}","stage":"{stage}","form":"demo-request"}}"#,
+                self.rng.below(1_000_000)
+            );
+        } else if p < 0.93 {
+            if self.open_deals.is_empty() || self.rng.unit() < 0.5 {
+                let (k, channel, campaign) = self.key();
+                let deal = self.seq;
+                let amount = 5_000 + self.rng.below(60_000) as i64;
+                self.open_deals.push((deal, ts, k));
+                if self.open_deals.len() > 10_000 {
+                    self.open_deals.swap_remove(0);
+                }
+                let _ = write!(
+                    s,
+                    r#""type":"deal","channel":"{channel}","campaign":"{campaign}","deal_id":"D-{deal}","stage":"open","amount":{amount}}}"#
+                );
+            } else {
+                let i = self.rng.below(self.open_deals.len() as u64) as usize;
+                let (deal, created, k) = self.open_deals.swap_remove(i);
+                let (channel, campaign) = self.key_of(k);
+                let won = self.rng.unit() < 0.3;
+                let amount = 5_000 + self.rng.below(60_000);
+                let _ = write!(
+                    s,
+                    r#""type":"deal","channel":"{channel}","campaign":"{campaign}","deal_id":"D-{deal}","stage":"{}","amount":{amount},"created_ts":"{}"}}"#,
+                    if won { "won" } else { "lost" },
+                    format_rfc3339_ms(created)
+                );
+            }
+        } else if p < 0.96 {
+            let (_, channel, campaign) = self.key();
+            let ads = self.rng.unit() < 0.7;
+            let _ = write!(
+                s,
+                r#""type":"spend","channel":"{channel}","campaign":"{campaign}","amount":{:.2},"category":"{}"}}"#,
+                50.0 + self.rng.unit() * 500.0,
+                if ads { "ads" } else { "tools" }
+            );
+        } else {
+            let q = self.rng.unit();
+            let (change, k, acct, delta) = if self.accounts.is_empty() || q < 0.45 {
+                let (k, _, _) = self.key();
+                let delta = 200 + self.rng.below(3000) as i64;
+                let acct = self.seq;
+                self.accounts.push((acct, k, delta));
+                if self.accounts.len() > 10_000 {
+                    self.accounts.swap_remove(0);
+                }
+                ("new", k, acct, delta)
+            } else {
+                let i = self.rng.below(self.accounts.len() as u64) as usize;
+                let (acct, k, mrr) = self.accounts[i];
+                if q < 0.75 {
+                    let d = 50 + self.rng.below(500) as i64;
+                    self.accounts[i].2 += d;
+                    ("expansion", k, acct, d)
+                } else if q < 0.88 {
+                    let d = (mrr / 4).max(1);
+                    self.accounts[i].2 -= d;
+                    ("contraction", k, acct, d)
+                } else {
+                    self.accounts.swap_remove(i);
+                    ("churn", k, acct, mrr)
+                }
+            };
+            let (channel, campaign) = self.key_of(k);
+            let _ = write!(
+                s,
+                r#""type":"subscription","channel":"{channel}","campaign":"{campaign}","account_id":"A-{acct}","change":"{change}","mrr_delta":{delta}}}"#
+            );
+        }
+        self.last.clone_from(&s);
+        s
+    }
+
+    fn invalid(&mut self) -> String {
+        match self.rng.below(4) {
+            0 => r#"{"id":"bad-1","type":"click","ts":"yesterday"}"#.to_string(),
+            1 => r#"{"id":"bad-2","type":"refund","ts":0}"#.to_string(),
+            2 => r#"{"id":"bad-3","type":"spend","ts":0,"amount":-5}"#.to_string(),
+            _ => r#"{"id":"bad-4","type":"click","#.to_string(),
+        }
+    }
+}
+
+impl Iterator for Synth {
+    type Item = String;
+    fn next(&mut self) -> Option<String> {
+        Some(self.next_line())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, DecodeConfig};
+
+    #[test]
+    fn synthetic_events_are_valid_and_realistic_in_size() {
+        let mut g = Synth::new(SynthConfig::default());
+        let cfg = DecodeConfig::default();
+        let mut bytes = 0;
+        for _ in 0..5000 {
+            let l = g.next_line();
+            bytes += l.len();
+            decode(l.as_bytes(), &cfg, i64::MAX / 2).unwrap_or_else(|r| panic!("{r}: {l}"));
+        }
+        let avg = bytes / 5000;
+        assert!((150..=260).contains(&avg), "average event size {avg}");
+    }
+}

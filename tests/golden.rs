@@ -1,0 +1,379 @@
+//! Golden end-to-end tests of `funnelstream replay`.
+//!
+//! `tests/golden/events.ndjson` is replayed with `--clock event` and the
+//! exposition is compared with `tests/golden/expected.prom`, written by the
+//! independent Python reference `tests/golden/reference.py` (see
+//! `tests/golden/README.md`). To regenerate the expectation after a deliberate
+//! change of the events or of docs/SEMANTICS.md:
+//!
+//! ```text
+//! python3 tests/golden/reference.py tests/golden/events.ndjson > tests/golden/expected.prom
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const EVENTS: &str = "tests/golden/events.ndjson";
+const EXPECTED: &str = "tests/golden/expected.prom";
+
+/// Series the engine publishes that the reference does not model.
+const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series"];
+
+/// Engine-health series: everything else is a business series, counted by
+/// `funnel_series`. (`funnel_events_*` is matched as a prefix.)
+const NON_BUSINESS: &[&str] = &[
+    "funnel_label_overflow_total",
+    "funnel_dedup_evicted_total",
+    "funnel_deals_untracked_total",
+    "funnel_series",
+    "funnel_build_info",
+];
+
+/// Windowed KPIs computed in floating point at render time (METRICS.md);
+/// every other golden series is an integer count or exact money.
+const FLOAT_KPIS: &[&str] = &[
+    "funnel_ctr_ratio",
+    "funnel_cpc",
+    "funnel_cpm",
+    "funnel_cpl",
+    "funnel_cost_per_mql",
+    "funnel_click_to_lead_ratio",
+    "funnel_lead_to_mql_ratio",
+    "funnel_mql_to_sql_ratio",
+    "funnel_sql_to_opportunity_ratio",
+    "funnel_win_ratio",
+    "funnel_lead_to_customer_ratio",
+    "funnel_avg_deal_size",
+    "funnel_cac",
+    "funnel_roas_ratio",
+    "funnel_roi_ratio",
+    "funnel_sales_cycle_mean_seconds",
+    "funnel_sales_cycle_p50_seconds",
+    "funnel_sales_cycle_p90_seconds",
+    "funnel_pipeline_velocity",
+    "funnel_nrr_ratio",
+    "funnel_gross_mrr_churn_ratio",
+    "funnel_customer_churn_ratio",
+];
+
+/// How many entries of each problem list a failure message shows.
+const SHOW: usize = 30;
+
+/// A series: metric name and its labels sorted by label name.
+type SeriesKey = (String, Vec<(String, String)>);
+
+/// Parsed exposition: series -> (value, the line it came from).
+type Exposition = BTreeMap<SeriesKey, (f64, String)>;
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the built binary from the crate root, with no `FUNNELSTREAM_*`
+/// variables inherited, so only the given flags and defaults apply.
+fn funnelstream(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_funnelstream"));
+    cmd.args(args)
+        .current_dir(manifest_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FUNNELSTREAM_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO_BIN_EXE_funnelstream")))
+}
+
+/// `funnelstream replay --clock event --from tests/golden/events.ndjson`,
+/// which must exit 0; returns its stdout.
+fn replay_golden() -> String {
+    let args = ["replay", "--clock", "event", "--from", EVENTS];
+    let out = funnelstream(&args);
+    assert!(
+        out.status.success(),
+        "`funnelstream {}` exited with {:?} (expected 0)\n--- stderr ---\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("replay stdout is not UTF-8")
+}
+
+fn parse_value(s: &str) -> Result<f64, String> {
+    match s {
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        "NaN" => Ok(f64::NAN),
+        _ => s
+            .parse::<f64>()
+            .map_err(|e| format!("bad value {s:?}: {e}")),
+    }
+}
+
+/// Parses one sample line `name{a="x",b="y"} value [timestamp]`.
+fn parse_sample(line: &str) -> Result<(SeriesKey, f64), String> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_ascii_whitespace())
+        .ok_or("no value")?;
+    let name = line[..name_end].to_string();
+    if name.is_empty() {
+        return Err("empty metric name".into());
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(after_brace) = rest.strip_prefix('{') {
+        let mut chars = after_brace.char_indices().peekable();
+        let end;
+        loop {
+            while let Some(&(_, c)) = chars.peek() {
+                if c == ',' || c.is_ascii_whitespace() {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let (start, c) = chars.next().ok_or("unterminated label set")?;
+            if c == '}' {
+                end = start + 1;
+                break;
+            }
+            let mut label = String::from(c);
+            loop {
+                match chars.next() {
+                    Some((_, '=')) => break,
+                    Some((_, c)) => label.push(c),
+                    None => return Err("label without value".into()),
+                }
+            }
+            let label = label.trim().to_string();
+            match chars.next() {
+                Some((_, '"')) => {}
+                _ => return Err(format!("label {label} value is not quoted")),
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next() {
+                    Some((_, '"')) => break,
+                    Some((_, '\\')) => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, c)) => value.push(c),
+                        None => return Err("unterminated escape".into()),
+                    },
+                    Some((_, c)) => value.push(c),
+                    None => return Err("unterminated label value".into()),
+                }
+            }
+            labels.push((label, value));
+        }
+        rest = &after_brace[end..];
+    }
+    let value = rest.split_ascii_whitespace().next().ok_or("no value")?;
+    let value = parse_value(value)?;
+    labels.sort();
+    let names: BTreeSet<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();
+    if names.len() != labels.len() {
+        return Err("repeated label name".into());
+    }
+    Ok(((name, labels), value))
+}
+
+/// Parses an exposition, skipping blank and `#` lines. Unparseable lines and
+/// repeated series are returned as problems.
+fn parse_exposition(text: &str) -> (Exposition, Vec<String>) {
+    let mut series = Exposition::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_sample(line) {
+            Ok((key, value)) => {
+                if let Some((_, first)) = series.insert(key, (value, line.to_string())) {
+                    problems.push(format!(
+                        "line {}: series repeated: {line} (first: {first})",
+                        i + 1
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("line {}: {e}: {line}", i + 1)),
+        }
+    }
+    (series, problems)
+}
+
+fn show(key: &SeriesKey) -> String {
+    let labels: Vec<String> = key.1.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!("{}{{{}}}", key.0, labels.join(","))
+}
+
+fn is_business(name: &str) -> bool {
+    !name.starts_with("funnel_events_") && !NON_BUSINESS.contains(&name)
+}
+
+/// Whether `actual` is acceptable for `expected` under the series' rule:
+/// quantiles within 1%, other floating-point KPIs within 1e-9 relative,
+/// counts and money exactly.
+fn value_matches(name: &str, expected: f64, actual: f64) -> bool {
+    let rel = if name.ends_with("_p50_seconds") || name.ends_with("_p90_seconds") {
+        0.01
+    } else if FLOAT_KPIS.contains(&name) {
+        1e-9
+    } else {
+        return expected == actual;
+    };
+    if expected == actual {
+        return true;
+    }
+    (actual - expected).abs() <= rel * expected.abs()
+}
+
+fn section(report: &mut String, title: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    report.push_str(&format!("\n{} ({}):\n", title, items.len()));
+    for item in items.iter().take(SHOW) {
+        report.push_str("  ");
+        report.push_str(item);
+        report.push('\n');
+    }
+    if items.len() > SHOW {
+        report.push_str(&format!("  ... and {} more\n", items.len() - SHOW));
+    }
+}
+
+#[test]
+fn golden_replay_matches_reference() {
+    let expected_text = std::fs::read_to_string(manifest_dir().join(EXPECTED))
+        .unwrap_or_else(|e| panic!("cannot read {EXPECTED}: {e}"));
+    let (expected, expected_problems) = parse_exposition(&expected_text);
+    assert!(
+        expected_problems.is_empty() && !expected.is_empty(),
+        "{EXPECTED} is malformed: {expected_problems:?}"
+    );
+
+    let actual_text = replay_golden();
+    let (actual, parse_problems) = parse_exposition(&actual_text);
+
+    let mut missing = Vec::new();
+    let mut mismatched = Vec::new();
+    for (key, (want, line)) in &expected {
+        match actual.get(key) {
+            None => missing.push(line.clone()),
+            Some((got, got_line)) => {
+                if !value_matches(&key.0, *want, *got) {
+                    mismatched.push(format!(
+                        "{}: expected {want}, got {got}  [{got_line}]",
+                        show(key)
+                    ));
+                }
+            }
+        }
+    }
+    let extra: Vec<String> = actual
+        .iter()
+        .filter(|(key, _)| !expected.contains_key(*key) && !ALLOWED_EXTRA.contains(&key.0.as_str()))
+        .map(|(_, (_, line))| line.clone())
+        .collect();
+
+    // funnel_series = number of business series in this exposition.
+    let mut series_problems = Vec::new();
+    let business_actual = actual.keys().filter(|k| is_business(&k.0)).count();
+    let business_expected = expected.keys().filter(|k| is_business(&k.0)).count();
+    let series_gauges: Vec<_> = actual
+        .iter()
+        .filter(|(k, _)| k.0 == "funnel_series")
+        .collect();
+    match series_gauges.as_slice() {
+        [(key, (value, _))] if key.1.is_empty() => {
+            if *value != business_actual as f64 {
+                series_problems.push(format!(
+                    "funnel_series is {value}, but the exposition has {business_actual} business series \
+                     (the reference expects {business_expected})"
+                ));
+            }
+        }
+        [] => series_problems.push("funnel_series is missing".to_string()),
+        other => series_problems.push(format!(
+            "expected one unlabelled funnel_series, found: {:?}",
+            other.iter().map(|(_, (_, line))| line).collect::<Vec<_>>()
+        )),
+    }
+
+    let mut report = String::new();
+    section(
+        &mut report,
+        "unparseable or repeated lines in the replay output",
+        &parse_problems,
+    );
+    section(
+        &mut report,
+        "missing series (expected, not published)",
+        &missing,
+    );
+    section(
+        &mut report,
+        "extra series (published, not expected)",
+        &extra,
+    );
+    section(&mut report, "mismatched values", &mismatched);
+    section(&mut report, "funnel_series", &series_problems);
+    assert!(
+        report.is_empty(),
+        "replay of {EVENTS} differs from {EXPECTED} ({} expected series, {} published):{report}",
+        expected.len(),
+        actual.len()
+    );
+}
+
+#[test]
+fn golden_replay_passes_promtool() {
+    let text = replay_golden();
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`promtool` is not on PATH: install Debian's `prometheus` package \
+             (`apt-get install prometheus`), which provides it; CI installs it"
+        ),
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    let mut stdin = child.stdin.take().expect("promtool stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let out = child.wait_with_output().expect("wait for promtool");
+    let written = writer.join().expect("stdin writer panicked");
+    assert!(
+        out.status.success(),
+        "`promtool check metrics` rejected the replay output (exit {:?}):\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    written.expect("write the exposition to promtool");
+}
+
+#[test]
+fn replay_with_bad_clock_is_bad_usage() {
+    let out = funnelstream(&["replay", "--clock", "sideways", "--from", EVENTS]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "`funnelstream replay --clock sideways` must exit 2 (bad usage)\n--- stderr ---\n{stderr}"
+    );
+    assert!(
+        stderr.contains("clock"),
+        "the error message must name the `clock` flag; stderr was:\n{stderr}"
+    );
+}

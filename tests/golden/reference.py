@@ -1,0 +1,665 @@
+#!/usr/bin/env python3
+"""Independent reference implementation of funnelstream's replay output.
+
+Usage:
+    python3 tests/golden/reference.py tests/golden/events.ndjson > tests/golden/expected.prom
+    python3 tests/golden/reference.py --check-margins tests/golden/events.ndjson
+    python3 tests/golden/reference.py --classify tests/golden/events.ndjson
+
+It follows docs/SEMANTICS.md and ../shared/contract/METRICS.md literally for
+`funnelstream replay --clock event` with the default configuration:
+windows 5m,1h,1d,7d,30d,90d; dedup horizon 1h; allowed lateness 0; max future
+skew 5m against the real wall clock; max event size 1 MiB; one partition.
+
+It prints one exposition series per line, `name{labels} value`, for every
+series the engine must publish, except `funnel_build_info` and `funnel_series`.
+Counts are integers, money is an exact decimal (micro-unit fixed point),
+ratios are Python float reprs computed from exact fractions.
+
+Standard library only. Deliberately simple: every window is recomputed from
+the list of applied events at render time, nothing is incremental.
+"""
+
+import json
+import re
+import sys
+import time
+from decimal import Decimal, ROUND_HALF_EVEN
+from fractions import Fraction
+
+# ---------------------------------------------------------------- config ----
+
+WINDOWS = [  # (label, milliseconds), in configured order
+    ("5m", 5 * 60 * 1000),
+    ("1h", 60 * 60 * 1000),
+    ("1d", 24 * 60 * 60 * 1000),
+    ("7d", 7 * 24 * 60 * 60 * 1000),
+    ("30d", 30 * 24 * 60 * 60 * 1000),
+    ("90d", 90 * 24 * 60 * 60 * 1000),
+]
+DEDUP_HORIZON_MS = 60 * 60 * 1000
+ALLOWED_LATENESS_MS = 0
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+MAX_EVENT_BYTES = 1024 * 1024
+
+MAX_COUNT = 2**53 - 1
+MAX_TS_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+MAX_MONEY = Decimal(10) ** 12
+MICRO = 10**6
+
+TYPES = ["impression", "click", "lead", "deal", "spend", "subscription"]
+LEAD_STAGES = ["new", "mql", "sql"]
+DEAL_STAGES = ["open", "won", "lost"]
+CHANGES = ["new", "expansion", "contraction", "churn", "reactivation"]
+REASONS = [
+    "too_large", "invalid_json", "not_object", "missing_field", "wrong_type",
+    "invalid_value", "invalid_number", "invalid_length", "invalid_timestamp",
+    "future_timestamp", "created_after_ts",
+]
+HEALTH_LABELS = ["channel", "campaign"]  # funnel_label_overflow_total{label}
+
+
+class Reject(Exception):
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------- parsing ----
+
+def _no_constants(name):
+    # NaN, Infinity, -Infinity are not JSON.
+    raise ValueError("non-JSON constant " + name)
+
+
+def _check_json_values(v):
+    """Reject what a strict JSON reader into doubles/strings would reject:
+    numbers out of the double range and strings with lone surrogates."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _check_json_values(k)
+            _check_json_values(x)
+    elif isinstance(v, list):
+        for x in v:
+            _check_json_values(x)
+    elif isinstance(v, bool) or v is None:
+        pass
+    elif isinstance(v, (int, Decimal)):
+        try:
+            f = float(v)
+        except OverflowError:
+            raise Reject("invalid_json")
+        if f in (float("inf"), float("-inf")):
+            raise Reject("invalid_json")
+    elif isinstance(v, str):
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in v):
+            raise Reject("invalid_json")
+
+
+def parse_line(raw):
+    """bytes -> dict, or raise Reject for too_large/invalid_json/not_object."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise Reject("too_large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Reject("invalid_json")
+    try:
+        # Duplicate keys: the last occurrence wins (dict semantics).
+        value = json.loads(text, parse_float=Decimal, parse_int=int,
+                           parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        raise Reject("invalid_json")
+    _check_json_values(value)
+    if not isinstance(value, dict):
+        raise Reject("not_object")
+    return value
+
+
+def is_number(v):
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, Decimal)
+
+
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant)."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def days_in_month(y, m):
+    if m == 2:
+        leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
+        return 29 if leap else 28
+    return 30 if m in (4, 6, 9, 11) else 31
+
+
+RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
+)
+
+
+def parse_rfc3339(s):
+    """RFC 3339 string -> epoch ms, or None. SEMANTICS.md "Time"."""
+    m = RFC3339.match(s)
+    if not m:
+        return None
+    y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
+    if not (1 <= mo <= 12 and 1 <= d <= days_in_month(y, mo)):
+        return None
+    if not (hh <= 23 and mi <= 59 and ss <= 60):
+        return None
+    if ss == 60:
+        # Leap second: the first millisecond of the next minute.
+        ss, frac_ms = 60, 0
+    else:
+        frac = m.group(7)
+        frac_ms = int((frac[1:] + "000")[:3]) if frac else 0  # truncate
+    offset_ms = 0
+    if m.group(9):
+        oh, om = int(m.group(10)), int(m.group(11))
+        if not (oh <= 23 and om <= 59):
+            return None
+        offset_ms = (oh * 60 + om) * 60 * 1000
+        if m.group(9) == "-":
+            offset_ms = -offset_ms
+    secs = days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss
+    return secs * 1000 + frac_ms - offset_ms
+
+
+def parse_timestamp(v):
+    """ts / created_ts -> epoch ms (raises wrong_type / invalid_timestamp)."""
+    if isinstance(v, str):
+        ms = parse_rfc3339(v)
+        if ms is None:
+            raise Reject("invalid_timestamp")
+        return ms
+    if is_number(v):
+        if isinstance(v, Decimal):
+            if v != v.to_integral_value():
+                raise Reject("invalid_timestamp")
+            v = int(v)  # an integral JSON float is accepted as that integer
+        if not 0 <= v <= MAX_TS_MS:
+            raise Reject("invalid_timestamp")
+        return v
+    raise Reject("wrong_type")
+
+
+# ------------------------------------------------------------ validation ----
+
+def get_string(obj, key, required, default=None, max_bytes=None):
+    if key not in obj:
+        if required:
+            raise Reject("missing_field")
+        return default
+    v = obj[key]
+    if not isinstance(v, str):
+        raise Reject("wrong_type")  # null included
+    if max_bytes is not None and not 1 <= len(v.encode("utf-8")) <= max_bytes:
+        raise Reject("invalid_length")
+    return v
+
+
+def get_enum(obj, key, required, allowed, default=None):
+    v = get_string(obj, key, required, default)
+    if v not in allowed:
+        raise Reject("invalid_value")
+    return v
+
+
+def get_count(obj, key):
+    if key not in obj:
+        return 1
+    v = obj[key]
+    if not is_number(v):
+        raise Reject("wrong_type")
+    if isinstance(v, Decimal):
+        if v != v.to_integral_value():
+            raise Reject("invalid_number")
+        v = int(v)
+    if not 1 <= v <= MAX_COUNT:
+        raise Reject("invalid_number")
+    return v
+
+
+def get_money(obj, key, required):
+    """-> integer micro-units."""
+    if key not in obj:
+        if required:
+            raise Reject("missing_field")
+        return 0
+    v = obj[key]
+    if not is_number(v):
+        raise Reject("wrong_type")
+    d = Decimal(v)
+    if d < 0 or d > MAX_MONEY:
+        raise Reject("invalid_number")
+    return int((d * MICRO).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def get_ts(obj, key, required):
+    if key not in obj:
+        if required:
+            raise Reject("missing_field")
+        return None
+    return parse_timestamp(obj[key])
+
+
+def validate(obj, wall_ms):
+    """dict -> normalized event dict, or raise Reject. Check order per
+    SEMANTICS.md: type, id, ts, channel, campaign, the type's own fields in
+    EVENTS.md table order, future_timestamp, created_after_ts."""
+    ev = {}
+    ev["type"] = t = get_enum(obj, "type", True, TYPES)
+    ev["id"] = get_string(obj, "id", True, max_bytes=128)
+    ev["ts"] = get_ts(obj, "ts", True)
+    ev["channel"] = get_string(obj, "channel", False, "unknown", max_bytes=64)
+    ev["campaign"] = get_string(obj, "campaign", False, "none", max_bytes=128)
+    created = None
+    if t in ("impression", "click"):
+        ev["count"] = get_count(obj, "count")
+        ev["cost"] = get_money(obj, "cost", False)
+    elif t == "lead":
+        get_string(obj, "lead_id", True)
+        ev["stage"] = get_enum(obj, "stage", False, LEAD_STAGES, "new")
+    elif t == "deal":
+        ev["deal_id"] = get_string(obj, "deal_id", True)
+        ev["stage"] = stage = get_enum(obj, "stage", True, DEAL_STAGES)
+        ev["amount"] = get_money(obj, "amount", stage == "won")
+        created = get_ts(obj, "created_ts", stage in ("won", "lost"))
+        ev["created_ts"] = created
+    elif t == "spend":
+        ev["amount"] = get_money(obj, "amount", True)
+        ev["category"] = get_string(obj, "category", False, "ads")
+    elif t == "subscription":
+        get_string(obj, "account_id", True)
+        ev["change"] = get_enum(obj, "change", True, CHANGES)
+        ev["mrr_delta"] = get_money(obj, "mrr_delta", True)
+    if ev["ts"] > wall_ms + MAX_FUTURE_SKEW_MS:
+        raise Reject("future_timestamp")
+    if created is not None and created > ev["ts"]:
+        raise Reject("created_after_ts")
+    return ev
+
+
+# ---------------------------------------------------------------- engine ----
+
+class KeyState:
+    def __init__(self):
+        self.impressions = 0
+        self.clicks = 0
+        self.leads = {s: 0 for s in LEAD_STAGES}
+        self.deals = {s: 0 for s in DEAL_STAGES}
+        self.revenue_won = 0  # micro
+        self.ad_spend = 0     # micro
+        self.spend = 0        # micro
+        self.mrr_movement = {c: 0 for c in CHANGES}  # micro, magnitudes
+        self.mrr = 0          # micro, signed
+        self.customers = 0
+        self.windowed = []    # applied, non-late events (normalized dicts)
+
+
+class Replay:
+    def __init__(self, wall_ms):
+        self.wall_ms = wall_ms
+        self.now = None
+        self.dedup = {}       # id -> ts_eff of the last accepted event
+        self.keys = {}        # (channel, campaign) -> KeyState
+        self.deals = {}       # deal_id -> {"closed": bool, "open": (micro, key) | None}
+        self.ingested = {t: 0 for t in TYPES}
+        self.rejected = {r: 0 for r in REASONS}
+        self.duplicates = 0
+        self.late = 0
+        self.trace = []       # (line number, outcome) for --classify
+
+    def feed(self, lineno, raw):
+        if raw.strip(b" \t\r\n") == b"":
+            self.trace.append((lineno, "skipped (blank)"))
+            return
+        try:
+            ev = validate(parse_line(raw), self.wall_ms)
+        except Reject as r:
+            self.rejected[r.reason] += 1
+            self.trace.append((lineno, "rejected " + r.reason))
+            return
+        # Engine time first (event clock: greatest ts of any valid event).
+        self.now = ev["ts"] if self.now is None else max(self.now, ev["ts"])
+        ts_eff = min(ev["ts"], self.now)
+        ev["ts_eff"] = ts_eff
+        # Deduplication against the updated `now`.
+        seen = self.dedup.get(ev["id"])
+        if seen is not None and seen >= self.now - DEDUP_HORIZON_MS:
+            self.duplicates += 1
+            self.trace.append((lineno, "duplicate"))
+            return
+        self.dedup[ev["id"]] = ts_eff
+        longest = max(w for _, w in WINDOWS)
+        late = ts_eff < self.now - longest - ALLOWED_LATENESS_MS
+        self.apply(ev, late)
+        self.ingested[ev["type"]] += 1
+        if late:
+            self.late += 1
+        self.trace.append((lineno, "accepted%s %s/%s" % (
+            " LATE" if late else "", ev["channel"], ev["campaign"])))
+
+    def apply(self, ev, late):
+        key = (ev["channel"], ev["campaign"])
+        k = self.keys.setdefault(key, KeyState())
+        t = ev["type"]
+        if t == "impression":
+            k.impressions += ev["count"]
+            k.ad_spend += ev["cost"]
+            k.spend += ev["cost"]
+        elif t == "click":
+            k.clicks += ev["count"]
+            k.ad_spend += ev["cost"]
+            k.spend += ev["cost"]
+        elif t == "lead":
+            k.leads[ev["stage"]] += 1
+        elif t == "deal":
+            k.deals[ev["stage"]] += 1
+            d = self.deals.setdefault(ev["deal_id"], {"closed": False, "open": None})
+            if ev["stage"] == "won":
+                k.revenue_won += ev["amount"]
+            if ev["stage"] in ("won", "lost"):
+                d["closed"] = True
+                d["open"] = None
+            elif not d["closed"]:
+                d["open"] = (ev["amount"], key)
+        elif t == "spend":
+            if ev["category"] == "ads":
+                k.ad_spend += ev["amount"]
+            k.spend += ev["amount"]
+        elif t == "subscription":
+            c, m = ev["change"], ev["mrr_delta"]
+            k.mrr_movement[c] += m
+            k.mrr += -m if c in ("contraction", "churn") else m
+            k.customers += {"new": 1, "reactivation": 1, "churn": -1}.get(c, 0)
+        if not late:
+            k.windowed.append(ev)
+
+    # ------------------------------------------------------------ render ----
+
+    def window_events(self, k, w_ms):
+        w = max(w_ms // 60, 1)
+        top = self.now // w
+        return [e for e in k.windowed if top - 60 < e["ts_eff"] // w <= top]
+
+    def render(self):
+        out = []  # (name, [(label, value), ...], value string)
+        for key in sorted(self.keys):
+            self.render_key(key, self.keys[key], out)
+        lines = []
+        for name, labels, value in out:
+            lines.append("%s{%s} %s" % (name, ",".join(
+                '%s="%s"' % (n, escape(v)) for n, v in labels), value))
+        for t in TYPES:
+            lines.append('funnel_events_ingested_total{type="%s"} %d' % (t, self.ingested[t]))
+        for r in REASONS:
+            lines.append('funnel_events_rejected_total{reason="%s"} %d' % (r, self.rejected[r]))
+        lines.append("funnel_events_duplicate_total %d" % self.duplicates)
+        lines.append("funnel_events_late_total %d" % self.late)
+        for lab in HEALTH_LABELS:
+            lines.append('funnel_label_overflow_total{label="%s"} 0' % lab)
+        lines.append("funnel_dedup_evicted_total 0")
+        lines.append("funnel_deals_untracked_total 0")
+        return lines
+
+    def render_key(self, key, k, out):
+        ch, camp = key
+        base = [("channel", ch), ("campaign", camp)]
+        sums = [(wl, window_sums(self.window_events(k, wms))) for wl, wms in WINDOWS]
+
+        def windowed(name, fn, fmt):
+            for wl, s in sums:
+                out.append((name, base + [("window", wl)], fmt(fn(s))))
+
+        for name, field, fmt in WINDOWED_COUNTS:
+            windowed(name, lambda s, f=field: s[f], fmt)
+        for name, fn in KPIS:
+            for wl, s in sums:
+                v = fn(s, k)
+                if v is not None:
+                    out.append((name, base + [("window", wl)], fmt_ratio(v)))
+        # Current state.
+        out.append(("funnel_mrr", base, fmt_money(k.mrr)))
+        out.append(("funnel_customers", base, str(k.customers)))
+        pipeline = 0
+        for d in self.deals.values():
+            if d["open"] is not None and d["open"][1] == key:
+                pipeline += d["open"][0]
+        out.append(("funnel_open_pipeline_value", base, fmt_money(pipeline)))
+        # All-time counters.
+        out.append(("funnel_impressions_total", base, str(k.impressions)))
+        out.append(("funnel_clicks_total", base, str(k.clicks)))
+        for s in LEAD_STAGES:
+            out.append(("funnel_leads_total", base + [("stage", s)], str(k.leads[s])))
+        for s in DEAL_STAGES:
+            out.append(("funnel_deals_total", base + [("stage", s)], str(k.deals[s])))
+        out.append(("funnel_revenue_won_total", base, fmt_money(k.revenue_won)))
+        out.append(("funnel_ad_spend_total", base, fmt_money(k.ad_spend)))
+        out.append(("funnel_spend_total", base, fmt_money(k.spend)))
+        for c in CHANGES:
+            out.append(("funnel_mrr_movement_total", base + [("change", c)],
+                        fmt_money(k.mrr_movement[c])))
+
+
+def window_sums(events):
+    s = {f: 0 for f in (
+        "impressions", "clicks", "leads", "mqls", "sqls", "opportunities",
+        "won", "lost", "revenue_won", "ad_spend", "spend", "mrr_new",
+        "mrr_expansion", "mrr_reactivation", "mrr_contraction", "mrr_churned",
+        "customers_new", "customers_churned", "customers_reactivated")}
+    s["cycles_ms"] = []
+    for e in events:
+        t = e["type"]
+        if t == "impression":
+            s["impressions"] += e["count"]
+            s["ad_spend"] += e["cost"]
+            s["spend"] += e["cost"]
+        elif t == "click":
+            s["clicks"] += e["count"]
+            s["ad_spend"] += e["cost"]
+            s["spend"] += e["cost"]
+        elif t == "lead":
+            s[{"new": "leads", "mql": "mqls", "sql": "sqls"}[e["stage"]]] += 1
+        elif t == "deal":
+            if e["stage"] == "open":
+                s["opportunities"] += 1
+            elif e["stage"] == "won":
+                s["won"] += 1
+                s["revenue_won"] += e["amount"]
+                s["cycles_ms"].append(e["ts"] - e["created_ts"])  # own ts
+            else:
+                s["lost"] += 1
+        elif t == "spend":
+            if e["category"] == "ads":
+                s["ad_spend"] += e["amount"]
+            s["spend"] += e["amount"]
+        elif t == "subscription":
+            c, m = e["change"], e["mrr_delta"]
+            field = {"new": "mrr_new", "expansion": "mrr_expansion",
+                     "reactivation": "mrr_reactivation",
+                     "contraction": "mrr_contraction", "churn": "mrr_churned"}[c]
+            s[field] += m
+            if c == "new":
+                s["customers_new"] += 1
+            elif c == "churn":
+                s["customers_churned"] += 1
+            elif c == "reactivation":
+                s["customers_reactivated"] += 1
+    return s
+
+
+# ------------------------------------------------------------- formulas ----
+
+def money(micro):
+    return Fraction(micro, MICRO)
+
+
+def ratio(num, den):
+    """Exact num/den, or None (series absent) when den is exactly 0."""
+    den = Fraction(den)
+    return None if den == 0 else Fraction(num) / den
+
+
+def mrr_start(s, k):
+    net = (s["mrr_new"] + s["mrr_expansion"] + s["mrr_reactivation"]
+           - s["mrr_contraction"] - s["mrr_churned"])
+    return money(k.mrr - net)
+
+
+def customers_start(s, k):
+    return k.customers - (s["customers_new"] + s["customers_reactivated"]
+                          - s["customers_churned"])
+
+
+def cycle_mean_s(s):
+    c = s["cycles_ms"]
+    return Fraction(sum(c), len(c) * 1000) if c else None
+
+
+def nearest_rank_s(s, p):
+    c = sorted(s["cycles_ms"])
+    if not c:
+        return None
+    rank = -(-(p * len(c)) // 100)  # ceil(p/100 * n), exact integer arithmetic
+    return Fraction(c[rank - 1], 1000)
+
+
+def velocity(s, k):
+    mean = cycle_mean_s(s)
+    if s["won"] == 0 or not mean:
+        return None
+    avg_deal = money(s["revenue_won"]) / s["won"]
+    win = Fraction(s["won"], s["won"] + s["lost"])
+    return s["opportunities"] * avg_deal * win / (mean / 86400)
+
+
+KPIS = [
+    ("funnel_ctr_ratio", lambda s, k: ratio(s["clicks"], s["impressions"])),
+    ("funnel_cpc", lambda s, k: ratio(money(s["ad_spend"]), s["clicks"])),
+    ("funnel_cpm", lambda s, k: None if s["impressions"] == 0
+        else money(s["ad_spend"]) / s["impressions"] * 1000),
+    ("funnel_cpl", lambda s, k: ratio(money(s["spend"]), s["leads"])),
+    ("funnel_cost_per_mql", lambda s, k: ratio(money(s["spend"]), s["mqls"])),
+    ("funnel_click_to_lead_ratio", lambda s, k: ratio(s["leads"], s["clicks"])),
+    ("funnel_lead_to_mql_ratio", lambda s, k: ratio(s["mqls"], s["leads"])),
+    ("funnel_mql_to_sql_ratio", lambda s, k: ratio(s["sqls"], s["mqls"])),
+    ("funnel_sql_to_opportunity_ratio", lambda s, k: ratio(s["opportunities"], s["sqls"])),
+    ("funnel_win_ratio", lambda s, k: ratio(s["won"], s["won"] + s["lost"])),
+    ("funnel_lead_to_customer_ratio", lambda s, k: ratio(s["won"], s["leads"])),
+    ("funnel_avg_deal_size", lambda s, k: ratio(money(s["revenue_won"]), s["won"])),
+    ("funnel_cac", lambda s, k: ratio(money(s["spend"]), s["won"])),
+    ("funnel_roas_ratio", lambda s, k: ratio(money(s["revenue_won"]), money(s["ad_spend"]))),
+    ("funnel_roi_ratio", lambda s, k: ratio(money(s["revenue_won"] - s["spend"]), money(s["spend"]))),
+    ("funnel_sales_cycle_mean_seconds", lambda s, k: cycle_mean_s(s)),
+    ("funnel_sales_cycle_p50_seconds", lambda s, k: nearest_rank_s(s, 50)),
+    ("funnel_sales_cycle_p90_seconds", lambda s, k: nearest_rank_s(s, 90)),
+    ("funnel_pipeline_velocity", velocity),
+    ("funnel_nrr_ratio", lambda s, k: ratio(
+        mrr_start(s, k) + money(s["mrr_expansion"] + s["mrr_reactivation"]
+                                - s["mrr_contraction"] - s["mrr_churned"]),
+        mrr_start(s, k))),
+    ("funnel_gross_mrr_churn_ratio", lambda s, k: ratio(
+        money(s["mrr_contraction"] + s["mrr_churned"]), mrr_start(s, k))),
+    ("funnel_customer_churn_ratio", lambda s, k: ratio(
+        s["customers_churned"], customers_start(s, k))),
+]
+
+
+# ------------------------------------------------------------ formatting ----
+
+def fmt_money(micro):
+    sign = "-" if micro < 0 else ""
+    whole, frac = divmod(abs(micro), MICRO)
+    frac_s = ("%06d" % frac).rstrip("0")
+    return sign + str(whole) + ("." + frac_s if frac_s else "")
+
+
+def fmt_ratio(x):
+    return repr(float(x))
+
+
+def escape(v):
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+WINDOWED_COUNTS = [
+    ("funnel_impressions", "impressions", str),
+    ("funnel_clicks", "clicks", str),
+    ("funnel_leads", "leads", str),
+    ("funnel_mqls", "mqls", str),
+    ("funnel_sqls", "sqls", str),
+    ("funnel_opportunities", "opportunities", str),
+    ("funnel_deals_won", "won", str),
+    ("funnel_deals_lost", "lost", str),
+    ("funnel_revenue_won", "revenue_won", fmt_money),
+    ("funnel_ad_spend", "ad_spend", fmt_money),
+    ("funnel_spend", "spend", fmt_money),
+    ("funnel_mrr_new", "mrr_new", fmt_money),
+    ("funnel_mrr_expansion", "mrr_expansion", fmt_money),
+    ("funnel_mrr_reactivation", "mrr_reactivation", fmt_money),
+    ("funnel_mrr_contraction", "mrr_contraction", fmt_money),
+    ("funnel_mrr_churned", "mrr_churned", fmt_money),
+    ("funnel_customers_new", "customers_new", str),
+    ("funnel_customers_churned", "customers_churned", str),
+    ("funnel_customers_reactivated", "customers_reactivated", str),
+]
+
+
+# ------------------------------------------------------------------ main ----
+
+def replay_file(path, wall_ms=None):
+    r = Replay(time.time_ns() // 1_000_000 if wall_ms is None else wall_ms)
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the final newline ends the last line
+    for i, raw in enumerate(lines, 1):
+        r.feed(i, raw)
+    return r
+
+
+def check_margins(r):
+    """Warn about windowed events within one bucket of a trailing edge."""
+    bad = 0
+    for key, k in sorted(r.keys.items()):
+        for wl, wms in WINDOWS:
+            w = max(wms // 60, 1)
+            start = (r.now // w - 59) * w  # first millisecond in the window
+            for e in k.windowed:
+                if r.now - wms - w <= e["ts_eff"] < start + w:
+                    bad += 1
+                    print("near %s edge: %s %s ts_eff=%d" % (wl, key, e["id"], e["ts_eff"]),
+                          file=sys.stderr)
+    print("margins: %d event(s) near a trailing edge" % bad, file=sys.stderr)
+    return bad
+
+
+def main(argv):
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    flags = [a for a in argv[1:] if a.startswith("--")]
+    if len(args) != 1 or any(f not in ("--check-margins", "--classify") for f in flags):
+        print(__doc__, file=sys.stderr)
+        return 2
+    r = replay_file(args[0])
+    if "--classify" in flags:
+        for lineno, outcome in r.trace:
+            print("%d\t%s" % (lineno, outcome))
+        return 0
+    if "--check-margins" in flags:
+        return 1 if check_margins(r) else 0
+    if r.now is None:
+        print("no valid event", file=sys.stderr)
+    sys.stdout.write("\n".join(r.render()) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
