@@ -162,7 +162,10 @@ fn bench_engine(c: &mut Criterion) {
 }
 
 /// Parses our own exposition into (name, labels, value) for the crate path.
-fn parse(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// (name, label pairs, value) of one series.
+type Series = (String, Vec<(String, String)>, f64);
+
+fn parse(text: &str) -> Vec<Series> {
     let mut out = Vec::new();
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = l.rsplit_once(' ').unwrap();

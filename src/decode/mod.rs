@@ -582,7 +582,7 @@ fn money(v: Scalar<'_>) -> Result<i64, RejectReason> {
         }
         Scalar::Negative => Err(R::InvalidNumber),
         Scalar::F64(x) => {
-            if x.is_nan() || x < 0.0 || x > MAX_MONEY_UNITS {
+            if !(0.0..=MAX_MONEY_UNITS).contains(&x) {
                 Err(R::InvalidNumber)
             } else {
                 Ok((x * MICRO as f64).round() as i64)

@@ -75,6 +75,9 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// (channel, campaign) -> the (aggregator, key) pairs holding it.
+type KeyGroups = BTreeMap<(Arc<str>, Arc<str>), Vec<(usize, usize)>>;
+
 /// One (channel, campaign) key merged across partitions.
 struct MergedKey {
     totals: Totals,
@@ -102,7 +105,7 @@ pub fn render(aggs: &[&Aggregator], health: &Health, now: i64, version: &str) ->
     };
 
     // Group keys by label values, sorted by (channel, campaign).
-    let mut groups: BTreeMap<(Arc<str>, Arc<str>), Vec<(usize, usize)>> = BTreeMap::new();
+    let mut groups: KeyGroups = BTreeMap::new();
     for (ai, agg) in aggs.iter().enumerate() {
         for (ki, k) in agg.keys().iter().enumerate() {
             groups

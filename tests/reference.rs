@@ -1,0 +1,49 @@
+//! The golden test's oracle stays honest: `expected.prom` must be exactly
+//! what the independent Python reference computes from `events.ndjson`, and
+//! the JSON Schema must agree with the reference on which lines are valid.
+//! Needs `python3` with the `jsonschema` package (`.ci/run` installs it).
+
+use std::path::Path;
+use std::process::Command;
+
+fn python(args: &[&str]) -> std::process::Output {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Command::new("python3")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("python3 must be installed to run the golden reference checks")
+}
+
+#[test]
+fn expected_exposition_is_the_reference_output() {
+    let out = python(&["tests/golden/reference.py", "tests/golden/events.ndjson"]);
+    assert!(out.status.success(), "reference.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let checked_in = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/expected.prom")).unwrap();
+    assert!(
+        out.stdout == checked_in,
+        "tests/golden/expected.prom is stale: regenerate it with \
+         `python3 tests/golden/reference.py tests/golden/events.ndjson > tests/golden/expected.prom`"
+    );
+}
+
+#[test]
+fn golden_events_stay_clear_of_window_edges() {
+    let out = python(&["tests/golden/reference.py", "--check-margins", "tests/golden/events.ndjson"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn schema_agrees_with_the_reference() {
+    let out = python(&["tests/golden/check_schema.py"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "check_schema.py failed (is the `jsonschema` package installed? `pip install jsonschema`):\n{text}"
+    );
+}
