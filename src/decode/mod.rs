@@ -9,7 +9,7 @@
 pub mod dedup;
 pub mod time;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -289,6 +289,50 @@ pub fn decode<'a>(
 // ---------------------------------------------------------------------------
 // Raw parse: known fields as loosely typed scalars, everything else skipped.
 
+/// Skips a JSON value while still checking it the way a full parse does
+/// (numbers in range, strings valid: no lone surrogate escapes), unlike
+/// `IgnoredAny`, so that an unknown field cannot smuggle invalid JSON in.
+struct Skip;
+
+impl<'de> de::Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Skip;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_unit<E>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Skip, A::Error> {
+                while a.next_element::<Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Skip, A::Error> {
+                while a.next_entry::<Skip, Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A JSON value as far as validation needs to know it.
 #[derive(Debug)]
 enum Scalar<'a> {
@@ -337,11 +381,11 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
                 Ok(Scalar::Other)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
+                while a.next_element::<Skip>()?.is_some() {}
                 Ok(Scalar::Other)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                while a.next_entry::<Skip, Skip>()?.is_some() {}
                 Ok(Scalar::Other)
             }
         }
@@ -463,7 +507,7 @@ impl<'de> de::Deserialize<'de> for Top<'de> {
                         Field::Change => &mut r.change,
                         Field::MrrDelta => &mut r.mrr_delta,
                         Field::Unknown => {
-                            a.next_value::<IgnoredAny>()?;
+                            a.next_value::<Skip>()?;
                             continue;
                         }
                     };
@@ -472,7 +516,7 @@ impl<'de> de::Deserialize<'de> for Top<'de> {
                 Ok(Top(Some(r)))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
+                while a.next_element::<Skip>()?.is_some() {}
                 Ok(Top(None))
             }
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
@@ -499,8 +543,12 @@ impl<'de> de::Deserialize<'de> for Top<'de> {
 }
 
 fn parse_raw(bytes: &[u8]) -> Result<Raw<'_>, RejectReason> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let top = <Top as de::Deserialize>::deserialize(&mut de).map_err(|_| RejectReason::InvalidJson)?;
+    // Validate UTF-8 once for the whole message (skipped values included),
+    // then parse from `&str`, which does not check it again.
+    let text = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidJson)?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top =
+        <Top as de::Deserialize>::deserialize(&mut de).map_err(|_| RejectReason::InvalidJson)?;
     de.end().map_err(|_| RejectReason::InvalidJson)?;
     top.0.ok_or(RejectReason::NotObject)
 }

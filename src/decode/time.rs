@@ -119,6 +119,10 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     if i != b.len() {
         return None;
     }
+    if sec == 60 {
+        // A leap second is read as the first millisecond of the next minute.
+        millis = 0;
+    }
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_s;
     Some(secs * 1000 + millis)
@@ -172,12 +176,18 @@ mod tests {
             parse_rfc3339_ms("2026-11-25 08:00:00z"),
             Some(1_795_593_600_000)
         );
-        assert_eq!(parse_rfc3339_ms("9999-12-31T23:59:59.999Z"), Some(MAX_TS_MS));
+        assert_eq!(
+            parse_rfc3339_ms("9999-12-31T23:59:59.999Z"),
+            Some(MAX_TS_MS)
+        );
         assert_eq!(
             parse_rfc3339_ms("2016-12-31T23:59:60Z"),
             parse_rfc3339_ms("2017-01-01T00:00:00Z")
         );
-        assert_eq!(parse_rfc3339_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
     }
 
     #[test]
