@@ -57,7 +57,13 @@ struct Bed<'a> {
 impl<'a> Bed<'a> {
     fn new(cfg: EngineConfig, pool: &'a [String]) -> Self {
         let (warm, timed) = pool.split_at(WARM);
-        Bed { cfg, warm, timed, part: None, pos: usize::MAX }
+        Bed {
+            cfg,
+            warm,
+            timed,
+            part: None,
+            pos: usize::MAX,
+        }
     }
     fn run(&mut self, iters: u64) -> Duration {
         let mut total = Duration::ZERO;
@@ -107,7 +113,10 @@ fn bench_engine(c: &mut Criterion) {
     });
 
     // Aggregate alone: events decoded up front, applied in order.
-    let events: Vec<_> = pool.iter().map(|l| decode(l.as_bytes(), &dcfg, WALL).unwrap()).collect();
+    let events: Vec<_> = pool
+        .iter()
+        .map(|l| decode(l.as_bytes(), &dcfg, WALL).unwrap())
+        .collect();
     g.bench_function("aggregate/10000keys/6windows", |b| {
         let cfg = config("5m,1h,1d,7d,30d,90d");
         b.iter_custom(|iters| {
@@ -139,23 +148,33 @@ fn bench_engine(c: &mut Criterion) {
     drop(events);
 
     for keys in [100u64, 1_000, 10_000, 100_000] {
-        let pool = if keys == 10_000 { pool.clone() } else { lines(keys, WARM + TIMED) };
+        let pool = if keys == 10_000 {
+            pool.clone()
+        } else {
+            lines(keys, WARM + TIMED)
+        };
         let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &pool);
-        g.bench_with_input(BenchmarkId::new("decode+aggregate/6windows", keys), &keys, |b, _| {
-            b.iter_custom(|iters| bed.run(iters))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("decode+aggregate/6windows", keys),
+            &keys,
+            |b, _| b.iter_custom(|iters| bed.run(iters)),
+        );
         if keys == 100_000 {
             // Live at 1M events/s: event time advances 1 us per event.
             let live = lines_step(keys, WARM + TIMED, 0.001);
             let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &live);
-            g.bench_with_input(BenchmarkId::new("decode+aggregate/6windows/live", keys), &keys, |b, _| {
-                b.iter_custom(|iters| bed.run(iters))
-            });
+            g.bench_with_input(
+                BenchmarkId::new("decode+aggregate/6windows/live", keys),
+                &keys,
+                |b, _| b.iter_custom(|iters| bed.run(iters)),
+            );
             drop(live);
             let mut bed = Bed::new(config("90d"), &pool);
-            g.bench_with_input(BenchmarkId::new("decode+aggregate/1window", keys), &keys, |b, _| {
-                b.iter_custom(|iters| bed.run(iters))
-            });
+            g.bench_with_input(
+                BenchmarkId::new("decode+aggregate/1window", keys),
+                &keys,
+                |b, _| b.iter_custom(|iters| bed.run(iters)),
+            );
         }
     }
     g.finish();
@@ -191,13 +210,21 @@ fn bench_render(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     // ~3,800 fully active keys publish about a million series.
     let mut part = Engine::new(config("5m,1h,1d,7d,30d,90d")).partition();
-    let mut gen = Synth::new(SynthConfig { keys: 3_800, step_ms: 2.0, ..SynthConfig::default() });
+    let mut gen = Synth::new(SynthConfig {
+        keys: 3_800,
+        step_ms: 2.0,
+        ..SynthConfig::default()
+    });
     for _ in 0..2_000_000 {
         part.process_at(gen.next_line().as_bytes(), WALL);
     }
     let now = gen.current_ms();
     let text = render(&[&part.agg], &Health::of(&[&part]), now, "bench");
-    let series = text.lines().find(|l| l.starts_with("funnel_series ")).unwrap().to_string();
+    let series = text
+        .lines()
+        .find(|l| l.starts_with("funnel_series "))
+        .unwrap()
+        .to_string();
     eprintln!("render: {series}, {} MB of text", text.len() / 1_000_000);
     g.bench_function("funnelstream/1M_series", |b| {
         b.iter(|| black_box(render(&[&part.agg], &Health::of(&[&part]), now, "bench").len()))
@@ -237,7 +264,9 @@ fn bench_render(c: &mut Criterion) {
                 fams.last_mut().unwrap().mut_metric().push(m);
             }
             let mut buf = Vec::with_capacity(text.len() + text.len() / 4);
-            prometheus::TextEncoder::new().encode(&fams, &mut buf).unwrap();
+            prometheus::TextEncoder::new()
+                .encode(&fams, &mut buf)
+                .unwrap();
             black_box(buf.len())
         })
     });

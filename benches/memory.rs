@@ -28,7 +28,11 @@ fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
     let before = rss_kib();
     let engine = Engine::new(cfg);
     let mut p = engine.partition();
-    let mut g = Synth::new(SynthConfig { keys, step_ms: step, ..SynthConfig::default() });
+    let mut g = Synth::new(SynthConfig {
+        keys,
+        step_ms: step,
+        ..SynthConfig::default()
+    });
     let t = std::time::Instant::now();
     for _ in 0..n {
         p.process_at(g.next_line().as_bytes(), i64::MAX / 4);

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Parser, Debug)]
-#[command(name = "funnelstream", version, about = "Exact rolling-window marketing and sales KPIs, from Kafka to Prometheus")]
+#[command(
+    name = "funnelstream",
+    version,
+    about = "Exact rolling-window marketing and sales KPIs, from Kafka to Prometheus"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,9 +22,73 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Consume from Kafka, aggregate, serve /metrics until SIGTERM/SIGINT,
+    /// then drain, commit and exit 0.
+    Run(RunArgs),
+    /// The embedded default: an in-process Kafka-protocol broker, a
+    /// realistic synthetic event stream, and the engine on it.
+    Demo(DemoArgs),
+    /// Write synthetic or file-supplied events to a Kafka topic.
+    Produce(crate::produce::ProduceArgs),
     /// Read events from a file (one JSON event a line; `-` for stdin), apply
     /// them exactly as `run` would, and print the /metrics exposition.
     Replay(ReplayArgs),
+    /// Validate the configuration and print the effective settings.
+    CheckConfig(RunArgs),
+}
+
+/// Settings of `run` (and `check-config`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Kafka bootstrap servers [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "HOST:PORT[,..]", env = "FUNNELSTREAM_BROKERS")]
+    pub brokers: Option<String>,
+    /// Topics to consume [default: funnel-events].
+    #[arg(long, value_name = "T[,..]", env = "FUNNELSTREAM_TOPICS")]
+    pub topics: Option<String>,
+    /// Consumer group id [default: funnelstream].
+    #[arg(long, value_name = "ID", env = "FUNNELSTREAM_GROUP")]
+    pub group: Option<String>,
+    /// HTTP listen address for /metrics, /, /healthz, /readyz [default: 0.0.0.0:9490].
+    #[arg(long, value_name = "ADDR:PORT", env = "FUNNELSTREAM_LISTEN")]
+    pub listen: Option<String>,
+    /// Topic receiving rejected events (not available in this version).
+    #[arg(long, value_name = "T", env = "FUNNELSTREAM_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
+    /// Compacted topic holding state checkpoints (not available in this version).
+    #[arg(long, value_name = "T", env = "FUNNELSTREAM_CHECKPOINT_TOPIC")]
+    pub checkpoint_topic: Option<String>,
+    /// Threads applying events [default: cores - 1, at least 1].
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_WORKERS")]
+    pub workers: Option<String>,
+    /// Extra librdkafka property (security.protocol, sasl.*, ssl.*, ...); repeatable.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_property: Vec<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, value_name = "text|json", env = "FUNNELSTREAM_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or funnelstream=debug [default: info; RUST_LOG also works].
+    #[arg(long, value_name = "FILTER", env = "FUNNELSTREAM_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Settings of `demo`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DemoArgs {
+    /// HTTP listen address [default: 127.0.0.1:9490].
+    #[arg(long, value_name = "ADDR:PORT", env = "FUNNELSTREAM_LISTEN")]
+    pub listen: Option<String>,
+    /// Live events per second produced after the history [default: 200].
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub rate: u64,
+    /// Events of history (spread over the last 89 days) produced at start [default: 60000].
+    #[arg(long, value_name = "N", default_value_t = 60_000)]
+    pub history: u64,
+    /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub duration: u64,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +142,17 @@ pub struct EngineArgs {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    pub brokers: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub group: Option<String>,
+    pub listen: Option<String>,
+    pub dead_letter_topic: Option<String>,
+    pub checkpoint_topic: Option<String>,
+    pub workers: Option<u64>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+    /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
+    pub kafka: Option<std::collections::BTreeMap<String, String>>,
     pub windows: Option<String>,
     pub clock: Option<String>,
     pub max_future_skew: Option<String>,
@@ -87,11 +166,15 @@ pub struct FileConfig {
 }
 
 pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::invalid("config", format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::invalid("config", format!("cannot read {}: {e}", path.display()))
+    })?;
     toml::from_str(&text).map_err(|e| {
         // toml's message names the unknown or mistyped key and its line.
-        ConfigError::invalid("config", format!("{}: {}", path.display(), e.to_string().trim()))
+        ConfigError::invalid(
+            "config",
+            format!("{}: {}", path.display(), e.to_string().trim()),
+        )
     })
 }
 
@@ -102,25 +185,39 @@ fn duration(key: &str, v: &str) -> Result<i64, ConfigError> {
 fn positive(key: &str, v: &str) -> Result<usize, ConfigError> {
     match v.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(ConfigError::invalid(key, format!("`{v}` is not a positive whole number"))),
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("`{v}` is not a positive whole number"),
+        )),
     }
 }
 
 impl EngineArgs {
+    pub fn file(&self) -> Result<FileConfig, ConfigError> {
+        match &self.config {
+            Some(p) => load_file(p),
+            None => Ok(FileConfig::default()),
+        }
+    }
+
     /// Resolves flag > env (both via clap) > file > default.
     pub fn resolve(&self) -> Result<EngineConfig, ConfigError> {
-        let file = match &self.config {
-            Some(p) => load_file(p)?,
-            None => FileConfig::default(),
-        };
+        let file = self.file()?;
+        self.resolve_with(&file)
+    }
+
+    pub fn resolve_with(&self, file: &FileConfig) -> Result<EngineConfig, ConfigError> {
         let pick_s = |cli: &Option<String>, f: &Option<String>| cli.clone().or_else(|| f.clone());
-        let pick_n = |cli: &Option<String>, f: Option<u64>| cli.clone().or_else(|| f.map(|n| n.to_string()));
+        let pick_n =
+            |cli: &Option<String>, f: Option<u64>| cli.clone().or_else(|| f.map(|n| n.to_string()));
         let mut c = EngineConfig::default();
         if let Some(v) = pick_s(&self.windows, &file.windows) {
             c.windows = parse_windows(&v).map_err(|p| ConfigError::invalid("windows", p))?;
         }
         if let Some(v) = pick_s(&self.clock, &file.clock) {
-            c.clock = v.parse::<ClockMode>().map_err(|p| ConfigError::invalid("clock", p))?;
+            c.clock = v
+                .parse::<ClockMode>()
+                .map_err(|p| ConfigError::invalid("clock", p))?;
         }
         if let Some(v) = pick_s(&self.max_future_skew, &file.max_future_skew) {
             c.max_future_skew_ms = duration("max_future_skew", &v)?;
@@ -161,8 +258,262 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
+        Command::Run(args) => crate::run::run(&args),
+        Command::Demo(args) => crate::demo::run(&args),
+        Command::Produce(args) => crate::produce::run(&args),
         Command::Replay(args) => crate::replay::run(&args),
+        Command::CheckConfig(args) => check_config(&args),
     }
+}
+
+/// Everything `run` needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub engine: EngineConfig,
+    pub kafka: crate::source::KafkaSettings,
+    pub listen: std::net::SocketAddr,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn listen_addr(key: &str, v: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    v.parse().map_err(|_| {
+        ConfigError::invalid(key, format!("`{v}` is not an ADDR:PORT like 0.0.0.0:9490"))
+    })
+}
+
+impl RunArgs {
+    pub fn resolve(&self, default_listen: &str) -> Result<RunConfig, ConfigError> {
+        let file = self.engine.file()?;
+        let engine = self.engine.resolve_with(&file)?;
+        let pick = |cli: &Option<String>, f: &Option<String>| cli.clone().or_else(|| f.clone());
+        if pick(&self.dead_letter_topic, &file.dead_letter_topic).is_some() {
+            return Err(ConfigError::invalid(
+                "dead_letter_topic",
+                "dead-letter topics are not available in this version yet",
+            ));
+        }
+        if pick(&self.checkpoint_topic, &file.checkpoint_topic).is_some() {
+            return Err(ConfigError::invalid(
+                "checkpoint_topic",
+                "checkpoint topics are not available in this version yet",
+            ));
+        }
+        let brokers = pick(&self.brokers, &file.brokers).unwrap_or_else(|| "127.0.0.1:9092".into());
+        if brokers.trim().is_empty() {
+            return Err(ConfigError::invalid("brokers", "empty broker list"));
+        }
+        let topics = match (&self.topics, &file.topics) {
+            (Some(t), _) => split_list(t),
+            (None, Some(t)) => t.clone(),
+            (None, None) => vec!["funnel-events".into()],
+        };
+        if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "topics",
+                "at least one non-empty topic name is needed",
+            ));
+        }
+        let group = pick(&self.group, &file.group).unwrap_or_else(|| "funnelstream".into());
+        if group.trim().is_empty() {
+            return Err(ConfigError::invalid("group", "empty group id"));
+        }
+        let listen_s = pick(&self.listen, &file.listen).unwrap_or_else(|| default_listen.into());
+        let listen = listen_addr("listen", &listen_s)?;
+        let workers = match (&self.workers, file.workers) {
+            (Some(w), _) => positive("workers", w)?,
+            (None, Some(w)) => positive("workers", &w.to_string())?,
+            (None, None) => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .saturating_sub(1)
+                .max(1),
+        };
+        let mut properties: Vec<(String, String)> =
+            file.kafka.clone().unwrap_or_default().into_iter().collect();
+        for kv in &self.kafka_property {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(ConfigError::invalid(
+                    "kafka-property",
+                    format!("`{kv}` is not KEY=VALUE"),
+                ));
+            };
+            properties.retain(|(pk, _)| pk != k.trim());
+            properties.push((k.trim().to_string(), v.to_string()));
+        }
+        for (k, _) in &properties {
+            if crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
+                return Err(ConfigError::invalid(
+                    &format!("kafka.{k}"),
+                    "set by funnelstream itself (use brokers / group, or leave it out)",
+                ));
+            }
+        }
+        let log_format = match pick(&self.log_format, &file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "log_format",
+                    format!("`{other}`: use text or json"),
+                ))
+            }
+        };
+        let log_level = pick(&self.log_level, &file.log_level)
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError::invalid(
+                "log_level",
+                format!("`{log_level}` is not a log filter"),
+            ));
+        }
+        Ok(RunConfig {
+            engine,
+            kafka: crate::source::KafkaSettings {
+                brokers,
+                topics,
+                group,
+                properties,
+                workers,
+            },
+            listen,
+            log_format,
+            log_level,
+        })
+    }
+}
+
+/// Property names whose values are secrets: never printed or logged.
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        "ssl.key",
+        "token",
+        "credential",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+fn check_config(args: &RunArgs) -> i32 {
+    let cfg = match args.resolve("0.0.0.0:9490") {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    // Let librdkafka validate the properties (names and values).
+    match crate::source::client_config(&cfg.kafka) {
+        Ok(c) => {
+            if let Err(e) = c.create::<rdkafka::consumer::BaseConsumer>() {
+                eprintln!("funnelstream: invalid configuration: kafka: {e}");
+                return 2;
+            }
+        }
+        Err(e) => {
+            eprintln!("funnelstream: invalid configuration: {e}");
+            return 2;
+        }
+    }
+    print!("{}", effective_settings(&cfg));
+    0
+}
+
+/// The effective settings as TOML, secrets masked.
+pub fn effective_settings(cfg: &RunConfig) -> String {
+    use crate::config::format_duration_ms;
+    let q = |s: &str| format!("{s:?}");
+    let e = &cfg.engine;
+    let mut out = String::new();
+    out.push_str(&format!("brokers = {}\n", q(&cfg.kafka.brokers)));
+    out.push_str(&format!(
+        "topics = [{}]\n",
+        cfg.kafka
+            .topics
+            .iter()
+            .map(|t| q(t))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    out.push_str(&format!("group = {}\n", q(&cfg.kafka.group)));
+    out.push_str(&format!("listen = {}\n", q(&cfg.listen.to_string())));
+    out.push_str(&format!("workers = {}\n", cfg.kafka.workers));
+    out.push_str(&format!(
+        "log_format = {}\nlog_level = {}\n",
+        q(if cfg.log_format == LogFormat::Json {
+            "json"
+        } else {
+            "text"
+        }),
+        q(&cfg.log_level)
+    ));
+    out.push_str(&format!(
+        "windows = {}\n",
+        q(&e.windows
+            .iter()
+            .map(|w| w.label.clone())
+            .collect::<Vec<_>>()
+            .join(","))
+    ));
+    out.push_str(&format!("clock = {}\n", q(&e.clock.to_string())));
+    out.push_str(&format!(
+        "max_future_skew = {}\n",
+        q(&format_duration_ms(e.max_future_skew_ms))
+    ));
+    out.push_str(&format!(
+        "allowed_lateness = {}\n",
+        q(&format_duration_ms(e.allowed_lateness_ms))
+    ));
+    out.push_str(&format!(
+        "dedup_horizon = {}\n",
+        q(&format_duration_ms(e.dedup_horizon_ms))
+    ));
+    out.push_str(&format!("dedup_capacity = {}\n", e.dedup_capacity));
+    out.push_str(&format!("max_channels = {}\n", e.max_channels));
+    out.push_str(&format!("max_campaigns = {}\n", e.max_campaigns));
+    out.push_str(&format!("max_tracked_deals = {}\n", e.max_tracked_deals));
+    out.push_str(&format!("max_event_bytes = {}\n", e.max_event_bytes));
+    if !cfg.kafka.properties.is_empty() {
+        out.push_str("\n[kafka]\n");
+        for (k, v) in &cfg.kafka.properties {
+            let v = if is_secret(k) {
+                "***".to_string()
+            } else {
+                v.clone()
+            };
+            out.push_str(&format!("{} = {}\n", q(k), q(&v)));
+        }
+    }
+    out
+}
+
+/// Installs the tracing subscriber (stderr, text or JSON).
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }
 
 /// Prints a configuration error the way every command does; exit code 2.

@@ -237,7 +237,16 @@ mod tests {
         assert_eq!(parse_duration_ms("1w"), Ok(7 * 86_400_000));
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
         assert_eq!(parse_duration_ms("0"), Ok(0));
-        for bad in ["", "5", "m", "5x", "1m1h", "5m5m", "99999999999999999999d", "-5m"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5x",
+            "1m1h",
+            "5m5m",
+            "99999999999999999999d",
+            "-5m",
+        ] {
             assert!(parse_duration_ms(bad).is_err(), "{bad}");
         }
     }

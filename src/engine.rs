@@ -73,6 +73,37 @@ pub enum Outcome {
     Rejected(RejectReason),
 }
 
+/// Upper bounds (seconds) of the `funnel_event_delay_seconds` buckets.
+pub const DELAY_BUCKETS_S: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0, 604800.0,
+];
+
+/// Histogram of processing time minus event time (live use only: in a
+/// replay of history it would only measure the history's age).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DelayHistogram {
+    /// Per bucket (not cumulative), the last one for +Inf.
+    pub counts: [u64; DELAY_BUCKETS_S.len() + 1],
+    pub sum_ms: i128,
+}
+
+impl DelayHistogram {
+    #[inline]
+    pub fn observe(&mut self, delay_ms: i64) {
+        let s = delay_ms as f64 / 1000.0;
+        let i = DELAY_BUCKETS_S.partition_point(|&le| le < s);
+        self.counts[i] += 1;
+        self.sum_ms += i128::from(delay_ms);
+    }
+
+    pub fn add(&mut self, o: &DelayHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.sum_ms += o.sum_ms;
+    }
+}
+
 /// Counters of the decode and dedup steps of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionStats {
@@ -98,8 +129,16 @@ impl Engine {
         }
     }
 
+    /// A partition that also records `funnel_event_delay_seconds` (live use).
+    pub fn live_partition(&self) -> Partition {
+        let mut p = self.partition();
+        p.delay = Some(DelayHistogram::default());
+        p
+    }
+
     pub fn partition(&self) -> Partition {
         Partition {
+            delay: None,
             decode: self.config.decode_config(),
             clock: self.clock.clone(),
             dedup: Dedup::new(self.config.dedup_horizon_ms, self.config.dedup_capacity),
@@ -118,6 +157,7 @@ pub struct Partition {
     dedup: Dedup,
     pub agg: Aggregator,
     pub stats: PartitionStats,
+    pub delay: Option<DelayHistogram>,
 }
 
 impl Partition {
@@ -145,6 +185,9 @@ impl Partition {
         let late = self.agg.is_late(ts_eff, now);
         self.agg.apply(&ev, ts_eff, now);
         self.stats.ingested[ev.event_type() as usize] += 1;
+        if let Some(d) = &mut self.delay {
+            d.observe(wall_ms.saturating_sub(ev.ts));
+        }
         Outcome::Applied { late }
     }
 
@@ -159,6 +202,10 @@ pub struct Health {
     pub partition: PartitionStats,
     pub agg: AggStats,
     pub dedup_evicted: u64,
+    /// Live use only.
+    pub delay: Option<DelayHistogram>,
+    /// `(topic, partition, lag)` of assigned partitions (live use only).
+    pub lag: Vec<(String, i32, i64)>,
 }
 
 impl Health {
@@ -175,6 +222,11 @@ impl Health {
         self.agg.label_overflow[1] += p.agg.stats.label_overflow[1];
         self.agg.deals_untracked += p.agg.stats.deals_untracked;
         self.dedup_evicted += p.dedup.evicted;
+        if let Some(d) = &p.delay {
+            self.delay
+                .get_or_insert_with(DelayHistogram::default)
+                .add(d);
+        }
     }
 
     pub fn of(partitions: &[&Partition]) -> Health {

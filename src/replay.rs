@@ -16,11 +16,7 @@ pub enum Line<'a> {
 /// Calls `f` for every line of `r`, without ever buffering more than
 /// `max + 1` bytes of one line. `\r\n` endings are accepted; blank lines are
 /// skipped.
-pub fn for_each_line<R: Read>(
-    r: R,
-    max: usize,
-    mut f: impl FnMut(Line<'_>),
-) -> io::Result<()> {
+pub fn for_each_line<R: Read>(r: R, max: usize, mut f: impl FnMut(Line<'_>)) -> io::Result<()> {
     let mut r = BufReader::with_capacity(1 << 16, r);
     let mut line: Vec<u8> = Vec::new();
     let mut too_long = false;

@@ -100,6 +100,11 @@ impl Synth {
         self.ts as i64
     }
 
+    /// Sets how far event time advances per event on average.
+    pub fn set_step_ms(&mut self, step_ms: f64) {
+        self.cfg.step_ms = step_ms;
+    }
+
     /// Sets the event time of the following events (live generators follow
     /// the wall clock).
     pub fn set_time_ms(&mut self, ms: i64) {
@@ -109,12 +114,19 @@ impl Synth {
     fn key(&mut self) -> (u64, &'static str, String) {
         let k = self.rng.below(self.cfg.keys);
         let channel = CHANNELS[(k % CHANNELS.len() as u64) as usize];
-        (k, channel, format!("{channel}-cmp-{:03}", k / CHANNELS.len() as u64))
+        (
+            k,
+            channel,
+            format!("{channel}-cmp-{:03}", k / CHANNELS.len() as u64),
+        )
     }
 
     fn key_of(&self, k: u64) -> (&'static str, String) {
         let channel = CHANNELS[(k % CHANNELS.len() as u64) as usize];
-        (channel, format!("{channel}-cmp-{:03}", k / CHANNELS.len() as u64))
+        (
+            channel,
+            format!("{channel}-cmp-{:03}", k / CHANNELS.len() as u64),
+        )
     }
 
     /// The next event line (no trailing newline).
@@ -143,8 +155,16 @@ impl Synth {
             let (k, channel, campaign) = self.key();
             let _ = k;
             let click = p >= 0.40;
-            let count = if click { 1 + self.rng.below(5) } else { 50 + self.rng.below(2000) };
-            let cost = if click { 0.2 + self.rng.unit() * 4.0 } else { count as f64 * 0.004 };
+            let count = if click {
+                1 + self.rng.below(5)
+            } else {
+                50 + self.rng.below(2000)
+            };
+            let cost = if click {
+                0.2 + self.rng.unit() * 4.0
+            } else {
+                count as f64 * 0.004
+            };
             let _ = write!(
                 s,
                 r#""type":"{}","channel":"{channel}","campaign":"{campaign}","count":{count},"cost":{:.2},"source":"ads-sync","ad_group":"ag-{}"}}"#,
@@ -155,7 +175,13 @@ impl Synth {
         } else if p < 0.86 {
             let (_, channel, campaign) = self.key();
             let q = self.rng.unit();
-            let stage = if q < 0.6 { "new" } else if q < 0.85 { "mql" } else { "sql" };
+            let stage = if q < 0.6 {
+                "new"
+            } else if q < 0.85 {
+                "mql"
+            } else {
+                "sql"
+            };
             let _ = write!(
                 s,
                 r#""type":"lead","channel":"{channel}","campaign":"{campaign}","lead_id":"L-{}","stage":"{stage}","form":"demo-request"}}"#,

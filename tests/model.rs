@@ -25,12 +25,31 @@ const CAMPAIGNS: [&str; 3] = ["brand", "q4", "none"];
 
 #[derive(Debug, Clone)]
 enum Kind {
-    Impression { count: u64, cents: i64 },
-    Click { count: u64, cents: i64 },
-    Lead { stage: usize },
-    Deal { deal: u8, stage: usize, cents: i64, cycle_ms: i64 },
-    Spend { cents: i64, ads: bool },
-    Subscription { change: usize, cents: i64 },
+    Impression {
+        count: u64,
+        cents: i64,
+    },
+    Click {
+        count: u64,
+        cents: i64,
+    },
+    Lead {
+        stage: usize,
+    },
+    Deal {
+        deal: u8,
+        stage: usize,
+        cents: i64,
+        cycle_ms: i64,
+    },
+    Spend {
+        cents: i64,
+        ads: bool,
+    },
+    Subscription {
+        change: usize,
+        cents: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -165,8 +184,18 @@ fn kind() -> impl Strategy<Value = Kind> {
         (1u64..5000, cents.clone()).prop_map(|(count, cents)| Kind::Impression { count, cents }),
         (1u64..20, cents.clone()).prop_map(|(count, cents)| Kind::Click { count, cents }),
         (0usize..3).prop_map(|stage| Kind::Lead { stage }),
-        (0u8..6, 0usize..3, cents.clone(), prop_oneof![Just(0i64), 0..60 * DAY])
-            .prop_map(|(deal, stage, cents, cycle_ms)| Kind::Deal { deal, stage, cents, cycle_ms }),
+        (
+            0u8..6,
+            0usize..3,
+            cents.clone(),
+            prop_oneof![Just(0i64), 0..60 * DAY]
+        )
+            .prop_map(|(deal, stage, cents, cycle_ms)| Kind::Deal {
+                deal,
+                stage,
+                cents,
+                cycle_ms
+            }),
         (cents.clone(), any::<bool>()).prop_map(|(cents, ads)| Kind::Spend { cents, ads }),
         (0usize..5, cents).prop_map(|(change, cents)| Kind::Subscription { change, cents }),
     ]
@@ -215,7 +244,10 @@ struct Model {
 }
 
 fn key_names(s: &Spec) -> (String, String) {
-    (CHANNELS[s.key.0].to_string(), CAMPAIGNS[s.key.1].to_string())
+    (
+        CHANNELS[s.key.0].to_string(),
+        CAMPAIGNS[s.key.1].to_string(),
+    )
 }
 
 fn included(ts_eff: i64, now: i64, w: &WindowSpec) -> bool {
@@ -230,9 +262,13 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
     let mut deals: HashMap<u8, ((String, String), i128, bool)> = HashMap::new();
     for (s, ts_eff, late) in &model.accepted {
         let key = key_names(s);
-        let e = out
-            .entry(key.clone())
-            .or_insert_with(|| (Totals::default(), vec![WindowSums::default(); specs.len()], vec![vec![]; specs.len()]));
+        let e = out.entry(key.clone()).or_insert_with(|| {
+            (
+                Totals::default(),
+                vec![WindowSums::default(); specs.len()],
+                vec![vec![]; specs.len()],
+            )
+        });
         let t = &mut e.0;
         let mut traffic = [0i64; 4];
         let mut leads = [0i64; 3];
@@ -268,7 +304,12 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
                 t.leads[*stage] += 1;
                 leads[*stage] = 1;
             }
-            Kind::Deal { deal, stage, cents, cycle_ms } => {
+            Kind::Deal {
+                deal,
+                stage,
+                cents,
+                cycle_ms,
+            } => {
                 let m = (cents * MICRO_PER_CENT) as i128;
                 t.deals[*stage] += 1;
                 dl[*stage] = 1; // OPEN=0, WON=1, LOST=2
@@ -288,14 +329,23 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
                         }
                     }
                     None => {
-                        deals.insert(*deal, (key.clone(), if *stage == 0 { m } else { 0 }, *stage != 0));
+                        deals.insert(
+                            *deal,
+                            (key.clone(), if *stage == 0 { m } else { 0 }, *stage != 0),
+                        );
                     }
                 }
             }
             Kind::Subscription { change, cents } => {
                 let m = cents * MICRO_PER_CENT;
                 t.mrr_movement[*change] += m as i128;
-                let sign = if *change == Change::Contraction as usize || *change == Change::Churn as usize { -1 } else { 1 };
+                let sign = if *change == Change::Contraction as usize
+                    || *change == Change::Churn as usize
+                {
+                    -1
+                } else {
+                    1
+                };
                 t.mrr += (sign * m) as i128;
                 subs[*change] = m;
                 match *change {
@@ -432,11 +482,17 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
             w.finish();
         }
         got.insert(
-            (names_c[k.channel as usize].to_string(), names_k[k.campaign as usize].to_string()),
+            (
+                names_c[k.channel as usize].to_string(),
+                names_k[k.campaign as usize].to_string(),
+            ),
             (k.totals.clone(), sums),
         );
     }
-    prop_assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    prop_assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
     for (key, (t, sums)) in &got {
         let (wt, wsums, cycles) = &want[key];
         prop_assert_eq!(t, wt, "totals of {:?}", key);
@@ -457,10 +513,23 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
                             prop_assert_eq!(v.is_some(), e.is_some(), "{} {:?}", fam.name, key);
                             if let (Some(v), Some(e)) = (v, e) {
                                 let v = v.as_f64();
-                                prop_assert!((v - e).abs() <= 0.01 * e, "{}: {} vs exact {}", fam.name, v, e);
+                                prop_assert!(
+                                    (v - e).abs() <= 0.01 * e,
+                                    "{}: {} vs exact {}",
+                                    fam.name,
+                                    v,
+                                    e
+                                );
                             }
                         }
-                        None => prop_assert_eq!(v, f(wt, &wsums[i]), "{} {:?} {}", fam.name, key, w.label),
+                        None => prop_assert_eq!(
+                            v,
+                            f(wt, &wsums[i]),
+                            "{} {:?} {}",
+                            fam.name,
+                            key,
+                            w.label
+                        ),
                     }
                     if let Some(Value::Float(x)) = v {
                         prop_assert!(x.is_finite(), "{} not finite", fam.name);
@@ -479,8 +548,14 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
         );
     }
     prop_assert_eq!(part.stats.duplicates, model.duplicates);
-    prop_assert_eq!(part.agg.stats.late, model.accepted.iter().filter(|a| a.2).count() as u64);
-    prop_assert_eq!(part.stats.ingested.iter().sum::<u64>(), model.accepted.len() as u64);
+    prop_assert_eq!(
+        part.agg.stats.late,
+        model.accepted.iter().filter(|a| a.2).count() as u64
+    );
+    prop_assert_eq!(
+        part.stats.ingested.iter().sum::<u64>(),
+        model.accepted.len() as u64
+    );
     if std::env::var_os("MODEL_STATS").is_some() {
         eprintln!(
             "{:?}: {} events, {} accepted ({} late), {} duplicates, {} rejected, {} keys",
@@ -515,7 +590,10 @@ proptest! {
 fn long_stream_equals_brute_force() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for _ in 0..3 {
-        let specs = prop::collection::vec(spec(), 3000).new_tree(&mut runner).unwrap().current();
+        let specs = prop::collection::vec(spec(), 3000)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
         check(specs, ClockMode::Event).unwrap();
     }
 }

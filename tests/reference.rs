@@ -18,8 +18,14 @@ fn python(args: &[&str]) -> std::process::Output {
 #[test]
 fn expected_exposition_is_the_reference_output() {
     let out = python(&["tests/golden/reference.py", "tests/golden/events.ndjson"]);
-    assert!(out.status.success(), "reference.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    let checked_in = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/expected.prom")).unwrap();
+    assert!(
+        out.status.success(),
+        "reference.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checked_in =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/expected.prom"))
+            .unwrap();
     assert!(
         out.stdout == checked_in,
         "tests/golden/expected.prom is stale: regenerate it with \
@@ -29,7 +35,11 @@ fn expected_exposition_is_the_reference_output() {
 
 #[test]
 fn golden_events_stay_clear_of_window_edges() {
-    let out = python(&["tests/golden/reference.py", "--check-margins", "tests/golden/events.ndjson"]);
+    let out = python(&[
+        "tests/golden/reference.py",
+        "--check-margins",
+        "tests/golden/events.ndjson",
+    ]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -41,7 +51,11 @@ fn golden_events_stay_clear_of_window_edges() {
 #[test]
 fn schema_agrees_with_the_reference() {
     let out = python(&["tests/golden/check_schema.py"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.status.success(),
         "check_schema.py failed (is the `jsonschema` package installed? `pip install jsonschema`):\n{text}"

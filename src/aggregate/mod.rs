@@ -55,8 +55,9 @@ fn rings<T: Default + Clone>(slot: &mut Rings<T>, windows: usize) -> &mut [T] {
 }
 
 fn rings_heap<T>(slot: &Rings<T>, heap: impl Fn(&T) -> usize) -> usize {
-    slot.as_ref()
-        .map_or(0, |r| r.iter().map(|x| std::mem::size_of::<T>() + heap(x)).sum())
+    slot.as_ref().map_or(0, |r| {
+        r.iter().map(|x| std::mem::size_of::<T>() + heap(x)).sum()
+    })
 }
 
 /// The sums of one window at one instant (possibly merged across
@@ -72,6 +73,23 @@ pub struct WindowSums {
 }
 
 impl WindowSums {
+    /// Adds another key's (or partition's) sums.
+    pub fn add(&mut self, o: &WindowSums) {
+        for (a, b) in self.traffic.iter_mut().zip(&o.traffic) {
+            *a = a.wrapping_add(*b);
+        }
+        for (a, b) in self.leads.iter_mut().zip(&o.leads) {
+            *a = a.wrapping_add(*b);
+        }
+        for (a, b) in self.deals.iter_mut().zip(&o.deals) {
+            *a = a.wrapping_add(*b);
+        }
+        for (a, b) in self.subs.iter_mut().zip(&o.subs) {
+            *a = a.wrapping_add(*b);
+        }
+        self.cycles.extend_from_slice(&o.cycles);
+    }
+
     /// Sorts and merges the sketch entries collected from several buckets.
     pub fn finish(&mut self) {
         self.cycles.sort_unstable_by_key(|e| e.0);
@@ -326,7 +344,11 @@ impl Aggregator {
                 t.ad_spend += i128::from(cost);
                 t.spend += i128::from(cost);
                 let mut d = [0; TRAFFIC_N];
-                d[if is_click { field::CLICKS } else { field::IMPRESSIONS }] = count;
+                d[if is_click {
+                    field::CLICKS
+                } else {
+                    field::IMPRESSIONS
+                }] = count;
                 d[field::AD_SPEND] = cost;
                 add_windows(rings(&mut key.traffic, nw), specs, now, ts_eff, &d);
             }
@@ -336,7 +358,11 @@ impl Aggregator {
                 }
                 t.spend += i128::from(*amount);
                 let mut d = [0; TRAFFIC_N];
-                d[if *ads { field::AD_SPEND } else { field::OTHER_SPEND }] = *amount;
+                d[if *ads {
+                    field::AD_SPEND
+                } else {
+                    field::OTHER_SPEND
+                }] = *amount;
                 add_windows(rings(&mut key.traffic, nw), specs, now, ts_eff, &d);
             }
             Body::Lead { stage } => {
@@ -354,9 +380,7 @@ impl Aggregator {
                 let cust = match change {
                     crate::decode::Change::New => Some((field::CUSTOMERS_NEW, 1)),
                     crate::decode::Change::Churn => Some((field::CUSTOMERS_CHURNED, -1)),
-                    crate::decode::Change::Reactivation => {
-                        Some((field::CUSTOMERS_REACTIVATED, 1))
-                    }
+                    crate::decode::Change::Reactivation => Some((field::CUSTOMERS_REACTIVATED, 1)),
                     _ => None,
                 };
                 if let Some((f, delta)) = cust {
@@ -421,7 +445,14 @@ impl Aggregator {
             None => {
                 let closed = stage != DealStage::Open;
                 let amount = if closed { 0 } else { amount };
-                self.deals.insert(h, DealState { key, amount, closed });
+                self.deals.insert(
+                    h,
+                    DealState {
+                        key,
+                        amount,
+                        closed,
+                    },
+                );
                 Some((key, 0))
             }
         };

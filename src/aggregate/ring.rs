@@ -204,9 +204,7 @@ impl CycleRing {
         if idx < oldest {
             return;
         }
-        let pos = self
-            .entries
-            .partition_point(|e| (e.0, e.1) < (idx, hist));
+        let pos = self.entries.partition_point(|e| (e.0, e.1) < (idx, hist));
         match self.entries.get_mut(pos) {
             Some(e) if e.0 == idx && e.1 == hist => e.2 = e.2.saturating_add(1),
             _ => self.entries.insert(pos, (idx, hist, 1)),

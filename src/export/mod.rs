@@ -2,4 +2,5 @@
 //! [`prometheus`] renders the exposition text from the aggregators' state
 //! and the engine's health counters.
 
+pub mod http;
 pub mod prometheus;

@@ -78,20 +78,66 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 /// (channel, campaign) -> the (aggregator, key) pairs holding it.
 type KeyGroups = BTreeMap<(Arc<str>, Arc<str>), Vec<(usize, usize)>>;
 
+fn render_delay(out: &mut String, d: &crate::engine::DelayHistogram) {
+    header(
+        out,
+        "funnel_event_delay_seconds",
+        "Processing time minus event time of applied events.",
+        "histogram",
+    );
+    let mut cum = 0u64;
+    for (le, c) in crate::engine::DELAY_BUCKETS_S.iter().zip(&d.counts) {
+        cum += c;
+        let _ = writeln!(
+            out,
+            "funnel_event_delay_seconds_bucket{{le=\"{le:?}\"}} {cum}"
+        );
+    }
+    cum += d.counts[crate::engine::DELAY_BUCKETS_S.len()];
+    let _ = writeln!(
+        out,
+        "funnel_event_delay_seconds_bucket{{le=\"+Inf\"}} {cum}"
+    );
+    let mut sum = String::new();
+    write_value(&mut sum, Value::Float(d.sum_ms as f64 / 1000.0));
+    let _ = writeln!(out, "funnel_event_delay_seconds_sum {sum}");
+    let _ = writeln!(out, "funnel_event_delay_seconds_count {cum}");
+}
+
+fn render_lag(out: &mut String, lag: &[(String, i32, i64)]) {
+    if lag.is_empty() {
+        return;
+    }
+    header(
+        out,
+        "funnel_consumer_lag_messages",
+        "High watermark minus committed position, per assigned partition.",
+        "gauge",
+    );
+    for (topic, partition, v) in lag {
+        out.push_str("funnel_consumer_lag_messages{topic=\"");
+        escape_label_value(out, topic);
+        let _ = writeln!(out, "\",partition=\"{partition}\"}} {v}");
+    }
+}
+
 /// One (channel, campaign) key merged across partitions.
 struct MergedKey {
     totals: Totals,
     windows: Vec<WindowSums>,
 }
 
-/// Renders the whole exposition at engine time `now`.
-///
-/// Keys that exist in several partitions (events of one campaign spread over
-/// partitions) are merged: their sums add up, so the result equals a single
-/// aggregator's over all events.
-pub fn render(aggs: &[&Aggregator], health: &Health, now: i64, version: &str) -> String {
+/// Calls `f` for every (channel, campaign) key in label order, with its
+/// totals and window sums merged across the aggregators (keys that exist in
+/// several partitions add up, so the result equals a single aggregator's over
+/// all events).
+pub fn for_each_key(
+    aggs: &[&Aggregator],
+    now: i64,
+    mut f: impl FnMut(&str, &str, &Totals, &[WindowSums]),
+) {
     let Some(first) = aggs.first() else {
-        return render_health_only(health, version);
+        return;
     };
     let specs = first.windows();
     let labels = first.labels();
@@ -103,8 +149,6 @@ pub fn render(aggs: &[&Aggregator], health: &Health, now: i64, version: &str) ->
             .cloned()
             .unwrap_or_else(|| Arc::from(crate::aggregate::labels::OVERFLOW))
     };
-
-    // Group keys by label values, sorted by (channel, campaign).
     let mut groups: KeyGroups = BTreeMap::new();
     for (ai, agg) in aggs.iter().enumerate() {
         for (ki, k) in agg.keys().iter().enumerate() {
@@ -114,14 +158,10 @@ pub fn render(aggs: &[&Aggregator], health: &Health, now: i64, version: &str) ->
                 .push((ai, ki));
         }
     }
-
-    let mut bufs: Vec<String> = FAMILIES.iter().map(|_| String::new()).collect();
-    let mut series: u64 = 0;
     let mut merged = MergedKey {
         totals: Totals::default(),
         windows: vec![WindowSums::default(); specs.len()],
     };
-    let mut prefix = String::new();
     for ((channel, campaign), members) in &groups {
         merged.totals = Totals::default();
         for w in merged.windows.iter_mut() {
@@ -135,45 +175,119 @@ pub fn render(aggs: &[&Aggregator], health: &Health, now: i64, version: &str) ->
         for w in merged.windows.iter_mut() {
             w.finish();
         }
+        f(channel, campaign, &merged.totals, &merged.windows);
+    }
+}
+
+/// Exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Content type of OpenMetrics 1.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Renders the whole exposition at engine time `now` in the text format.
+pub fn render(aggs: &[&Aggregator], health: &Health, now: i64, version: &str) -> String {
+    render_as(aggs, health, now, version, Format::Text)
+}
+
+/// Renders the whole exposition at engine time `now`.
+pub fn render_as(
+    aggs: &[&Aggregator],
+    health: &Health,
+    now: i64,
+    version: &str,
+    format: Format,
+) -> String {
+    let specs = aggs
+        .first()
+        .map(|a| a.windows().to_vec())
+        .unwrap_or_default();
+    let mut bufs: Vec<String> = FAMILIES.iter().map(|_| String::new()).collect();
+    let mut series: u64 = 0;
+    let mut prefix = String::new();
+    for_each_key(aggs, now, |channel, campaign, totals, windows| {
         prefix.clear();
         prefix.push_str("{channel=\"");
         escape_label_value(&mut prefix, channel);
         prefix.push_str("\",campaign=\"");
         escape_label_value(&mut prefix, campaign);
         prefix.push('"');
-
         for (fam, buf) in FAMILIES.iter().zip(bufs.iter_mut()) {
             match fam.eval {
                 Eval::Window(f) => {
-                    for (w, spec) in merged.windows.iter().zip(specs) {
-                        if let Some(v) = f(&merged.totals, w) {
+                    for (w, spec) in windows.iter().zip(&specs) {
+                        if let Some(v) = f(totals, w) {
                             line(buf, fam.name, &prefix, Some(("window", &spec.label)), v);
                             series += 1;
                         }
                     }
                 }
                 Eval::Key(f) => {
-                    line(buf, fam.name, &prefix, None, f(&merged.totals));
+                    line(buf, fam.name, &prefix, None, f(totals));
                     series += 1;
                 }
                 Eval::Labelled { label, values, f } => {
                     for (i, lv) in values.iter().enumerate() {
-                        line(buf, fam.name, &prefix, Some((label, lv)), f(&merged.totals, i));
+                        line(buf, fam.name, &prefix, Some((label, lv)), f(totals, i));
                         series += 1;
                     }
                 }
             }
         }
-    }
-
+    });
     let total: usize = bufs.iter().map(String::len).sum();
     let mut out = String::with_capacity(total + FAMILIES.len() * 160 + 4096);
     for (fam, buf) in FAMILIES.iter().zip(&bufs) {
-        header(&mut out, fam.name, fam.help, fam.kind.as_str());
+        family_header(&mut out, format, fam.name, fam.help, fam.kind.as_str());
         out.push_str(buf);
     }
-    render_health(&mut out, health, series, version);
+    render_health(&mut out, format, health, series, version);
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
     out
+}
+
+/// Windowed gauge families whose names equal a `_total` counter's family
+/// name in OpenMetrics (see `family_header`).
+fn collides_in_openmetrics(counter: &str) -> bool {
+    let base = counter.trim_end_matches("_total");
+    FAMILIES
+        .iter()
+        .any(|f| f.name == base && f.kind == crate::kpi::MetricType::Gauge)
+}
+
+/// HELP and TYPE lines. In OpenMetrics a counter family is named without
+/// its `_total` suffix; where that name is already taken by a windowed gauge
+/// of the contract (`funnel_impressions` and `funnel_impressions_total`,
+/// ...), the counter is declared `unknown` under its full name instead, the
+/// closest valid OpenMetrics for the contract's names (see ARCHITECTURE.md).
+fn family_header(out: &mut String, format: Format, name: &str, help: &str, kind: &str) {
+    if format == Format::OpenMetrics && kind == "counter" {
+        if collides_in_openmetrics(name) {
+            header(out, name, help, "unknown");
+        } else {
+            header(out, name.trim_end_matches("_total"), help, "counter");
+        }
+    } else {
+        header(out, name, help, kind);
+    }
 }
 
 #[inline]
@@ -192,36 +306,29 @@ fn line(buf: &mut String, name: &str, prefix: &str, extra: Option<(&str, &str)>,
     buf.push('\n');
 }
 
-fn render_health_only(health: &Health, version: &str) -> String {
-    let mut out = String::new();
-    for fam in FAMILIES {
-        header(&mut out, fam.name, fam.help, fam.kind.as_str());
-    }
-    render_health(&mut out, health, 0, version);
-    out
-}
-
 fn labelled_counter<'a>(
     out: &mut String,
+    format: Format,
     name: &str,
     help: &str,
     label: &str,
     rows: impl Iterator<Item = (&'a str, u64)>,
 ) {
-    header(out, name, help, "counter");
+    family_header(out, format, name, help, "counter");
     for (lv, v) in rows {
         let _ = writeln!(out, "{name}{{{label}=\"{lv}\"}} {v}");
     }
 }
 
-fn plain(out: &mut String, name: &str, help: &str, kind: &str, v: u64) {
-    header(out, name, help, kind);
+fn plain(out: &mut String, format: Format, name: &str, help: &str, kind: &str, v: u64) {
+    family_header(out, format, name, help, kind);
     let _ = writeln!(out, "{name} {v}");
 }
 
-fn render_health(out: &mut String, h: &Health, series: u64, version: &str) {
+fn render_health(out: &mut String, format: Format, h: &Health, series: u64, version: &str) {
     labelled_counter(
         out,
+        format,
         "funnel_events_ingested_total",
         "Valid events applied, by type.",
         "type",
@@ -231,6 +338,7 @@ fn render_health(out: &mut String, h: &Health, series: u64, version: &str) {
     );
     labelled_counter(
         out,
+        format,
         "funnel_events_rejected_total",
         "Invalid events, by reason (see EVENTS.md and docs/SEMANTICS.md).",
         "reason",
@@ -240,6 +348,7 @@ fn render_health(out: &mut String, h: &Health, series: u64, version: &str) {
     );
     plain(
         out,
+        format,
         "funnel_events_duplicate_total",
         "Events dropped as duplicates of an id seen within the dedup horizon.",
         "counter",
@@ -247,6 +356,7 @@ fn render_health(out: &mut String, h: &Health, series: u64, version: &str) {
     );
     plain(
         out,
+        format,
         "funnel_events_late_total",
         "Events too old for any window (counted in _total counters only).",
         "counter",
@@ -254,13 +364,19 @@ fn render_health(out: &mut String, h: &Health, series: u64, version: &str) {
     );
     labelled_counter(
         out,
+        format,
         "funnel_label_overflow_total",
         "Events whose label value was folded into __overflow__ by the cardinality limit.",
         "label",
-        [("channel", h.agg.label_overflow[0]), ("campaign", h.agg.label_overflow[1])].into_iter(),
+        [
+            ("channel", h.agg.label_overflow[0]),
+            ("campaign", h.agg.label_overflow[1]),
+        ]
+        .into_iter(),
     );
     plain(
         out,
+        format,
         "funnel_dedup_evicted_total",
         "Event ids forgotten before their horizon because the dedup memory was full.",
         "counter",
@@ -268,6 +384,7 @@ fn render_health(out: &mut String, h: &Health, series: u64, version: &str) {
     );
     plain(
         out,
+        format,
         "funnel_deals_untracked_total",
         "Deal events left out of open-pipeline matching because max_tracked_deals was reached.",
         "counter",
@@ -275,11 +392,16 @@ fn render_health(out: &mut String, h: &Health, series: u64, version: &str) {
     );
     plain(
         out,
+        format,
         "funnel_series",
         "Business series currently published.",
         "gauge",
         series,
     );
+    if let Some(d) = &h.delay {
+        render_delay(out, d);
+    }
+    render_lag(out, &h.lag);
     header(out, "funnel_build_info", "Build metadata.", "gauge");
     out.push_str("funnel_build_info{version=\"");
     escape_label_value(out, version);

@@ -67,7 +67,10 @@ fn sales_kpis() {
     close(v("funnel_avg_deal_size", &t, &w), 10_000.0); // $20,000 / 2
     close(v("funnel_cac", &t, &w), 7_500.0); // $15,000 / 2 new customers
     close(v("funnel_roi_ratio", &t, &w), 1.0 / 3.0); // (20,000 - 15,000) / 15,000
-    close(v("funnel_sales_cycle_mean_seconds", &t, &w), 50.0 * 86_400.0);
+    close(
+        v("funnel_sales_cycle_mean_seconds", &t, &w),
+        50.0 * 86_400.0,
+    );
     // Pipeline velocity = 20 opportunities * $10,000 * 25% / 50 days.
     close(v("funnel_pipeline_velocity", &t, &w), 1_000.0);
     // Nearest rank of two values: p50 is the first, p90 the second.
@@ -99,7 +102,10 @@ fn retention_kpis() {
     // mrr_start = 110,000 - (10,000 + 8,000 + 2,000 - 3,000 - 5,000) = 98,000
     assert_eq!(mrr_start(&t, &w), 98_000 * i128::from(M));
     close(v("funnel_nrr_ratio", &t, &w), 100_000.0 / 98_000.0);
-    close(v("funnel_gross_mrr_churn_ratio", &t, &w), 8_000.0 / 98_000.0);
+    close(
+        v("funnel_gross_mrr_churn_ratio", &t, &w),
+        8_000.0 / 98_000.0,
+    );
     // customers_start = 52 - (5 + 1 - 4) = 50; churn = 4 / 50
     assert_eq!(customers_start(&t, &w), 50);
     close(v("funnel_customer_churn_ratio", &t, &w), 0.08);
@@ -109,7 +115,10 @@ fn retention_kpis() {
 fn kpis_are_absent_while_the_denominator_is_zero() {
     let t = Totals::default();
     let w = WindowSums::default();
-    let first_kpi = FAMILIES.iter().position(|f| f.name == "funnel_ctr_ratio").unwrap();
+    let first_kpi = FAMILIES
+        .iter()
+        .position(|f| f.name == "funnel_ctr_ratio")
+        .unwrap();
     for (i, fam) in FAMILIES.iter().enumerate() {
         if let Eval::Window(f) = fam.eval {
             let value = f(&t, &w);
@@ -158,11 +167,19 @@ fn catalogue_matches_the_contract_names() {
     assert_eq!(sorted.len(), names.len(), "duplicate family");
     for f in FAMILIES {
         assert!(f.name.starts_with("funnel_"));
-        assert_eq!(f.name.ends_with("_total"), f.kind == MetricType::Counter, "{}", f.name);
+        assert_eq!(
+            f.name.ends_with("_total"),
+            f.kind == MetricType::Counter,
+            "{}",
+            f.name
+        );
         assert!(!f.help.is_empty());
     }
     // 19 windowed counts + 22 windowed KPIs + 3 current + 8 all-time.
-    let windowed = FAMILIES.iter().filter(|f| matches!(f.eval, Eval::Window(_))).count();
+    let windowed = FAMILIES
+        .iter()
+        .filter(|f| matches!(f.eval, Eval::Window(_)))
+        .count();
     assert_eq!(windowed, 41);
     assert_eq!(FAMILIES.len(), 52);
 }

@@ -1,0 +1,180 @@
+//! State shared by the live path: the source writes it, the HTTP export
+//! reads it. One `Mutex<Partition>` per Kafka partition, locked by the one
+//! worker that owns the partition and, briefly, by a render: there is no
+//! global lock on the hot path. Knows neither Kafka nor HTTP.
+
+use crate::engine::{wall_clock_ms, Engine, Health, Partition};
+use crate::export::prometheus::{render_as, Format};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// One Kafka partition's processing state and progress.
+#[derive(Debug)]
+pub struct Slot {
+    pub topic: String,
+    pub partition: i32,
+    pub state: Mutex<Partition>,
+    /// Next offset to apply (offset of the last applied message + 1), -1
+    /// before the first.
+    pub applied_next: AtomicI64,
+    /// High watermark seen at assignment: caught up once applied_next or
+    /// the fetch position reaches it. -1 while unknown.
+    pub target: AtomicI64,
+    /// Offset consumption started from at assignment, -1 unknown.
+    pub start_offset: AtomicI64,
+    /// Dispatched to a worker but not yet applied.
+    pub in_flight: AtomicI64,
+    pub assigned: AtomicBool,
+    /// `funnel_consumer_lag_messages`, -1 while unknown.
+    pub lag: AtomicI64,
+}
+
+impl Slot {
+    /// Everything that was in the partition when it was assigned has been
+    /// applied (`applied_next` starts at the committed offset).
+    pub fn caught_up(&self) -> bool {
+        let target = self.target.load(Ordering::Acquire);
+        target >= 0 && self.applied_next.load(Ordering::Acquire) >= target
+    }
+}
+
+/// Why the engine is not ready (for `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    ShuttingDown,
+    NoAssignment,
+    BrokersDown(String),
+    CatchingUp(usize),
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::ShuttingDown => f.write_str("shutting down"),
+            NotReady::NoAssignment => f.write_str("no partition assignment yet"),
+            NotReady::BrokersDown(e) => write!(f, "brokers unreachable: {e}"),
+            NotReady::CatchingUp(n) => write!(f, "{n} partition(s) catching up"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LiveState {
+    pub engine: Engine,
+    slots: RwLock<BTreeMap<(String, i32), Arc<Slot>>>,
+    pub assigned_once: AtomicBool,
+    pub shutting_down: AtomicBool,
+    /// Last error that made every broker unreachable; cleared on progress.
+    pub brokers_down: Mutex<Option<String>>,
+    pub version: &'static str,
+}
+
+impl LiveState {
+    pub fn new(engine: Engine) -> Arc<Self> {
+        Arc::new(LiveState {
+            engine,
+            slots: RwLock::new(BTreeMap::new()),
+            assigned_once: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            brokers_down: Mutex::new(None),
+            version: crate::cli::VERSION,
+        })
+    }
+
+    /// The slot of a partition, created on first use.
+    pub fn slot(&self, topic: &str, partition: i32) -> Arc<Slot> {
+        if let Some(s) = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_string(), partition))
+        {
+            return s.clone();
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    topic: topic.to_string(),
+                    partition,
+                    state: Mutex::new(self.engine.live_partition()),
+                    applied_next: AtomicI64::new(-1),
+                    target: AtomicI64::new(-1),
+                    start_offset: AtomicI64::new(-1),
+                    in_flight: AtomicI64::new(0),
+                    assigned: AtomicBool::new(false),
+                    lag: AtomicI64::new(-1),
+                })
+            })
+            .clone()
+    }
+
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(NotReady::ShuttingDown);
+        }
+        if let Some(e) = self
+            .brokers_down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(NotReady::BrokersDown(e));
+        }
+        if !self.assigned_once.load(Ordering::Acquire) {
+            return Err(NotReady::NoAssignment);
+        }
+        let behind = self
+            .slots()
+            .iter()
+            .filter(|s| s.assigned.load(Ordering::Acquire) && !s.caught_up())
+            .count();
+        if behind > 0 {
+            return Err(NotReady::CatchingUp(behind));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with every partition's state locked (in a fixed order, so
+    /// concurrent renders cannot deadlock), and the engine time.
+    pub fn with_partitions<R>(&self, f: impl FnOnce(&[&Partition], i64) -> R) -> R {
+        let slots = self.slots();
+        let guards: Vec<MutexGuard<'_, Partition>> = slots
+            .iter()
+            .map(|s| s.state.lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let parts: Vec<&Partition> = guards.iter().map(|g| &**g).collect();
+        let now = self.engine.clock.now(wall_clock_ms());
+        f(&parts, now)
+    }
+
+    /// The exposition of everything consumed so far.
+    pub fn render(&self, format: Format) -> String {
+        let lag: Vec<(String, i32, i64)> = self
+            .slots()
+            .iter()
+            .filter(|s| s.assigned.load(Ordering::Acquire) && s.lag.load(Ordering::Acquire) >= 0)
+            .map(|s| (s.topic.clone(), s.partition, s.lag.load(Ordering::Acquire)))
+            .collect();
+        self.with_partitions(|parts, now| {
+            let mut health = Health::of(parts);
+            health.lag = lag;
+            if health.delay.is_none() {
+                health.delay = Some(Default::default());
+            }
+            let aggs: Vec<_> = parts.iter().map(|p| &p.agg).collect();
+            render_as(&aggs, &health, now, self.version, format)
+        })
+    }
+}
