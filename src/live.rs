@@ -23,8 +23,16 @@ pub struct Slot {
     pub target: AtomicI64,
     /// Offset consumption started from at assignment, -1 unknown.
     pub start_offset: AtomicI64,
+    /// The target has been raised to a high watermark reported by a fetch
+    /// response since assignment (ListOffsets alone can lag behind on some
+    /// brokers).
+    pub target_confirmed: AtomicBool,
     /// Dispatched to a worker but not yet applied.
     pub in_flight: AtomicI64,
+    /// Last offset committed synchronously by this process, -1 none.
+    pub committed: AtomicI64,
+    /// Messages this process applied (valid, duplicate or rejected).
+    pub messages: AtomicI64,
     pub assigned: AtomicBool,
     /// `funnel_consumer_lag_messages`, -1 while unknown.
     pub lag: AtomicI64,
@@ -35,7 +43,10 @@ impl Slot {
     /// applied (`applied_next` starts at the committed offset).
     pub fn caught_up(&self) -> bool {
         let target = self.target.load(Ordering::Acquire);
-        target >= 0 && self.applied_next.load(Ordering::Acquire) >= target
+        self.target_confirmed.load(Ordering::Acquire)
+            && self.start_offset.load(Ordering::Acquire) >= 0
+            && target >= 0
+            && self.applied_next.load(Ordering::Acquire) >= target
     }
 }
 
@@ -103,7 +114,10 @@ impl LiveState {
                     applied_next: AtomicI64::new(-1),
                     target: AtomicI64::new(-1),
                     start_offset: AtomicI64::new(-1),
+                    target_confirmed: AtomicBool::new(false),
                     in_flight: AtomicI64::new(0),
+                    messages: AtomicI64::new(0),
+                    committed: AtomicI64::new(-1),
                     assigned: AtomicBool::new(false),
                     lag: AtomicI64::new(-1),
                 })

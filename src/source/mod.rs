@@ -4,11 +4,12 @@
 //! One thread polls the consumer and routes each message's bytes, in
 //! batches, to a fixed worker per partition over bounded channels (so
 //! partition order is kept, and a slow engine pushes back on fetching).
-//! Workers apply events to their partitions' state and only then store the
-//! offsets; librdkafka commits stored offsets every second, so only applied
-//! events are ever committed (at-least-once, no auto-commit of unprocessed
-//! data). Before partitions are revoked, and at shutdown, every batch in
-//! flight is applied and the offsets are committed synchronously.
+//! Workers apply events to their partitions' state and record, per
+//! partition, the next offset to apply; the poll thread commits exactly
+//! those offsets every second (librdkafka's auto-commit and offset store
+//! are off), so only applied events are ever committed. Before partitions
+//! are revoked, and at shutdown, every batch in flight is applied and the
+//! applied offsets are committed synchronously.
 
 use crate::engine::wall_clock_ms;
 use crate::live::{LiveState, Slot};
@@ -197,6 +198,10 @@ impl ClientContext for SourceContext {
                 if !slot.assigned.load(Ordering::Acquire) {
                     continue;
                 }
+                if !slot.target_confirmed.load(Ordering::Acquire) {
+                    slot.target.fetch_max(part.hi_offset, Ordering::AcqRel);
+                    slot.target_confirmed.store(true, Ordering::Release);
+                }
                 // Committed position: librdkafka's view of the last commit,
                 // or where consumption started before the first commit.
                 let committed = if part.committed_offset >= 0 {
@@ -230,9 +235,8 @@ impl ConsumerContext for SourceContext {
             // Apply everything fetched for the partitions going away, then
             // commit, so their next owner starts exactly after it.
             self.dispatcher.drain();
-            match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                Err(e) => warn!(error = %e, "commit before revocation failed"),
+            if let Err(e) = commit_applied(consumer, &self.live, Some(tpl), CommitMode::Sync) {
+                warn!(error = %e, "commit before revocation failed");
             }
             for e in tpl.elements() {
                 let slot = self.live.slot(e.topic(), e.partition());
@@ -248,6 +252,8 @@ impl ConsumerContext for SourceContext {
                 for e in tpl.elements() {
                     let slot = self.live.slot(e.topic(), e.partition());
                     slot.target.store(-1, Ordering::Release);
+                    slot.start_offset.store(-1, Ordering::Release);
+                    slot.target_confirmed.store(false, Ordering::Release);
                     slot.assigned.store(true, Ordering::Release);
                 }
                 self.needs_targets.store(true, Ordering::Release);
@@ -261,6 +267,40 @@ impl ConsumerContext for SourceContext {
 }
 
 type Kafka = BaseConsumer<SourceContext>;
+
+/// Commits, for every assigned partition (or only those in `only`), the
+/// offset after the last applied event, where it moved since the last
+/// commit. Returns the number of partitions committed.
+fn commit_applied(
+    consumer: &Kafka,
+    live: &LiveState,
+    only: Option<&TopicPartitionList>,
+    mode: CommitMode,
+) -> KafkaResult<usize> {
+    let mut tpl = TopicPartitionList::new();
+    let mut slots = Vec::new();
+    for s in live.slots() {
+        let selected = match only {
+            Some(t) => t.find_partition(&s.topic, s.partition).is_some(),
+            None => s.assigned.load(Ordering::Acquire),
+        };
+        let next = s.applied_next.load(Ordering::Acquire);
+        if selected && next >= 0 && next > s.committed.load(Ordering::Acquire) {
+            tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(next))?;
+            slots.push((s, next));
+        }
+    }
+    if slots.is_empty() {
+        return Ok(0);
+    }
+    consumer.commit(&tpl, mode)?;
+    if matches!(mode, CommitMode::Sync) {
+        for (s, next) in &slots {
+            s.committed.fetch_max(*next, Ordering::AcqRel);
+        }
+    }
+    Ok(slots.len())
+}
 
 /// Error that stops the source before it starts.
 #[derive(Debug, thiserror::Error)]
@@ -284,8 +324,7 @@ pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, SourceError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &s.brokers)
         .set("group.id", &s.group)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
@@ -339,10 +378,9 @@ impl Source {
             .into_iter()
             .enumerate()
             .map(|(i, rx)| {
-                let c = consumer.clone();
                 std::thread::Builder::new()
                     .name(format!("funnel-worker-{i}"))
-                    .spawn(move || worker(rx, &c))
+                    .spawn(move || worker(rx))
                     .expect("spawn worker thread")
             })
             .collect();
@@ -359,6 +397,7 @@ impl Source {
         info!(topics = ?self.settings.topics, group = %self.settings.group, "consuming");
         let mut slots: HashMap<String, Vec<Option<Arc<Slot>>>> = HashMap::new();
         let mut last_upkeep = Instant::now();
+        let mut last_commit = Instant::now();
         let mut last_error_log = Instant::now() - Duration::from_secs(60);
         while !stop.load(Ordering::Acquire) {
             match self.consumer.poll(Duration::from_millis(50)) {
@@ -392,6 +431,13 @@ impl Source {
                 self.upkeep();
                 last_upkeep = Instant::now();
             }
+            if last_commit.elapsed() >= Duration::from_secs(1) {
+                if let Err(e) = commit_applied(&self.consumer, &self.live, None, CommitMode::Async)
+                {
+                    debug!(error = %e, "periodic commit failed; retried next second");
+                }
+                last_commit = Instant::now();
+            }
         }
         self.shutdown();
     }
@@ -419,10 +465,10 @@ impl Source {
                 }
                 match self.start_and_end(s) {
                     Ok((start, high)) => {
-                        s.start_offset.store(start, Ordering::Release);
                         // Nothing before the start offset needs applying.
                         s.applied_next.fetch_max(start, Ordering::AcqRel);
-                        s.target.store(high, Ordering::Release);
+                        s.target.fetch_max(high, Ordering::AcqRel);
+                        s.start_offset.store(start, Ordering::Release);
                     }
                     Err(e) => {
                         missing = true;
@@ -482,9 +528,32 @@ impl Source {
         info!("stopping: applying in-flight events and committing offsets");
         let ctx = self.consumer.context();
         ctx.dispatcher.drain();
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => warn!(error = %e, "final commit failed"),
+        if let Err(e) = commit_applied(&self.consumer, &self.live, None, CommitMode::Sync) {
+            warn!(error = %e, "final commit failed");
+        }
+        // What the group coordinator now holds, next to what was applied.
+        let held = self.consumer.committed(Duration::from_secs(5)).ok();
+        for s in self.live.slots() {
+            if !s.assigned.load(Ordering::Acquire) {
+                continue;
+            }
+            let committed = held
+                .as_ref()
+                .and_then(|t| t.find_partition(&s.topic, s.partition))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(-1);
+            info!(
+                topic = %s.topic,
+                partition = s.partition,
+                committed_offset = committed,
+                next_offset = s.applied_next.load(Ordering::Acquire),
+                start_offset = s.start_offset.load(Ordering::Acquire),
+                messages = s.messages.load(Ordering::Acquire),
+                "committed"
+            );
         }
         self.consumer.unsubscribe();
         for tx in &ctx.dispatcher.senders {
@@ -497,20 +566,19 @@ impl Source {
     }
 }
 
-fn worker(rx: Receiver<Work>, consumer: &Kafka) {
+fn worker(rx: Receiver<Work>) {
     for work in rx {
         match work {
             Work::Flush(ack) => {
                 let _ = ack.send(());
             }
-            Work::Batch(b) => apply_batch(&b, consumer),
+            Work::Batch(b) => apply_batch(&b),
             Work::Stop => break,
         }
     }
 }
 
-fn apply_batch(b: &Batch, consumer: &Kafka) {
-    let mut tpl = TopicPartitionList::new();
+fn apply_batch(b: &Batch) {
     let mut i = 0;
     while i < b.items.len() {
         let slot = &b.items[i].slot;
@@ -528,17 +596,7 @@ fn apply_batch(b: &Batch, consumer: &Kafka) {
         let next = b.items[j - 1].offset + 1;
         slot.applied_next.fetch_max(next, Ordering::AcqRel);
         slot.in_flight.fetch_sub((j - i) as i64, Ordering::AcqRel);
-        let _ = tpl.add_partition_offset(&slot.topic, slot.partition, Offset::Offset(next));
+        slot.messages.fetch_add((j - i) as i64, Ordering::AcqRel);
         i = j;
     }
-    if let Err(e) = store(consumer, &tpl) {
-        warn!(error = %e, "storing offsets failed");
-    }
-}
-
-fn store(consumer: &Kafka, tpl: &TopicPartitionList) -> KafkaResult<()> {
-    if tpl.count() == 0 {
-        return Ok(());
-    }
-    consumer.store_offsets(tpl)
 }
