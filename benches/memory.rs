@@ -54,8 +54,18 @@ fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
 }
 
 fn main() {
-    // The dedup memory and deal map are per partition, not per key: with
-    // 1h horizon they hold the last hour's ids only.
-    scenario(100_000, 20, 90.0);
-    scenario(100_000, 100, 90.0);
+    // Each scenario in a fresh process, so that resident memory is not
+    // inflated or hidden by the previous one's freed pages.
+    if let Ok(per_key) = std::env::var("MEMORY_BENCH_EVENTS_PER_KEY") {
+        scenario(100_000, per_key.parse().unwrap(), 90.0);
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    for per_key in [20, 100] {
+        let out = std::process::Command::new(&me)
+            .env("MEMORY_BENCH_EVENTS_PER_KEY", per_key.to_string())
+            .output()
+            .unwrap();
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
 }
