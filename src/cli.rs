@@ -33,6 +33,8 @@ pub enum Command {
     /// Read events from a file (one JSON event a line; `-` for stdin), apply
     /// them exactly as `run` would, and print the /metrics exposition.
     Replay(ReplayArgs),
+    /// Follow a running engine's KPIs live in the terminal.
+    Tail(crate::tail::TailArgs),
     /// Validate the configuration and print the effective settings.
     CheckConfig(RunArgs),
 }
@@ -262,6 +264,7 @@ pub fn main() -> i32 {
         Command::Demo(args) => crate::demo::run(&args),
         Command::Produce(args) => crate::produce::run(&args),
         Command::Replay(args) => crate::replay::run(&args),
+        Command::Tail(args) => crate::tail::run(&args),
         Command::CheckConfig(args) => check_config(&args),
     }
 }

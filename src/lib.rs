@@ -30,3 +30,4 @@ pub mod replay;
 pub mod run;
 pub mod source;
 pub mod synth;
+pub mod tail;

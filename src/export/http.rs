@@ -24,6 +24,8 @@ pub fn router(live: Arc<LiveState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/", get(landing))
+        .route("/api/v1/kpis", get(crate::export::api::kpis))
+        .route("/api/v1/kpis/stream", get(crate::export::api::stream))
         .with_state(live)
 }
 

@@ -2,5 +2,6 @@
 //! [`prometheus`] renders the exposition text from the aggregators' state
 //! and the engine's health counters.
 
+pub mod api;
 pub mod http;
 pub mod prometheus;

@@ -206,6 +206,73 @@ pub fn render(aggs: &[&Aggregator], health: &Health, now: i64, version: &str) ->
     render_as(aggs, health, now, version, Format::Text)
 }
 
+/// Receives every business series, key by key (see [`visit_series`]).
+pub trait SeriesVisitor {
+    /// A new (channel, campaign) key starts; its series follow.
+    fn key(&mut self, channel: &str, campaign: &str);
+    /// One series of the current key: family index into [`FAMILIES`], the
+    /// extra label (`window`, `stage` or `change`) and the value.
+    fn series(&mut self, family: usize, extra: Option<(&'static str, &str)>, value: Value);
+}
+
+/// Evaluates every family of [`FAMILIES`] for every key, in label order.
+pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) {
+    let specs = aggs
+        .first()
+        .map(|a| a.windows().to_vec())
+        .unwrap_or_default();
+    for_each_key(aggs, now, |channel, campaign, totals, windows| {
+        v.key(channel, campaign);
+        for (fi, fam) in FAMILIES.iter().enumerate() {
+            match fam.eval {
+                Eval::Window(f) => {
+                    for (w, spec) in windows.iter().zip(&specs) {
+                        if let Some(value) = f(totals, w) {
+                            v.series(fi, Some(("window", &spec.label)), value);
+                        }
+                    }
+                }
+                Eval::Key(f) => v.series(fi, None, f(totals)),
+                Eval::Labelled { label, values, f } => {
+                    for (i, lv) in values.iter().enumerate() {
+                        v.series(fi, Some((label, lv)), f(totals, i));
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Writes series into one buffer per family, so that each family's lines
+/// stay together.
+struct TextWriter {
+    bufs: Vec<String>,
+    prefix: String,
+    series: u64,
+}
+
+impl SeriesVisitor for TextWriter {
+    fn key(&mut self, channel: &str, campaign: &str) {
+        self.prefix.clear();
+        self.prefix.push_str("{channel=\"");
+        escape_label_value(&mut self.prefix, channel);
+        self.prefix.push_str("\",campaign=\"");
+        escape_label_value(&mut self.prefix, campaign);
+        self.prefix.push('"');
+    }
+
+    fn series(&mut self, family: usize, extra: Option<(&'static str, &str)>, value: Value) {
+        line(
+            &mut self.bufs[family],
+            FAMILIES[family].name,
+            &self.prefix,
+            extra,
+            value,
+        );
+        self.series += 1;
+    }
+}
+
 /// Renders the whole exposition at engine time `now`.
 pub fn render_as(
     aggs: &[&Aggregator],
@@ -214,50 +281,19 @@ pub fn render_as(
     version: &str,
     format: Format,
 ) -> String {
-    let specs = aggs
-        .first()
-        .map(|a| a.windows().to_vec())
-        .unwrap_or_default();
-    let mut bufs: Vec<String> = FAMILIES.iter().map(|_| String::new()).collect();
-    let mut series: u64 = 0;
-    let mut prefix = String::new();
-    for_each_key(aggs, now, |channel, campaign, totals, windows| {
-        prefix.clear();
-        prefix.push_str("{channel=\"");
-        escape_label_value(&mut prefix, channel);
-        prefix.push_str("\",campaign=\"");
-        escape_label_value(&mut prefix, campaign);
-        prefix.push('"');
-        for (fam, buf) in FAMILIES.iter().zip(bufs.iter_mut()) {
-            match fam.eval {
-                Eval::Window(f) => {
-                    for (w, spec) in windows.iter().zip(&specs) {
-                        if let Some(v) = f(totals, w) {
-                            line(buf, fam.name, &prefix, Some(("window", &spec.label)), v);
-                            series += 1;
-                        }
-                    }
-                }
-                Eval::Key(f) => {
-                    line(buf, fam.name, &prefix, None, f(totals));
-                    series += 1;
-                }
-                Eval::Labelled { label, values, f } => {
-                    for (i, lv) in values.iter().enumerate() {
-                        line(buf, fam.name, &prefix, Some((label, lv)), f(totals, i));
-                        series += 1;
-                    }
-                }
-            }
-        }
-    });
-    let total: usize = bufs.iter().map(String::len).sum();
+    let mut w = TextWriter {
+        bufs: FAMILIES.iter().map(|_| String::new()).collect(),
+        prefix: String::new(),
+        series: 0,
+    };
+    visit_series(aggs, now, &mut w);
+    let total: usize = w.bufs.iter().map(String::len).sum();
     let mut out = String::with_capacity(total + FAMILIES.len() * 160 + 4096);
-    for (fam, buf) in FAMILIES.iter().zip(&bufs) {
+    for (fam, buf) in FAMILIES.iter().zip(&w.bufs) {
         family_header(&mut out, format, fam.name, fam.help, fam.kind.as_str());
         out.push_str(buf);
     }
-    render_health(&mut out, format, health, series, version);
+    render_health(&mut out, format, health, w.series, version);
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
     }
