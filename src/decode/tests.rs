@@ -2298,7 +2298,7 @@ fn reference(bytes: &[u8], c: &DecodeConfig, wall: i64) -> Result<Event<'static>
         }
         "spend" => {
             let amount = money_of("amount", true)?;
-            let ads = string("category", false)?.map_or(true, |c| c == "ads");
+            let ads = string("category", false)?.is_none_or(|c| c == "ads");
             Body::Spend { amount, ads }
         }
         _ => {
