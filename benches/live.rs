@@ -277,7 +277,7 @@ fn scrape(keys: u64, events: u64) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
-        funnelstream::export::http::serve(listener, l2, std::future::pending())
+        funnelstream::export::http::serve(listener, l2, Default::default(), std::future::pending())
             .await
             .unwrap();
     });

@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Extra librdkafka property (security.protocol, sasl.*, ssl.*, ...); repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
     pub kafka_property: Vec<String>,
+    /// TLS and basic-auth settings for every HTTP endpoint, in Prometheus
+    /// exporter-toolkit's web-config format.
+    #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
     /// Log format: text or json [default: text].
     #[arg(long, value_name = "text|json", env = "FUNNELSTREAM_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -153,6 +157,7 @@ pub struct FileConfig {
     pub workers: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    pub web_config_file: Option<PathBuf>,
     /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
     pub kafka: Option<std::collections::BTreeMap<String, String>>,
     pub windows: Option<String>,
@@ -277,6 +282,8 @@ pub struct RunConfig {
     pub listen: std::net::SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub web_config_file: Option<PathBuf>,
+    pub security: crate::export::security::Security,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +392,14 @@ impl RunArgs {
                 format!("`{log_level}` is not a log filter"),
             ));
         }
+        let web_config_file = self
+            .web_config_file
+            .clone()
+            .or_else(|| file.web_config_file.clone());
+        let security = match &web_config_file {
+            Some(p) => crate::export::security::load(p)?,
+            None => Default::default(),
+        };
         Ok(RunConfig {
             engine,
             kafka: crate::source::KafkaSettings {
@@ -397,6 +412,8 @@ impl RunArgs {
             listen,
             log_format,
             log_level,
+            web_config_file,
+            security,
         })
     }
 }
@@ -457,6 +474,14 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
     out.push_str(&format!("group = {}\n", q(&cfg.kafka.group)));
     out.push_str(&format!("listen = {}\n", q(&cfg.listen.to_string())));
     out.push_str(&format!("workers = {}\n", cfg.kafka.workers));
+    if let Some(p) = &cfg.web_config_file {
+        out.push_str(&format!(
+            "web_config_file = {}  # tls: {}, basic auth users: {}\n",
+            q(&p.display().to_string()),
+            cfg.security.tls.is_some(),
+            cfg.security.auth.is_some()
+        ));
+    }
     out.push_str(&format!(
         "log_format = {}\nlog_level = {}\n",
         q(if cfg.log_format == LogFormat::Json {

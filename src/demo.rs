@@ -77,6 +77,8 @@ pub fn run(args: &DemoArgs) -> i32 {
         listen,
         log_format: LogFormat::Text,
         log_level: "info".into(),
+        web_config_file: None,
+        security: Default::default(),
     };
     let code = crate::run::serve(cfg, Some(stop.clone()), |addr| {
         println!(

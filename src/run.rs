@@ -70,9 +70,14 @@ pub fn serve(
             .spawn(move || source.run(&src_halt))
             .expect("spawn poll thread");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve(listener, live.clone(), async {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(http::serve(
+            listener,
+            live.clone(),
+            cfg.security.clone(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         info!(%addr, "serving /metrics, /, /healthz, /readyz");
         on_listening(addr);
         wait_for_stop(stop).await;

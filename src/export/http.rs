@@ -6,6 +6,7 @@
 
 use crate::aggregate::{Totals, WindowSums};
 use crate::export::prometheus::{for_each_key, write_value, Format};
+use crate::export::security::{require_auth, BasicAuth, Security};
 use crate::kpi::{window_value, Value};
 use crate::live::LiveState;
 use axum::body::Body;
@@ -18,26 +19,50 @@ use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
 
-pub fn router(live: Arc<LiveState>) -> Router {
-    Router::new()
+pub fn router(live: Arc<LiveState>, auth: Option<Arc<BasicAuth>>) -> Router {
+    let r = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/", get(landing))
         .route("/api/v1/kpis", get(crate::export::api::kpis))
         .route("/api/v1/kpis/stream", get(crate::export::api::stream))
-        .with_state(live)
+        .with_state(live);
+    match auth {
+        Some(a) => r.layer(axum::middleware::from_fn_with_state(a, require_auth)),
+        None => r,
+    }
 }
 
-/// Serves until `shutdown` completes.
+/// Serves (over TLS and with basic auth when `security` says so) until
+/// `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     live: Arc<LiveState>,
+    security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(live))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(live, security.auth.clone());
+    match security.tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+            });
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+            axum_server::from_tcp_rustls(listener.into_std()?, config)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+    }
 }
 
 fn wants(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {

@@ -5,3 +5,4 @@
 pub mod api;
 pub mod http;
 pub mod prometheus;
+pub mod security;
