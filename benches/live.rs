@@ -43,16 +43,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn tansu(port: u16) -> Tansu {
-    let url = format!("tcp://127.0.0.1:{port}");
+/// `~/.cargo/bin/tansu` where `cargo install` put it, else from `PATH`.
+fn tansu_bin() -> String {
     let bin = std::env::var("HOME")
         .map(|h| format!("{h}/.cargo/bin/tansu"))
         .unwrap_or_default();
-    let bin = if std::path::Path::new(&bin).exists() {
+    if std::path::Path::new(&bin).exists() {
         bin
     } else {
         "tansu".into()
-    };
+    }
+}
+
+fn tansu(port: u16) -> Tansu {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let bin = tansu_bin();
     let child = Command::new(&bin)
         .args([
             "broker",
@@ -73,14 +78,7 @@ fn tansu(port: u16) -> Tansu {
 }
 
 fn create_topic(port: u16, name: &str, partitions: u32) {
-    let bin = std::env::var("HOME")
-        .map(|h| format!("{h}/.cargo/bin/tansu"))
-        .unwrap_or_default();
-    let bin = if std::path::Path::new(&bin).exists() {
-        bin
-    } else {
-        "tansu".into()
-    };
+    let bin = tansu_bin();
     let ok = Command::new(bin)
         .args([
             "topic",
