@@ -66,6 +66,11 @@ pub struct RunArgs {
     /// Extra librdkafka property (security.protocol, sasl.*, ssl.*, ...); repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
     pub kafka_property: Vec<String>,
+    /// Extra plain-HTTP address serving only /healthz and /readyz, without
+    /// TLS or auth (for kubelet probes when --web-config-file protects the
+    /// main address).
+    #[arg(long, value_name = "ADDR:PORT", env = "FUNNELSTREAM_PROBE_LISTEN")]
+    pub probe_listen: Option<String>,
     /// TLS and basic-auth settings for every HTTP endpoint, in Prometheus
     /// exporter-toolkit's web-config format.
     #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_WEB_CONFIG_FILE")]
@@ -158,6 +163,7 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub web_config_file: Option<PathBuf>,
+    pub probe_listen: Option<String>,
     /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
     pub kafka: Option<std::collections::BTreeMap<String, String>>,
     pub windows: Option<String>,
@@ -284,6 +290,7 @@ pub struct RunConfig {
     pub log_level: String,
     pub web_config_file: Option<PathBuf>,
     pub security: crate::export::security::Security,
+    pub probe_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,7 +407,18 @@ impl RunArgs {
             Some(p) => crate::export::security::load(p)?,
             None => Default::default(),
         };
+        let probe_listen = match pick(&self.probe_listen, &file.probe_listen) {
+            Some(v) => Some(listen_addr("probe_listen", &v)?),
+            None => None,
+        };
+        if probe_listen.is_some() && probe_listen == Some(listen) {
+            return Err(ConfigError::invalid(
+                "probe_listen",
+                "must differ from listen",
+            ));
+        }
         Ok(RunConfig {
+            probe_listen,
             engine,
             kafka: crate::source::KafkaSettings {
                 brokers,
@@ -474,6 +492,9 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
     out.push_str(&format!("group = {}\n", q(&cfg.kafka.group)));
     out.push_str(&format!("listen = {}\n", q(&cfg.listen.to_string())));
     out.push_str(&format!("workers = {}\n", cfg.kafka.workers));
+    if let Some(p) = &cfg.probe_listen {
+        out.push_str(&format!("probe_listen = {}\n", q(&p.to_string())));
+    }
     if let Some(p) = &cfg.web_config_file {
         out.push_str(&format!(
             "web_config_file = {}  # tls: {}, basic auth users: {}\n",

@@ -79,6 +79,7 @@ pub fn run(args: &DemoArgs) -> i32 {
         log_level: "info".into(),
         web_config_file: None,
         security: Default::default(),
+        probe_listen: None,
     };
     let code = crate::run::serve(cfg, Some(stop.clone()), |addr| {
         println!(

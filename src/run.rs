@@ -69,14 +69,32 @@ pub fn serve(
             .name("funnel-poll".into())
             .spawn(move || source.run(&src_halt))
             .expect("spawn poll thread");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let probes = match cfg.probe_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    info!(%addr, "serving /healthz and /readyz for probes");
+                    let app = http::probe_router(live.clone());
+                    let shutdown = stopped(rx.clone());
+                    Some(tokio::spawn(async move {
+                        axum::serve(l, app).with_graceful_shutdown(shutdown).await
+                    }))
+                }
+                Err(e) => {
+                    eprintln!("funnelstream: cannot listen on {addr} (probe_listen): {e}");
+                    return 1;
+                }
+            },
+            None => None,
+        };
         let server = tokio::spawn(http::serve(
             listener,
             live.clone(),
             cfg.security.clone(),
-            async {
-                let _ = rx.await;
-            },
+            stopped(rx.clone()),
         ));
         info!(%addr, "serving /metrics, /, /healthz, /readyz");
         on_listening(addr);
@@ -85,7 +103,10 @@ pub fn serve(
         live.shutting_down.store(true, Ordering::Release);
         halt.store(true, Ordering::Release);
         let _ = tokio::task::spawn_blocking(move || src.join()).await;
-        let _ = tx.send(());
+        let _ = tx.send(true);
+        if let Some(p) = probes {
+            let _ = p.await;
+        }
         match server.await {
             Ok(Ok(())) => 0,
             Ok(Err(e)) => {

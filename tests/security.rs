@@ -110,12 +110,15 @@ fn setup(d: &Path) -> String {
     hash
 }
 
-fn start(d: &Path) -> (Engine, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+fn start(d: &Path) -> (Engine, u16, u16) {
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, probe_port) = (free(), free());
     let log = d.join(format!("engine-{port}.log"));
     let child = Command::new(BIN)
         .args([
@@ -127,6 +130,7 @@ fn start(d: &Path) -> (Engine, u16) {
         ])
         .arg("--web-config-file")
         .arg(d.join("web.yml"))
+        .args(["--probe-listen", &format!("127.0.0.1:{probe_port}")])
         .args([
             "--kafka-property",
             "security.protocol=SASL_PLAINTEXT",
@@ -148,7 +152,7 @@ fn start(d: &Path) -> (Engine, u16) {
         assert!(Instant::now() < deadline, "not listening");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Engine(child, log), port)
+    (Engine(child, log), port, probe_port)
 }
 
 fn agent(d: &Path) -> ureq::Agent {
@@ -187,7 +191,7 @@ fn get(a: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> (u16, String, 
 fn tls_and_basic_auth_on_every_endpoint() {
     let d = dir();
     let hash = setup(&d);
-    let (engine, port) = start(&d);
+    let (engine, port, probe_port) = start(&d);
     let a = agent(&d);
     let base = format!("https://127.0.0.1:{port}");
     for path in ["/metrics", "/healthz", "/readyz", "/", "/api/v1/kpis"] {
@@ -216,6 +220,24 @@ fn tls_and_basic_auth_on_every_endpoint() {
         get(&a, &format!("{base}/readyz"), Some(("ops", PASSWORD))).0,
         503
     );
+
+    // The probe address: health only, plain HTTP, no credentials needed.
+    let probe = format!("http://127.0.0.1:{probe_port}");
+    assert_eq!(
+        ureq::get(&format!("{probe}/healthz"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+    match ureq::get(&format!("{probe}/readyz")).call() {
+        Err(ureq::Error::Status(503, _)) => {}
+        other => panic!("readyz on the probe address: {other:?}"),
+    }
+    assert!(matches!(
+        ureq::get(&format!("{probe}/metrics")).call(),
+        Err(ureq::Error::Status(404, _))
+    ));
 
     // Plain HTTP on the TLS port gets no answer a client could use.
     assert!(ureq::get(&format!("http://127.0.0.1:{port}/metrics"))

@@ -34,6 +34,15 @@ pub fn router(live: Arc<LiveState>, auth: Option<Arc<BasicAuth>>) -> Router {
     }
 }
 
+/// Only `/healthz` and `/readyz`, plain HTTP, no auth: for kubelet probes
+/// on a separate address (`--probe-listen`).
+pub fn probe_router(live: Arc<LiveState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(live)
+}
+
 /// Serves (over TLS and with basic auth when `security` says so) until
 /// `shutdown` completes.
 pub async fn serve(
