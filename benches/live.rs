@@ -100,6 +100,7 @@ fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
         group: group.into(),
         properties: vec![],
         workers: 1,
+        dead_letter_topic: None,
     }
 }
 

@@ -54,7 +54,8 @@ pub struct RunArgs {
     /// HTTP listen address for /metrics, /, /healthz, /readyz [default: 0.0.0.0:9490].
     #[arg(long, value_name = "ADDR:PORT", env = "FUNNELSTREAM_LISTEN")]
     pub listen: Option<String>,
-    /// Topic receiving rejected events (not available in this version).
+    /// Topic receiving every rejected event unchanged, with headers
+    /// funnelstream.reason and funnelstream.source.{topic,partition,offset}.
     #[arg(long, value_name = "T", env = "FUNNELSTREAM_DEAD_LETTER_TOPIC")]
     pub dead_letter_topic: Option<String>,
     /// Compacted topic holding state checkpoints (not available in this version).
@@ -318,10 +319,14 @@ impl RunArgs {
         let file = self.engine.file()?;
         let engine = self.engine.resolve_with(&file)?;
         let pick = |cli: &Option<String>, f: &Option<String>| cli.clone().or_else(|| f.clone());
-        if pick(&self.dead_letter_topic, &file.dead_letter_topic).is_some() {
+        let dead_letter_topic = pick(&self.dead_letter_topic, &file.dead_letter_topic);
+        if dead_letter_topic
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
             return Err(ConfigError::invalid(
                 "dead_letter_topic",
-                "dead-letter topics are not available in this version yet",
+                "empty topic name",
             ));
         }
         if pick(&self.checkpoint_topic, &file.checkpoint_topic).is_some() {
@@ -426,6 +431,7 @@ impl RunArgs {
                 group,
                 properties,
                 workers,
+                dead_letter_topic,
             },
             listen,
             log_format,
@@ -490,6 +496,9 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
             .join(", ")
     ));
     out.push_str(&format!("group = {}\n", q(&cfg.kafka.group)));
+    if let Some(t) = &cfg.kafka.dead_letter_topic {
+        out.push_str(&format!("dead_letter_topic = {}\n", q(t)));
+    }
     out.push_str(&format!("listen = {}\n", q(&cfg.listen.to_string())));
     out.push_str(&format!("workers = {}\n", cfg.kafka.workers));
     if let Some(p) = &cfg.probe_listen {

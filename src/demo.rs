@@ -73,6 +73,7 @@ pub fn run(args: &DemoArgs) -> i32 {
             group: "funnelstream-demo".into(),
             properties: vec![],
             workers: 1,
+            dead_letter_topic: None,
         },
         listen,
         log_format: LogFormat::Text,

@@ -206,6 +206,8 @@ pub struct Health {
     pub delay: Option<DelayHistogram>,
     /// `(topic, partition, lag)` of assigned partitions (live use only).
     pub lag: Vec<(String, i32, i64)>,
+    /// Dead-letter copies written, failed writes, copies pending.
+    pub dead_letter: Option<[u64; 3]>,
 }
 
 impl Health {

@@ -29,6 +29,9 @@ pub struct Slot {
     pub target_confirmed: AtomicBool,
     /// Dispatched to a worker but not yet applied.
     pub in_flight: AtomicI64,
+    /// Offsets of rejected events whose dead-letter copy is not yet
+    /// acknowledged: the partition's commit stays below the first.
+    pub dlq_pending: Mutex<std::collections::BTreeSet<i64>>,
     /// Last offset committed synchronously by this process, -1 none.
     pub committed: AtomicI64,
     /// Messages this process applied (valid, duplicate or rejected).
@@ -79,6 +82,8 @@ pub struct LiveState {
     /// Last error that made every broker unreachable; cleared on progress.
     pub brokers_down: Mutex<Option<String>>,
     pub version: &'static str,
+    /// Dead-letter counters, when a dead-letter topic is configured.
+    pub dead_letter: std::sync::OnceLock<Arc<crate::source::dead_letter::DeadLetterStats>>,
 }
 
 impl LiveState {
@@ -90,6 +95,7 @@ impl LiveState {
             shutting_down: AtomicBool::new(false),
             brokers_down: Mutex::new(None),
             version: crate::cli::VERSION,
+            dead_letter: std::sync::OnceLock::new(),
         })
     }
 
@@ -118,6 +124,7 @@ impl LiveState {
                     in_flight: AtomicI64::new(0),
                     messages: AtomicI64::new(0),
                     committed: AtomicI64::new(-1),
+                    dlq_pending: Mutex::new(Default::default()),
                     assigned: AtomicBool::new(false),
                     lag: AtomicI64::new(-1),
                 })
@@ -184,6 +191,13 @@ impl LiveState {
         self.with_partitions(|parts, now| {
             let mut health = Health::of(parts);
             health.lag = lag;
+            health.dead_letter = self.dead_letter.get().map(|d| {
+                [
+                    d.written.load(Ordering::Relaxed),
+                    d.failures.load(Ordering::Relaxed),
+                    d.pending.load(Ordering::Relaxed).max(0) as u64,
+                ]
+            });
             if health.delay.is_none() {
                 health.delay = Some(Default::default());
             }

@@ -567,10 +567,7 @@ fn bad_configuration_exits_2_naming_the_key() {
             vec!["run", "--kafka-property", "no.such.property=1"],
             "no.such.property",
         ),
-        (
-            vec!["run", "--dead-letter-topic", "dlq"],
-            "dead_letter_topic",
-        ),
+        (vec!["run", "--dead-letter-topic", ""], "dead_letter_topic"),
         (
             vec!["check-config", "--max-campaigns", "lots"],
             "max_campaigns",
@@ -702,4 +699,147 @@ fn two_topics_many_partitions_on_the_mock_cluster_equal_replay() {
         lags == 5 || lags == 0,
         "one lag series per partition: {lags}"
     );
+}
+
+/// Rejected events are copied unchanged to the dead-letter topic, with the
+/// reason and their source in headers, and the partition keeps flowing.
+#[test]
+fn rejected_events_are_dead_lettered_unchanged() {
+    use funnelstream::decode::{decode, DecodeConfig};
+    use rdkafka::message::{Headers, Message};
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("dlq", 1);
+    let file = manifest("tests/golden/events.ndjson");
+    produce_file(&broker.addr(), "events", &file);
+    let engine = Engine::start(
+        &broker.addr(),
+        "events",
+        "dlq-test",
+        &["--clock", "event", "--dead-letter-topic", "dlq"],
+    );
+    engine.wait_ready(Duration::from_secs(60));
+
+    // What should be there: every line the decoder rejects, with its reason.
+    let raw = std::fs::read(&file).unwrap();
+    let mut want: Vec<(Vec<u8>, String)> = raw
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .filter_map(|l| {
+            decode(
+                l,
+                &DecodeConfig::default(),
+                funnelstream::engine::wall_clock_ms(),
+            )
+            .err()
+            .map(|r| (l.to_vec(), r.as_str().to_string()))
+        })
+        .collect();
+    want.sort();
+    assert!(want.len() >= 10, "the golden file has rejected lines");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = engine.get("/metrics").1;
+        if metric(&m, "funnel_dead_letter_total") as usize == want.len() {
+            assert_eq!(metric(&m, "funnel_dead_letter_pending"), 0.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dead-letter writes not acknowledged:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    c.subscribe(&["dlq"]).unwrap();
+    let mut got: Vec<(Vec<u8>, String)> = Vec::new();
+    let mut offsets = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < want.len() && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let h = m.headers().expect("dead-lettered messages carry headers");
+            let header = |name: &str| {
+                h.iter()
+                    .find(|x| x.key == name)
+                    .and_then(|x| x.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            assert_eq!(header("funnelstream.source.topic"), "events");
+            assert_eq!(header("funnelstream.source.partition"), "0");
+            offsets.insert(header("funnelstream.source.offset").parse::<i64>().unwrap());
+            got.push((
+                m.payload().unwrap_or_default().to_vec(),
+                header("funnelstream.reason"),
+            ));
+        }
+    }
+    got.sort();
+    assert_eq!(got, want, "dead-letter topic content");
+    assert_eq!(offsets.len(), want.len(), "one copy per source offset");
+    // The partition kept flowing: every valid event was applied too.
+    let m = engine.get("/metrics").1;
+    assert_eq!(processed(&m), 151.0);
+}
+
+/// A failing dead-letter write is retried, counted and visible, and does
+/// not stall the partition; once it succeeds everything is committed.
+#[test]
+fn dead_letter_write_failures_are_retried_and_counted() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("ev", 1, 1).unwrap();
+    cluster.create_topic("dlq", 1, 1).unwrap();
+    let addr = cluster.bootstrap_servers();
+    let file = manifest("tests/golden/events.ndjson");
+    produce_file(&addr, "ev", &file);
+    // From now on the next Produce requests fail, without retry by librdkafka.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
+    );
+    let engine = Engine::start(
+        &addr,
+        "ev",
+        "dlq-fail",
+        &["--clock", "event", "--dead-letter-topic", "dlq"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let m = try_http_get(engine.port, "/metrics", &[])
+            .map(|(_, b, _)| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let rejected = metric(&m, "funnel_events_rejected_total");
+        if rejected > 0.0
+            && metric(&m, "funnel_dead_letter_total") == rejected
+            && metric(&m, "funnel_dead_letter_pending") == 0.0
+        {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dead letters not delivered:\n{m}\n{}",
+            engine.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        metric(&m, "funnel_dead_letter_failures_total") > 0.0,
+        "the injected failures are counted:\n{m}"
+    );
+    assert_eq!(processed(&m), 151.0, "the partition kept flowing");
+    // Everything applied and dead-lettered is committed, up to the end.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while committed(&addr, "dlq-fail", "ev", 1)[0] < 151 {
+        assert!(Instant::now() < deadline, "commit did not reach the end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -438,6 +438,32 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
         render_delay(out, d);
     }
     render_lag(out, &h.lag);
+    if let Some([written, failures, pending]) = h.dead_letter {
+        plain(
+            out,
+            format,
+            "funnel_dead_letter_total",
+            "Rejected events copied to the dead-letter topic (acknowledged).",
+            "counter",
+            written,
+        );
+        plain(
+            out,
+            format,
+            "funnel_dead_letter_failures_total",
+            "Failed dead-letter writes (each is retried).",
+            "counter",
+            failures,
+        );
+        plain(
+            out,
+            format,
+            "funnel_dead_letter_pending",
+            "Dead-letter copies not yet acknowledged; their partitions' commits wait.",
+            "gauge",
+            pending,
+        );
+    }
     header(out, "funnel_build_info", "Build metadata.", "gauge");
     out.push_str("funnel_build_info{version=\"");
     escape_label_value(out, version);

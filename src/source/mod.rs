@@ -11,8 +11,11 @@
 //! are revoked, and at shutdown, every batch in flight is applied and the
 //! applied offsets are committed synchronously.
 
-use crate::engine::wall_clock_ms;
+pub mod dead_letter;
+
+use crate::engine::{wall_clock_ms, Outcome};
 use crate::live::{LiveState, Slot};
+use dead_letter::DeadLetter;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -36,6 +39,20 @@ pub const MANAGED_PROPERTIES: [&str; 5] = [
     "enable.partition.eof",
 ];
 
+/// Consumer-only librdkafka properties, not passed to the dead-letter
+/// producer.
+pub const CONSUMER_ONLY: [&str; 9] = [
+    "auto.offset.reset",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "fetch.wait.max.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "partition.assignment.strategy",
+    "group.instance.id",
+];
+
 /// What the source needs to know.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -46,6 +63,8 @@ pub struct KafkaSettings {
     /// tuning), applied after funnelstream's defaults.
     pub properties: Vec<(String, String)>,
     pub workers: usize,
+    /// Where rejected events are copied, if anywhere.
+    pub dead_letter_topic: Option<String>,
 }
 
 const BATCH: usize = 512;
@@ -54,9 +73,13 @@ const QUEUE_BATCHES: usize = 64;
 struct Item {
     slot: Arc<Slot>,
     offset: i64,
+    /// The key (`key_len` bytes, `NO_KEY` for none), then the payload.
     start: u32,
+    key_len: u32,
     len: u32,
 }
+
+const NO_KEY: u32 = u32::MAX;
 
 #[derive(Default)]
 struct Batch {
@@ -77,18 +100,26 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn push(&self, slot: Arc<Slot>, offset: i64, payload: &[u8]) {
+    fn push(&self, slot: Arc<Slot>, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
         let w =
             (slot.partition as usize).wrapping_add(hash_topic(&slot.topic)) % self.senders.len();
         slot.in_flight.fetch_add(1, Ordering::AcqRel);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let b = &mut pending[w];
         let start = b.bytes.len() as u32;
+        let key_len = match key {
+            Some(k) => {
+                b.bytes.extend_from_slice(k);
+                k.len() as u32
+            }
+            None => NO_KEY,
+        };
         b.bytes.extend_from_slice(payload);
         b.items.push(Item {
             slot,
             offset,
             start,
+            key_len,
             len: payload.len() as u32,
         });
         if b.items.len() >= BATCH {
@@ -284,7 +315,16 @@ fn commit_applied(
             Some(t) => t.find_partition(&s.topic, s.partition).is_some(),
             None => s.assigned.load(Ordering::Acquire),
         };
-        let next = s.applied_next.load(Ordering::Acquire);
+        let mut next = s.applied_next.load(Ordering::Acquire);
+        // Never past a rejected event whose dead-letter copy is unacknowledged.
+        if let Some(&first) = s
+            .dlq_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+        {
+            next = next.min(first);
+        }
         if selected && next >= 0 && next > s.committed.load(Ordering::Acquire) {
             tpl.add_partition_offset(&s.topic, s.partition, Offset::Offset(next))?;
             slots.push((s, next));
@@ -317,6 +357,7 @@ pub struct Source {
     live: Arc<LiveState>,
     settings: KafkaSettings,
     workers: Vec<std::thread::JoinHandle<()>>,
+    dead_letter: Option<Arc<DeadLetter>>,
 }
 
 /// The client configuration funnelstream uses (exposed for `check-config`).
@@ -372,15 +413,25 @@ impl Source {
             .create_with_context(ctx)
             .map_err(|e| SourceError::Config(format!("kafka configuration: {e}")))?;
         let consumer = Arc::new(consumer);
+        let dead_letter = match &settings.dead_letter_topic {
+            Some(t) => {
+                let d = DeadLetter::new(&settings.brokers, t, &settings.properties)
+                    .map_err(|e| SourceError::Config(format!("dead-letter producer: {e}")))?;
+                let _ = live.dead_letter.set(d.stats.clone());
+                Some(Arc::new(d))
+            }
+            None => None,
+        };
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let handles = receivers
             .into_iter()
             .enumerate()
             .map(|(i, rx)| {
+                let d = dead_letter.clone();
                 std::thread::Builder::new()
                     .name(format!("funnel-worker-{i}"))
-                    .spawn(move || worker(rx))
+                    .spawn(move || worker(rx, d.as_deref()))
                     .expect("spawn worker thread")
             })
             .collect();
@@ -389,6 +440,7 @@ impl Source {
             live,
             settings,
             workers: handles,
+            dead_letter,
         })
     }
 
@@ -417,6 +469,7 @@ impl Source {
                     self.consumer.context().dispatcher.push(
                         slot,
                         m.offset(),
+                        m.key(),
                         m.payload().unwrap_or(&[]),
                     );
                 }
@@ -447,6 +500,9 @@ impl Source {
     fn upkeep(&self) {
         let ctx = self.consumer.context();
         ctx.dispatcher.send_pending();
+        if let Some(d) = &self.dead_letter {
+            d.retry_failed();
+        }
         let assigned: Vec<Arc<Slot>> = self
             .live
             .slots()
@@ -528,6 +584,10 @@ impl Source {
         info!("stopping: applying in-flight events and committing offsets");
         let ctx = self.consumer.context();
         ctx.dispatcher.drain();
+        if let Some(d) = &self.dead_letter {
+            // Commits stop below any copy still unacknowledged after this.
+            d.flush(Duration::from_secs(10));
+        }
         if let Err(e) = commit_applied(&self.consumer, &self.live, None, CommitMode::Sync) {
             warn!(error = %e, "final commit failed");
         }
@@ -566,19 +626,19 @@ impl Source {
     }
 }
 
-fn worker(rx: Receiver<Work>) {
+fn worker(rx: Receiver<Work>, dead_letter: Option<&DeadLetter>) {
     for work in rx {
         match work {
             Work::Flush(ack) => {
                 let _ = ack.send(());
             }
-            Work::Batch(b) => apply_batch(&b),
+            Work::Batch(b) => apply_batch(&b, dead_letter),
             Work::Stop => break,
         }
     }
 }
 
-fn apply_batch(b: &Batch) {
+fn apply_batch(b: &Batch, dead_letter: Option<&DeadLetter>) {
     let mut i = 0;
     while i < b.items.len() {
         let slot = &b.items[i].slot;
@@ -588,8 +648,17 @@ fn apply_batch(b: &Batch) {
             let wall = wall_clock_ms();
             while j < b.items.len() && Arc::ptr_eq(&b.items[j].slot, slot) {
                 let it = &b.items[j];
-                let bytes = &b.bytes[it.start as usize..(it.start + it.len) as usize];
-                part.process_at(bytes, wall);
+                let mut at = it.start as usize;
+                let key = (it.key_len != NO_KEY).then(|| {
+                    at += it.key_len as usize;
+                    &b.bytes[it.start as usize..at]
+                });
+                let bytes = &b.bytes[at..at + it.len as usize];
+                if let Outcome::Rejected(reason) = part.process_at(bytes, wall) {
+                    if let Some(d) = dead_letter {
+                        d.send(slot, it.offset, key, bytes, reason.as_str());
+                    }
+                }
                 j += 1;
             }
         }
