@@ -5,6 +5,7 @@
 
 use crate::aggregate::labels::LabelTable;
 use crate::aggregate::{AggStats, Aggregator};
+use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use crate::config::{ClockMode, EngineConfig};
 use crate::decode::dedup::{id_hash, Dedup};
 use crate::decode::{self, DecodeConfig, EventType, RejectReason};
@@ -55,6 +56,19 @@ impl EngineClock {
         match self.mode {
             ClockMode::Event => self.now.load(Ordering::Relaxed),
             ClockMode::Wall => self.advance(wall_ms),
+        }
+    }
+
+    /// Engine time as last advanced (`i64::MIN` before any event), without
+    /// reading the wall clock.
+    pub fn current(&self) -> i64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// Moves engine time forward to a checkpoint's engine time (never back).
+    pub fn restore(&self, t: i64) {
+        if t != i64::MIN {
+            self.advance(t);
         }
     }
 
@@ -193,6 +207,62 @@ impl Partition {
 
     pub fn dedup(&self) -> &Dedup {
         &self.dedup
+    }
+
+    /// Checkpoint encoding of everything but the settings (see
+    /// [`crate::checkpoint`]).
+    pub(crate) fn encode_into(&self, w: &mut Writer) {
+        for counters in [&self.stats.ingested[..], &self.stats.rejected[..]] {
+            w.uvar(counters.len() as u64);
+            for c in counters {
+                w.uvar(*c);
+            }
+        }
+        w.uvar(self.stats.duplicates);
+        match &self.delay {
+            None => w.u8(0),
+            Some(d) => {
+                w.u8(1);
+                w.uvar(d.counts.len() as u64);
+                for c in d.counts {
+                    w.uvar(c);
+                }
+                w.i128var(d.sum_ms);
+            }
+        }
+        self.dedup.encode_into(w);
+        self.agg.encode_into(w);
+    }
+
+    /// Inverse of [`encode_into`](Self::encode_into), into a fresh partition.
+    pub(crate) fn decode_from(&mut self, r: &mut Reader<'_>) -> ReadResult<()> {
+        fn counters(r: &mut Reader<'_>, out: &mut [u64]) -> ReadResult<()> {
+            if r.count(1)? != out.len() {
+                return Err(CheckpointError::Corrupt("counter array length".into()));
+            }
+            for c in out.iter_mut() {
+                *c = r.uvar()?;
+            }
+            Ok(())
+        }
+        counters(r, &mut self.stats.ingested)?;
+        counters(r, &mut self.stats.rejected)?;
+        self.stats.duplicates = r.uvar()?;
+        match r.u8()? {
+            0 => {}
+            1 => {
+                let mut d = DelayHistogram::default();
+                counters(r, &mut d.counts)?;
+                d.sum_ms = r.i128var()?;
+                // A live partition keeps its histogram; a replay has none.
+                if self.delay.is_some() {
+                    self.delay = Some(d);
+                }
+            }
+            _ => return Err(CheckpointError::Corrupt("delay histogram flag".into())),
+        }
+        self.dedup.decode_from(r)?;
+        self.agg.decode_from(r)
     }
 }
 

@@ -10,6 +10,8 @@
 //!     -> export         Prometheus exposition                     (export)
 //! ```
 //!
+//! [`checkpoint`] turns one partition's whole state into versioned,
+//! checksummed bytes and back (pure; the source stores them in Kafka).
 //! [`engine`] wires decode, dedup and aggregate for one partition around a
 //! shared engine clock; it does no I/O. [`replay`] feeds it from a file,
 //! [`cli`] parses the command line, [`config`] holds the typed settings.
@@ -17,6 +19,7 @@
 //! invariants.
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod decode;

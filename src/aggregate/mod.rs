@@ -10,6 +10,7 @@
 pub mod labels;
 pub mod ring;
 
+use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use crate::config::{EngineConfig, WindowSpec};
 use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
 use crate::decode::{Body, DealStage, Event};
@@ -127,6 +128,57 @@ pub struct Totals {
 }
 
 impl Totals {
+    fn fields(&self) -> [&i128; 19] {
+        let t = self;
+        [
+            &t.impressions,
+            &t.clicks,
+            &t.leads[0],
+            &t.leads[1],
+            &t.leads[2],
+            &t.deals[0],
+            &t.deals[1],
+            &t.deals[2],
+            &t.revenue_won,
+            &t.ad_spend,
+            &t.spend,
+            &t.mrr_movement[0],
+            &t.mrr_movement[1],
+            &t.mrr_movement[2],
+            &t.mrr_movement[3],
+            &t.mrr_movement[4],
+            &t.mrr,
+            &t.customers,
+            &t.open_pipeline,
+        ]
+    }
+
+    fn encode_into(&self, w: &mut Writer) {
+        for v in self.fields() {
+            w.i128var(*v);
+        }
+    }
+
+    fn decode_from(r: &mut Reader<'_>) -> ReadResult<Totals> {
+        let mut v = [0i128; 19];
+        for x in v.iter_mut() {
+            *x = r.i128var()?;
+        }
+        Ok(Totals {
+            impressions: v[0],
+            clicks: v[1],
+            leads: [v[2], v[3], v[4]],
+            deals: [v[5], v[6], v[7]],
+            revenue_won: v[8],
+            ad_spend: v[9],
+            spend: v[10],
+            mrr_movement: [v[11], v[12], v[13], v[14], v[15]],
+            mrr: v[16],
+            customers: v[17],
+            open_pipeline: v[18],
+        })
+    }
+
     pub fn add(&mut self, o: &Totals) {
         self.impressions += o.impressions;
         self.clicks += o.clicks;
@@ -211,6 +263,77 @@ impl KeyState {
             + rings_heap(&self.deals, Ring::heap_bytes)
             + rings_heap(&self.cycles, CycleRing::heap_bytes)
             + rings_heap(&self.subs, Ring::heap_bytes)
+    }
+
+    /// Adds another key's state (restored keys that fold into one).
+    fn merge_from(&mut self, o: &KeyState, nw: usize) {
+        self.totals.add(&o.totals);
+        fn merge<T: Default + Clone>(
+            into: &mut Rings<T>,
+            from: &Rings<T>,
+            nw: usize,
+            f: impl Fn(&mut T, &T),
+        ) {
+            if let Some(src) = from {
+                for (a, b) in rings(into, nw).iter_mut().zip(src.iter()) {
+                    f(a, b);
+                }
+            }
+        }
+        merge(&mut self.traffic, &o.traffic, nw, Ring::merge_from);
+        merge(&mut self.leads, &o.leads, nw, Ring::merge_from);
+        merge(&mut self.deals, &o.deals, nw, Ring::merge_from);
+        merge(&mut self.cycles, &o.cycles, nw, CycleRing::merge_from);
+        merge(&mut self.subs, &o.subs, nw, Ring::merge_from);
+    }
+
+    fn encode_into(&self, w: &mut Writer) {
+        self.totals.encode_into(w);
+        let mask = u8::from(self.traffic.is_some())
+            | u8::from(self.leads.is_some()) << 1
+            | u8::from(self.deals.is_some()) << 2
+            | u8::from(self.cycles.is_some()) << 3
+            | u8::from(self.subs.is_some()) << 4;
+        w.u8(mask);
+        fn each<T>(r: &Rings<T>, w: &mut Writer, f: impl Fn(&T, &mut Writer)) {
+            for x in r.iter().flat_map(|r| r.iter()) {
+                f(x, w);
+            }
+        }
+        each(&self.traffic, w, Ring::encode_into);
+        each(&self.leads, w, Ring::encode_into);
+        each(&self.deals, w, Ring::encode_into);
+        each(&self.cycles, w, CycleRing::encode_into);
+        each(&self.subs, w, Ring::encode_into);
+    }
+
+    fn decode_from(&mut self, r: &mut Reader<'_>, nw: usize) -> ReadResult<()> {
+        self.totals = Totals::decode_from(r)?;
+        let mask = r.u8()?;
+        if mask >> 5 != 0 {
+            return Err(CheckpointError::Corrupt("key group mask".into()));
+        }
+        fn each<T>(
+            present: bool,
+            r: &mut Reader<'_>,
+            nw: usize,
+            f: impl Fn(&mut Reader<'_>) -> ReadResult<T>,
+        ) -> ReadResult<Rings<T>> {
+            if !present {
+                return Ok(None);
+            }
+            let mut v = Vec::with_capacity(nw);
+            for _ in 0..nw {
+                v.push(f(r)?);
+            }
+            Ok(Some(v.into_boxed_slice()))
+        }
+        self.traffic = each(mask & 1 != 0, r, nw, Ring::decode_from)?;
+        self.leads = each(mask & 2 != 0, r, nw, Ring::decode_from)?;
+        self.deals = each(mask & 4 != 0, r, nw, Ring::decode_from)?;
+        self.cycles = each(mask & 8 != 0, r, nw, CycleRing::decode_from)?;
+        self.subs = each(mask & 16 != 0, r, nw, Ring::decode_from)?;
+        Ok(())
     }
 
     /// Composite key of the two label ids.
@@ -470,6 +593,95 @@ impl Aggregator {
         for k in &mut self.keys {
             k.evict(&self.specs, now);
         }
+    }
+
+    /// Checkpoint encoding: counters, keys (by label names, since label ids
+    /// are per process), open deals.
+    pub(crate) fn encode_into(&self, w: &mut Writer) {
+        w.uvar(self.stats.late);
+        w.uvar(self.stats.label_overflow[0]);
+        w.uvar(self.stats.label_overflow[1]);
+        w.uvar(self.stats.deals_untracked);
+        let channels = self.labels.channel.names();
+        let campaigns = self.labels.campaign.names();
+        let name = |names: &[Arc<str>], id: u32| -> Arc<str> {
+            names
+                .get(id as usize)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(labels::OVERFLOW))
+        };
+        w.uvar(self.keys.len() as u64);
+        for k in &self.keys {
+            w.str(&name(&channels, k.channel));
+            w.str(&name(&campaigns, k.campaign));
+            k.encode_into(w);
+        }
+        w.uvar(self.deals.len() as u64);
+        for (h, d) in &self.deals {
+            w.u64_fixed(*h);
+            w.uvar(u64::from(d.key));
+            w.ivar(d.amount);
+            w.u8(u8::from(d.closed));
+        }
+    }
+
+    /// Inverse of [`encode_into`](Self::encode_into), into an empty
+    /// aggregator.
+    pub(crate) fn decode_from(&mut self, r: &mut Reader<'_>) -> ReadResult<()> {
+        self.stats.late = r.uvar()?;
+        self.stats.label_overflow[0] = r.uvar()?;
+        self.stats.label_overflow[1] = r.uvar()?;
+        self.stats.deals_untracked = r.uvar()?;
+        let nw = self.specs.len();
+        let n = r.count(3)?;
+        // Index in the checkpoint -> index here (keys can fold together
+        // when a label limit is now lower).
+        let mut remap = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (channel, campaign) = (r.str()?, r.str()?);
+            let mut key = KeyState::default();
+            key.decode_from(r, nw)?;
+            let (ch, ch_over) = self.labels.channel.intern(channel);
+            let (ca, ca_over) = self.labels.campaign.intern(campaign);
+            let composite = (u64::from(ch) << 32) | u64::from(ca);
+            let next = self.keys.len() as u32;
+            let idx = *self.index.entry(composite).or_insert(next);
+            if idx == next {
+                key.channel = ch;
+                key.campaign = ca;
+                self.keys.push(key);
+            } else {
+                self.keys[idx as usize].merge_from(&key, nw);
+            }
+            if !ch_over && !ca_over {
+                self.cache.insert(pair_hash(channel, campaign), idx);
+            }
+            remap.push(idx);
+        }
+        let n = r.count(11)?;
+        self.deals.reserve(n);
+        for _ in 0..n {
+            let h = r.u64_fixed()?;
+            let key = usize::try_from(r.uvar()?)
+                .ok()
+                .and_then(|k| remap.get(k).copied())
+                .ok_or_else(|| CheckpointError::Corrupt("deal key".into()))?;
+            let amount = r.ivar()?;
+            let closed = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(CheckpointError::Corrupt("deal flag".into())),
+            };
+            self.deals.insert(
+                h,
+                DealState {
+                    key,
+                    amount,
+                    closed,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// Deals remembered for pipeline matching.

@@ -6,6 +6,7 @@
 //! are summed with wrapping integer arithmetic, which is exact whenever the
 //! true sum fits in an `i64` and never panics on input.
 
+use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use std::collections::VecDeque;
 
 /// Bucket index of a timestamp for a bucket width.
@@ -136,6 +137,75 @@ impl<const N: usize> Ring<N> {
     pub fn heap_bytes(&self) -> usize {
         self.older.capacity() * std::mem::size_of::<(i64, [i64; N])>()
     }
+
+    /// The buckets, oldest first.
+    fn buckets(&self) -> impl Iterator<Item = (i64, &[i64; N])> {
+        let last = (self.last_idx != EMPTY).then_some((self.last_idx, &self.last));
+        self.older.iter().map(|(i, v)| (*i, v)).chain(last)
+    }
+
+    /// Adds every bucket of `other` (used when restored keys fold together).
+    pub fn merge_from(&mut self, other: &Ring<N>) {
+        for (idx, v) in other.buckets() {
+            self.add(i64::MIN, idx, v);
+        }
+    }
+
+    /// Checkpoint encoding: the bucket count, then each bucket (oldest
+    /// first) as an index delta and its N values.
+    pub(crate) fn encode_into(&self, w: &mut Writer) {
+        w.uvar(self.len() as u64);
+        let mut prev = None;
+        for (idx, v) in self.buckets() {
+            match prev {
+                None => w.ivar(idx),
+                Some(p) => w.uvar(idx.wrapping_sub(p) as u64),
+            }
+            prev = Some(idx);
+            for x in v {
+                w.ivar(*x);
+            }
+        }
+    }
+
+    pub(crate) fn decode_from(r: &mut Reader<'_>) -> ReadResult<Self> {
+        let n = r.count(1 + N)?;
+        let mut ring = Ring::default();
+        if n == 0 {
+            return Ok(ring);
+        }
+        ring.older = VecDeque::with_capacity(n - 1);
+        let mut idx = 0i64;
+        for i in 0..n {
+            if i == 0 {
+                idx = r.ivar()?;
+            } else {
+                let d = r.uvar()?;
+                idx = match i64::try_from(d).ok().and_then(|d| idx.checked_add(d)) {
+                    Some(next) if d > 0 => next,
+                    _ => {
+                        return Err(CheckpointError::Corrupt(
+                            "ring buckets not increasing".into(),
+                        ))
+                    }
+                };
+            }
+            if idx == EMPTY {
+                return Err(CheckpointError::Corrupt("ring bucket index".into()));
+            }
+            let mut v = [0i64; N];
+            for x in v.iter_mut() {
+                *x = r.ivar()?;
+            }
+            if i + 1 < n {
+                ring.older.push_back((idx, v));
+            } else {
+                ring.last_idx = idx;
+                ring.last = v;
+            }
+        }
+        Ok(ring)
+    }
 }
 
 /// Log-bucketed quantile sketch index with relative error `ALPHA`
@@ -224,6 +294,55 @@ impl CycleRing {
 
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<(i64, u16, u32)>()
+    }
+
+    /// Adds every sample of `other` (used when restored keys fold together).
+    pub fn merge_from(&mut self, other: &CycleRing) {
+        for &(idx, hist, c) in &other.entries {
+            let pos = self.entries.partition_point(|e| (e.0, e.1) < (idx, hist));
+            match self.entries.get_mut(pos) {
+                Some(e) if e.0 == idx && e.1 == hist => e.2 = e.2.saturating_add(c),
+                _ => self.entries.insert(pos, (idx, hist, c)),
+            }
+        }
+    }
+
+    pub(crate) fn encode_into(&self, w: &mut Writer) {
+        w.uvar(self.entries.len() as u64);
+        let mut prev = None;
+        for &(idx, hist, c) in &self.entries {
+            match prev {
+                None => w.ivar(idx),
+                Some(p) => w.uvar(idx.wrapping_sub(p) as u64),
+            }
+            prev = Some(idx);
+            w.uvar(u64::from(hist));
+            w.uvar(u64::from(c));
+        }
+    }
+
+    pub(crate) fn decode_from(r: &mut Reader<'_>) -> ReadResult<Self> {
+        let n = r.count(3)?;
+        let mut entries = VecDeque::with_capacity(n);
+        let mut prev: Option<(i64, u16)> = None;
+        for _ in 0..n {
+            let idx = match prev {
+                None => r.ivar()?,
+                Some((p, _)) => i64::try_from(r.uvar()?)
+                    .ok()
+                    .and_then(|d| p.checked_add(d))
+                    .ok_or_else(|| CheckpointError::Corrupt("cycle bucket index".into()))?,
+            };
+            let hist = u16::try_from(r.uvar()?)
+                .map_err(|_| CheckpointError::Corrupt("cycle sketch index".into()))?;
+            let c = r.u32()?;
+            if c == 0 || prev.is_some_and(|p| p >= (idx, hist)) {
+                return Err(CheckpointError::Corrupt("cycle samples not sorted".into()));
+            }
+            prev = Some((idx, hist));
+            entries.push_back((idx, hist, c));
+        }
+        Ok(CycleRing { entries })
     }
 }
 

@@ -3,6 +3,7 @@
 //! a hash collision among the remembered ids: about 1 in 3.7e7 with a full
 //! million-id memory).
 
+use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -120,6 +121,50 @@ impl Dedup {
                 self.map.remove(&h);
             }
         }
+    }
+
+    /// Checkpoint encoding: the insertion order verbatim (stale entries
+    /// included, so capacity evictions happen exactly when they would have
+    /// without a restart); the map is the last entry of each hash in it.
+    pub(crate) fn encode_into(&self, w: &mut Writer) {
+        w.uvar(self.next_seq);
+        w.uvar(self.evicted);
+        w.uvar(self.order.len() as u64);
+        let (mut ts, mut seq) = (0i64, 0u64);
+        for (h, e) in &self.order {
+            w.u64_fixed(*h);
+            w.ivar(e.ts.wrapping_sub(ts));
+            w.uvar(e.seq.wrapping_sub(seq));
+            (ts, seq) = (e.ts, e.seq);
+        }
+    }
+
+    pub(crate) fn decode_from(&mut self, r: &mut Reader<'_>) -> ReadResult<()> {
+        self.next_seq = r.uvar()?;
+        self.evicted = r.uvar()?;
+        let n = r.count(10)?;
+        self.order = VecDeque::with_capacity(n);
+        self.map = PreHashedMap::default();
+        self.map.reserve(n);
+        let (mut ts, mut seq) = (0i64, 0u64);
+        for i in 0..n {
+            let h = r.u64_fixed()?;
+            ts = ts.wrapping_add(r.ivar()?);
+            let d = r.uvar()?;
+            if i > 0 && d == 0 {
+                return Err(CheckpointError::Corrupt(
+                    "dedup order not increasing".into(),
+                ));
+            }
+            seq = seq.wrapping_add(d);
+            let e = Entry { ts, seq };
+            self.order.push_back((h, e));
+            self.map.insert(h, e);
+        }
+        if n > 0 && seq >= self.next_seq {
+            return Err(CheckpointError::Corrupt("dedup sequence".into()));
+        }
+        Ok(())
     }
 
     /// Ids currently remembered.

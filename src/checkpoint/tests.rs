@@ -1,0 +1,280 @@
+use super::*;
+use crate::config::{parse_windows, ClockMode, EngineConfig};
+use crate::engine::Health;
+use crate::export::prometheus::render;
+use crate::synth::{Rng, Synth, SynthConfig};
+
+const WALL: i64 = 1_900_000_000_000;
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        clock: ClockMode::Event,
+        dedup_capacity: 500,
+        ..EngineConfig::default()
+    }
+}
+
+/// Synthetic lines with duplicates, invalid events and time jumping
+/// backwards now and then (late and out-of-order events).
+fn lines(n: usize, seed: u64, keys: u64) -> Vec<String> {
+    let mut g = Synth::new(SynthConfig {
+        seed,
+        keys,
+        step_ms: 20_000.0,
+        duplicate_ratio: 0.05,
+        invalid_ratio: 0.03,
+        ..SynthConfig::default()
+    });
+    let mut rng = Rng::new(seed ^ 7);
+    (0..n)
+        .map(|i| {
+            if i % 97 == 0 {
+                let back = rng.below(40 * 86_400_000) as i64;
+                g.set_time_ms(g.current_ms() - back);
+            }
+            if i % 199 == 0 {
+                // A late event: older than the 90d window.
+                let t = g.current_ms();
+                g.set_time_ms(t - 100 * 86_400_000);
+                let line = g.next_line();
+                g.set_time_ms(t);
+                return line;
+            }
+            g.next_line()
+        })
+        .collect()
+}
+
+fn exposition(engine: &Engine, p: &Partition) -> String {
+    let now = engine.clock.current();
+    render(&[&p.agg], &Health::of(&[p]), now, "test")
+}
+
+fn meta(next: i64, now: i64) -> CheckpointMeta {
+    CheckpointMeta {
+        topic: "events".into(),
+        partition: 3,
+        next_offset: next,
+        written_at_ms: 1,
+        engine_now_ms: now,
+    }
+}
+
+fn feed(p: &mut Partition, lines: &[String]) {
+    for l in lines {
+        p.process_at(l.as_bytes(), WALL);
+    }
+}
+
+#[test]
+fn restored_state_continues_exactly_like_uninterrupted() {
+    let all = lines(6000, 1, 60);
+    for cut in [0, 1, 700, 2500, 5999] {
+        let a = Engine::new(config());
+        let mut pa = a.live_partition();
+        feed(&mut pa, &all[..cut]);
+        let bytes = encode(&pa, &meta(cut as i64, a.clock.current()));
+        let b = Engine::new(config());
+        let (mut pb, m) = decode(&bytes, &b, true).expect("decodes");
+        assert_eq!(m, meta(cut as i64, a.clock.current()));
+        // Byte-identical re-encoding: nothing was lost or reordered.
+        assert_eq!(encode(&pb, &m), bytes, "cut {cut}");
+        feed(&mut pa, &all[cut..]);
+        feed(&mut pb, &all[cut..]);
+        assert_eq!(exposition(&a, &pa), exposition(&b, &pb), "cut {cut}");
+        assert_eq!(pa.stats, pb.stats);
+        assert_eq!(pa.agg.stats, pb.agg.stats);
+        assert!(cut < 5999 || (pa.agg.stats.late > 0 && pa.dedup().evicted > 0));
+        assert_eq!(pa.dedup().evicted, pb.dedup().evicted);
+    }
+}
+
+#[test]
+fn restore_into_an_engine_with_other_label_ids_and_partitions() {
+    let all = lines(3000, 2, 30);
+    let a = Engine::new(config());
+    let mut pa = a.partition();
+    feed(&mut pa, &all);
+    let bytes = encode(&pa, &meta(3000, a.clock.current()));
+    // The target engine has already interned other labels in another
+    // partition, so ids differ; the restored partition renders the same.
+    let b = Engine::new(config());
+    let mut other = b.partition();
+    other.process_at(
+        br#"{"id":"x","type":"lead","ts":1795593600000,"channel":"zzz","campaign":"yyy","stage":"new"}"#,
+        WALL,
+    );
+    let (pb, _) = decode(&bytes, &b, false).unwrap();
+    let render_one =
+        |e: &Engine, p: &Partition| render(&[&p.agg], &Health::of(&[p]), e.clock.current(), "t");
+    // b's clock is the max of both partitions' (the lone lead is older).
+    assert_eq!(render_one(&a, &pa), render_one(&b, &pb));
+}
+
+#[test]
+fn lower_label_limit_folds_restored_keys_without_losing_totals() {
+    let all = lines(3000, 3, 30);
+    let a = Engine::new(config());
+    let mut pa = a.partition();
+    feed(&mut pa, &all);
+    let bytes = encode(&pa, &meta(3000, a.clock.current()));
+    let b = Engine::new(EngineConfig {
+        max_campaigns: 3,
+        ..config()
+    });
+    let (pb, _) = decode(&bytes, &b, false).unwrap();
+    assert!(pb.agg.keys().len() < pa.agg.keys().len());
+    let sum = |p: &Partition| {
+        let mut t = crate::aggregate::Totals::default();
+        for k in p.agg.keys() {
+            t.add(&k.totals);
+        }
+        t
+    };
+    assert_eq!(sum(&pa), sum(&pb));
+    let (specs, now) = (a.config.windows.clone(), a.clock.current());
+    let windows = |p: &Partition| {
+        let mut out = vec![crate::aggregate::WindowSums::default(); specs.len()];
+        for k in p.agg.keys() {
+            k.sums_into(&specs, now, &mut out);
+        }
+        for o in &mut out {
+            o.finish();
+        }
+        out
+    };
+    assert_eq!(windows(&pa), windows(&pb));
+}
+
+#[test]
+fn every_bit_flip_and_truncation_is_refused() {
+    let all = lines(300, 4, 5);
+    let e = Engine::new(config());
+    let mut p = e.partition();
+    feed(&mut p, &all);
+    let bytes = encode(&p, &meta(300, e.clock.current()));
+    let mut rng = Rng::new(9);
+    for _ in 0..3000 {
+        let mut b = bytes.clone();
+        let i = rng.below(b.len() as u64) as usize;
+        b[i] ^= 1 << rng.below(8);
+        let Err(err) = decode(&b, &Engine::new(config()), false) else {
+            panic!("a flip at byte {i} was accepted");
+        };
+        if (8..12).contains(&i) {
+            assert!(matches!(err, CheckpointError::Incompatible(_)), "{err}");
+        } else {
+            assert!(matches!(err, CheckpointError::Corrupt(_)), "{err}");
+        }
+    }
+    for len in 0..bytes.len() {
+        assert!(decode(&bytes[..len], &Engine::new(config()), false).is_err());
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(matches!(
+        decode(&longer, &Engine::new(config()), false),
+        Err(CheckpointError::Corrupt(_))
+    ));
+}
+
+/// Bodies mutated behind a recomputed checksum (what a bug or a hostile
+/// writer could produce) are decoded or refused, never a panic.
+#[test]
+fn mutated_bodies_with_valid_checksums_never_panic() {
+    let all = lines(400, 5, 8);
+    let e = Engine::new(config());
+    let mut p = e.live_partition();
+    feed(&mut p, &all);
+    let bytes = encode(&p, &meta(400, e.clock.current()));
+    let mut rng = Rng::new(11);
+    let mut refused = 0;
+    for round in 0..4000 {
+        let mut b = bytes.clone();
+        for _ in 0..=rng.below(4) {
+            let i = HEADER_LEN + rng.below((b.len() - HEADER_LEN) as u64) as usize;
+            b[i] = match round % 3 {
+                0 => rng.below(256) as u8,
+                1 => 0xFF,
+                _ => b[i] ^ 0x80,
+            };
+        }
+        if round % 5 == 0 {
+            let cut = HEADER_LEN + rng.below((b.len() - HEADER_LEN) as u64) as usize;
+            b.truncate(cut);
+        }
+        let body_len = (b.len() - HEADER_LEN) as u64;
+        let sum = xxhash_rust::xxh3::xxh3_64(&b[HEADER_LEN..]);
+        b[12..20].copy_from_slice(&body_len.to_le_bytes());
+        b[20..28].copy_from_slice(&sum.to_le_bytes());
+        let engine = Engine::new(config());
+        match decode(&b, &engine, true) {
+            Ok((mut part, _)) => {
+                // Whatever was accepted must be usable.
+                feed(&mut part, &all[..20]);
+                let _ = exposition(&engine, &part);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(refused > 2000, "{refused}");
+}
+
+#[test]
+fn other_windows_or_version_are_incompatible() {
+    let e = Engine::new(config());
+    let mut p = e.partition();
+    feed(&mut p, &lines(50, 6, 3));
+    let bytes = encode(&p, &meta(50, e.clock.current()));
+    let other = Engine::new(EngineConfig {
+        windows: parse_windows("5m,1h").unwrap(),
+        ..config()
+    });
+    let err = decode(&bytes, &other, false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "incompatible checkpoint: it was written with windows 5m,1h,1d,7d,30d,90d \
+         but the engine is configured with 5m,1h"
+    );
+    let mut v2 = bytes.clone();
+    v2[8] = 2;
+    assert_eq!(
+        decode(&v2, &e, false).unwrap_err().to_string(),
+        "incompatible checkpoint: format version 2, this engine reads version 1"
+    );
+    assert_eq!(read_meta(&bytes).unwrap(), meta(50, e.clock.current()));
+    assert!(matches!(
+        decode(b"{\"id\":1}", &e, false),
+        Err(CheckpointError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn varints_round_trip_at_the_edges() {
+    let mut w = Writer::default();
+    let ints = [0, 1, -1, 63, -64, 64, i64::MAX, i64::MIN, 1 << 40];
+    let bigs = [0i128, -1, i128::MAX, i128::MIN, 1 << 100];
+    for v in ints {
+        w.ivar(v);
+    }
+    for v in bigs {
+        w.i128var(v);
+    }
+    w.uvar(u64::MAX);
+    let mut r = Reader::new(&w.buf);
+    for v in ints {
+        assert_eq!(r.ivar().unwrap(), v);
+    }
+    for v in bigs {
+        assert_eq!(r.i128var().unwrap(), v);
+    }
+    assert_eq!(r.uvar().unwrap(), u64::MAX);
+    assert_eq!(r.remaining(), 0);
+    // 11 continuation bytes overflow a u64.
+    assert!(Reader::new(&[0xFF; 11]).uvar().is_err());
+    assert!(
+        Reader::new(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02])
+            .uvar()
+            .is_err()
+    );
+}
