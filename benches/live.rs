@@ -101,6 +101,7 @@ fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
         properties: vec![],
         workers: 1,
         dead_letter_topic: None,
+        checkpoint: None,
     }
 }
 

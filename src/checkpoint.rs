@@ -28,6 +28,10 @@ pub const MAGIC: [u8; 8] = *b"FNLSTCKP";
 pub const FORMAT_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;
 
+/// Why a partition starts from empty state though checkpoints are on
+/// (label values of `funnel_checkpoint_rebuilds_total`).
+pub const REBUILD_REASONS: [&str; 3] = ["missing", "corrupt", "incompatible"];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {
     #[error("corrupt checkpoint: {0}")]

@@ -58,9 +58,27 @@ pub struct RunArgs {
     /// funnelstream.reason and funnelstream.source.{topic,partition,offset}.
     #[arg(long, value_name = "T", env = "FUNNELSTREAM_DEAD_LETTER_TOPIC")]
     pub dead_letter_topic: Option<String>,
-    /// Compacted topic holding state checkpoints (not available in this version).
+    /// Compacted topic holding each partition's state: restored on
+    /// assignment, so counters and windows survive restarts and rebalances;
+    /// offsets are committed only once a checkpoint covers them.
     #[arg(long, value_name = "T", env = "FUNNELSTREAM_CHECKPOINT_TOPIC")]
     pub checkpoint_topic: Option<String>,
+    /// How often each partition is checkpointed [default: 30s].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "FUNNELSTREAM_CHECKPOINT_INTERVAL"
+    )]
+    pub checkpoint_interval: Option<String>,
+    /// When a partition's checkpoint is missing, corrupt or incompatible:
+    /// `rebuild` (empty state, from the earliest retained offset) or
+    /// `refuse` (exit 1) [default: rebuild].
+    #[arg(
+        long,
+        value_name = "rebuild|refuse",
+        env = "FUNNELSTREAM_CHECKPOINT_POLICY"
+    )]
+    pub checkpoint_policy: Option<String>,
     /// Threads applying events [default: cores - 1, at least 1].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_WORKERS")]
     pub workers: Option<String>,
@@ -160,6 +178,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub dead_letter_topic: Option<String>,
     pub checkpoint_topic: Option<String>,
+    pub checkpoint_interval: Option<String>,
+    pub checkpoint_policy: Option<String>,
     pub workers: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -315,6 +335,52 @@ fn listen_addr(key: &str, v: &str) -> Result<std::net::SocketAddr, ConfigError> 
 }
 
 impl RunArgs {
+    fn checkpoint_settings(
+        &self,
+        file: &FileConfig,
+    ) -> Result<Option<crate::source::checkpoint::CheckpointSettings>, ConfigError> {
+        let pick = |cli: &Option<String>, f: &Option<String>| cli.clone().or_else(|| f.clone());
+        let topic = pick(&self.checkpoint_topic, &file.checkpoint_topic);
+        let interval = pick(&self.checkpoint_interval, &file.checkpoint_interval);
+        let policy = pick(&self.checkpoint_policy, &file.checkpoint_policy);
+        let Some(topic) = topic else {
+            for (key, v) in [
+                ("checkpoint_interval", &interval),
+                ("checkpoint_policy", &policy),
+            ] {
+                if v.is_some() {
+                    return Err(ConfigError::invalid(key, "needs checkpoint_topic"));
+                }
+            }
+            return Ok(None);
+        };
+        if topic.trim().is_empty() {
+            return Err(ConfigError::invalid("checkpoint_topic", "empty topic name"));
+        }
+        let interval_ms = match interval {
+            Some(v) => crate::config::parse_duration_ms(&v)
+                .map_err(|e| ConfigError::invalid("checkpoint_interval", e))?,
+            None => 30_000,
+        };
+        if !(100..=86_400_000).contains(&interval_ms) {
+            return Err(ConfigError::invalid(
+                "checkpoint_interval",
+                "must be between 100ms and 1d",
+            ));
+        }
+        let policy = match policy {
+            Some(v) => v
+                .parse()
+                .map_err(|e: String| ConfigError::invalid("checkpoint_policy", e))?,
+            None => crate::source::checkpoint::Policy::Rebuild,
+        };
+        Ok(Some(crate::source::checkpoint::CheckpointSettings {
+            topic,
+            interval: std::time::Duration::from_millis(interval_ms as u64),
+            policy,
+        }))
+    }
+
     pub fn resolve(&self, default_listen: &str) -> Result<RunConfig, ConfigError> {
         let file = self.engine.file()?;
         let engine = self.engine.resolve_with(&file)?;
@@ -329,12 +395,7 @@ impl RunArgs {
                 "empty topic name",
             ));
         }
-        if pick(&self.checkpoint_topic, &file.checkpoint_topic).is_some() {
-            return Err(ConfigError::invalid(
-                "checkpoint_topic",
-                "checkpoint topics are not available in this version yet",
-            ));
-        }
+        let checkpoint = self.checkpoint_settings(&file)?;
         let brokers = pick(&self.brokers, &file.brokers).unwrap_or_else(|| "127.0.0.1:9092".into());
         if brokers.trim().is_empty() {
             return Err(ConfigError::invalid("brokers", "empty broker list"));
@@ -432,6 +493,7 @@ impl RunArgs {
                 properties,
                 workers,
                 dead_letter_topic,
+                checkpoint,
             },
             listen,
             log_format,
@@ -498,6 +560,19 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
     out.push_str(&format!("group = {}\n", q(&cfg.kafka.group)));
     if let Some(t) = &cfg.kafka.dead_letter_topic {
         out.push_str(&format!("dead_letter_topic = {}\n", q(t)));
+    }
+    if let Some(c) = &cfg.kafka.checkpoint {
+        out.push_str(&format!("checkpoint_topic = {}\n", q(&c.topic)));
+        out.push_str(&format!(
+            "checkpoint_interval = {}\n",
+            q(&crate::config::format_duration_ms(
+                c.interval.as_millis() as i64
+            ))
+        ));
+        out.push_str(&format!(
+            "checkpoint_policy = {}\n",
+            q(&c.policy.to_string())
+        ));
     }
     out.push_str(&format!("listen = {}\n", q(&cfg.listen.to_string())));
     out.push_str(&format!("workers = {}\n", cfg.kafka.workers));

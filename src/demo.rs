@@ -74,6 +74,7 @@ pub fn run(args: &DemoArgs) -> i32 {
             properties: vec![],
             workers: 1,
             dead_letter_topic: None,
+            checkpoint: None,
         },
         listen,
         log_format: LogFormat::Text,

@@ -278,6 +278,22 @@ pub struct Health {
     pub lag: Vec<(String, i32, i64)>,
     /// Dead-letter copies written, failed writes, copies pending.
     pub dead_letter: Option<[u64; 3]>,
+    /// Checkpoint counters (live use with a checkpoint topic only).
+    pub checkpoint: Option<CheckpointHealth>,
+}
+
+/// Checkpoint counters and gauges, for the exposition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointHealth {
+    pub written: u64,
+    pub failures: u64,
+    pub restored: u64,
+    /// By [`crate::checkpoint::REBUILD_REASONS`].
+    pub rebuilds: [u64; 3],
+    /// Latest checkpoint size of each assigned partition, summed.
+    pub bytes: u64,
+    /// Age of the oldest latest checkpoint among assigned partitions.
+    pub age_ms: i64,
 }
 
 impl Health {

@@ -32,6 +32,18 @@ pub struct Slot {
     /// Offsets of rejected events whose dead-letter copy is not yet
     /// acknowledged: the partition's commit stays below the first.
     pub dlq_pending: Mutex<std::collections::BTreeSet<i64>>,
+    /// Next offset covered by the last acknowledged checkpoint of this
+    /// slot's current state, -1 none (checkpointing only).
+    pub checkpointed: AtomicI64,
+    /// Checkpoint slot (0 or 1) the next checkpoint goes to.
+    pub checkpoint_slot: std::sync::atomic::AtomicU8,
+    /// Size and wall-clock time of the last checkpoint (or of the
+    /// assignment, before the first).
+    pub checkpoint_bytes: std::sync::atomic::AtomicU64,
+    pub checkpoint_at_ms: AtomicI64,
+    /// Held while a checkpoint of this partition is taken, and while the
+    /// partition is assigned or revoked.
+    pub checkpoint_lock: Mutex<()>,
     /// Last offset committed synchronously by this process, -1 none.
     pub committed: AtomicI64,
     /// Messages this process applied (valid, duplicate or rejected).
@@ -84,6 +96,10 @@ pub struct LiveState {
     pub version: &'static str,
     /// Dead-letter counters, when a dead-letter topic is configured.
     pub dead_letter: std::sync::OnceLock<Arc<crate::source::dead_letter::DeadLetterStats>>,
+    /// Checkpoint counters, when a checkpoint topic is configured.
+    pub checkpoint: std::sync::OnceLock<Arc<crate::source::checkpoint::CheckpointStats>>,
+    /// Set when the engine must stop with an error (a refused checkpoint).
+    pub fatal: Mutex<Option<String>>,
 }
 
 impl LiveState {
@@ -96,6 +112,8 @@ impl LiveState {
             brokers_down: Mutex::new(None),
             version: crate::cli::VERSION,
             dead_letter: std::sync::OnceLock::new(),
+            checkpoint: std::sync::OnceLock::new(),
+            fatal: Mutex::new(None),
         })
     }
 
@@ -124,6 +142,11 @@ impl LiveState {
                     in_flight: AtomicI64::new(0),
                     messages: AtomicI64::new(0),
                     committed: AtomicI64::new(-1),
+                    checkpointed: AtomicI64::new(-1),
+                    checkpoint_slot: Default::default(),
+                    checkpoint_bytes: Default::default(),
+                    checkpoint_at_ms: AtomicI64::new(-1),
+                    checkpoint_lock: Mutex::new(()),
                     dlq_pending: Mutex::new(Default::default()),
                     assigned: AtomicBool::new(false),
                     lag: AtomicI64::new(-1),
@@ -167,10 +190,20 @@ impl LiveState {
         Ok(())
     }
 
-    /// Runs `f` with every partition's state locked (in a fixed order, so
-    /// concurrent renders cannot deadlock), and the engine time.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs `f` with every assigned partition's state locked (in a fixed
+    /// order, so concurrent renders cannot deadlock), and the engine time.
+    /// A partition revoked from this instance is not published: its new
+    /// owner publishes it, so `sum` across instances counts it once.
     pub fn with_partitions<R>(&self, f: impl FnOnce(&[&Partition], i64) -> R) -> R {
-        let slots = self.slots();
+        let slots: Vec<Arc<Slot>> = self
+            .slots()
+            .into_iter()
+            .filter(|s| s.assigned.load(Ordering::Acquire))
+            .collect();
         let guards: Vec<MutexGuard<'_, Partition>> = slots
             .iter()
             .map(|s| s.state.lock().unwrap_or_else(|e| e.into_inner()))
@@ -197,6 +230,26 @@ impl LiveState {
                     d.failures.load(Ordering::Relaxed),
                     d.pending.load(Ordering::Relaxed).max(0) as u64,
                 ]
+            });
+            health.checkpoint = self.checkpoint.get().map(|c| {
+                let now = wall_clock_ms();
+                let mut h = crate::engine::CheckpointHealth {
+                    written: c.written.load(Ordering::Relaxed),
+                    failures: c.failures.load(Ordering::Relaxed),
+                    restored: c.restored.load(Ordering::Relaxed),
+                    rebuilds: std::array::from_fn(|i| c.rebuilds[i].load(Ordering::Relaxed)),
+                    ..Default::default()
+                };
+                for s in self.slots() {
+                    if s.assigned.load(Ordering::Acquire) {
+                        h.bytes += s.checkpoint_bytes.load(Ordering::Relaxed);
+                        let at = s.checkpoint_at_ms.load(Ordering::Relaxed);
+                        if at >= 0 {
+                            h.age_ms = h.age_ms.max(now - at);
+                        }
+                    }
+                }
+                h
             });
             if health.delay.is_none() {
                 health.delay = Some(Default::default());

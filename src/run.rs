@@ -1,7 +1,7 @@
 //! `funnelstream run` (and the engine half of `demo`): the Kafka source on
 //! its own thread, the HTTP endpoints on a small tokio runtime, and a clean
 //! shutdown on SIGTERM/SIGINT: stop fetching, apply what is in flight,
-//! commit, exit 0.
+//! checkpoint, commit, exit 0. A refused checkpoint stops it with exit 1.
 
 use crate::cli::{config_error, init_logging, RunArgs, RunConfig};
 use crate::engine::Engine;
@@ -98,14 +98,22 @@ pub fn serve(
         ));
         info!(%addr, "serving /metrics, /, /healthz, /readyz");
         on_listening(addr);
-        wait_for_stop(stop).await;
-        info!("shutdown requested");
+        wait_for_stop(stop, &live).await;
+        let fatal = live.fatal();
+        match &fatal {
+            Some(m) => error!("stopping: {m}"),
+            None => info!("shutdown requested"),
+        }
         live.shutting_down.store(true, Ordering::Release);
         halt.store(true, Ordering::Release);
         let _ = tokio::task::spawn_blocking(move || src.join()).await;
         let _ = tx.send(true);
         if let Some(p) = probes {
             let _ = p.await;
+        }
+        if let Some(m) = fatal {
+            eprintln!("funnelstream: {m}");
+            return 1;
         }
         match server.await {
             Ok(Ok(())) => 0,
@@ -118,15 +126,14 @@ pub fn serve(
     })
 }
 
-async fn wait_for_stop(stop: Option<Arc<AtomicBool>>) {
+/// Waits for SIGTERM/SIGINT, the `stop` flag, or a fatal engine error.
+async fn wait_for_stop(stop: Option<Arc<AtomicBool>>, live: &LiveState) {
     let flag = async {
-        match stop {
-            Some(s) => {
-                while !s.load(Ordering::Acquire) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+        loop {
+            if stop.as_ref().is_some_and(|s| s.load(Ordering::Acquire)) || live.fatal().is_some() {
+                return;
             }
-            None => std::future::pending::<()>().await,
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
     #[cfg(unix)]

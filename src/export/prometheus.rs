@@ -361,6 +361,64 @@ fn plain(out: &mut String, format: Format, name: &str, help: &str, kind: &str, v
     let _ = writeln!(out, "{name} {v}");
 }
 
+fn render_checkpoint(out: &mut String, format: Format, c: &crate::engine::CheckpointHealth) {
+    plain(
+        out,
+        format,
+        "funnel_checkpoints_total",
+        "Partition checkpoints written and acknowledged by the broker.",
+        "counter",
+        c.written,
+    );
+    plain(
+        out,
+        format,
+        "funnel_checkpoint_failures_total",
+        "Checkpoints not written (broker errors, or dead-letter copies still pending); retried at the next interval, and commits wait.",
+        "counter",
+        c.failures,
+    );
+    plain(
+        out,
+        format,
+        "funnel_checkpoint_restores_total",
+        "Partitions whose state was restored from a checkpoint on assignment.",
+        "counter",
+        c.restored,
+    );
+    labelled_counter(
+        out,
+        format,
+        "funnel_checkpoint_rebuilds_total",
+        "Partitions started from empty state at their earliest retained offset because their checkpoint was missing, corrupt or incompatible (--checkpoint-policy rebuild).",
+        "reason",
+        crate::checkpoint::REBUILD_REASONS
+            .iter()
+            .zip(c.rebuilds)
+            .map(|(r, v)| (*r, v)),
+    );
+    plain(
+        out,
+        format,
+        "funnel_checkpoint_bytes",
+        "Size of the latest checkpoint of each assigned partition, summed.",
+        "gauge",
+        c.bytes,
+    );
+    family_header(
+        out,
+        format,
+        "funnel_checkpoint_age_seconds",
+        "Age of the oldest latest checkpoint among assigned partitions.",
+        "gauge",
+    );
+    let _ = writeln!(
+        out,
+        "funnel_checkpoint_age_seconds {}",
+        c.age_ms as f64 / 1000.0
+    );
+}
+
 fn render_health(out: &mut String, format: Format, h: &Health, series: u64, version: &str) {
     labelled_counter(
         out,
@@ -463,6 +521,9 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
             "gauge",
             pending,
         );
+    }
+    if let Some(c) = &h.checkpoint {
+        render_checkpoint(out, format, c);
     }
     header(out, "funnel_build_info", "Build metadata.", "gauge");
     out.push_str("funnel_build_info{version=\"");

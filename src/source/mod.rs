@@ -11,17 +11,20 @@
 //! are revoked, and at shutdown, every batch in flight is applied and the
 //! applied offsets are committed synchronously.
 
+pub mod checkpoint;
 pub mod dead_letter;
 
 use crate::engine::{wall_clock_ms, Outcome};
 use crate::live::{LiveState, Slot};
+use checkpoint::{CheckpointSettings, Loaded, Policy, Store};
 use dead_letter::DeadLetter;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -65,6 +68,8 @@ pub struct KafkaSettings {
     pub workers: usize,
     /// Where rejected events are copied, if anywhere.
     pub dead_letter_topic: Option<String>,
+    /// Where partition state is checkpointed, if anywhere.
+    pub checkpoint: Option<CheckpointSettings>,
 }
 
 const BATCH: usize = 512;
@@ -171,6 +176,8 @@ pub struct SourceContext {
     live: Arc<LiveState>,
     dispatcher: Arc<Dispatcher>,
     needs_targets: AtomicBool,
+    store: Option<Arc<Store>>,
+    dead_letter: Option<Arc<DeadLetter>>,
 }
 
 impl ClientContext for SourceContext {
@@ -261,48 +268,370 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            // Apply everything fetched for the partitions going away, then
-            // commit, so their next owner starts exactly after it.
-            self.dispatcher.drain();
-            if let Err(e) = commit_applied(consumer, &self.live, Some(tpl), CommitMode::Sync) {
-                warn!(error = %e, "commit before revocation failed");
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if self.store.is_some() {
+                    self.restore_assigned(consumer, tpl);
+                    if self.live.fatal().is_some() {
+                        // Refused: consume nothing; the engine stops.
+                        let _ = consumer.unassign();
+                        return;
+                    }
+                }
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    warn!(error = %e, "assign failed");
+                }
+                self.assigned(tpl);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoke(consumer, tpl);
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    warn!(error = %e, "unassign failed");
+                }
+            }
+            e => {
+                warn!(error = ?e, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl SourceContext {
+    /// Before partitions go away: apply everything fetched for them,
+    /// checkpoint them (or, without checkpoints, commit what was applied),
+    /// so their next owner starts exactly after it; then stop publishing
+    /// them.
+    fn revoke(&self, consumer: &Kafka, tpl: &TopicPartitionList) {
+        self.dispatcher.drain();
+        if let Some(store) = &self.store {
+            if let Some(d) = &self.dead_letter {
+                d.flush(Duration::from_secs(10));
             }
             for e in tpl.elements() {
                 let slot = self.live.slot(e.topic(), e.partition());
-                slot.assigned.store(false, Ordering::Release);
+                if let Err(err) = checkpoint_slot(store, &self.live, &slot) {
+                    store.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(topic = %slot.topic, partition = slot.partition, error = %err,
+                        "checkpoint before revocation failed; the next owner resumes from the previous one");
+                }
             }
-            info!(partitions = tpl.count(), "partitions revoked");
+        }
+        if let Err(e) = commit_covered(consumer, &self.live, Some(tpl), CommitMode::Sync) {
+            warn!(error = %e, "commit before revocation failed");
+        }
+        for e in tpl.elements() {
+            let slot = self.live.slot(e.topic(), e.partition());
+            let _g = slot
+                .checkpoint_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            slot.assigned.store(false, Ordering::Release);
+        }
+        info!(partitions = tpl.count(), "partitions revoked");
+    }
+
+    /// Bookkeeping once partitions are assigned; frees the state of
+    /// partitions that went to other instances.
+    fn assigned(&self, tpl: &TopicPartitionList) {
+        for e in tpl.elements() {
+            let slot = self.live.slot(e.topic(), e.partition());
+            slot.target.store(-1, Ordering::Release);
+            if self.store.is_none() {
+                slot.start_offset.store(-1, Ordering::Release);
+            }
+            slot.target_confirmed.store(false, Ordering::Release);
+            slot.assigned.store(true, Ordering::Release);
+        }
+        for s in self.live.slots() {
+            if !s.assigned.load(Ordering::Acquire) {
+                let _g = s.checkpoint_lock.lock().unwrap_or_else(|e| e.into_inner());
+                *s.state.lock().unwrap_or_else(|e| e.into_inner()) =
+                    self.live.engine.live_partition();
+                s.applied_next.store(-1, Ordering::Release);
+                s.checkpointed.store(-1, Ordering::Release);
+                s.committed.store(-1, Ordering::Release);
+            }
+        }
+        self.needs_targets.store(true, Ordering::Release);
+        self.live.assigned_once.store(true, Ordering::Release);
+        info!(partitions = tpl.count(), "partitions assigned");
+    }
+
+    /// Checkpointing on: gives every newly assigned partition its state
+    /// (kept from before a rebalance when nobody else consumed it since,
+    /// otherwise restored from its newest checkpoint, otherwise empty as the
+    /// policy says) and sets the offset to resume from.
+    fn restore_assigned(&self, consumer: &Kafka, tpl: &mut TopicPartitionList) {
+        let Some(store) = &self.store else { return };
+        let committed = with_retries("committed offsets", || {
+            consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))
+        })
+        .ok();
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        for (topic, p) in parts {
+            let group_offset = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(&topic, p))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            match self.restore_one(consumer, store, &topic, p, group_offset) {
+                Ok(start) => {
+                    if let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(start)) {
+                        warn!(error = %e, "setting the start offset failed");
+                    }
+                }
+                Err(msg) => {
+                    error!("{msg}");
+                    *self.live.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+                    return;
+                }
+            }
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                for e in tpl.elements() {
-                    let slot = self.live.slot(e.topic(), e.partition());
-                    slot.target.store(-1, Ordering::Release);
-                    slot.start_offset.store(-1, Ordering::Release);
-                    slot.target_confirmed.store(false, Ordering::Release);
-                    slot.assigned.store(true, Ordering::Release);
+    /// The offset partition `(topic, p)` resumes from, its state installed;
+    /// `Err` when the engine must stop.
+    fn restore_one(
+        &self,
+        consumer: &Kafka,
+        store: &Store,
+        topic: &str,
+        p: i32,
+        group_offset: Option<i64>,
+    ) -> Result<i64, String> {
+        let live = &self.live;
+        let slot = live.slot(topic, p);
+        let _g = slot
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let kept = slot.checkpointed.load(Ordering::Acquire);
+        if kept >= 0
+            && slot.applied_next.load(Ordering::Acquire) == kept
+            && group_offset == Some(kept)
+        {
+            // Ours since our last checkpoint, which nobody moved past.
+            slot.start_offset.store(kept, Ordering::Release);
+            return Ok(kept);
+        }
+        let (low, _) = with_retries("source watermarks", || {
+            consumer.fetch_watermarks(topic, p, Duration::from_secs(10))
+        })
+        .map_err(|e| format!("cannot read the offsets of {topic}/{p}: {e}"))?;
+        let loaded = with_retries("checkpoint read", || {
+            store.load(&live.engine, topic, p, low)
+        })
+        .map_err(|e| {
+            format!(
+                "cannot read checkpoints of {topic}/{p} from `{}`: {e}",
+                store.topic
+            )
+        })?;
+        let reset = |start: i64, at_ms: i64| {
+            *slot.state.lock().unwrap_or_else(|e| e.into_inner()) = live.engine.live_partition();
+            slot.applied_next.store(start, Ordering::Release);
+            slot.start_offset.store(start, Ordering::Release);
+            slot.checkpointed.store(-1, Ordering::Release);
+            slot.checkpoint_bytes.store(0, Ordering::Relaxed);
+            slot.checkpoint_at_ms.store(at_ms, Ordering::Relaxed);
+        };
+        match loaded {
+            Loaded::Found {
+                part,
+                meta,
+                slot: written_to,
+                bytes,
+                skipped,
+            } => {
+                for s in &skipped {
+                    warn!(
+                        topic,
+                        partition = p,
+                        "skipped an unusable newer checkpoint: {s}"
+                    );
                 }
-                self.needs_targets.store(true, Ordering::Release);
-                self.live.assigned_once.store(true, Ordering::Release);
-                info!(partitions = tpl.count(), "partitions assigned");
+                *slot.state.lock().unwrap_or_else(|e| e.into_inner()) = *part;
+                let start = meta.next_offset;
+                slot.applied_next.store(start, Ordering::Release);
+                slot.start_offset.store(start, Ordering::Release);
+                slot.checkpointed.store(start, Ordering::Release);
+                slot.checkpoint_slot
+                    .store(1 - written_to, Ordering::Release);
+                slot.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                slot.checkpoint_at_ms
+                    .store(meta.written_at_ms, Ordering::Relaxed);
+                store.stats.restored.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    topic,
+                    partition = p,
+                    next_offset = start,
+                    bytes,
+                    "state restored from checkpoint"
+                );
+                Ok(start)
             }
-            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
-            Rebalance::Revoke(_) => {}
+            Loaded::NotFound { problems } if problems.is_empty() && group_offset.is_none() => {
+                info!(
+                    topic,
+                    partition = p,
+                    from = low,
+                    "no checkpoint yet: starting from the earliest offset"
+                );
+                reset(low, wall_clock_ms());
+                Ok(low)
+            }
+            Loaded::NotFound { problems } => {
+                let (reason, detail) = problems.first().cloned().unwrap_or((
+                    "missing",
+                    format!(
+                        "the group has committed offset {} but `{}` holds no checkpoint for it",
+                        group_offset.unwrap_or(-1),
+                        store.topic
+                    ),
+                ));
+                for (_, d) in problems.iter().skip(1) {
+                    warn!(topic, partition = p, "unusable checkpoint: {d}");
+                }
+                match store.settings.policy {
+                    Policy::Rebuild => {
+                        warn!(topic, partition = p, reason, from = low,
+                            "checkpoint {reason}: {detail}; rebuilding from the earliest retained offset (--checkpoint-policy rebuild)");
+                        if let Some(i) = crate::checkpoint::REBUILD_REASONS
+                            .iter()
+                            .position(|r| *r == reason)
+                        {
+                            store.stats.rebuilds[i].fetch_add(1, Ordering::Relaxed);
+                        }
+                        reset(low, wall_clock_ms());
+                        Ok(low)
+                    }
+                    Policy::Refuse => Err(format!(
+                        "checkpoint of {topic}/{p} is {reason}: {detail}; refusing to start \
+                         (--checkpoint-policy refuse). Fix or delete the checkpoint, or run \
+                         with --checkpoint-policy rebuild to recount from the earliest retained offset"
+                    )),
+                }
+            }
         }
     }
+}
+
+/// Retries a broker call with backoff for up to two minutes.
+fn with_retries<T, E: std::fmt::Display>(
+    what: &str,
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() + wait < deadline => {
+                warn!(error = %e, "{what} failed; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Takes and writes a checkpoint of one partition if it moved since the
+/// last one. Ok(false): nothing to do.
+pub(crate) fn checkpoint_slot(
+    store: &Store,
+    live: &LiveState,
+    slot: &Slot,
+) -> Result<bool, String> {
+    let _g = slot
+        .checkpoint_lock
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if !slot.assigned.load(Ordering::Acquire) {
+        return Ok(false);
+    }
+    let started = Instant::now();
+    let (bytes, meta) = {
+        let part = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Read under the state lock: workers move it under the same lock.
+        let next = slot.applied_next.load(Ordering::Acquire);
+        if next < 0 || next <= slot.checkpointed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        if let Some(&first) = slot
+            .dlq_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+        {
+            if first < next {
+                return Err(format!(
+                    "dead-letter copy of offset {first} not yet acknowledged"
+                ));
+            }
+        }
+        let meta = crate::checkpoint::CheckpointMeta {
+            topic: slot.topic.clone(),
+            partition: slot.partition,
+            next_offset: next,
+            written_at_ms: wall_clock_ms(),
+            engine_now_ms: live.engine.clock.current(),
+        };
+        (crate::checkpoint::encode(&part, &meta), meta)
+    };
+    store
+        .stats
+        .encode_us
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    let ab = slot.checkpoint_slot.load(Ordering::Acquire);
+    store.write(&bytes, &meta, ab)?;
+    slot.checkpoint_slot.store(1 - ab, Ordering::Release);
+    slot.checkpointed.store(meta.next_offset, Ordering::Release);
+    slot.checkpoint_bytes
+        .store(bytes.len() as u64, Ordering::Relaxed);
+    slot.checkpoint_at_ms
+        .store(meta.written_at_ms, Ordering::Relaxed);
+    debug!(topic = %meta.topic, partition = meta.partition, next_offset = meta.next_offset,
+        bytes = bytes.len(), ms = started.elapsed().as_millis() as u64, "checkpoint written");
+    Ok(true)
 }
 
 type Kafka = BaseConsumer<SourceContext>;
 
 /// Commits, for every assigned partition (or only those in `only`), the
-/// offset after the last applied event, where it moved since the last
-/// commit. Returns the number of partitions committed.
-fn commit_applied(
+/// offset everything below which is safe: with checkpoints, the offset the
+/// last acknowledged checkpoint covers; without, the offset after the last
+/// applied event (held below any unacknowledged dead-letter copy). Only
+/// where it moved since the last commit. Returns the number of partitions
+/// committed.
+fn commit_covered(
     consumer: &Kafka,
     live: &LiveState,
     only: Option<&TopicPartitionList>,
@@ -315,7 +644,12 @@ fn commit_applied(
             Some(t) => t.find_partition(&s.topic, s.partition).is_some(),
             None => s.assigned.load(Ordering::Acquire),
         };
-        let mut next = s.applied_next.load(Ordering::Acquire);
+        let checkpoints = live.checkpoint.get().is_some();
+        let mut next = if checkpoints {
+            s.checkpointed.load(Ordering::Acquire)
+        } else {
+            s.applied_next.load(Ordering::Acquire)
+        };
         // Never past a rejected event whose dead-letter copy is unacknowledged.
         if let Some(&first) = s
             .dlq_pending
@@ -358,6 +692,42 @@ pub struct Source {
     settings: KafkaSettings,
     workers: Vec<std::thread::JoinHandle<()>>,
     dead_letter: Option<Arc<DeadLetter>>,
+    /// The periodic checkpoint thread and its stop flag.
+    checkpointer: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+/// Every `interval`, checkpoints each assigned partition that moved and
+/// commits the offsets the checkpoints cover.
+fn checkpointer(store: &Store, consumer: &Kafka, live: &LiveState, stop: &AtomicBool) {
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let due = Instant::now() + store.settings.interval;
+        while Instant::now() < due {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(store.settings.interval));
+        }
+        let mut wrote = false;
+        for slot in live.slots() {
+            match checkpoint_slot(store, live, &slot) {
+                Ok(w) => wrote |= w,
+                Err(e) => {
+                    store.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        warn!(topic = %slot.topic, partition = slot.partition, error = %e,
+                            "checkpoint failed; retried at the next interval (commits wait)");
+                        last_warning = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        if wrote {
+            if let Err(e) = commit_covered(consumer, live, None, CommitMode::Async) {
+                debug!(error = %e, "commit after checkpoint failed; retried next time");
+            }
+        }
+    }
 }
 
 /// The client configuration funnelstream uses (exposed for `check-config`).
@@ -403,16 +773,6 @@ impl Source {
             pending: Mutex::new((0..workers).map(|_| Batch::default()).collect()),
             senders,
         });
-        let ctx = SourceContext {
-            live: live.clone(),
-            dispatcher,
-            needs_targets: AtomicBool::new(false),
-        };
-        let consumer: Kafka = client_config(&settings)?
-            .set_log_level(RDKafkaLogLevel::Warning)
-            .create_with_context(ctx)
-            .map_err(|e| SourceError::Config(format!("kafka configuration: {e}")))?;
-        let consumer = Arc::new(consumer);
         let dead_letter = match &settings.dead_letter_topic {
             Some(t) => {
                 let d = DeadLetter::new(&settings.brokers, t, &settings.properties)
@@ -422,6 +782,32 @@ impl Source {
             }
             None => None,
         };
+        let store = match &settings.checkpoint {
+            Some(c) => {
+                let st = Store::new(
+                    &settings.brokers,
+                    &settings.group,
+                    &settings.properties,
+                    c.clone(),
+                )
+                .map_err(SourceError::Config)?;
+                let _ = live.checkpoint.set(st.stats.clone());
+                Some(Arc::new(st))
+            }
+            None => None,
+        };
+        let ctx = SourceContext {
+            live: live.clone(),
+            dispatcher,
+            needs_targets: AtomicBool::new(false),
+            store: store.clone(),
+            dead_letter: dead_letter.clone(),
+        };
+        let consumer: Kafka = client_config(&settings)?
+            .set_log_level(RDKafkaLogLevel::Warning)
+            .create_with_context(ctx)
+            .map_err(|e| SourceError::Config(format!("kafka configuration: {e}")))?;
+        let consumer = Arc::new(consumer);
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let handles = receivers
@@ -435,12 +821,26 @@ impl Source {
                     .expect("spawn worker thread")
             })
             .collect();
+        let checkpointer = store.map(|st| {
+            let (consumer, live, stop) = (
+                consumer.clone(),
+                live.clone(),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let flag = stop.clone();
+            let h = std::thread::Builder::new()
+                .name("funnel-checkpoint".into())
+                .spawn(move || checkpointer(&st, &consumer, &live, &flag))
+                .expect("spawn checkpoint thread");
+            (stop, h)
+        });
         Ok(Source {
             consumer,
             live,
             settings,
             workers: handles,
             dead_letter,
+            checkpointer,
         })
     }
 
@@ -484,8 +884,11 @@ impl Source {
                 self.upkeep();
                 last_upkeep = Instant::now();
             }
-            if last_commit.elapsed() >= Duration::from_secs(1) {
-                if let Err(e) = commit_applied(&self.consumer, &self.live, None, CommitMode::Async)
+            if self.live.fatal().is_some() {
+                break;
+            }
+            if self.checkpointer.is_none() && last_commit.elapsed() >= Duration::from_secs(1) {
+                if let Err(e) = commit_covered(&self.consumer, &self.live, None, CommitMode::Async)
                 {
                     debug!(error = %e, "periodic commit failed; retried next second");
                 }
@@ -581,14 +984,27 @@ impl Source {
 
     fn shutdown(&mut self) {
         self.live.shutting_down.store(true, Ordering::Release);
-        info!("stopping: applying in-flight events and committing offsets");
+        info!("stopping: applying in-flight events, checkpointing and committing offsets");
+        if let Some((stop, h)) = self.checkpointer.take() {
+            stop.store(true, Ordering::Release);
+            let _ = h.join();
+        }
         let ctx = self.consumer.context();
         ctx.dispatcher.drain();
         if let Some(d) = &self.dead_letter {
             // Commits stop below any copy still unacknowledged after this.
             d.flush(Duration::from_secs(10));
         }
-        if let Err(e) = commit_applied(&self.consumer, &self.live, None, CommitMode::Sync) {
+        if let (Some(store), None) = (&ctx.store, self.live.fatal()) {
+            for slot in self.live.slots() {
+                if let Err(e) = checkpoint_slot(store, &self.live, &slot) {
+                    store.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(topic = %slot.topic, partition = slot.partition, error = %e,
+                        "final checkpoint failed; a restart resumes from the previous one");
+                }
+            }
+        }
+        if let Err(e) = commit_covered(&self.consumer, &self.live, None, CommitMode::Sync) {
             warn!(error = %e, "final commit failed");
         }
         // What the group coordinator now holds, next to what was applied.
@@ -661,9 +1077,11 @@ fn apply_batch(b: &Batch, dead_letter: Option<&DeadLetter>) {
                 }
                 j += 1;
             }
+            // Under the state lock, so a checkpoint sees state and offset
+            // together.
+            let next = b.items[j - 1].offset + 1;
+            slot.applied_next.fetch_max(next, Ordering::AcqRel);
         }
-        let next = b.items[j - 1].offset + 1;
-        slot.applied_next.fetch_max(next, Ordering::AcqRel);
         slot.in_flight.fetch_sub((j - i) as i64, Ordering::AcqRel);
         slot.messages.fetch_add((j - i) as i64, Ordering::AcqRel);
         i = j;

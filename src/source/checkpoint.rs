@@ -1,0 +1,565 @@
+//! Checkpoints in Kafka itself: each partition's state (see
+//! [`crate::checkpoint`] for the bytes) is written to a compacted topic,
+//! and read back when the partition is assigned.
+//!
+//! One checkpoint of source partition `(topic, p)` is a few *chunk* records
+//! (at most [`CHUNK_BYTES`] of state each) followed by one *manifest*
+//! record (JSON: which source partition, the offset covered, the offsets of
+//! its chunks). Every record of `(topic, p)` goes to the same checkpoint
+//! partition, keyed `funnelstream/<group>/<topic>/<p>/<slot>/<chunk|m>`.
+//! Checkpoints alternate between two slots, so compaction (which keeps the
+//! newest record per key) always keeps the previous complete checkpoint
+//! while the next one is being written.
+//!
+//! Reading scans the checkpoint partition backwards from its end in growing
+//! windows until it finds manifests of the wanted source partition, then
+//! tries them newest first (by offset covered): a checkpoint whose chunks
+//! are gone, corrupt or incompatible is reported and the next one tried.
+
+use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
+use crate::engine::{Engine, Partition};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// State bytes per chunk record (below librdkafka's and Kafka's default
+/// 1 MB message limit, with room for the header).
+pub const CHUNK_BYTES: usize = 512 * 1024;
+const CHUNK_MAGIC: [u8; 8] = *b"FNLSTCHK";
+const CHUNK_HEADER: usize = 8 + 8 + 4;
+/// Manifest format version.
+const MANIFEST_FORMAT: u32 = 1;
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to do when a partition's checkpoint is missing, corrupt or
+/// incompatible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Start the partition from empty state at its earliest retained offset.
+    Rebuild,
+    /// Stop the engine with an error (exit code 1).
+    Refuse,
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rebuild" => Ok(Policy::Rebuild),
+            "refuse" => Ok(Policy::Refuse),
+            _ => Err(format!("`{s}` is not a policy: use rebuild or refuse")),
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Policy::Rebuild => "rebuild",
+            Policy::Refuse => "refuse",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    pub topic: String,
+    pub interval: Duration,
+    pub policy: Policy,
+}
+
+/// Counters published on /metrics.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    pub written: AtomicU64,
+    pub failures: AtomicU64,
+    pub restored: AtomicU64,
+    pub rebuilds: [AtomicU64; 3],
+    pub written_bytes: AtomicU64,
+    /// Microseconds spent encoding (partition locked) and writing.
+    pub encode_us: AtomicU64,
+    pub write_us: AtomicU64,
+}
+
+/// A checkpoint's manifest record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    pub generation: u64,
+    pub slot: u8,
+    /// Offsets of the chunk records, in order.
+    pub chunks: Vec<i64>,
+    pub bytes: u64,
+    pub written_at_ms: i64,
+}
+
+type Results = Arc<Mutex<Vec<Option<Result<i64, String>>>>>;
+
+pub struct DeliveryContext;
+impl ClientContext for DeliveryContext {}
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<(Results, usize)>;
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (results, i) = *opaque;
+        let r = match result {
+            Ok(m) => Ok(m.offset()),
+            Err((e, _)) => Err(e.to_string()),
+        };
+        let mut all = results.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = all.get_mut(i) {
+            *slot = Some(r);
+        }
+    }
+}
+
+/// Outcome of looking for a partition's checkpoint.
+pub enum Loaded {
+    Found {
+        part: Box<Partition>,
+        meta: CheckpointMeta,
+        /// The checkpoint slot it was written to, and its size.
+        slot: u8,
+        bytes: u64,
+        /// Newer checkpoints that could not be used, and why.
+        skipped: Vec<String>,
+    },
+    /// No usable checkpoint. Empty `problems`: none was ever written.
+    NotFound {
+        problems: Vec<(&'static str, String)>,
+    },
+}
+
+pub struct Store {
+    producer: ThreadedProducer<DeliveryContext>,
+    reader: ClientConfig,
+    pub topic: String,
+    partitions: std::sync::OnceLock<i32>,
+    group: String,
+    pub settings: CheckpointSettings,
+    pub stats: Arc<CheckpointStats>,
+    generation: AtomicU64,
+    /// One checkpoint write at a time.
+    write_lock: Mutex<()>,
+}
+
+fn key(group: &str, topic: &str, partition: i32, slot: u8, chunk: Option<usize>) -> String {
+    match chunk {
+        Some(i) => format!("funnelstream/{group}/{topic}/{partition}/{slot}/{i}"),
+        None => format!("funnelstream/{group}/{topic}/{partition}/{slot}/m"),
+    }
+}
+
+impl Store {
+    /// Connects a producer and checks that the checkpoint topic exists.
+    pub fn new(
+        brokers: &str,
+        group: &str,
+        properties: &[(String, String)],
+        settings: CheckpointSettings,
+    ) -> Result<Self, String> {
+        let mut common = ClientConfig::new();
+        common.set("bootstrap.servers", brokers);
+        for (k, v) in properties {
+            if !crate::source::CONSUMER_ONLY.contains(&k.as_str()) {
+                common.set(k, v);
+            }
+        }
+        let mut p = common.clone();
+        // One record per request batch: chunks are large anyway, and some
+        // brokers (tansu 0.6) mishandle fetches that start inside a batch.
+        p.set("linger.ms", "0")
+            .set("batch.num.messages", "1")
+            .set("acks", "all")
+            .set("enable.idempotence", "false")
+            .set("message.timeout.ms", "30000");
+        let producer: ThreadedProducer<DeliveryContext> = p
+            .create_with_context(DeliveryContext)
+            .map_err(|e| format!("checkpoint producer: {e}"))?;
+        let mut reader = common;
+        reader
+            .set("group.id", format!("{group}.checkpoint-reader"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "10")
+            .set("auto.offset.reset", "earliest");
+        Ok(Store {
+            producer,
+            reader,
+            topic: settings.topic.clone(),
+            partitions: std::sync::OnceLock::new(),
+            group: group.to_string(),
+            settings,
+            stats: Arc::new(CheckpointStats::default()),
+            generation: AtomicU64::new(
+                xxhash_rust::xxh3::xxh3_64(
+                    format!("{}-{}", std::process::id(), crate::engine::wall_clock_ms()).as_bytes(),
+                ) & 0xFFFF_FFFF_0000_0000,
+            ),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    /// Partitions of the checkpoint topic (looked up on first use, retried
+    /// while brokers are down).
+    fn partition_count(&self) -> Result<i32, String> {
+        if let Some(n) = self.partitions.get() {
+            return Ok(*n);
+        }
+        let n = self.lookup_partition_count()?;
+        Ok(*self.partitions.get_or_init(|| n))
+    }
+
+    fn lookup_partition_count(&self) -> Result<i32, String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self
+                .producer
+                .client()
+                .fetch_metadata(Some(&self.topic), Duration::from_secs(5))
+            {
+                Ok(md) => {
+                    if let Some(t) = md.topics().first() {
+                        if t.error().is_none() && !t.partitions().is_empty() {
+                            return Ok(t.partitions().len() as i32);
+                        }
+                        if let Some(e) = t.error() {
+                            let code = RDKafkaErrorCode::from(e);
+                            if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                                return Err(format!(
+                                    "checkpoint topic `{}` does not exist: create it (compacted, \
+                                     cleanup.policy=compact) before starting",
+                                    self.topic
+                                ));
+                            }
+                        }
+                    }
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("checkpoint topic `{}`: {e}", self.topic));
+                }
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "checkpoint topic `{}` has no partitions (does it exist?)",
+                    self.topic
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The checkpoint partition of a source partition.
+    fn partition_of(&self, topic: &str, partition: i32) -> Result<i32, String> {
+        let n = self.partition_count()?;
+        let h =
+            xxhash_rust::xxh3::xxh3_64(format!("{}/{topic}/{partition}", self.group).as_bytes());
+        Ok((h % n.max(1) as u64) as i32)
+    }
+
+    /// Writes one checkpoint into `slot` (0 or 1) and returns once the
+    /// broker has acknowledged every record of it.
+    pub fn write(&self, bytes: &[u8], meta: &CheckpointMeta, slot: u8) -> Result<(), String> {
+        let _one = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let cp = self.partition_of(&meta.topic, meta.partition)?;
+        let n = bytes.len().div_ceil(CHUNK_BYTES).max(1);
+        let results: Results = Arc::new(Mutex::new(vec![None; n]));
+        for i in 0..n {
+            let part = &bytes
+                [(i * CHUNK_BYTES).min(bytes.len())..((i + 1) * CHUNK_BYTES).min(bytes.len())];
+            let mut value = Vec::with_capacity(CHUNK_HEADER + part.len());
+            value.extend_from_slice(&CHUNK_MAGIC);
+            value.extend_from_slice(&generation.to_le_bytes());
+            value.extend_from_slice(&(i as u32).to_le_bytes());
+            value.extend_from_slice(part);
+            let k = key(&self.group, &meta.topic, meta.partition, slot, Some(i));
+            self.send(cp, &k, &value, Box::new((results.clone(), i)))?;
+        }
+        let chunks = self.wait(&results)?;
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            group: self.group.clone(),
+            topic: meta.topic.clone(),
+            partition: meta.partition,
+            next_offset: meta.next_offset,
+            generation,
+            slot,
+            chunks,
+            bytes: bytes.len() as u64,
+            written_at_ms: meta.written_at_ms,
+        };
+        let value = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+        let k = key(&self.group, &meta.topic, meta.partition, slot, None);
+        let results: Results = Arc::new(Mutex::new(vec![None]));
+        self.send(cp, &k, &value, Box::new((results.clone(), 0)))?;
+        self.wait(&results)?;
+        self.stats.written.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .written_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.stats
+            .write_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn send(
+        &self,
+        partition: i32,
+        key: &str,
+        value: &[u8],
+        opaque: Box<(Results, usize)>,
+    ) -> Result<(), String> {
+        let mut record = BaseRecord::with_opaque_to(&self.topic, opaque)
+            .partition(partition)
+            .key(key)
+            .payload(value);
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if Instant::now() < deadline =>
+                {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(format!("checkpoint write: {e}")),
+            }
+        }
+    }
+
+    /// Waits for every delivery report; returns the offsets in order.
+    fn wait(&self, results: &Results) -> Result<Vec<i64>, String> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            {
+                let r = results.lock().unwrap_or_else(|e| e.into_inner());
+                if r.iter().all(Option::is_some) {
+                    return r
+                        .iter()
+                        .map(|x| x.clone().unwrap_or_else(|| Err("no report".into())))
+                        .map(|x| x.map_err(|e| format!("checkpoint write: {e}")))
+                        .collect();
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err("checkpoint write: no acknowledgement within 30s".into());
+            }
+            let _ = self.producer.flush(Duration::from_millis(50));
+        }
+    }
+
+    fn reader(&self) -> Result<BaseConsumer, String> {
+        self.reader
+            .create()
+            .map_err(|e| format!("checkpoint reader: {e}"))
+    }
+
+    /// Reads `[from, until)` of a checkpoint partition (`until` = None: to
+    /// its end), calling `f` for every record. A fresh reader each time, so
+    /// no end-of-partition event of an earlier read can end this one.
+    fn scan(
+        &self,
+        cp: i32,
+        from: i64,
+        until: Option<i64>,
+        mut f: impl FnMut(i64, &[u8], &[u8]),
+    ) -> Result<(), String> {
+        if until.is_some_and(|u| u <= from) {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, cp, Offset::Offset(from))
+            .map_err(|e| e.to_string())?;
+        let reader = self.reader()?;
+        reader.assign(&tpl).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut last_progress = Instant::now();
+        loop {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "reading checkpoint partition {cp}: no end within 30s"
+                ));
+            }
+            match reader.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    last_progress = Instant::now();
+                    let o = m.offset();
+                    if until.is_some_and(|u| o >= u) {
+                        return Ok(());
+                    }
+                    if o >= from {
+                        f(o, m.key().unwrap_or(&[]), m.payload().unwrap_or(&[]));
+                    }
+                    if until.is_some_and(|u| o + 1 >= u) {
+                        return Ok(());
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
+                Some(Err(e)) if last_progress.elapsed() > Duration::from_secs(10) => {
+                    return Err(format!("reading checkpoint partition {cp}: {e}"));
+                }
+                Some(Err(_)) => {}
+                None => {}
+            }
+        }
+    }
+
+    /// Finds and decodes the newest usable checkpoint of a source partition.
+    /// `source_low` is the source partition's low watermark: a checkpoint
+    /// older than the retained data cannot be resumed exactly.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        topic: &str,
+        partition: i32,
+        source_low: i64,
+    ) -> Result<Loaded, String> {
+        let cp = self.partition_of(topic, partition)?;
+        let watermarks = || {
+            self.producer
+                .client()
+                .fetch_watermarks(&self.topic, cp, Duration::from_secs(10))
+                .map_err(|e| format!("checkpoint topic watermarks: {e}"))
+        };
+        let (low, _) = watermarks()?;
+        let mut end: Option<i64> = None;
+        let mut window = 64i64;
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
+        loop {
+            // The first pass reads to the partition's real end (a reported
+            // high watermark can trail it); later ones stop where the
+            // previous pass began.
+            let (from, until) = match end {
+                None => {
+                    let (_, high) = watermarks()?;
+                    ((high - window).max(low), None)
+                }
+                Some(e) => ((e - window).max(low), Some(e)),
+            };
+            let mut found: Vec<(i64, Manifest)> = Vec::new();
+            self.scan(cp, from, until, |o, _k, v| {
+                if v.first() != Some(&b'{') {
+                    return;
+                }
+                if let Ok(m) = serde_json::from_slice::<Manifest>(v) {
+                    if m.group == self.group && m.topic == topic && m.partition == partition {
+                        found.push((o, m));
+                    }
+                }
+            })?;
+            found.sort_by_key(|(o, m)| std::cmp::Reverse((m.next_offset, *o)));
+            for (o, m) in found {
+                let what = format!(
+                    "checkpoint at {}:{cp}@{o} (covers offsets below {})",
+                    self.topic, m.next_offset
+                );
+                if m.format != MANIFEST_FORMAT {
+                    problems.push((
+                        "incompatible",
+                        format!("{what}: manifest format {}", m.format),
+                    ));
+                    continue;
+                }
+                if m.next_offset < source_low {
+                    problems.push((
+                        "missing",
+                        format!(
+                            "{what}: the source partition no longer holds offset {} \
+                             (retention starts at {source_low})",
+                            m.next_offset
+                        ),
+                    ));
+                    continue;
+                }
+                match self.read_chunks(cp, &m) {
+                    Err(e) => problems.push(("corrupt", format!("{what}: {e}"))),
+                    Ok(bytes) => match checkpoint::decode(&bytes, engine, true) {
+                        Ok((part, meta)) if meta.topic == topic && meta.partition == partition => {
+                            return Ok(Loaded::Found {
+                                part: Box::new(part),
+                                meta,
+                                slot: m.slot,
+                                bytes: m.bytes,
+                                skipped: problems.into_iter().map(|p| p.1).collect(),
+                            });
+                        }
+                        Ok(_) => problems
+                            .push(("corrupt", format!("{what}: state is of another partition"))),
+                        Err(e @ CheckpointError::Corrupt(_)) => {
+                            problems.push(("corrupt", format!("{what}: {e}")))
+                        }
+                        Err(e @ CheckpointError::Incompatible(_)) => {
+                            problems.push(("incompatible", format!("{what}: {e}")))
+                        }
+                    },
+                }
+            }
+            if from <= low {
+                return Ok(Loaded::NotFound { problems });
+            }
+            end = Some(from);
+            window = window.saturating_mul(4);
+        }
+    }
+
+    fn read_chunks(&self, cp: i32, m: &Manifest) -> Result<Vec<u8>, String> {
+        let (Some(&first), Some(&last)) = (m.chunks.iter().min(), m.chunks.iter().max()) else {
+            return Err("manifest lists no chunks".into());
+        };
+        if m.bytes > (m.chunks.len() * CHUNK_BYTES) as u64 {
+            return Err("manifest size does not match its chunks".into());
+        }
+        let mut parts: Vec<Option<Vec<u8>>> = vec![None; m.chunks.len()];
+        self.scan(cp, first, Some(last + 1), |o, _k, v| {
+            let Some(i) = m.chunks.iter().position(|&c| c == o) else {
+                return;
+            };
+            if v.len() >= CHUNK_HEADER
+                && v[..8] == CHUNK_MAGIC
+                && v[8..16] == m.generation.to_le_bytes()
+                && v[16..20] == (i as u32).to_le_bytes()
+            {
+                parts[i] = Some(v[CHUNK_HEADER..].to_vec());
+            }
+        })?;
+        let mut out = Vec::with_capacity(m.bytes as usize);
+        for (i, p) in parts.into_iter().enumerate() {
+            match p {
+                Some(p) => out.extend_from_slice(&p),
+                None => {
+                    return Err(format!(
+                        "chunk {i} (offset {}) is missing or overwritten",
+                        m.chunks[i]
+                    ))
+                }
+            }
+        }
+        if out.len() as u64 != m.bytes {
+            return Err(format!(
+                "{} bytes of state, manifest says {}",
+                out.len(),
+                m.bytes
+            ));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,348 @@
+//! Exactness under failure, end to end, with the real binary and real
+//! brokers: SIGKILL crashes, a rebalance between two engines, a broker
+//! outage, and missing, corrupt and incompatible checkpoints. In every case
+//! the result must equal `replay` of the same events exactly.
+//!
+//! tansu topics are written one message per record batch: tansu 0.6 loses
+//! messages when a fetch starts inside a batch, which resuming from a
+//! checkpoint's offset does (see ARCHITECTURE.md).
+
+mod common;
+use common::*;
+
+use funnelstream::synth::{Rng, Synth, SynthConfig};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ONE_PER_BATCH: [&str; 4] = [
+    "--kafka-property",
+    "batch.num.messages=1",
+    "--kafka-property",
+    "linger.ms=0",
+];
+
+/// Writes `n` synthetic events (with duplicates and invalid events) to a
+/// temporary file.
+fn event_file(name: &str, n: usize, step_ms: f64, seed: u64) -> PathBuf {
+    let mut g = Synth::new(SynthConfig {
+        seed,
+        keys: 24,
+        step_ms,
+        duplicate_ratio: 0.02,
+        invalid_ratio: 0.01,
+        // Well in the past, so no event is rejected as future by one run
+        // and accepted by another.
+        start_ms: 1_790_000_000_000,
+    });
+    let path =
+        std::env::temp_dir().join(format!("funnelstream-{name}-{}.ndjson", std::process::id()));
+    let mut text = String::new();
+    for _ in 0..n {
+        text.push_str(&g.next_line());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start_producer(broker: &str, topic: &str, file: &Path, rate: u32) -> Child {
+    Command::new(BIN)
+        .args(["produce", "--brokers", broker, "--topic", topic, "--from"])
+        .arg(file)
+        .args(["--rate", &rate.to_string()])
+        .args(ONE_PER_BATCH)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn produce_one_per_batch(broker: &str, topic: &str, file: &Path) {
+    let status = start_producer(broker, topic, file, 0).wait().unwrap();
+    assert!(status.success(), "produce failed");
+}
+
+fn scrape(e: &Engine) -> String {
+    try_http_get(e.port, "/metrics", &[])
+        .map(|(_, b, _)| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits until the engines together processed `n` messages and are ready;
+/// returns their scrapes.
+fn wait_processed(engines: &[&Engine], n: usize, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let texts: Vec<String> = engines.iter().map(|e| scrape(e)).collect();
+        let done: f64 = texts.iter().map(|t| processed(t)).sum();
+        let ready = engines
+            .iter()
+            .all(|e| matches!(try_http_get(e.port, "/readyz", &[]), Ok((200, _, _))));
+        if done as usize == n && ready {
+            return texts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processed {done} of {n} (ready: {ready}); logs:\n{}",
+            engines
+                .iter()
+                .map(|e| e.log())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().count()
+}
+
+/// Splits an event file in two at line `at`.
+fn split(path: &Path, at: usize) -> (PathBuf, PathBuf) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    let (a, b) = (path.with_extension("a"), path.with_extension("b"));
+    std::fs::write(&a, all[..at].join("\n") + "\n").unwrap();
+    std::fs::write(&b, all[at..].join("\n") + "\n").unwrap();
+    (a, b)
+}
+
+/// A killed member stays in the group until its session times out; 6 s
+/// (the broker minimum) keeps restarts quick.
+fn checkpoint_args<'a>(topic: &'a str, interval: &'a str) -> Vec<&'a str> {
+    vec![
+        "--kafka-property",
+        "session.timeout.ms=6000",
+        "--kafka-property",
+        "heartbeat.interval.ms=500",
+        "--clock",
+        "event",
+        "--checkpoint-topic",
+        topic,
+        "--checkpoint-interval",
+        interval,
+    ]
+}
+
+fn wait_log(e: &Engine, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !e.log().contains(what) {
+        assert!(
+            Instant::now() < deadline,
+            "no `{what}` in log:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigkill(e: &mut Engine) {
+    let _ = e.child.kill();
+    let _ = e.child.wait();
+}
+
+#[test]
+fn sigkill_at_random_points_then_restart_equals_replay() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("checkpoints", 1);
+    let file = event_file("crash", 24_000, 1500.0, 7);
+    let n = lines(&file);
+    // Events arrive over ~40 s while engines are started and killed.
+    let mut producer = start_producer(&broker.addr(), "events", &file, 600);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = Rng::new(seed);
+    let args = checkpoint_args("checkpoints", "250ms");
+    let mut kills = Vec::new();
+    let mut produced = false;
+    while kills.len() < 6 || !produced {
+        let mut e = Engine::start(&broker.addr(), "events", "crash", &args);
+        wait_log(&e, "partitions assigned", Duration::from_secs(60));
+        let ms = 100 + rng.below(2000);
+        std::thread::sleep(Duration::from_millis(ms));
+        let before = processed(&scrape(&e));
+        sigkill(&mut e);
+        kills.push((ms, before));
+        produced |= producer.try_wait().unwrap().is_some();
+        assert!(kills.len() < 30, "the producer did not finish");
+    }
+    assert!(producer.wait().unwrap().success());
+    eprintln!("seed {seed}: killed after (ms, messages processed by that run): {kills:?}");
+    // Several kills happened mid-stream, after the run had made progress.
+    assert!(
+        kills.iter().filter(|(_, p)| *p > 0.0).count() >= 3,
+        "{kills:?}"
+    );
+    let e = Engine::start(&broker.addr(), "events", "crash", &args);
+    let texts = wait_processed(&[&e], n, Duration::from_secs(120));
+    let text = &texts[0];
+    assert_same_series(&replay(&file), text);
+    assert!(
+        metric(text, "funnel_checkpoint_restores_total") == 1.0,
+        "the last run restored its state:\n{}",
+        e.log()
+    );
+    assert_eq!(metric(text, "funnel_checkpoint_rebuilds_total"), 0.0);
+}
+
+/// Two engines in one group: B joins midway and takes partitions (with
+/// their state) from A; the two expositions together equal one replay.
+/// Then B stops and A takes everything back: A alone equals the replay.
+#[test]
+fn rebalance_between_two_engines_sums_exactly() {
+    let broker = Broker::start();
+    broker.create_topic("events", 4);
+    broker.create_topic("checkpoints", 2);
+    // 16k events over ~160 s of event time: every window of every engine
+    // holds all its events whatever its clock, so sums are comparable.
+    let file = event_file("rebalance", 16_000, 10.0, 11);
+    let n = lines(&file);
+    let (first, second) = split(&file, n / 2);
+    let args = checkpoint_args("checkpoints", "500ms");
+    produce_one_per_batch(&broker.addr(), "events", &first);
+    let a = Engine::start(&broker.addr(), "events", "rebalance", &args);
+    wait_processed(&[&a], n / 2, Duration::from_secs(90));
+    let mut b = Engine::start(&broker.addr(), "events", "rebalance", &args);
+    wait_log(&b, "partitions assigned", Duration::from_secs(60));
+    produce_one_per_batch(&broker.addr(), "events", &second);
+    let texts = wait_processed(&[&a, &b], n, Duration::from_secs(120));
+    let want = series(&replay(&file));
+    let (sa, sb) = (series(&texts[0]), series(&texts[1]));
+    let campaign_series =
+        |m: &BTreeMap<String, String>| m.keys().filter(|k| k.contains("campaign=")).count();
+    assert!(
+        campaign_series(&sa) > 0 && campaign_series(&sb) > 0,
+        "both engines own partitions"
+    );
+    assert!(
+        b.log().contains("state restored from checkpoint"),
+        "B took over A's state:\n{}",
+        b.log()
+    );
+    for k in sa.keys().chain(sb.keys()) {
+        assert!(want.contains_key(k), "{k} is not in the replay");
+    }
+    for (k, v) in &want {
+        if k.contains("campaign=") {
+            // A key lives in one partition, so in exactly one engine.
+            match (sa.get(k), sb.get(k)) {
+                (Some(x), None) | (None, Some(x)) => assert_eq!(x, v, "{k}"),
+                other => panic!("{k}: {other:?}"),
+            }
+        } else {
+            let sum: f64 = [&sa, &sb]
+                .iter()
+                .filter_map(|m| m.get(k))
+                .map(|x| x.parse::<f64>().unwrap())
+                .sum();
+            assert_eq!(sum, v.parse::<f64>().unwrap(), "{k}");
+        }
+    }
+    // What a dashboard does: sum numerators and denominators across
+    // instances, then divide.
+    let total = |m: &[&BTreeMap<String, String>], name: &str, window: &str| -> f64 {
+        m.iter()
+            .flat_map(|m| m.iter())
+            .filter(|(k, _)| {
+                k.starts_with(&format!("{name}{{")) && k.contains(&format!("window=\"{window}\""))
+            })
+            .map(|(_, v)| v.parse::<f64>().unwrap())
+            .sum()
+    };
+    for w in ["5m", "1h", "90d"] {
+        for (num, den) in [
+            ("funnel_clicks", "funnel_impressions"),
+            ("funnel_ad_spend", "funnel_customers_new"),
+            ("funnel_deals_won", "funnel_opportunities"),
+        ] {
+            let got = total(&[&sa, &sb], num, w) / total(&[&sa, &sb], den, w);
+            let exp = total(&[&want], num, w) / total(&[&want], den, w);
+            // Equal up to the order f64 sums the exact decimals in.
+            assert!(
+                (got - exp).abs() <= 1e-12 * exp.abs() || (got.is_nan() && exp.is_nan()),
+                "{num}/{den} {w}: {got} vs {exp}"
+            );
+        }
+    }
+
+    // B leaves; A takes its partitions and their state back.
+    let (status, _) = b.sigterm();
+    assert!(status.success());
+    wait_processed(&[&a], n, Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = scrape(&a);
+        if series(&text) == want {
+            assert!(metric(&text, "funnel_checkpoint_restores_total") >= 1.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "A alone differs from replay");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_same_series(&replay(&file), &scrape(&a));
+}
+
+/// The broker goes away mid-stream and comes back with its data; a slow
+/// broker before that. The engine keeps running, is not ready while the
+/// broker is away, and ends exactly at the replay.
+#[test]
+fn broker_outage_and_slow_broker_lose_nothing() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 2, 1).unwrap();
+    cluster.create_topic("checkpoints", 1, 1).unwrap();
+    let addr = cluster.bootstrap_servers();
+    let file = event_file("outage", 6000, 500.0, 13);
+    let n = lines(&file);
+    let (first, second) = split(&file, n / 2);
+    produce_file(&addr, "events", &first);
+    let mut args = checkpoint_args("checkpoints", "300ms");
+    args.extend(["--kafka-property", "reconnect.backoff.max.ms=1000"]);
+    let mut e = Engine::start(&addr, "events", "outage", &args);
+    wait_processed(&[&e], n / 2, Duration::from_secs(120));
+
+    // Slow: 400 ms per request for a while.
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(400))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+
+    // Gone: not ready, still alive and healthy.
+    cluster.broker_down(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(try_http_get(e.port, "/readyz", &[]), Ok((503, _, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "still ready with the broker down:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let producer = start_producer(&addr, "events", &second, 0);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        e.child.try_wait().unwrap().is_none(),
+        "the engine exited:\n{}",
+        e.log()
+    );
+    assert_eq!(e.get("/healthz").0, 200);
+    assert_eq!(e.get("/readyz").0, 503);
+
+    // Back, with its data.
+    cluster.broker_up(1).unwrap();
+    let mut producer = producer;
+    assert!(
+        producer.wait().unwrap().success(),
+        "produce during the outage failed"
+    );
+    let texts = wait_processed(&[&e], n, Duration::from_secs(120));
+    assert_same_series(&replay(&file), &texts[0]);
+    let (status, _) = e.sigterm();
+    assert!(status.success());
+}
