@@ -346,3 +346,246 @@ fn broker_outage_and_slow_broker_lose_nothing() {
     let (status, _) = e.sigterm();
     assert!(status.success());
 }
+
+/// Every record of the checkpoint topic's partition 0: (offset, key, value).
+fn checkpoint_records(broker: &str, topic: &str) -> Vec<(i64, String, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", "checkpoint-inspector")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no end of the checkpoint topic");
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push((
+                m.offset(),
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.payload().unwrap_or_default().to_vec(),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+            _ => {}
+        }
+    }
+}
+
+/// Writes records to partition 0 of `topic`; returns their offsets.
+fn write_records(broker: &str, topic: &str, records: &[(String, Vec<u8>)]) -> Vec<i64> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    records
+        .iter()
+        .map(|(k, v)| {
+            let r = FutureRecord::to(topic).partition(0).key(k).payload(v);
+            rt.block_on(p.send(r, Duration::from_secs(10)))
+                .unwrap()
+                .offset
+        })
+        .collect()
+}
+
+/// Writes a checkpoint by hand: one chunk holding `state`, and a manifest.
+fn forge_checkpoint(broker: &str, group: &str, next_offset: i64, state: &[u8]) {
+    use funnelstream::source::checkpoint::{chunk_record, Manifest, MANIFEST_FORMAT};
+    let generation = 77;
+    let chunk = write_records(
+        broker,
+        "checkpoints",
+        &[(
+            format!("forged/{group}/0"),
+            chunk_record(generation, 0, state),
+        )],
+    );
+    let m = Manifest {
+        format: MANIFEST_FORMAT,
+        group: group.into(),
+        topic: "events".into(),
+        partition: 0,
+        next_offset,
+        generation,
+        slot: 0,
+        chunks: chunk,
+        bytes: state.len() as u64,
+        written_at_ms: 1,
+    };
+    write_records(
+        broker,
+        "checkpoints",
+        &[(format!("forged/{group}/m"), serde_json::to_vec(&m).unwrap())],
+    );
+}
+
+/// Waits for the engine to exit; its exit code.
+fn exit_code(e: &mut Engine, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = e.child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "still running:\n{}", e.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn replay_with(file: &Path, extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["replay", "--clock", "event", "--from"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Missing, corrupt and incompatible checkpoints are reported and handled
+/// by `--checkpoint-policy`: `refuse` exits 1 naming the problem, `rebuild`
+/// recounts from the earliest offset (and says so on /metrics); a corrupt
+/// newer checkpoint is skipped for an older good one.
+#[test]
+fn missing_corrupt_and_incompatible_checkpoints_follow_the_policy() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("checkpoints", 1);
+    let file = event_file("policy", 3000, 2000.0, 17);
+    let n = lines(&file);
+    produce_one_per_batch(&broker.addr(), "events", &file);
+    let want = replay(&file);
+    let args = checkpoint_args("checkpoints", "1s");
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let start = |group: &str, extra: &[&str]| {
+        let v = with(extra);
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        Engine::start(&broker.addr(), "events", group, &refs)
+    };
+
+    // A good checkpoint, written at shutdown.
+    let mut e = start("good", &[]);
+    wait_processed(&[&e], n, Duration::from_secs(60));
+    assert!(e.sigterm().0.success());
+    let records = checkpoint_records(&broker.addr(), "checkpoints");
+    let (_, _, manifest) = records
+        .iter()
+        .rev()
+        .find(|(_, k, _)| k.starts_with("funnelstream/good/events/0/") && k.ends_with("/m"))
+        .expect("a manifest of group `good`");
+    let m: funnelstream::source::checkpoint::Manifest = serde_json::from_slice(manifest).unwrap();
+    assert_eq!(m.next_offset, n as i64);
+    let state: Vec<u8> = m
+        .chunks
+        .iter()
+        .flat_map(|o| {
+            let (_, _, v) = records.iter().find(|(ro, _, _)| ro == o).unwrap();
+            v[funnelstream::source::checkpoint::CHUNK_HEADER..].to_vec()
+        })
+        .collect();
+    let mut corrupt = state.clone();
+    corrupt[200] ^= 0x10;
+
+    // Corrupt, and newer: skipped for the good one.
+    forge_checkpoint(&broker.addr(), "good", n as i64, &corrupt);
+    let e = start("good", &[]);
+    let text = wait_processed(&[&e], n, Duration::from_secs(60)).remove(0);
+    assert_same_series(&want, &text);
+    assert_eq!(metric(&text, "funnel_checkpoint_restores_total"), 1.0);
+    assert_eq!(metric(&text, "funnel_checkpoint_rebuilds_total"), 0.0);
+    assert!(e.log().contains("checksum mismatch"), "{}", e.log());
+    drop(e);
+
+    // Corrupt and the only one: refuse, or rebuild from the earliest offset.
+    forge_checkpoint(&broker.addr(), "corrupt", n as i64, &corrupt);
+    let mut e = start("corrupt", &["--checkpoint-policy", "refuse"]);
+    assert_eq!(exit_code(&mut e, Duration::from_secs(60)), 1);
+    let log = e.log();
+    assert!(
+        log.contains("checkpoint of events/0 is corrupt") && log.contains("checksum mismatch"),
+        "{log}"
+    );
+    let e = start("corrupt", &[]);
+    let text = wait_processed(&[&e], n, Duration::from_secs(60)).remove(0);
+    assert_same_series(&want, &text);
+    assert_eq!(
+        metric(
+            &text,
+            "funnel_checkpoint_rebuilds_total{reason=\"corrupt\"}"
+        ),
+        1.0
+    );
+    drop(e);
+
+    // Incompatible: the good state, but the engine has other windows.
+    forge_checkpoint(&broker.addr(), "windows", n as i64, &state);
+    let mut e = start(
+        "windows",
+        &["--windows", "5m,1h", "--checkpoint-policy", "refuse"],
+    );
+    assert_eq!(exit_code(&mut e, Duration::from_secs(60)), 1);
+    assert!(
+        e.log().contains(
+            "incompatible checkpoint: it was written with windows 5m,1h,1d,7d,30d,90d but the engine is configured with 5m,1h"
+        ),
+        "{}",
+        e.log()
+    );
+    let e = start("windows", &["--windows", "5m,1h"]);
+    let text = wait_processed(&[&e], n, Duration::from_secs(60)).remove(0);
+    assert_same_series(&replay_with(&file, &["--windows", "5m,1h"]), &text);
+    assert_eq!(
+        metric(
+            &text,
+            "funnel_checkpoint_rebuilds_total{reason=\"incompatible\"}"
+        ),
+        1.0
+    );
+    drop(e);
+    // The same forged checkpoint with the windows it was written with.
+    let e = start("windows", &[]);
+    let text = wait_processed(&[&e], n, Duration::from_secs(60)).remove(0);
+    assert_same_series(&want, &text);
+    assert_eq!(metric(&text, "funnel_checkpoint_restores_total"), 1.0);
+    drop(e);
+
+    // Missing: the group committed offsets without checkpoints.
+    let mut e = Engine::start(&broker.addr(), "events", "missing", &["--clock", "event"]);
+    wait_processed(&[&e], n, Duration::from_secs(60));
+    assert!(e.sigterm().0.success());
+    let mut e = start("missing", &["--checkpoint-policy", "refuse"]);
+    assert_eq!(exit_code(&mut e, Duration::from_secs(60)), 1);
+    assert!(
+        e.log().contains("checkpoint of events/0 is missing"),
+        "{}",
+        e.log()
+    );
+    let e = start("missing", &[]);
+    let text = wait_processed(&[&e], n, Duration::from_secs(60)).remove(0);
+    assert_same_series(&want, &text);
+    assert_eq!(
+        metric(
+            &text,
+            "funnel_checkpoint_rebuilds_total{reason=\"missing\"}"
+        ),
+        1.0
+    );
+}

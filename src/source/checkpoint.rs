@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 /// 1 MB message limit, with room for the header).
 pub const CHUNK_BYTES: usize = 512 * 1024;
 const CHUNK_MAGIC: [u8; 8] = *b"FNLSTCHK";
-const CHUNK_HEADER: usize = 8 + 8 + 4;
+pub const CHUNK_HEADER: usize = 8 + 8 + 4;
 /// Manifest format version.
-const MANIFEST_FORMAT: u32 = 1;
+pub const MANIFEST_FORMAT: u32 = 1;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to do when a partition's checkpoint is missing, corrupt or
@@ -105,6 +105,17 @@ pub struct Manifest {
     pub chunks: Vec<i64>,
     pub bytes: u64,
     pub written_at_ms: i64,
+}
+
+/// The value of a chunk record: magic, the checkpoint's generation, the
+/// chunk's index, then its share of the state bytes.
+pub fn chunk_record(generation: u64, index: u32, part: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(CHUNK_HEADER + part.len());
+    value.extend_from_slice(&CHUNK_MAGIC);
+    value.extend_from_slice(&generation.to_le_bytes());
+    value.extend_from_slice(&index.to_le_bytes());
+    value.extend_from_slice(part);
+    value
 }
 
 type Results = Arc<Mutex<Vec<Option<Result<i64, String>>>>>;
@@ -284,11 +295,7 @@ impl Store {
         for i in 0..n {
             let part = &bytes
                 [(i * CHUNK_BYTES).min(bytes.len())..((i + 1) * CHUNK_BYTES).min(bytes.len())];
-            let mut value = Vec::with_capacity(CHUNK_HEADER + part.len());
-            value.extend_from_slice(&CHUNK_MAGIC);
-            value.extend_from_slice(&generation.to_le_bytes());
-            value.extend_from_slice(&(i as u32).to_le_bytes());
-            value.extend_from_slice(part);
+            let value = chunk_record(generation, i as u32, part);
             let k = key(&self.group, &meta.topic, meta.partition, slot, Some(i));
             self.send(cp, &k, &value, Box::new((results.clone(), i)))?;
         }
