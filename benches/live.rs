@@ -11,6 +11,8 @@
 //! 3. Scrape: GET /metrics over HTTP on an engine holding ~100k and ~1M
 //!    series.
 
+mod support;
+
 use funnelstream::config::{ClockMode, EngineConfig};
 use funnelstream::engine::{wall_clock_ms, Engine};
 use funnelstream::live::LiveState;
@@ -21,77 +23,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 use rdkafka::ClientConfig;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct Tansu(Child);
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `~/.cargo/bin/tansu` where `cargo install` put it, else from `PATH`.
-fn tansu_bin() -> String {
-    let bin = std::env::var("HOME")
-        .map(|h| format!("{h}/.cargo/bin/tansu"))
-        .unwrap_or_default();
-    if std::path::Path::new(&bin).exists() {
-        bin
-    } else {
-        "tansu".into()
-    }
-}
-
-fn tansu(port: u16) -> Tansu {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let bin = tansu_bin();
-    let child = Command::new(&bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu must be installed (see README)");
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Tansu(child)
-}
-
-fn create_topic(port: u16, name: &str, partitions: u32) {
-    let bin = tansu_bin();
-    let ok = Command::new(bin)
-        .args([
-            "topic",
-            "create",
-            "--broker",
-            &format!("tcp://127.0.0.1:{port}"),
-        ])
-        .args(["--partitions", &partitions.to_string(), name])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
+use support::{create_topic, free_port, tansu};
 
 fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
     KafkaSettings {
