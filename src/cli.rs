@@ -411,6 +411,26 @@ impl RunArgs {
                 "at least one non-empty topic name is needed",
             ));
         }
+        // The engine must not read its own output back as events.
+        for (key, t) in [
+            ("dead_letter_topic", dead_letter_topic.as_ref()),
+            ("checkpoint_topic", checkpoint.as_ref().map(|c| &c.topic)),
+        ] {
+            if let Some(t) = t.filter(|t| topics.contains(t)) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("`{t}` is also one of the consumed topics"),
+                ));
+            }
+        }
+        if let (Some(d), Some(c)) = (&dead_letter_topic, &checkpoint) {
+            if *d == c.topic {
+                return Err(ConfigError::invalid(
+                    "checkpoint_topic",
+                    "must differ from dead_letter_topic",
+                ));
+            }
+        }
         let group = pick(&self.group, &file.group).unwrap_or_else(|| "funnelstream".into());
         if group.trim().is_empty() {
             return Err(ConfigError::invalid("group", "empty group id"));

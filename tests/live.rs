@@ -226,6 +226,52 @@ fn bad_configuration_exits_2_naming_the_key() {
         ),
         (vec!["run", "--dead-letter-topic", ""], "dead_letter_topic"),
         (
+            vec!["run", "--topics", "a,b", "--dead-letter-topic", "b"],
+            "dead_letter_topic",
+        ),
+        (
+            vec!["run", "--topics", "a", "--checkpoint-topic", "a"],
+            "checkpoint_topic",
+        ),
+        (
+            vec!["run", "--checkpoint-topic", "c", "--dead-letter-topic", "c"],
+            "checkpoint_topic",
+        ),
+        (
+            vec![
+                "run",
+                "--checkpoint-topic",
+                "c",
+                "--checkpoint-interval",
+                "soon",
+            ],
+            "checkpoint_interval",
+        ),
+        (
+            vec![
+                "run",
+                "--checkpoint-topic",
+                "c",
+                "--checkpoint-interval",
+                "10ms",
+            ],
+            "checkpoint_interval",
+        ),
+        (
+            vec![
+                "run",
+                "--checkpoint-topic",
+                "c",
+                "--checkpoint-policy",
+                "ignore",
+            ],
+            "checkpoint_policy",
+        ),
+        (
+            vec!["run", "--checkpoint-policy", "refuse"],
+            "checkpoint_policy",
+        ),
+        (
             vec!["check-config", "--max-campaigns", "lots"],
             "max_campaigns",
         ),
