@@ -130,6 +130,7 @@ fn chart_with_default_values_renders_and_validates() {
             "emptyDir:",
             "checksum/config: ",
             "automountServiceAccountToken: false",
+            "terminationGracePeriodSeconds: 30",
         ],
         "deployment.yaml",
     );
@@ -153,8 +154,20 @@ fn chart_with_default_values_renders_and_validates() {
     );
     assert_lacks(
         &cm,
-        &["[kafka]", "e+06", "web_config_file", "probe_listen"],
+        &[
+            "[kafka]",
+            "e+06",
+            "web_config_file",
+            "probe_listen",
+            "dead_letter_topic",
+            "checkpoint_",
+        ],
         "configmap.yaml",
+    );
+    assert_contains(
+        &read(dir.parent().unwrap(), "NOTES.txt"),
+        &["Checkpointing is off"],
+        "NOTES.txt",
     );
     assert_contains(
         &read(&dir, "service.yaml"),
@@ -181,6 +194,7 @@ fn chart_with_every_option_renders_and_validates() {
             "serviceAccountName: funnelstream-sa",
             "priorityClassName: business-critical",
             "team: growth",
+            "terminationGracePeriodSeconds: 60",
         ],
         "deployment.yaml",
     );
@@ -195,8 +209,23 @@ fn chart_with_every_option_renders_and_validates() {
             "\"socket.keepalive.enable\" = \"true\"",
             "workers = 3",
             "max_event_bytes = 262144",
+            "dead_letter_topic = \"funnel-events-rejected\"",
+            "checkpoint_topic = \"funnelstream-prod-checkpoints\"",
+            "checkpoint_interval = \"10s\"",
+            "checkpoint_policy = \"refuse\"",
         ],
         "configmap.yaml",
+    );
+    assert_contains(
+        &read(dir.parent().unwrap(), "NOTES.txt"),
+        &[
+            "3 replicas share the topics' partitions",
+            "Checkpointing is on: every partition's state goes to the compacted topic funnelstream-prod-checkpoints",
+            "every 10s",
+            "policy refuse",
+            "Rejected events are copied to the topic funnel-events-rejected.",
+        ],
+        "NOTES.txt",
     );
     // No secret in the ConfigMap: neither the property nor any reference.
     assert_lacks(

@@ -522,6 +522,20 @@ def check_config_and_facts(docs, values, binary, tmp, notes):
     }
     if e.get("workers") is not None:
         want["workers"] = e["workers"]
+    if k.get("deadLetterTopic"):
+        want["dead_letter_topic"] = k["deadLetterTopic"]
+    else:
+        check("dead_letter_topic" not in eff, "no dead_letter_topic without kafka.deadLetterTopic")
+    cp = values["checkpoint"]
+    if cp.get("topic"):
+        want["checkpoint_topic"] = cp["topic"]
+        want["checkpoint_policy"] = cp["policy"]
+        # Printed in canonical form (e.g. 1m30s); compare the length.
+        check(seconds(str(eff.get("checkpoint_interval"))) == seconds(cp["interval"]),
+              f"checkpoint_interval {eff.get('checkpoint_interval')!r} == {cp['interval']!r}")
+    else:
+        check(not any(key.startswith("checkpoint_") for key in eff), "no checkpoint settings without checkpoint.topic")
+        check(not re.search(r"^checkpoint_", toml_text, re.M), "no checkpoint_* keys in the ConfigMap without checkpoint.topic")
     if web["enabled"]:
         want["probe_listen"] = f"{values['listenAddress']}:{values['probes']['port']}"
         want["web_config_file"] = fake_web + "/web.yml"
@@ -542,6 +556,9 @@ def check_config_and_facts(docs, values, binary, tmp, notes):
 
     print("NOTES.txt")
     check("port-forward" in notes and "/metrics" in notes and "/readyz" in notes, "NOTES.txt: port-forward, /metrics, /readyz")
+    on = bool(values["checkpoint"].get("topic"))
+    check(("Checkpointing is on" in notes) == on and ("Checkpointing is off" in notes) != on,
+          f"NOTES.txt: checkpointing {'on' if on else 'off'}")
     if web["enabled"]:
         pp = values["probes"]["port"]
         https = (values["serviceMonitor"].get("scheme") or "https") == "https"

@@ -10,6 +10,21 @@ brokers = {{ include "funnelstream.tomlString" (required "kafka.brokers is requi
 topics = [{{ range $i, $t := .Values.kafka.topics }}{{ if $i }}, {{ end }}{{ include "funnelstream.tomlString" $t }}{{ end }}]
 group = {{ include "funnelstream.tomlString" (required "kafka.group is required" .Values.kafka.group) }}
 listen = {{ include "funnelstream.tomlString" (include "funnelstream.listen" .) }}
+{{- with .Values.kafka.deadLetterTopic }}
+# Rejected events are copied here unchanged, with headers.
+dead_letter_topic = {{ include "funnelstream.tomlString" . }}
+{{- end }}
+{{- with .Values.checkpoint.topic }}
+# Each partition's state is checkpointed here and restored on assignment;
+# offsets are committed only once a checkpoint covers them.
+checkpoint_topic = {{ include "funnelstream.tomlString" . }}
+{{- with $.Values.checkpoint.interval }}
+checkpoint_interval = {{ include "funnelstream.tomlString" . }}
+{{- end }}
+{{- with $.Values.checkpoint.policy }}
+checkpoint_policy = {{ include "funnelstream.tomlString" . }}
+{{- end }}
+{{- end }}
 {{- if .Values.webConfig.enabled }}
 # TLS and basic auth of listen, from the Secret {{ .Values.webConfig.existingSecret }};
 # /healthz and /readyz also on probe_listen, plain HTTP, for the kubelet.

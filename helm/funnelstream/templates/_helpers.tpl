@@ -183,3 +183,22 @@ included by deployment.yaml (always rendered). Fails the install.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The dead-letter and checkpoint topics are written by funnelstream: consuming
+either would feed its own output back as events. Included by deployment.yaml
+(always rendered). Fails the install.
+*/}}
+{{- define "funnelstream.validateTopics" -}}
+{{- $dlt := .Values.kafka.deadLetterTopic | default "" }}
+{{- $cpt := .Values.checkpoint.topic | default "" }}
+{{- if and $dlt (has $dlt .Values.kafka.topics) }}
+{{- fail (printf "kafka.deadLetterTopic %s is one of kafka.topics: rejected events would be consumed again" $dlt) }}
+{{- end }}
+{{- if and $cpt (has $cpt .Values.kafka.topics) }}
+{{- fail (printf "checkpoint.topic %s is one of kafka.topics: checkpoints would be consumed as events" $cpt) }}
+{{- end }}
+{{- if and $cpt (eq $cpt $dlt) }}
+{{- fail (printf "checkpoint.topic and kafka.deadLetterTopic are both %s: use two topics (the checkpoint topic is compacted)" $cpt) }}
+{{- end }}
+{{- end }}
