@@ -18,15 +18,13 @@ use funnelstream::checkpoint::{decode, encode, CheckpointMeta};
 use funnelstream::config::{ClockMode, EngineConfig};
 use funnelstream::engine::{wall_clock_ms, Engine};
 use funnelstream::live::LiveState;
-use funnelstream::produce::{producer, send};
 use funnelstream::source::checkpoint::{CheckpointSettings, Loaded, Policy, Store};
 use funnelstream::source::{KafkaSettings, Source};
 use funnelstream::synth::{Synth, SynthConfig};
-use rdkafka::producer::Producer;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{create_topic, free_port, tansu};
+use support::{create_topic, free_port, load_events, tansu};
 
 const KEYS: u64 = 100_000;
 
@@ -165,19 +163,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3_000_000);
-    {
-        let (p, _) = producer(&brokers, &[]).unwrap();
-        let mut g = Synth::new(SynthConfig {
-            keys: KEYS,
-            step_ms: 0.0,
-            ..SynthConfig::default()
-        });
-        for _ in 0..n {
-            g.set_time_ms(wall_clock_ms());
-            send(&p, "bench", g.next_line().as_bytes()).unwrap();
-        }
-        p.flush(Duration::from_secs(300)).unwrap();
-    }
+    load_events(&brokers, "bench", n as u64, KEYS);
     let (plain, _, _) = engine_rate(&brokers, "bench-plain", n, None);
     let (with, written, wbytes) =
         engine_rate(&brokers, "bench-ckpt", n, Some(Duration::from_secs(1)));

@@ -27,7 +27,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{create_topic, free_port, tansu};
+use support::{create_topic, free_port, load_events, tansu};
 
 fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
     KafkaSettings {
@@ -258,19 +258,7 @@ fn main() {
         .unwrap_or(1_000_000);
     create_topic(port, "bench", 1);
     let t = Instant::now();
-    {
-        let (p, _) = producer(&brokers, &[]).unwrap();
-        let mut g = Synth::new(SynthConfig {
-            keys: 1000,
-            step_ms: 0.0,
-            ..SynthConfig::default()
-        });
-        for _ in 0..n {
-            g.set_time_ms(wall_clock_ms());
-            send(&p, "bench", g.next_line().as_bytes()).unwrap();
-        }
-        p.flush(Duration::from_secs(120)).unwrap();
-    }
+    load_events(&brokers, "bench", n, 1000);
     println!(
         "loaded {n} events into tansu in {:.1}s",
         t.elapsed().as_secs_f64()

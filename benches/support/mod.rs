@@ -2,9 +2,29 @@
 //! process on a free port, and topic creation.
 #![allow(dead_code)]
 
+use funnelstream::engine::wall_clock_ms;
+use funnelstream::produce::{producer, send};
+use funnelstream::synth::{Synth, SynthConfig};
+use rdkafka::producer::Producer;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// Writes `n` synthetic events over `keys` keys, stamped with the wall
+/// clock (a live stream), to `topic`, and waits for every acknowledgement.
+pub fn load_events(brokers: &str, topic: &str, n: u64, keys: u64) {
+    let (p, _) = producer(brokers, &[]).unwrap();
+    let mut g = Synth::new(SynthConfig {
+        keys,
+        step_ms: 0.0,
+        ..SynthConfig::default()
+    });
+    for _ in 0..n {
+        g.set_time_ms(wall_clock_ms());
+        send(&p, topic, g.next_line().as_bytes()).unwrap();
+    }
+    p.flush(Duration::from_secs(300)).unwrap();
+}
 
 pub struct Tansu(Child);
 impl Drop for Tansu {
