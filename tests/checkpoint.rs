@@ -302,7 +302,13 @@ fn broker_outage_and_slow_broker_lose_nothing() {
     let (first, second) = split(&file, n / 2);
     produce_file(&addr, "events", &first);
     let mut args = checkpoint_args("checkpoints", "300ms");
-    args.extend(["--kafka-property", "reconnect.backoff.max.ms=1000"]);
+    // Heartbeats queue behind 400 ms round trips on the one connection.
+    args.extend([
+        "--kafka-property",
+        "reconnect.backoff.max.ms=1000",
+        "--kafka-property",
+        "session.timeout.ms=15000",
+    ]);
     let mut e = Engine::start(&addr, "events", "outage", &args);
     wait_processed(&[&e], n / 2, Duration::from_secs(120));
 

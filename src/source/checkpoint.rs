@@ -120,6 +120,18 @@ pub fn chunk_record(generation: u64, index: u32, part: &[u8]) -> Vec<u8> {
 
 type Results = Arc<Mutex<Vec<Option<Result<i64, String>>>>>;
 
+/// The checkpoint reader's callbacks: its end-of-partition events are how
+/// a read ends, not errors worth a log line.
+pub struct QuietReader;
+impl ClientContext for QuietReader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "checkpoint reader");
+        }
+    }
+}
+impl rdkafka::consumer::ConsumerContext for QuietReader {}
+
 pub struct DeliveryContext;
 impl ClientContext for DeliveryContext {}
 impl ProducerContext for DeliveryContext {
@@ -374,9 +386,9 @@ impl Store {
         }
     }
 
-    fn reader(&self) -> Result<BaseConsumer, String> {
+    fn reader(&self) -> Result<BaseConsumer<QuietReader>, String> {
         self.reader
-            .create()
+            .create_with_context(QuietReader)
             .map_err(|e| format!("checkpoint reader: {e}"))
     }
 

@@ -299,7 +299,7 @@ impl ConsumerContext for SourceContext {
                 self.assigned(tpl);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.revoke(consumer, tpl);
+                self.revoke(consumer, tpl, consumer.assignment_lost());
                 let r = if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -322,8 +322,33 @@ impl SourceContext {
     /// checkpoint them (or, without checkpoints, commit what was applied),
     /// so their next owner starts exactly after it; then stop publishing
     /// them.
-    fn revoke(&self, consumer: &Kafka, tpl: &TopicPartitionList) {
+    /// `lost`: the group already gave the partitions to others (session
+    /// timeout): no checkpoint and no commit, which could only race their
+    /// new owner; the state is reloaded if they come back.
+    fn revoke(&self, consumer: &Kafka, tpl: &TopicPartitionList, lost: bool) {
         self.dispatcher.drain();
+        if lost {
+            warn!(
+                partitions = tpl.count(),
+                "partitions lost (session timed out): not publishing them until reassigned"
+            );
+        } else {
+            self.hand_over(consumer, tpl);
+        }
+        for e in tpl.elements() {
+            let slot = self.live.slot(e.topic(), e.partition());
+            let _g = slot
+                .checkpoint_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            slot.assigned.store(false, Ordering::Release);
+        }
+        info!(partitions = tpl.count(), "partitions revoked");
+    }
+
+    /// Checkpoints (or, without checkpoints, commits) revoked partitions so
+    /// their next owner starts exactly after what was applied.
+    fn hand_over(&self, consumer: &Kafka, tpl: &TopicPartitionList) {
         if let Some(store) = &self.store {
             if let Some(d) = &self.dead_letter {
                 d.flush(Duration::from_secs(10));
@@ -340,15 +365,6 @@ impl SourceContext {
         if let Err(e) = commit_covered(consumer, &self.live, Some(tpl), CommitMode::Sync) {
             warn!(error = %e, "commit before revocation failed");
         }
-        for e in tpl.elements() {
-            let slot = self.live.slot(e.topic(), e.partition());
-            let _g = slot
-                .checkpoint_lock
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            slot.assigned.store(false, Ordering::Release);
-        }
-        info!(partitions = tpl.count(), "partitions revoked");
     }
 
     /// Bookkeeping once partitions are assigned; frees the state of
@@ -995,7 +1011,17 @@ impl Source {
             // Commits stop below any copy still unacknowledged after this.
             d.flush(Duration::from_secs(10));
         }
-        if let (Some(store), None) = (&ctx.store, self.live.fatal()) {
+        let unreachable = self
+            .live
+            .brokers_down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let (Some(store), Some(e)) = (&ctx.store, &unreachable) {
+            warn!(error = %e, store = %store.topic,
+                "brokers unreachable: no final checkpoint; a restart resumes from the last one");
+        }
+        if let (Some(store), None, None) = (&ctx.store, self.live.fatal(), unreachable) {
             for slot in self.live.slots() {
                 if let Err(e) = checkpoint_slot(store, &self.live, &slot) {
                     store.stats.failures.fetch_add(1, Ordering::Relaxed);
