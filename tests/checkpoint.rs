@@ -595,3 +595,36 @@ fn missing_corrupt_and_incompatible_checkpoints_follow_the_policy() {
         1.0
     );
 }
+
+/// A broker so slow that the group session times out: librdkafka declares
+/// the partitions lost; the engine stops publishing them, rejoins, takes
+/// them back (reloading their checkpoints, or keeping state still at its
+/// last checkpoint) and ends exactly at the replay.
+#[test]
+fn lost_partitions_after_a_session_timeout_are_taken_back_exactly() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("events", 2, 1).unwrap();
+    cluster.create_topic("checkpoints", 1, 1).unwrap();
+    let addr = cluster.bootstrap_servers();
+    let file = event_file("lost", 4000, 500.0, 19);
+    let n = lines(&file);
+    let (first, second) = split(&file, n / 2);
+    produce_file(&addr, "events", &first);
+    let args = checkpoint_args("checkpoints", "300ms");
+    let e = Engine::start(&addr, "events", "lost", &args);
+    wait_processed(&[&e], n / 2, Duration::from_secs(120));
+    cluster
+        .broker_round_trip_time(1, Duration::from_secs(8))
+        .unwrap();
+    wait_log(&e, "partitions lost", Duration::from_secs(60));
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    produce_file(&addr, "events", &second);
+    let texts = wait_processed(&[&e], n, Duration::from_secs(120));
+    assert_same_series(&replay(&file), &texts[0]);
+    let log = e.log();
+    let after = &log[log.find("partitions lost").unwrap()..];
+    assert!(
+        after.contains("state restored from checkpoint") || after.contains("state kept"),
+        "{log}"
+    );
+}

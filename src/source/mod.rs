@@ -454,6 +454,12 @@ impl SourceContext {
             && group_offset == Some(kept)
         {
             // Ours since our last checkpoint, which nobody moved past.
+            info!(
+                topic,
+                partition = p,
+                next_offset = kept,
+                "state kept: still at its last checkpoint"
+            );
             slot.start_offset.store(kept, Ordering::Release);
             return Ok(kept);
         }
