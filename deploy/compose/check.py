@@ -242,6 +242,14 @@ def main():
     check(init_cmd[0].endswith("kafka-topics.sh") and "--create" in init_cmd, "kafka-init creates a topic")
     check(arg_after(init_cmd, "--bootstrap-server") == bootstrap, f"kafka-init uses {bootstrap}")
     check(init.get("image") == kafka.get("image"), "kafka-init uses the broker's image (same tools)")
+    ck_init = services.get("kafka-init-checkpoints", {})
+    ck_cmd = as_list(ck_init.get("entrypoint")) + as_list(ck_init.get("command"))
+    ck_topic = arg_after(ck_cmd, "--topic")
+    check(bool(ck_cmd) and ck_cmd[0].endswith("kafka-topics.sh") and "--create" in ck_cmd,
+          "kafka-init-checkpoints creates the checkpoint topic")
+    check(arg_after(ck_cmd, "--config") == "cleanup.policy=compact", "the checkpoint topic is compacted")
+    check(arg_after(ck_cmd, "--bootstrap-server") == bootstrap, f"kafka-init-checkpoints uses {bootstrap}")
+    check(ck_topic is not None and ck_topic != topic, "the checkpoint topic is not the events topic")
 
     # funnelstream and the producer.
     print("funnelstream / producer")
@@ -251,6 +259,12 @@ def main():
     check(run[0] == "run", "funnelstream runs `funnelstream run`")
     check(arg_after(run, "--brokers") == bootstrap, f"funnelstream --brokers {bootstrap}")
     check(arg_after(run, "--topics") == topic, f"funnelstream --topics {topic} (created by kafka-init)")
+    check(arg_after(run, "--checkpoint-topic") == ck_topic,
+          f"funnelstream --checkpoint-topic {ck_topic} (created by kafka-init-checkpoints)")
+    deps = fs.get("depends_on") or {}
+    check(all(deps.get(s, {}).get("condition") == "service_completed_successfully"
+              for s in ("kafka-init", "kafka-init-checkpoints")),
+          "funnelstream starts after both topics exist")
     listen = arg_after(run, "--listen") or "0.0.0.0:9490"
     fs_port = int(listen.rsplit(":", 1)[1])
     check(listen.rsplit(":", 1)[0] in ("0.0.0.0", "[::]"), f"funnelstream listens on all interfaces ({listen})")
