@@ -628,3 +628,47 @@ fn lost_partitions_after_a_session_timeout_are_taken_back_exactly() {
         "{log}"
     );
 }
+
+/// A real broker process restarts mid-stream (tansu with its sqlite
+/// storage, so the log survives): the engine keeps running, is not ready
+/// while the broker is away, and ends exactly at the replay.
+#[test]
+fn broker_process_restart_mid_stream_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("funnelstream-tansu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let broker = Broker::start_sqlite(port, &dir);
+    broker.create_topic("events", 2);
+    broker.create_topic("checkpoints", 1);
+    let file = event_file("restart", 4000, 500.0, 23);
+    let n = lines(&file);
+    let (first, second) = split(&file, n / 2);
+    produce_one_per_batch(&broker.addr(), "events", &first);
+    let e = Engine::start(
+        &broker.addr(),
+        "events",
+        "restart",
+        &checkpoint_args("checkpoints", "300ms"),
+    );
+    wait_processed(&[&e], n / 2, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    drop(broker);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(try_http_get(e.port, "/readyz", &[]), Ok((503, _, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "still ready with the broker gone:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(e.get("/healthz").0 == 200, "the engine keeps serving");
+    let broker = Broker::start_sqlite(port, &dir);
+    produce_one_per_batch(&broker.addr(), "events", &second);
+    let texts = wait_processed(&[&e], n, Duration::from_secs(120));
+    assert_same_series(&replay(&file), &texts[0]);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -51,12 +51,27 @@ impl Broker {
     }
 
     pub fn start_on(port: u16) -> Broker {
+        Self::start_with(port, "memory://tansu/", &std::env::temp_dir())
+    }
+
+    /// A broker storing its log in `dir/tansu.db` (sqlite), which survives
+    /// a restart. (tansu reads the path of a `sqlite://` URL as relative.)
+    pub fn start_sqlite(port: u16, dir: &Path) -> Broker {
+        Self::start_with(port, "sqlite://tansu.db", dir)
+    }
+
+    fn start_with(port: u16, storage: &str, dir: &Path) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_bin())
+            .current_dir(dir)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", storage])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::create(std::env::temp_dir().join(format!("tansu-{port}.log")))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start tansu ({e}); install it with `cargo install tansu --locked --version 0.6.0 --features dynostore,libsql` (.ci/run does)")
