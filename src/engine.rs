@@ -4,10 +4,10 @@
 //! through [`crate::export`].
 
 use crate::aggregate::labels::LabelTable;
-use crate::aggregate::{AggStats, Aggregator};
+use crate::aggregate::{AggStats, Aggregator, KeyHint};
 use crate::config::{ClockMode, EngineConfig};
 use crate::decode::dedup::{id_hash, Dedup};
-use crate::decode::{self, DecodeConfig, EventType, RejectReason};
+use crate::decode::{self, DecodeConfig, Event, EventType, RejectReason};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -64,6 +64,9 @@ impl EngineClock {
         prev.max(t)
     }
 }
+
+/// Messages decoded ahead per group by [`Partition::process_batch_at`].
+pub const BATCH_GROUP: usize = 16;
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,21 +172,84 @@ impl Partition {
 
     /// Processes one message value with the given wall-clock reading.
     pub fn process_at(&mut self, bytes: &[u8], wall_ms: i64) -> Outcome {
-        let ev = match decode::decode(bytes, &self.decode, wall_ms) {
-            Ok(ev) => ev,
-            Err(reason) => {
-                self.stats.rejected[reason.index()] += 1;
-                return Outcome::Rejected(reason);
+        match decode::decode(bytes, &self.decode, wall_ms) {
+            Ok(ev) => {
+                let id = id_hash(&ev.id);
+                let hint = self.agg.key_hint(&ev);
+                self.apply_decoded(&ev, id, hint, wall_ms)
             }
-        };
+            Err(reason) => self.reject(reason),
+        }
+    }
+
+    /// Processes message values in order with the given wall-clock reading,
+    /// appending one outcome per message to `out`. Exactly equivalent to
+    /// calling [`process_at`](Self::process_at) on each, but faster on
+    /// large state: events are decoded in groups of [`BATCH_GROUP`], and
+    /// the memory each will touch (dedup slots, key state, rings) is loaded
+    /// for the whole group before the first is applied, so that the cache
+    /// misses of the group overlap instead of following one another.
+    pub fn process_batch_at<M: AsRef<[u8]>>(
+        &mut self,
+        msgs: &[M],
+        wall_ms: i64,
+        out: &mut Vec<Outcome>,
+    ) {
+        out.reserve(msgs.len());
+        for group in msgs.chunks(BATCH_GROUP) {
+            let mut evs: [Option<Result<Event<'_>, RejectReason>>; BATCH_GROUP] =
+                Default::default();
+            let mut pre = [(0u64, None::<KeyHint>); BATCH_GROUP];
+            for ((m, ev), pre) in group.iter().zip(&mut evs).zip(&mut pre) {
+                let r = decode::decode(m.as_ref(), &self.decode, wall_ms);
+                if let Ok(e) = &r {
+                    let id = id_hash(&e.id);
+                    self.dedup.touch(id);
+                    let hint = self.agg.key_hint(e);
+                    self.agg.prefetch_key(hint);
+                    *pre = (id, Some(hint));
+                }
+                *ev = Some(r);
+            }
+            self.dedup.touch_expiring(group.len());
+            for (ev, &(_, hint)) in evs.iter().zip(&pre) {
+                if let (Some(Ok(ev)), Some(hint)) = (ev, hint) {
+                    self.agg.prefetch_rings(ev, hint);
+                }
+            }
+            for (ev, &(_, hint)) in evs.iter().zip(&pre) {
+                if let (Some(Ok(ev)), Some(hint)) = (ev, hint) {
+                    self.agg.prefetch_buckets(ev, hint);
+                }
+            }
+            for (ev, (id, hint)) in evs.iter().zip(pre).take(group.len()) {
+                out.push(match (ev, hint) {
+                    (Some(Ok(ev)), Some(hint)) => self.apply_decoded(ev, id, hint, wall_ms),
+                    (Some(Err(reason)), _) => self.reject(*reason),
+                    _ => unreachable!("every message of the group was decoded"),
+                });
+            }
+        }
+    }
+
+    #[inline]
+    fn reject(&mut self, reason: RejectReason) -> Outcome {
+        self.stats.rejected[reason.index()] += 1;
+        Outcome::Rejected(reason)
+    }
+
+    /// Dedup and aggregation of a decoded event; `id` is `id_hash(&ev.id)`,
+    /// `hint` from `self.agg.key_hint(ev)`.
+    #[inline]
+    fn apply_decoded(&mut self, ev: &Event<'_>, id: u64, hint: KeyHint, wall_ms: i64) -> Outcome {
         let now = self.clock.observe(ev.ts, wall_ms);
         let ts_eff = ev.ts.min(now);
-        if self.dedup.check_and_insert(id_hash(&ev.id), ts_eff, now) {
+        if self.dedup.check_and_insert(id, ts_eff, now) {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
         let late = self.agg.is_late(ts_eff, now);
-        self.agg.apply(&ev, ts_eff, now);
+        self.agg.apply_hinted(ev, ts_eff, now, hint);
         self.stats.ingested[ev.event_type() as usize] += 1;
         if let Some(d) = &mut self.delay {
             d.observe(wall_ms.saturating_sub(ev.ts));
@@ -237,5 +303,93 @@ impl Health {
             h.add(p);
         }
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_windows;
+    use crate::export::prometheus::render;
+    use crate::synth::{Synth, SynthConfig};
+
+    /// A stream with duplicates, malformed events, late events (a second
+    /// source two days behind) and events ahead of the engine clock.
+    fn stream(keys: u64, step_ms: f64, n: usize) -> Vec<String> {
+        let cfg = |seed, start_ms| SynthConfig {
+            seed,
+            keys,
+            step_ms,
+            start_ms,
+            duplicate_ratio: 0.05,
+            invalid_ratio: 0.03,
+        };
+        let start = SynthConfig::default().start_ms;
+        let mut a = Synth::new(cfg(1, start));
+        let mut b = Synth::new(cfg(2, start - 200 * 86_400_000));
+        let mut c = Synth::new(cfg(3, start + 60_000));
+        let mut pick = crate::synth::Rng::new(9);
+        (0..n)
+            .map(|_| match pick.below(10) {
+                0 => b.next_line(),
+                1 => c.next_line(),
+                _ => a.next_line(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batch_processing_equals_one_by_one() {
+        let start = SynthConfig::default().start_ms;
+        for (keys, step, windows, clock) in [
+            (7, 100.0, "5m,1h,1d,7d,30d,90d", ClockMode::Event),
+            (300, 0.5, "1m,1h", ClockMode::Event),
+            (5000, 3000.0, "5m,1d,90d", ClockMode::Event),
+            (50, 10.0, "5m,1h", ClockMode::Wall),
+        ] {
+            let msgs = stream(keys, step, 20_000);
+            let wall = match clock {
+                ClockMode::Event => start + 400 * 86_400_000,
+                ClockMode::Wall => start + 400_000,
+            };
+            let cfg = EngineConfig {
+                windows: parse_windows(windows).unwrap(),
+                clock,
+                dedup_capacity: 3_000,
+                dedup_horizon_ms: 600_000,
+                max_campaigns: 2_000,
+                max_tracked_deals: 500,
+                ..EngineConfig::default()
+            };
+            let one_engine = Engine::new(cfg.clone());
+            let mut one = one_engine.live_partition();
+            let expect: Vec<Outcome> = msgs
+                .iter()
+                .map(|m| one.process_at(m.as_bytes(), wall))
+                .collect();
+            let batch_engine = Engine::new(cfg);
+            let mut batch = batch_engine.live_partition();
+            let mut got = Vec::new();
+            let mut rest = &msgs[..];
+            let mut sizes = [1usize, 16, 7, 33, 256, 15, 17].iter().cycle();
+            while !rest.is_empty() {
+                let (now, later) = rest.split_at((*sizes.next().unwrap()).min(rest.len()));
+                batch.process_batch_at(now, wall, &mut got);
+                rest = later;
+            }
+            assert_eq!(got, expect, "{keys} keys, {windows}");
+            assert_eq!(batch.stats, one.stats);
+            assert_eq!(batch.dedup.len(), one.dedup.len());
+            assert_eq!(batch.dedup.evicted, one.dedup.evicted);
+            let now = one_engine.clock.now(wall);
+            assert_eq!(now, batch_engine.clock.now(wall));
+            assert_eq!(
+                render(&[&batch.agg], &Health::of(&[&batch]), now, "t"),
+                render(&[&one.agg], &Health::of(&[&one]), now, "t"),
+            );
+            assert!(expect.contains(&Outcome::Duplicate));
+            assert!(expect.contains(&Outcome::Applied { late: true }));
+            assert!(expect.iter().any(|o| matches!(o, Outcome::Rejected(_))));
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{EngineConfig, WindowSpec};
 use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
 use crate::decode::{Body, DealStage, Event};
 use labels::LabelTable;
-use ring::{bucket_of, oldest_bucket, sketch, CycleRing, Ring};
+use ring::{bucket_of, oldest_bucket, prefetch_all, sketch, CycleRing, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -219,6 +219,17 @@ impl KeyState {
     }
 }
 
+/// A key lookup done ahead of applying an event: see
+/// [`Aggregator::key_hint`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHint {
+    hash: u128,
+    /// `NO_KEY` when the pair was not in the cache.
+    key: u32,
+}
+
+const NO_KEY: u32 = u32::MAX;
+
 #[derive(Debug, Clone, Copy)]
 struct DealState {
     key: u32,
@@ -287,8 +298,11 @@ impl Aggregator {
     }
 
     #[inline]
-    fn key_index(&mut self, channel: &str, campaign: &str) -> usize {
-        let h = pair_hash(channel, campaign);
+    fn key_index(&mut self, hint: KeyHint, channel: &str, campaign: &str) -> usize {
+        if hint.key != NO_KEY {
+            return hint.key as usize;
+        }
+        let h = hint.hash;
         if let Some(&k) = self.cache.get(&h) {
             return k as usize;
         }
@@ -321,7 +335,80 @@ impl Aggregator {
     /// Applies one validated, deduplicated event. `ts_eff` is the event time
     /// clamped to `now` (see docs/SEMANTICS.md).
     pub fn apply(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64) {
-        let k = self.key_index(&ev.channel, &ev.campaign);
+        let hint = KeyHint {
+            hash: pair_hash(&ev.channel, &ev.campaign),
+            key: NO_KEY,
+        };
+        self.apply_hinted(ev, ts_eff, now, hint);
+    }
+
+    /// The key lookup of `ev`, done ahead of [`apply_hinted`](Self::apply_hinted)
+    /// (for batches: the lookups of several events then overlap). A key
+    /// found stays valid: keys and their cache entries are never removed.
+    #[inline]
+    pub fn key_hint(&self, ev: &Event<'_>) -> KeyHint {
+        let hash = pair_hash(&ev.channel, &ev.campaign);
+        let key = self.cache.get(&hash).copied().unwrap_or(NO_KEY);
+        KeyHint { hash, key }
+    }
+
+    /// Prefetches the key state of a found key.
+    #[inline]
+    pub fn prefetch_key(&self, hint: KeyHint) {
+        if let Some(k) = self.keys.get(hint.key as usize) {
+            prefetch_all(k);
+        }
+    }
+
+    /// Prefetches the ring headers `ev` will update (its key state should be
+    /// in cache already, see [`prefetch_key`](Self::prefetch_key)).
+    #[inline]
+    pub fn prefetch_rings(&self, ev: &Event<'_>, hint: KeyHint) {
+        let Some(k) = self.keys.get(hint.key as usize) else {
+            return;
+        };
+        fn pf<T>(r: &Rings<T>) {
+            if let Some(r) = r {
+                prefetch_all::<[T]>(r);
+            }
+        }
+        match &ev.body {
+            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
+            Body::Lead { .. } => pf(&k.leads),
+            Body::Subscription { .. } => pf(&k.subs),
+            Body::Deal { stage, .. } => {
+                pf(&k.deals);
+                if *stage == DealStage::Won {
+                    pf(&k.cycles);
+                }
+            }
+        }
+    }
+
+    /// Prefetches the heap buckets `ev` will likely touch (its ring headers
+    /// should be in cache already, see [`prefetch_rings`](Self::prefetch_rings)).
+    #[inline]
+    pub fn prefetch_buckets(&self, ev: &Event<'_>, hint: KeyHint) {
+        let Some(k) = self.keys.get(hint.key as usize) else {
+            return;
+        };
+        fn pf<const N: usize>(r: &Rings<Ring<N>>) {
+            for r in r.iter().flat_map(|r| r.iter()) {
+                r.prefetch_buckets();
+            }
+        }
+        match &ev.body {
+            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
+            Body::Lead { .. } => pf(&k.leads),
+            Body::Subscription { .. } => pf(&k.subs),
+            Body::Deal { .. } => pf(&k.deals),
+        }
+    }
+
+    /// [`apply`](Self::apply) with the key lookup done ahead by
+    /// [`key_hint`](Self::key_hint) on this aggregator.
+    pub fn apply_hinted(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64, hint: KeyHint) {
+        let k = self.key_index(hint, &ev.channel, &ev.campaign);
         let late = self.is_late(ts_eff, now);
         if late {
             self.stats.late += 1;

@@ -34,6 +34,36 @@ pub struct Ring<const N: usize> {
 
 const EMPTY: i64 = i64::MIN;
 
+/// Asks the CPU to start loading the cache line holding `p` (a hint only:
+/// it never faults and changes no state). No-op off x86_64.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetch` is a hint that never faults, whatever the address;
+    // SSE is part of the x86_64 baseline.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// [`prefetch`] of every cache line of `v`.
+#[inline(always)]
+pub fn prefetch_all<T: ?Sized>(v: &T) {
+    let start = (v as *const T).cast::<u8>();
+    let len = std::mem::size_of_val(v);
+    let mut off = 0;
+    while off < len {
+        prefetch(start.wrapping_add(off));
+        off += 64;
+    }
+    if len > 0 {
+        prefetch(start.wrapping_add(len - 1));
+    }
+}
+
 impl<const N: usize> Default for Ring<N> {
     fn default() -> Self {
         Ring {
@@ -105,6 +135,17 @@ impl<const N: usize> Ring<N> {
                     self.older.insert(pos, (idx, *delta));
                 }
             }
+        }
+    }
+
+    /// Prefetches the heap buckets an [`add`](Self::add) is likely to touch
+    /// (the oldest, for eviction, and the newest, for a roll-over).
+    #[inline(always)]
+    pub fn prefetch_buckets(&self) {
+        if let (Some(f), Some(b)) = (self.older.front(), self.older.back()) {
+            prefetch(f);
+            prefetch(b);
+            prefetch((b as *const (i64, [i64; N])).wrapping_add(1));
         }
     }
 
