@@ -65,8 +65,9 @@ impl EngineClock {
     }
 }
 
-/// Messages decoded ahead per group by [`Partition::process_batch_at`].
-pub const BATCH_GROUP: usize = 16;
+/// How many messages [`Partition::process_batch_at`] decodes ahead of the
+/// one it applies.
+pub const BATCH_AHEAD: usize = 8;
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,48 +186,49 @@ impl Partition {
     /// Processes message values in order with the given wall-clock reading,
     /// appending one outcome per message to `out`. Exactly equivalent to
     /// calling [`process_at`](Self::process_at) on each, but faster on
-    /// large state: events are decoded in groups of [`BATCH_GROUP`], and
-    /// the memory each will touch (dedup slots, key state, rings) is loaded
-    /// for the whole group before the first is applied, so that the cache
-    /// misses of the group overlap instead of following one another.
+    /// large state: a software pipeline decodes [`BATCH_AHEAD`] events ahead
+    /// of the one it applies and, while decoding, prefetches the memory the
+    /// coming events will touch (dedup slots, key state, then ring headers,
+    /// then ring buckets, each step once the previous one has arrived), so
+    /// that their cache misses overlap with work instead of stalling it.
     pub fn process_batch_at<M: AsRef<[u8]>>(
         &mut self,
         msgs: &[M],
         wall_ms: i64,
         out: &mut Vec<Outcome>,
     ) {
-        out.reserve(msgs.len());
-        for group in msgs.chunks(BATCH_GROUP) {
-            let mut evs: [Option<Result<Event<'_>, RejectReason>>; BATCH_GROUP] =
-                Default::default();
-            let mut pre = [(0u64, None::<KeyHint>); BATCH_GROUP];
-            for ((m, ev), pre) in group.iter().zip(&mut evs).zip(&mut pre) {
+        const SLOTS: usize = (BATCH_AHEAD + 1).next_power_of_two();
+        type Slot<'a> = Option<(Result<Event<'a>, RejectReason>, u64, Option<KeyHint>)>;
+        let mut slots: [Slot<'_>; SLOTS] = Default::default();
+        let n = msgs.len();
+        out.reserve(n);
+        for i in 0..n + BATCH_AHEAD {
+            if let Some(m) = msgs.get(i) {
                 let r = decode::decode(m.as_ref(), &self.decode, wall_ms);
-                if let Ok(e) = &r {
-                    let id = id_hash(&e.id);
-                    self.dedup.touch(id);
-                    let hint = self.agg.key_hint(e);
-                    self.agg.prefetch_key(hint);
-                    *pre = (id, Some(hint));
-                }
-                *ev = Some(r);
+                let (id, hint) = match &r {
+                    Ok(e) => {
+                        let id = id_hash(&e.id);
+                        self.dedup.touch(id);
+                        let hint = self.agg.key_hint(e);
+                        self.agg.prefetch_key(hint);
+                        (id, Some(hint))
+                    }
+                    Err(_) => (0, None),
+                };
+                slots[i % SLOTS] = Some((r, id, hint));
+                self.dedup.touch_nth(BATCH_AHEAD);
             }
-            self.dedup.touch_expiring(group.len());
-            for (ev, &(_, hint)) in evs.iter().zip(&pre) {
-                if let (Some(Ok(ev)), Some(hint)) = (ev, hint) {
-                    self.agg.prefetch_rings(ev, hint);
-                }
+            if let Some(Some((Ok(e), _, Some(h)))) = i.checked_sub(1).map(|j| &slots[j % SLOTS]) {
+                self.agg.prefetch_rings(e, *h);
             }
-            for (ev, &(_, hint)) in evs.iter().zip(&pre) {
-                if let (Some(Ok(ev)), Some(hint)) = (ev, hint) {
-                    self.agg.prefetch_buckets(ev, hint);
-                }
+            if let Some(Some((Ok(e), _, Some(h)))) = i.checked_sub(2).map(|j| &slots[j % SLOTS]) {
+                self.agg.prefetch_buckets(e, *h);
             }
-            for (ev, (id, hint)) in evs.iter().zip(pre).take(group.len()) {
-                out.push(match (ev, hint) {
-                    (Some(Ok(ev)), Some(hint)) => self.apply_decoded(ev, id, hint, wall_ms),
-                    (Some(Err(reason)), _) => self.reject(*reason),
-                    _ => unreachable!("every message of the group was decoded"),
+            if let Some(j) = i.checked_sub(BATCH_AHEAD) {
+                out.push(match slots[j % SLOTS].take() {
+                    Some((Ok(ev), id, Some(hint))) => self.apply_decoded(&ev, id, hint, wall_ms),
+                    Some((Err(reason), _, _)) => self.reject(reason),
+                    _ => unreachable!("message {j} was decoded"),
                 });
             }
         }

@@ -95,19 +95,20 @@ impl Dedup {
         false
     }
 
-    /// Loads, ahead of [`check_and_insert`](Self::check_and_insert), the
-    /// map slots of `id_hash` and of the next `expiring` entries in
-    /// insertion order (the ones expiry or capacity eviction look up next),
-    /// so that the cache misses of several events overlap. Changes nothing.
+    /// Loads the map slot of `id_hash` ahead of
+    /// [`check_and_insert`](Self::check_and_insert), so that the cache
+    /// misses of several events overlap. Changes nothing.
     #[inline]
     pub fn touch(&self, id_hash: u64) {
         std::hint::black_box(self.map.contains_key(&id_hash));
     }
 
-    /// See [`touch`](Self::touch).
+    /// Loads the map slot of the `n`th oldest entry in insertion order:
+    /// expiry or capacity eviction looks it up about `n` insertions from
+    /// now. Changes nothing.
     #[inline]
-    pub fn touch_expiring(&self, expiring: usize) {
-        for (h, _) in self.order.iter().take(expiring) {
+    pub fn touch_nth(&self, n: usize) {
+        if let Some((h, _)) = self.order.get(n) {
             std::hint::black_box(self.map.contains_key(h));
         }
     }
