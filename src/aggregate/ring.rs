@@ -82,15 +82,27 @@ fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
 }
 
 impl<const N: usize> Ring<N> {
-    /// Drops the buckets older than `oldest`.
+    /// Drops the buckets older than `oldest`, and gives the memory of an
+    /// emptied ring back (for idle keys: see `Aggregator::trim`).
     #[inline]
     pub fn evict(&mut self, oldest: i64) {
+        self.drop_expired(oldest);
+        if self.last_idx == EMPTY {
+            self.older = VecDeque::new();
+        }
+    }
+
+    /// Drops the buckets older than `oldest`, keeping the memory: a sparse
+    /// key's ring, emptied by one event and refilled by the next, would
+    /// otherwise free and allocate again on every other event.
+    #[inline]
+    fn drop_expired(&mut self, oldest: i64) {
         if self.last_idx == EMPTY {
             return;
         }
         if self.last_idx < oldest {
             self.last_idx = EMPTY;
-            self.older = VecDeque::new();
+            self.older.clear();
             return;
         }
         while self.older.front().is_some_and(|b| b.0 < oldest) {
@@ -109,7 +121,7 @@ impl<const N: usize> Ring<N> {
             add_into(&mut self.last, delta);
             return;
         }
-        self.evict(oldest);
+        self.drop_expired(oldest);
         if idx < oldest {
             return;
         }
