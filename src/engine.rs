@@ -4,7 +4,7 @@
 //! through [`crate::export`].
 
 use crate::aggregate::labels::LabelTable;
-use crate::aggregate::{AggStats, Aggregator, KeyHint};
+use crate::aggregate::{AggStats, Aggregator, KeyHint, KeyHints};
 use crate::config::{ClockMode, EngineConfig};
 use crate::decode::dedup::{id_hash, Dedup};
 use crate::decode::{self, DecodeConfig, Event, EventType, RejectReason};
@@ -67,7 +67,10 @@ impl EngineClock {
 
 /// How many messages [`Partition::process_batch_at`] decodes ahead of the
 /// one it applies.
-pub const BATCH_AHEAD: usize = 8;
+pub const BATCH_AHEAD: usize = 16;
+
+/// Dedup lookups done together by [`Partition::process_batch_at`].
+const DEDUP_BURST: usize = 8;
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +150,7 @@ impl Engine {
             clock: self.clock.clone(),
             dedup: Dedup::new(self.config.dedup_horizon_ms, self.config.dedup_capacity),
             agg: Aggregator::new(&self.config, self.labels.clone()),
+            key_hints: KeyHints::default(),
             stats: PartitionStats::default(),
         }
     }
@@ -160,6 +164,8 @@ pub struct Partition {
     clock: Arc<EngineClock>,
     dedup: Dedup,
     pub agg: Aggregator,
+    /// Key lookups for [`process_batch_at`](Self::process_batch_at) only.
+    key_hints: KeyHints,
     pub stats: PartitionStats,
     pub delay: Option<DelayHistogram>,
 }
@@ -198,36 +204,54 @@ impl Partition {
         out: &mut Vec<Outcome>,
     ) {
         const SLOTS: usize = (BATCH_AHEAD + 1).next_power_of_two();
-        type Slot<'a> = Option<(Result<Event<'a>, RejectReason>, u64, Option<KeyHint>)>;
+        type Slot<'a> = Option<(Result<Event<'a>, RejectReason>, u64, u128, Option<KeyHint>)>;
         let mut slots: [Slot<'_>; SLOTS] = Default::default();
         let n = msgs.len();
         out.reserve(n);
         for i in 0..n + BATCH_AHEAD {
+            // Stage 0: decode, hash, prefetch the dedup and key-hint slots.
             if let Some(m) = msgs.get(i) {
                 let r = decode::decode(m.as_ref(), &self.decode, wall_ms);
-                let (id, hint) = match &r {
-                    Ok(e) => {
-                        let id = id_hash(&e.id);
-                        self.dedup.touch(id);
-                        let hint = self.agg.key_hint(e);
-                        self.agg.prefetch_key(hint);
-                        (id, Some(hint))
-                    }
-                    Err(_) => (0, None),
+                let (id, hash) = match &r {
+                    Ok(e) => (id_hash(&e.id), self.key_hints.start(e)),
+                    Err(_) => (0, 0),
                 };
-                slots[i % SLOTS] = Some((r, id, hint));
-                self.dedup.touch_nth(BATCH_AHEAD);
+                slots[i % SLOTS] = Some((r, id, hash, None));
+                // The dedup slots cannot be prefetched, only looked up: in a
+                // burst, so that the lookups' misses overlap each other.
+                if (i + 1) % DEDUP_BURST == 0 || i + 1 == n {
+                    let from = (i + 1).saturating_sub(DEDUP_BURST);
+                    for j in from..=i {
+                        if let Some((Ok(_), id, ..)) = &slots[j % SLOTS] {
+                            self.dedup.touch(*id);
+                        }
+                    }
+                    for k in BATCH_AHEAD - DEDUP_BURST..BATCH_AHEAD {
+                        self.dedup.touch_nth(k);
+                    }
+                }
             }
-            if let Some(Some((Ok(e), _, Some(h)))) = i.checked_sub(1).map(|j| &slots[j % SLOTS]) {
+            // Stage 1: resolve the key, prefetch its state.
+            if let Some(Some((Ok(_), _, hash, hint))) =
+                i.checked_sub(1).map(|j| &mut slots[j % SLOTS])
+            {
+                let h = self.key_hints.resolve(&self.agg, *hash);
+                self.agg.prefetch_key(h);
+                *hint = Some(h);
+            }
+            // Stage 2: ring headers; stage 3: ring buckets.
+            if let Some(Some((Ok(e), _, _, Some(h)))) = i.checked_sub(2).map(|j| &slots[j % SLOTS])
+            {
                 self.agg.prefetch_rings(e, *h);
             }
-            if let Some(Some((Ok(e), _, Some(h)))) = i.checked_sub(2).map(|j| &slots[j % SLOTS]) {
+            if let Some(Some((Ok(e), _, _, Some(h)))) = i.checked_sub(3).map(|j| &slots[j % SLOTS])
+            {
                 self.agg.prefetch_buckets(e, *h);
             }
             if let Some(j) = i.checked_sub(BATCH_AHEAD) {
                 out.push(match slots[j % SLOTS].take() {
-                    Some((Ok(ev), id, Some(hint))) => self.apply_decoded(&ev, id, hint, wall_ms),
-                    Some((Err(reason), _, _)) => self.reject(reason),
+                    Some((Ok(ev), id, _, Some(hint))) => self.apply_decoded(&ev, id, hint, wall_ms),
+                    Some((Err(reason), ..)) => self.reject(reason),
                     _ => unreachable!("message {j} was decoded"),
                 });
             }

@@ -14,7 +14,7 @@ use crate::config::{EngineConfig, WindowSpec};
 use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
 use crate::decode::{Body, DealStage, Event};
 use labels::LabelTable;
-use ring::{bucket_of, oldest_bucket, prefetch_all, sketch, CycleRing, Ring};
+use ring::{bucket_of, oldest_bucket, prefetch, prefetch_all, sketch, CycleRing, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -229,6 +229,81 @@ pub struct KeyHint {
 }
 
 const NO_KEY: u32 = u32::MAX;
+
+/// A prefetchable copy of the aggregator's key cache, for batches: two
+/// entries per cache-line-sized bucket at a position computed from the pair
+/// hash alone, so that the line can be prefetched while the event is still
+/// being decoded (a `HashMap` probe can only be done, not prefetched). A
+/// miss falls back to the aggregator's cache; entries are copied from it
+/// (never from overflow pairs, which must go through label interning), so
+/// a hit always equals what that cache would answer.
+#[derive(Debug, Default)]
+pub struct KeyHints {
+    buckets: Vec<HintBucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct HintBucket {
+    hash: [u128; 2],
+    key: [u32; 2],
+}
+
+const EMPTY_BUCKET: HintBucket = HintBucket {
+    hash: [0; 2],
+    key: [NO_KEY; 2],
+};
+
+impl KeyHints {
+    /// The pair hash of `ev`, prefetching its bucket.
+    #[inline]
+    pub fn start(&self, ev: &Event<'_>) -> u128 {
+        let hash = pair_hash(&ev.channel, &ev.campaign);
+        if !self.buckets.is_empty() {
+            prefetch(&self.buckets[self.index(hash)]);
+        }
+        hash
+    }
+
+    #[inline]
+    fn index(&self, hash: u128) -> usize {
+        (hash as usize) & (self.buckets.len() - 1)
+    }
+
+    /// The key lookup of a pair hash from [`start`](Self::start), as
+    /// [`Aggregator::key_hint`] would answer it.
+    #[inline]
+    pub fn resolve(&mut self, agg: &Aggregator, hash: u128) -> KeyHint {
+        if agg.keys.len() >= self.buckets.len() {
+            // Room for twice the keys; refilled from the aggregator's cache.
+            let n = (agg.keys.len() * 2).next_power_of_two().max(1024) / 2;
+            self.buckets = vec![EMPTY_BUCKET; n];
+        }
+        let i = self.index(hash);
+        let b = &mut self.buckets[i];
+        for s in 0..2 {
+            if b.key[s] != NO_KEY && b.hash[s] == hash {
+                return KeyHint {
+                    hash,
+                    key: b.key[s],
+                };
+            }
+        }
+        let key = agg.cache.get(&hash).copied().unwrap_or(NO_KEY);
+        if key != NO_KEY {
+            let s = if b.key[0] == NO_KEY {
+                0
+            } else if b.key[1] == NO_KEY {
+                1
+            } else {
+                (hash >> 64) as usize & 1
+            };
+            b.hash[s] = hash;
+            b.key[s] = key;
+        }
+        KeyHint { hash, key }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct DealState {
