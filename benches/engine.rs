@@ -8,7 +8,8 @@
 //! uniformly (no hot keys, the worst case for caches), event time advancing
 //! 100 ms per event so buckets keep rolling over, as in a backfill of
 //! history (pessimistic). The `live` variant advances event time 1 us per
-//! event, as a live stream at 1M events/s does.
+//! event, as a live stream at 1M events/s does. The `batch` variants run the
+//! same streams through `Partition::process_batch_at`, 256 messages a call.
 //! Each measurement runs on a partition pre-warmed with 1M events.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 const WALL: i64 = i64::MAX / 4;
 const WARM: usize = 1_000_000;
 const TIMED: usize = 1_000_000;
+/// Messages per `process_batch_at` call in the `batch` variants.
+const BATCH: usize = 256;
 
 fn lines(keys: u64, n: usize) -> Vec<String> {
     lines_step(keys, n, 100.0)
@@ -66,6 +69,25 @@ impl<'a> Bed<'a> {
         }
     }
     fn run(&mut self, iters: u64) -> Duration {
+        self.run_with(iters, |p, batch| {
+            for l in batch {
+                black_box(p.process_at(l.as_bytes(), WALL));
+            }
+        })
+    }
+    /// The same through `Partition::process_batch_at`, `BATCH` messages a
+    /// call (as a live worker hands over a polled batch).
+    fn run_batch(&mut self, iters: u64) -> Duration {
+        let mut out = Vec::with_capacity(BATCH);
+        self.run_with(iters, |p, batch| {
+            for b in batch.chunks(BATCH) {
+                out.clear();
+                p.process_batch_at(b, WALL, &mut out);
+                black_box(&out);
+            }
+        })
+    }
+    fn run_with(&mut self, iters: u64, mut f: impl FnMut(&mut Partition, &[String])) -> Duration {
         let mut total = Duration::ZERO;
         let mut left = iters as usize;
         while left > 0 {
@@ -81,9 +103,7 @@ impl<'a> Bed<'a> {
             let n = left.min(self.timed.len() - self.pos);
             let batch = &self.timed[self.pos..self.pos + n];
             let t = Instant::now();
-            for l in batch {
-                black_box(p.process_at(l.as_bytes(), WALL));
-            }
+            f(p, batch);
             total += t.elapsed();
             self.pos += n;
             left -= n;
@@ -159,6 +179,11 @@ fn bench_engine(c: &mut Criterion) {
             &keys,
             |b, _| b.iter_custom(|iters| bed.run(iters)),
         );
+        g.bench_with_input(
+            BenchmarkId::new("decode+aggregate/6windows/batch", keys),
+            &keys,
+            |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
+        );
         if keys == 100_000 {
             // Live at 1M events/s: event time advances 1 us per event.
             let live = lines_step(keys, WARM + TIMED, 0.001);
@@ -168,12 +193,22 @@ fn bench_engine(c: &mut Criterion) {
                 &keys,
                 |b, _| b.iter_custom(|iters| bed.run(iters)),
             );
+            g.bench_with_input(
+                BenchmarkId::new("decode+aggregate/6windows/live/batch", keys),
+                &keys,
+                |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
+            );
             drop(live);
             let mut bed = Bed::new(config("90d"), &pool);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/1window", keys),
                 &keys,
                 |b, _| b.iter_custom(|iters| bed.run(iters)),
+            );
+            g.bench_with_input(
+                BenchmarkId::new("decode+aggregate/1window/batch", keys),
+                &keys,
+                |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
             );
         }
     }

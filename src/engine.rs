@@ -4,11 +4,11 @@
 //! through [`crate::export`].
 
 use crate::aggregate::labels::LabelTable;
-use crate::aggregate::{AggStats, Aggregator};
+use crate::aggregate::{AggStats, Aggregator, KeyHint, KeyHints};
 use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use crate::config::{ClockMode, EngineConfig};
 use crate::decode::dedup::{id_hash, Dedup};
-use crate::decode::{self, DecodeConfig, EventType, RejectReason};
+use crate::decode::{self, DecodeConfig, Event, EventType, RejectReason};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -78,6 +78,13 @@ impl EngineClock {
         prev.max(t)
     }
 }
+
+/// How many messages [`Partition::process_batch_at`] decodes ahead of the
+/// one it applies.
+pub const BATCH_AHEAD: usize = 16;
+
+/// Dedup lookups done together by [`Partition::process_batch_at`].
+const DEDUP_BURST: usize = 8;
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +164,7 @@ impl Engine {
             clock: self.clock.clone(),
             dedup: Dedup::new(self.config.dedup_horizon_ms, self.config.dedup_capacity),
             agg: Aggregator::new(&self.config, self.labels.clone()),
+            key_hints: KeyHints::default(),
             stats: PartitionStats::default(),
         }
     }
@@ -170,6 +178,8 @@ pub struct Partition {
     clock: Arc<EngineClock>,
     dedup: Dedup,
     pub agg: Aggregator,
+    /// Key lookups for [`process_batch_at`](Self::process_batch_at) only.
+    key_hints: KeyHints,
     pub stats: PartitionStats,
     pub delay: Option<DelayHistogram>,
 }
@@ -183,21 +193,103 @@ impl Partition {
 
     /// Processes one message value with the given wall-clock reading.
     pub fn process_at(&mut self, bytes: &[u8], wall_ms: i64) -> Outcome {
-        let ev = match decode::decode(bytes, &self.decode, wall_ms) {
-            Ok(ev) => ev,
-            Err(reason) => {
-                self.stats.rejected[reason.index()] += 1;
-                return Outcome::Rejected(reason);
+        match decode::decode(bytes, &self.decode, wall_ms) {
+            Ok(ev) => {
+                let id = id_hash(&ev.id);
+                let hint = self.agg.key_hint(&ev);
+                self.apply_decoded(&ev, id, hint, wall_ms)
             }
-        };
+            Err(reason) => self.reject(reason),
+        }
+    }
+
+    /// Processes message values in order with the given wall-clock reading,
+    /// appending one outcome per message to `out`. Exactly equivalent to
+    /// calling [`process_at`](Self::process_at) on each, but faster on
+    /// large state: a software pipeline decodes [`BATCH_AHEAD`] events ahead
+    /// of the one it applies and, while decoding, prefetches the memory the
+    /// coming events will touch (dedup slots, key state, then ring headers,
+    /// then ring buckets, each step once the previous one has arrived), so
+    /// that their cache misses overlap with work instead of stalling it.
+    pub fn process_batch_at<M: AsRef<[u8]>>(
+        &mut self,
+        msgs: &[M],
+        wall_ms: i64,
+        out: &mut Vec<Outcome>,
+    ) {
+        const SLOTS: usize = (BATCH_AHEAD + 1).next_power_of_two();
+        type Slot<'a> = Option<(Result<Event<'a>, RejectReason>, u64, u128, Option<KeyHint>)>;
+        let mut slots: [Slot<'_>; SLOTS] = Default::default();
+        let n = msgs.len();
+        out.reserve(n);
+        for i in 0..n + BATCH_AHEAD {
+            // Stage 0: decode, hash, prefetch the dedup and key-hint slots.
+            if let Some(m) = msgs.get(i) {
+                let r = decode::decode(m.as_ref(), &self.decode, wall_ms);
+                let (id, hash) = match &r {
+                    Ok(e) => (id_hash(&e.id), self.key_hints.start(e)),
+                    Err(_) => (0, 0),
+                };
+                slots[i % SLOTS] = Some((r, id, hash, None));
+                // The dedup slots cannot be prefetched, only looked up: in a
+                // burst, so that the lookups' misses overlap each other.
+                if (i + 1) % DEDUP_BURST == 0 || i + 1 == n {
+                    let from = (i + 1).saturating_sub(DEDUP_BURST);
+                    for j in from..=i {
+                        if let Some((Ok(_), id, ..)) = &slots[j % SLOTS] {
+                            self.dedup.touch(*id);
+                        }
+                    }
+                    for k in BATCH_AHEAD - DEDUP_BURST..BATCH_AHEAD {
+                        self.dedup.touch_nth(k);
+                    }
+                }
+            }
+            // Stage 1: resolve the key, prefetch its state.
+            if let Some(Some((Ok(_), _, hash, hint))) =
+                i.checked_sub(1).map(|j| &mut slots[j % SLOTS])
+            {
+                let h = self.key_hints.resolve(&self.agg, *hash);
+                self.agg.prefetch_key(h);
+                *hint = Some(h);
+            }
+            // Stage 2: ring headers; stage 3: ring buckets.
+            if let Some(Some((Ok(e), _, _, Some(h)))) = i.checked_sub(2).map(|j| &slots[j % SLOTS])
+            {
+                self.agg.prefetch_rings(e, *h);
+            }
+            if let Some(Some((Ok(e), _, _, Some(h)))) = i.checked_sub(3).map(|j| &slots[j % SLOTS])
+            {
+                self.agg.prefetch_buckets(e, *h);
+            }
+            if let Some(j) = i.checked_sub(BATCH_AHEAD) {
+                out.push(match slots[j % SLOTS].take() {
+                    Some((Ok(ev), id, _, Some(hint))) => self.apply_decoded(&ev, id, hint, wall_ms),
+                    Some((Err(reason), ..)) => self.reject(reason),
+                    _ => unreachable!("message {j} was decoded"),
+                });
+            }
+        }
+    }
+
+    #[inline]
+    fn reject(&mut self, reason: RejectReason) -> Outcome {
+        self.stats.rejected[reason.index()] += 1;
+        Outcome::Rejected(reason)
+    }
+
+    /// Dedup and aggregation of a decoded event; `id` is `id_hash(&ev.id)`,
+    /// `hint` from `self.agg.key_hint(ev)`.
+    #[inline]
+    fn apply_decoded(&mut self, ev: &Event<'_>, id: u64, hint: KeyHint, wall_ms: i64) -> Outcome {
         let now = self.clock.observe(ev.ts, wall_ms);
         let ts_eff = ev.ts.min(now);
-        if self.dedup.check_and_insert(id_hash(&ev.id), ts_eff, now) {
+        if self.dedup.check_and_insert(id, ts_eff, now) {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
         let late = self.agg.is_late(ts_eff, now);
-        self.agg.apply(&ev, ts_eff, now);
+        self.agg.apply_hinted(ev, ts_eff, now, hint);
         self.stats.ingested[ev.event_type() as usize] += 1;
         if let Some(d) = &mut self.delay {
             d.observe(wall_ms.saturating_sub(ev.ts));
@@ -323,5 +415,93 @@ impl Health {
             h.add(p);
         }
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_windows;
+    use crate::export::prometheus::render;
+    use crate::synth::{Synth, SynthConfig};
+
+    /// A stream with duplicates, malformed events, late events (a second
+    /// source two days behind) and events ahead of the engine clock.
+    fn stream(keys: u64, step_ms: f64, n: usize) -> Vec<String> {
+        let cfg = |seed, start_ms| SynthConfig {
+            seed,
+            keys,
+            step_ms,
+            start_ms,
+            duplicate_ratio: 0.05,
+            invalid_ratio: 0.03,
+        };
+        let start = SynthConfig::default().start_ms;
+        let mut a = Synth::new(cfg(1, start));
+        let mut b = Synth::new(cfg(2, start - 200 * 86_400_000));
+        let mut c = Synth::new(cfg(3, start + 60_000));
+        let mut pick = crate::synth::Rng::new(9);
+        (0..n)
+            .map(|_| match pick.below(10) {
+                0 => b.next_line(),
+                1 => c.next_line(),
+                _ => a.next_line(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batch_processing_equals_one_by_one() {
+        let start = SynthConfig::default().start_ms;
+        for (keys, step, windows, clock) in [
+            (7, 100.0, "5m,1h,1d,7d,30d,90d", ClockMode::Event),
+            (300, 0.5, "1m,1h", ClockMode::Event),
+            (5000, 3000.0, "5m,1d,90d", ClockMode::Event),
+            (50, 10.0, "5m,1h", ClockMode::Wall),
+        ] {
+            let msgs = stream(keys, step, 20_000);
+            let wall = match clock {
+                ClockMode::Event => start + 400 * 86_400_000,
+                ClockMode::Wall => start + 400_000,
+            };
+            let cfg = EngineConfig {
+                windows: parse_windows(windows).unwrap(),
+                clock,
+                dedup_capacity: 3_000,
+                dedup_horizon_ms: 600_000,
+                max_campaigns: 2_000,
+                max_tracked_deals: 500,
+                ..EngineConfig::default()
+            };
+            let one_engine = Engine::new(cfg.clone());
+            let mut one = one_engine.live_partition();
+            let expect: Vec<Outcome> = msgs
+                .iter()
+                .map(|m| one.process_at(m.as_bytes(), wall))
+                .collect();
+            let batch_engine = Engine::new(cfg);
+            let mut batch = batch_engine.live_partition();
+            let mut got = Vec::new();
+            let mut rest = &msgs[..];
+            let mut sizes = [1usize, 16, 7, 33, 256, 15, 17].iter().cycle();
+            while !rest.is_empty() {
+                let (now, later) = rest.split_at((*sizes.next().unwrap()).min(rest.len()));
+                batch.process_batch_at(now, wall, &mut got);
+                rest = later;
+            }
+            assert_eq!(got, expect, "{keys} keys, {windows}");
+            assert_eq!(batch.stats, one.stats);
+            assert_eq!(batch.dedup.len(), one.dedup.len());
+            assert_eq!(batch.dedup.evicted, one.dedup.evicted);
+            let now = one_engine.clock.now(wall);
+            assert_eq!(now, batch_engine.clock.now(wall));
+            assert_eq!(
+                render(&[&batch.agg], &Health::of(&[&batch]), now, "t"),
+                render(&[&one.agg], &Health::of(&[&one]), now, "t"),
+            );
+            assert!(expect.contains(&Outcome::Duplicate));
+            assert!(expect.contains(&Outcome::Applied { late: true }));
+            assert!(expect.iter().any(|o| matches!(o, Outcome::Rejected(_))));
+        }
     }
 }

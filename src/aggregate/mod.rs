@@ -15,7 +15,7 @@ use crate::config::{EngineConfig, WindowSpec};
 use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
 use crate::decode::{Body, DealStage, Event};
 use labels::LabelTable;
-use ring::{bucket_of, oldest_bucket, sketch, CycleRing, Ring};
+use ring::{bucket_of, oldest_bucket, prefetch, prefetch_all, sketch, CycleRing, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -342,6 +342,92 @@ impl KeyState {
     }
 }
 
+/// A key lookup done ahead of applying an event: see
+/// [`Aggregator::key_hint`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHint {
+    hash: u128,
+    /// `NO_KEY` when the pair was not in the cache.
+    key: u32,
+}
+
+const NO_KEY: u32 = u32::MAX;
+
+/// A prefetchable copy of the aggregator's key cache, for batches: two
+/// entries per cache-line-sized bucket at a position computed from the pair
+/// hash alone, so that the line can be prefetched while the event is still
+/// being decoded (a `HashMap` probe can only be done, not prefetched). A
+/// miss falls back to the aggregator's cache; entries are copied from it
+/// (never from overflow pairs, which must go through label interning), so
+/// a hit always equals what that cache would answer.
+#[derive(Debug, Default)]
+pub struct KeyHints {
+    buckets: Vec<HintBucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct HintBucket {
+    hash: [u128; 2],
+    key: [u32; 2],
+}
+
+const EMPTY_BUCKET: HintBucket = HintBucket {
+    hash: [0; 2],
+    key: [NO_KEY; 2],
+};
+
+impl KeyHints {
+    /// The pair hash of `ev`, prefetching its bucket.
+    #[inline]
+    pub fn start(&self, ev: &Event<'_>) -> u128 {
+        let hash = pair_hash(&ev.channel, &ev.campaign);
+        if !self.buckets.is_empty() {
+            prefetch(&self.buckets[self.index(hash)]);
+        }
+        hash
+    }
+
+    #[inline]
+    fn index(&self, hash: u128) -> usize {
+        (hash as usize) & (self.buckets.len() - 1)
+    }
+
+    /// The key lookup of a pair hash from [`start`](Self::start), as
+    /// [`Aggregator::key_hint`] would answer it.
+    #[inline]
+    pub fn resolve(&mut self, agg: &Aggregator, hash: u128) -> KeyHint {
+        if agg.keys.len() >= self.buckets.len() {
+            // Room for twice the keys; refilled from the aggregator's cache.
+            let n = (agg.keys.len() * 2).next_power_of_two().max(1024) / 2;
+            self.buckets = vec![EMPTY_BUCKET; n];
+        }
+        let i = self.index(hash);
+        let b = &mut self.buckets[i];
+        for s in 0..2 {
+            if b.key[s] != NO_KEY && b.hash[s] == hash {
+                return KeyHint {
+                    hash,
+                    key: b.key[s],
+                };
+            }
+        }
+        let key = agg.cache.get(&hash).copied().unwrap_or(NO_KEY);
+        if key != NO_KEY {
+            let s = if b.key[0] == NO_KEY {
+                0
+            } else if b.key[1] == NO_KEY {
+                1
+            } else {
+                (hash >> 64) as usize & 1
+            };
+            b.hash[s] = hash;
+            b.key[s] = key;
+        }
+        KeyHint { hash, key }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct DealState {
     key: u32,
@@ -410,8 +496,11 @@ impl Aggregator {
     }
 
     #[inline]
-    fn key_index(&mut self, channel: &str, campaign: &str) -> usize {
-        let h = pair_hash(channel, campaign);
+    fn key_index(&mut self, hint: KeyHint, channel: &str, campaign: &str) -> usize {
+        if hint.key != NO_KEY {
+            return hint.key as usize;
+        }
+        let h = hint.hash;
         if let Some(&k) = self.cache.get(&h) {
             return k as usize;
         }
@@ -444,7 +533,80 @@ impl Aggregator {
     /// Applies one validated, deduplicated event. `ts_eff` is the event time
     /// clamped to `now` (see docs/SEMANTICS.md).
     pub fn apply(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64) {
-        let k = self.key_index(&ev.channel, &ev.campaign);
+        let hint = KeyHint {
+            hash: pair_hash(&ev.channel, &ev.campaign),
+            key: NO_KEY,
+        };
+        self.apply_hinted(ev, ts_eff, now, hint);
+    }
+
+    /// The key lookup of `ev`, done ahead of [`apply_hinted`](Self::apply_hinted)
+    /// (for batches: the lookups of several events then overlap). A key
+    /// found stays valid: keys and their cache entries are never removed.
+    #[inline]
+    pub fn key_hint(&self, ev: &Event<'_>) -> KeyHint {
+        let hash = pair_hash(&ev.channel, &ev.campaign);
+        let key = self.cache.get(&hash).copied().unwrap_or(NO_KEY);
+        KeyHint { hash, key }
+    }
+
+    /// Prefetches the key state of a found key.
+    #[inline]
+    pub fn prefetch_key(&self, hint: KeyHint) {
+        if let Some(k) = self.keys.get(hint.key as usize) {
+            prefetch_all(k);
+        }
+    }
+
+    /// Prefetches the ring headers `ev` will update (its key state should be
+    /// in cache already, see [`prefetch_key`](Self::prefetch_key)).
+    #[inline]
+    pub fn prefetch_rings(&self, ev: &Event<'_>, hint: KeyHint) {
+        let Some(k) = self.keys.get(hint.key as usize) else {
+            return;
+        };
+        fn pf<T>(r: &Rings<T>) {
+            if let Some(r) = r {
+                prefetch_all::<[T]>(r);
+            }
+        }
+        match &ev.body {
+            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
+            Body::Lead { .. } => pf(&k.leads),
+            Body::Subscription { .. } => pf(&k.subs),
+            Body::Deal { stage, .. } => {
+                pf(&k.deals);
+                if *stage == DealStage::Won {
+                    pf(&k.cycles);
+                }
+            }
+        }
+    }
+
+    /// Prefetches the heap buckets `ev` will likely touch (its ring headers
+    /// should be in cache already, see [`prefetch_rings`](Self::prefetch_rings)).
+    #[inline]
+    pub fn prefetch_buckets(&self, ev: &Event<'_>, hint: KeyHint) {
+        let Some(k) = self.keys.get(hint.key as usize) else {
+            return;
+        };
+        fn pf<const N: usize>(r: &Rings<Ring<N>>) {
+            for r in r.iter().flat_map(|r| r.iter()) {
+                r.prefetch_buckets();
+            }
+        }
+        match &ev.body {
+            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
+            Body::Lead { .. } => pf(&k.leads),
+            Body::Subscription { .. } => pf(&k.subs),
+            Body::Deal { .. } => pf(&k.deals),
+        }
+    }
+
+    /// [`apply`](Self::apply) with the key lookup done ahead by
+    /// [`key_hint`](Self::key_hint) on this aggregator.
+    pub fn apply_hinted(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64, hint: KeyHint) {
+        let k = self.key_index(hint, &ev.channel, &ev.campaign);
         let late = self.is_late(ts_eff, now);
         if late {
             self.stats.late += 1;

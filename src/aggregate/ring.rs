@@ -35,6 +35,36 @@ pub struct Ring<const N: usize> {
 
 const EMPTY: i64 = i64::MIN;
 
+/// Asks the CPU to start loading the cache line holding `p` (a hint only:
+/// it never faults and changes no state). No-op off x86_64.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetch` is a hint that never faults, whatever the address;
+    // SSE is part of the x86_64 baseline.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// [`prefetch`] of every cache line of `v`.
+#[inline(always)]
+pub fn prefetch_all<T: ?Sized>(v: &T) {
+    let start = (v as *const T).cast::<u8>();
+    let len = std::mem::size_of_val(v);
+    let mut off = 0;
+    while off < len {
+        prefetch(start.wrapping_add(off));
+        off += 64;
+    }
+    if len > 0 {
+        prefetch(start.wrapping_add(len - 1));
+    }
+}
+
 impl<const N: usize> Default for Ring<N> {
     fn default() -> Self {
         Ring {
@@ -53,15 +83,27 @@ fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
 }
 
 impl<const N: usize> Ring<N> {
-    /// Drops the buckets older than `oldest`.
+    /// Drops the buckets older than `oldest`, and gives the memory of an
+    /// emptied ring back (for idle keys: see `Aggregator::trim`).
     #[inline]
     pub fn evict(&mut self, oldest: i64) {
+        self.drop_expired(oldest);
+        if self.last_idx == EMPTY {
+            self.older = VecDeque::new();
+        }
+    }
+
+    /// Drops the buckets older than `oldest`, keeping the memory: a sparse
+    /// key's ring, emptied by one event and refilled by the next, would
+    /// otherwise free and allocate again on every other event.
+    #[inline]
+    fn drop_expired(&mut self, oldest: i64) {
         if self.last_idx == EMPTY {
             return;
         }
         if self.last_idx < oldest {
             self.last_idx = EMPTY;
-            self.older = VecDeque::new();
+            self.older.clear();
             return;
         }
         while self.older.front().is_some_and(|b| b.0 < oldest) {
@@ -80,7 +122,7 @@ impl<const N: usize> Ring<N> {
             add_into(&mut self.last, delta);
             return;
         }
-        self.evict(oldest);
+        self.drop_expired(oldest);
         if idx < oldest {
             return;
         }
@@ -106,6 +148,17 @@ impl<const N: usize> Ring<N> {
                     self.older.insert(pos, (idx, *delta));
                 }
             }
+        }
+    }
+
+    /// Prefetches the heap buckets an [`add`](Self::add) is likely to touch
+    /// (the oldest, for eviction, and the newest, for a roll-over).
+    #[inline(always)]
+    pub fn prefetch_buckets(&self) {
+        if let (Some(f), Some(b)) = (self.older.front(), self.older.back()) {
+            prefetch(f);
+            prefetch(b);
+            prefetch((b as *const (i64, [i64; N])).wrapping_add(1));
         }
     }
 

@@ -96,6 +96,24 @@ impl Dedup {
         false
     }
 
+    /// Loads the map slot of `id_hash` ahead of
+    /// [`check_and_insert`](Self::check_and_insert), so that the cache
+    /// misses of several events overlap. Changes nothing.
+    #[inline]
+    pub fn touch(&self, id_hash: u64) {
+        std::hint::black_box(self.map.contains_key(&id_hash));
+    }
+
+    /// Loads the map slot of the `n`th oldest entry in insertion order:
+    /// expiry or capacity eviction looks it up about `n` insertions from
+    /// now. Changes nothing.
+    #[inline]
+    pub fn touch_nth(&self, n: usize) {
+        if let Some((h, _)) = self.order.get(n) {
+            std::hint::black_box(self.map.contains_key(h));
+        }
+    }
+
     fn remove_if_live(&mut self, h: u64, e: Entry) -> bool {
         match self.map.get(&h) {
             Some(cur) if cur.seq == e.seq => {

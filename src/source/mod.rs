@@ -1086,28 +1086,43 @@ fn worker(rx: Receiver<Work>, dead_letter: Option<&DeadLetter>) {
     }
 }
 
+impl Item {
+    /// The message's key (if any) and payload inside its batch's bytes.
+    fn parts<'a>(&self, bytes: &'a [u8]) -> (Option<&'a [u8]>, &'a [u8]) {
+        let mut at = self.start as usize;
+        let key = (self.key_len != NO_KEY).then(|| {
+            at += self.key_len as usize;
+            &bytes[self.start as usize..at]
+        });
+        (key, &bytes[at..at + self.len as usize])
+    }
+}
+
+/// Applies a batch, one run of consecutive messages of a partition at a
+/// time, through the prefetching batch path of the engine.
 fn apply_batch(b: &Batch, dead_letter: Option<&DeadLetter>) {
+    let mut payloads: Vec<&[u8]> = Vec::with_capacity(b.items.len());
+    let mut outcomes = Vec::with_capacity(b.items.len());
     let mut i = 0;
     while i < b.items.len() {
         let slot = &b.items[i].slot;
-        let mut j = i;
+        let j = i + b.items[i..]
+            .iter()
+            .take_while(|it| Arc::ptr_eq(&it.slot, slot))
+            .count();
+        payloads.clear();
+        payloads.extend(b.items[i..j].iter().map(|it| it.parts(&b.bytes).1));
+        outcomes.clear();
         {
             let mut part = slot.state.lock().unwrap_or_else(|e| e.into_inner());
-            let wall = wall_clock_ms();
-            while j < b.items.len() && Arc::ptr_eq(&b.items[j].slot, slot) {
-                let it = &b.items[j];
-                let mut at = it.start as usize;
-                let key = (it.key_len != NO_KEY).then(|| {
-                    at += it.key_len as usize;
-                    &b.bytes[it.start as usize..at]
-                });
-                let bytes = &b.bytes[at..at + it.len as usize];
-                if let Outcome::Rejected(reason) = part.process_at(bytes, wall) {
-                    if let Some(d) = dead_letter {
+            part.process_batch_at(&payloads, wall_clock_ms(), &mut outcomes);
+            if let Some(d) = dead_letter {
+                for (it, o) in b.items[i..j].iter().zip(&outcomes) {
+                    if let Outcome::Rejected(reason) = o {
+                        let (key, bytes) = it.parts(&b.bytes);
                         d.send(slot, it.offset, key, bytes, reason.as_str());
                     }
                 }
-                j += 1;
             }
             // Under the state lock, so a checkpoint sees state and offset
             // together.
