@@ -190,6 +190,8 @@ fn scrape(keys: u64, events: u64) {
         ..engine_config()
     }));
     let slot = live.slot("bench", 0);
+    // Only assigned partitions are published.
+    slot.assigned.store(true, Ordering::Release);
     {
         let mut p = slot.state.lock().unwrap();
         let mut g = Synth::new(SynthConfig {
@@ -240,6 +242,7 @@ fn scrape(keys: u64, events: u64) {
         }
     }
     times.sort_by(f64::total_cmp);
+    assert!(size > 100_000, "the scrape published nothing: {series}");
     println!(
         "scrape /metrics: {series} ({} MB): median {:.0} ms, best {:.0} ms",
         size / 1_000_000,

@@ -672,3 +672,24 @@ fn broker_process_restart_mid_stream_loses_nothing() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A checkpoint topic that does not exist stops the engine at its first
+/// assignment with exit 1 and a message saying what to create.
+#[test]
+fn missing_checkpoint_topic_is_a_clear_error() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    let mut e = Engine::start(
+        &broker.addr(),
+        "events",
+        "no-topic",
+        &checkpoint_args("no-such-checkpoints", "1s"),
+    );
+    assert_eq!(exit_code(&mut e, Duration::from_secs(90)), 1);
+    assert!(
+        e.log()
+            .contains("checkpoint topic `no-such-checkpoints` does not exist"),
+        "{}",
+        e.log()
+    );
+}

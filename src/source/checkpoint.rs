@@ -169,6 +169,7 @@ pub enum Loaded {
 pub struct Store {
     producer: ThreadedProducer<DeliveryContext>,
     reader: ClientConfig,
+    admin: ClientConfig,
     pub topic: String,
     partitions: std::sync::OnceLock<i32>,
     group: String,
@@ -205,6 +206,9 @@ impl Store {
         // One record per request batch: chunks are large anyway, and some
         // brokers (tansu 0.6) mishandle fetches that start inside a batch.
         p.set("linger.ms", "0")
+            // A metadata request must not create the topic with the broker's
+            // default (deleting) retention.
+            .set("allow.auto.create.topics", "false")
             .set("batch.num.messages", "1")
             .set("acks", "all")
             .set("enable.idempotence", "false")
@@ -212,6 +216,7 @@ impl Store {
         let producer: ThreadedProducer<DeliveryContext> = p
             .create_with_context(DeliveryContext)
             .map_err(|e| format!("checkpoint producer: {e}"))?;
+        let admin = common.clone();
         let mut reader = common;
         reader
             .set("group.id", format!("{group}.checkpoint-reader"))
@@ -223,6 +228,7 @@ impl Store {
         Ok(Store {
             producer,
             reader,
+            admin,
             topic: settings.topic.clone(),
             partitions: std::sync::OnceLock::new(),
             group: group.to_string(),
@@ -245,6 +251,41 @@ impl Store {
         }
         let n = self.lookup_partition_count()?;
         Ok(*self.partitions.get_or_init(|| n))
+    }
+
+    /// Checks, before the first assignment uses it, that the checkpoint
+    /// topic exists, and warns when it is not compacted (retention could
+    /// then delete the checkpoint of a partition that stays idle).
+    pub fn check_topic(&self) -> Result<(), String> {
+        let admin_config = &self.admin;
+        if self.partitions.get().is_some() {
+            return Ok(());
+        }
+        self.partition_count()?;
+        let policy = (|| -> Option<String> {
+            let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+                admin_config.create().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            let opts =
+                rdkafka::admin::AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+            let spec = rdkafka::admin::ResourceSpecifier::Topic(&self.topic);
+            let res = rt.block_on(admin.describe_configs([&spec], &opts)).ok()?;
+            let cfg = res.into_iter().next()?.ok()?;
+            cfg.get("cleanup.policy")?.value.clone()
+        })();
+        match policy {
+            Some(p) if p.contains("compact") => {}
+            Some(p) => tracing::warn!(topic = %self.topic, cleanup_policy = %p,
+                "the checkpoint topic is not compacted: retention can delete the checkpoint of an \
+                 idle partition (it is rewritten daily to limit this); set cleanup.policy=compact"),
+            None => {
+                tracing::debug!(topic = %self.topic, "cleanup.policy of the checkpoint topic not known")
+            }
+        }
+        Ok(())
     }
 
     fn lookup_partition_count(&self) -> Result<i32, String> {

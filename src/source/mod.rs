@@ -400,6 +400,11 @@ impl SourceContext {
     /// policy says) and sets the offset to resume from.
     fn restore_assigned(&self, consumer: &Kafka, tpl: &mut TopicPartitionList) {
         let Some(store) = &self.store else { return };
+        if let Err(e) = store.check_topic() {
+            error!("{e}");
+            *self.live.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            return;
+        }
         let committed = with_retries("committed offsets", || {
             consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))
         })
@@ -585,6 +590,9 @@ fn with_retries<T, E: std::fmt::Display>(
     }
 }
 
+/// An unchanged partition's checkpoint is rewritten after this long.
+const REWRITE_IDLE_MS: i64 = 86_400_000;
+
 /// Takes and writes a checkpoint of one partition if it moved since the
 /// last one. Ok(false): nothing to do.
 pub(crate) fn checkpoint_slot(
@@ -604,7 +612,13 @@ pub(crate) fn checkpoint_slot(
         let part = slot.state.lock().unwrap_or_else(|e| e.into_inner());
         // Read under the state lock: workers move it under the same lock.
         let next = slot.applied_next.load(Ordering::Acquire);
-        if next < 0 || next <= slot.checkpointed.load(Ordering::Acquire) {
+        // Unchanged since the last checkpoint: nothing to write, except a
+        // daily rewrite, so that a topic with deleting retention (not
+        // compacted, against the advice) keeps an idle partition's state.
+        let stale =
+            wall_clock_ms() - slot.checkpoint_at_ms.load(Ordering::Relaxed) > REWRITE_IDLE_MS;
+        let covered = slot.checkpointed.load(Ordering::Acquire);
+        if next < 0 || next < covered || (next == covered && !stale) {
             return Ok(false);
         }
         if let Some(&first) = slot
