@@ -960,10 +960,16 @@ impl Source {
                 }
                 match self.start_and_end(s) {
                     Ok((start, high)) => {
-                        // Nothing before the start offset needs applying.
-                        s.applied_next.fetch_max(start, Ordering::AcqRel);
                         s.target.fetch_max(high, Ordering::AcqRel);
-                        s.start_offset.store(start, Ordering::Release);
+                        // With checkpoints the start was fixed at assignment
+                        // (the restored checkpoint's offset, or the earliest
+                        // one on a rebuild, which can lie below the group's
+                        // commit): the state covers nothing past it.
+                        if s.start_offset.load(Ordering::Acquire) < 0 {
+                            // Nothing before the start offset needs applying.
+                            s.applied_next.fetch_max(start, Ordering::AcqRel);
+                            s.start_offset.store(start, Ordering::Release);
+                        }
                     }
                     Err(e) => {
                         missing = true;
