@@ -675,12 +675,12 @@ fn commit_covered(
 ) -> KafkaResult<usize> {
     let mut tpl = TopicPartitionList::new();
     let mut slots = Vec::new();
+    let checkpoints = live.checkpoint.get().is_some();
     for s in live.slots() {
         let selected = match only {
             Some(t) => t.find_partition(&s.topic, s.partition).is_some(),
             None => s.assigned.load(Ordering::Acquire),
         };
-        let checkpoints = live.checkpoint.get().is_some();
         let mut next = if checkpoints {
             s.checkpointed.load(Ordering::Acquire)
         } else {
