@@ -53,6 +53,28 @@ pub struct CheckpointMeta {
     pub engine_now_ms: i64,
 }
 
+/// Appends `v` as a LEB128 varint.
+#[inline]
+fn put_uvar(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Maps signed to unsigned so that small magnitudes make short varints
+/// (also in the packed ring buckets).
+#[inline]
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+pub(crate) fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
 /// Appends varint-encoded values.
 #[derive(Debug, Default)]
 pub struct Writer {
@@ -69,16 +91,12 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
     #[inline]
-    pub fn uvar(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
+    pub fn uvar(&mut self, v: u64) {
+        put_uvar(&mut self.buf, v);
     }
     #[inline]
     pub fn ivar(&mut self, v: i64) {
-        self.uvar(((v << 1) ^ (v >> 63)) as u64);
+        self.uvar(zigzag(v));
     }
     pub fn i128var(&mut self, v: i128) {
         let mut z = ((v << 1) ^ (v >> 127)) as u128;
@@ -153,8 +171,7 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub fn ivar(&mut self) -> ReadResult<i64> {
-        let z = self.uvar()?;
-        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+        Ok(unzigzag(self.uvar()?))
     }
 
     pub fn i128var(&mut self) -> ReadResult<i128> {
