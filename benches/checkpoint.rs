@@ -107,7 +107,7 @@ fn main() {
         engine_now_ms: engine.clock.current(),
     };
     let t = Instant::now();
-    let bytes = encode(&part, &meta);
+    let bytes = encode(&mut part, &meta);
     let enc = t.elapsed();
     let t = Instant::now();
     let restored = decode(&bytes, &Engine::new(config()), false).unwrap();

@@ -8,7 +8,8 @@
 //! uniformly (no hot keys, the worst case for caches), event time advancing
 //! 100 ms per event so buckets keep rolling over, as in a backfill of
 //! history (pessimistic). The `live` variant advances event time 1 us per
-//! event, as a live stream at 1M events/s does. The `batch` variants run the
+//! event, as a live stream at 1M events/s does (at 100 and 100,000 keys,
+//! and with 1 window at 100,000). The `batch` variants run the
 //! same streams through `Partition::process_batch_at`, 256 messages a call.
 //! Each measurement runs on a partition pre-warmed with 1M events.
 
@@ -184,7 +185,7 @@ fn bench_engine(c: &mut Criterion) {
             &keys,
             |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
         );
-        if keys == 100_000 {
+        if keys == 100 || keys == 100_000 {
             // Live at 1M events/s: event time advances 1 us per event.
             let live = lines_step(keys, WARM + TIMED, 0.001);
             let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &live);
@@ -198,7 +199,16 @@ fn bench_engine(c: &mut Criterion) {
                 &keys,
                 |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
             );
-            drop(live);
+            if keys == 100_000 {
+                let mut bed = Bed::new(config("90d"), &live);
+                g.bench_with_input(
+                    BenchmarkId::new("decode+aggregate/1window/live/batch", keys),
+                    &keys,
+                    |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
+                );
+            }
+        }
+        if keys == 100_000 {
             let mut bed = Bed::new(config("90d"), &pool);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/1window", keys),

@@ -249,8 +249,10 @@ fn check_windows(r: &mut Reader<'_>, specs: &[WindowSpec]) -> ReadResult<()> {
     Ok(())
 }
 
-/// Serializes a partition's state with its metadata.
-pub fn encode(part: &Partition, meta: &CheckpointMeta) -> Vec<u8> {
+/// Serializes a partition's state with its metadata (first settling its
+/// pending sums into the rings, which changes no value).
+pub fn encode(part: &mut Partition, meta: &CheckpointMeta) -> Vec<u8> {
+    part.agg.settle();
     let mut w = Writer {
         buf: Vec::with_capacity(HEADER_LEN + 4096),
     };

@@ -246,11 +246,11 @@ impl Partition {
                 }
             }
             // Stage 1: resolve the key, prefetch its state.
-            if let Some(Some((Ok(_), _, hash, hint))) =
+            if let Some(Some((Ok(e), _, hash, hint))) =
                 i.checked_sub(1).map(|j| &mut slots[j % SLOTS])
             {
                 let h = self.key_hints.resolve(&self.agg, *hash);
-                self.agg.prefetch_key(h);
+                self.agg.prefetch_key(e, h);
                 *hint = Some(h);
             }
             // Stage 2: ring headers; stage 3: ring buckets.

@@ -106,17 +106,20 @@ impl WindowSums {
 }
 
 /// All-time totals and current state of one key. Money in micro-units.
+/// The fields traffic events update come first, in one cache line (see
+/// [`KeyState`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct Totals {
     pub impressions: i128,
     pub clicks: i128,
+    pub ad_spend: i128,
+    pub spend: i128,
     /// By `LeadStage as usize`.
     pub leads: [i128; 3],
     /// By `DealStage as usize`.
     pub deals: [i128; 3],
     pub revenue_won: i128,
-    pub ad_spend: i128,
-    pub spend: i128,
     /// Size of each movement, by `Change as usize`.
     pub mrr_movement: [i128; 5],
     /// Net MRR (`funnel_mrr`).
@@ -198,13 +201,24 @@ impl Totals {
     }
 }
 
-/// State of one (channel, campaign) key.
+/// State of one (channel, campaign) key, laid out for traffic events (most
+/// of a stream): they touch the first cache line (pending sums, ring
+/// pointer) and the second (their totals) only.
 #[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
 pub struct KeyState {
+    /// Traffic not yet added to the rings: events whose times fall in the
+    /// span `pend_span` (`lo..hi`, empty when `lo >= hi`), inside which no
+    /// window's bucket changes, are summed here. A live key sees many
+    /// events per bucket; each then updates this one array instead of a
+    /// ring per window. Settled into the rings when an event of a later
+    /// span arrives, and before a checkpoint.
+    pend_span: (i64, i64),
+    pend: [i64; TRAFFIC_N],
+    traffic: Rings<Ring<TRAFFIC_N>>,
+    pub totals: Totals,
     pub channel: u32,
     pub campaign: u32,
-    pub totals: Totals,
-    traffic: Rings<Ring<TRAFFIC_N>>,
     leads: Rings<Ring<LEADS_N>>,
     deals: Rings<Ring<DEALS_N>>,
     cycles: Rings<CycleRing>,
@@ -220,6 +234,11 @@ impl KeyState {
             let oldest = oldest_bucket(now, spec.width_ms);
             if let Some(r) = &self.traffic {
                 r[i].sum_into(oldest, &mut o.traffic);
+            }
+            if self.has_pending() && bucket_of(self.pend_span.0, spec.width_ms) >= oldest {
+                for (a, x) in o.traffic.iter_mut().zip(&self.pend) {
+                    *a = a.wrapping_add(*x);
+                }
             }
             if let Some(r) = &self.leads {
                 r[i].sum_into(oldest, &mut o.leads);
@@ -257,6 +276,37 @@ impl KeyState {
         }
     }
 
+    /// Would traffic at `ts` go to the pending sums (so its rings need no
+    /// prefetch)? A hint: the engine time may still clamp `ts`.
+    #[inline]
+    fn absorbs(&self, ts: i64) -> bool {
+        self.pend_span.0 <= ts && ts < self.pend_span.1
+    }
+
+    #[inline]
+    fn has_pending(&self) -> bool {
+        self.pend_span.0 < self.pend_span.1
+    }
+
+    /// Adds the pending traffic to the rings (no sum changes), dropping
+    /// the buckets that have left their window at `now` (none at
+    /// `i64::MIN`).
+    fn settle(&mut self, specs: &[WindowSpec], now: i64) {
+        if !self.has_pending() {
+            return;
+        }
+        let lo = self.pend_span.0;
+        for (r, spec) in rings(&mut self.traffic, specs.len()).iter_mut().zip(specs) {
+            r.add(
+                oldest_bucket(now, spec.width_ms),
+                bucket_of(lo, spec.width_ms),
+                &self.pend,
+            );
+        }
+        self.pend_span = (0, 0);
+        self.pend = [0; TRAFFIC_N];
+    }
+
     fn heap_bytes(&self) -> usize {
         rings_heap(&self.traffic, Ring::heap_bytes)
             + rings_heap(&self.leads, Ring::heap_bytes)
@@ -265,8 +315,10 @@ impl KeyState {
             + rings_heap(&self.subs, Ring::heap_bytes)
     }
 
-    /// Adds another key's state (restored keys that fold into one).
+    /// Adds another key's state (restored keys that fold into one; they
+    /// have no pending traffic, see [`Aggregator::settle`]).
     fn merge_from(&mut self, o: &KeyState, nw: usize) {
+        debug_assert!(!o.has_pending());
         self.totals.add(&o.totals);
         fn merge<T: Default + Clone>(
             into: &mut Rings<T>,
@@ -287,7 +339,9 @@ impl KeyState {
         merge(&mut self.subs, &o.subs, nw, Ring::merge_from);
     }
 
+    /// Checkpoint encoding; the pending traffic must have been settled.
     fn encode_into(&self, w: &mut Writer) {
+        debug_assert!(!self.has_pending());
         self.totals.encode_into(w);
         let mask = u8::from(self.traffic.is_some())
             | u8::from(self.leads.is_some()) << 1
@@ -341,6 +395,12 @@ impl KeyState {
         (u64::from(self.channel) << 32) | u64::from(self.campaign)
     }
 }
+
+// The layout promised above.
+const _: () = {
+    assert!(std::mem::offset_of!(KeyState, totals) == 64);
+    assert!(std::mem::offset_of!(Totals, spend) + 16 <= 64);
+};
 
 /// A key lookup done ahead of applying an event: see
 /// [`Aggregator::key_hint`].
@@ -463,7 +523,36 @@ pub struct Aggregator {
     cache: PreHashedMap128<u32>,
     keys: Vec<KeyState>,
     deals: PreHashedMap<DealState>,
+    /// The span of the last event time (see [`KeyState::pend`]).
+    ts_span: SpanMemo,
     pub stats: AggStats,
+}
+
+/// The span of time around an instant inside which no window's bucket
+/// changes (with the default windows, one 5-second bucket of the 5m
+/// window), remembered: consecutive events mostly fall in the same span,
+/// and then cost no division.
+#[derive(Debug, Clone)]
+struct SpanMemo {
+    lo: i64,
+    hi: i64,
+}
+
+impl SpanMemo {
+    /// `lo..hi` containing `t` (`i64::MIN..i64::MAX` with no windows).
+    #[inline]
+    fn span(&mut self, specs: &[WindowSpec], t: i64) -> (i64, i64) {
+        if t < self.lo || t >= self.hi {
+            let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+            for spec in specs {
+                let b = bucket_of(t, spec.width_ms);
+                lo = lo.max(b.saturating_mul(spec.width_ms));
+                hi = hi.min(b.saturating_add(1).saturating_mul(spec.width_ms));
+            }
+            (self.lo, self.hi) = (lo, hi);
+        }
+        (self.lo, self.hi)
+    }
 }
 
 impl Aggregator {
@@ -479,6 +568,8 @@ impl Aggregator {
             cache: PreHashedMap128::default(),
             keys: Vec::new(),
             deals: PreHashedMap::default(),
+            // Empty: the first lookup computes.
+            ts_span: SpanMemo { lo: 0, hi: 0 },
             stats: AggStats::default(),
         }
     }
@@ -550,11 +641,18 @@ impl Aggregator {
         KeyHint { hash, key }
     }
 
-    /// Prefetches the key state of a found key.
+    /// Prefetches the key state of a found key: for traffic, the two
+    /// cache lines it uses.
     #[inline]
-    pub fn prefetch_key(&self, hint: KeyHint) {
+    pub fn prefetch_key(&self, ev: &Event<'_>, hint: KeyHint) {
         if let Some(k) = self.keys.get(hint.key as usize) {
-            prefetch_all(k);
+            match ev.body {
+                Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => {
+                    prefetch(k);
+                    prefetch(&k.totals);
+                }
+                _ => prefetch_all(k),
+            }
         }
     }
 
@@ -571,7 +669,11 @@ impl Aggregator {
             }
         }
         match &ev.body {
-            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
+            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => {
+                if !k.absorbs(ev.ts) {
+                    pf(&k.traffic)
+                }
+            }
             Body::Lead { .. } => pf(&k.leads),
             Body::Subscription { .. } => pf(&k.subs),
             Body::Deal { stage, .. } => {
@@ -596,7 +698,11 @@ impl Aggregator {
             }
         }
         match &ev.body {
-            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
+            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => {
+                if !k.absorbs(ev.ts) {
+                    pf(&k.traffic)
+                }
+            }
             Body::Lead { .. } => pf(&k.leads),
             Body::Subscription { .. } => pf(&k.subs),
             Body::Deal { .. } => pf(&k.deals),
@@ -635,7 +741,7 @@ impl Aggregator {
                     field::IMPRESSIONS
                 }] = count;
                 d[field::AD_SPEND] = cost;
-                add_windows(rings(&mut key.traffic, nw), specs, now, ts_eff, &d);
+                add_traffic(key, &mut self.ts_span, specs, now, ts_eff, &d);
             }
             Body::Spend { amount, ads } => {
                 if *ads {
@@ -648,7 +754,7 @@ impl Aggregator {
                 } else {
                     field::OTHER_SPEND
                 }] = *amount;
-                add_windows(rings(&mut key.traffic, nw), specs, now, ts_eff, &d);
+                add_traffic(key, &mut self.ts_span, specs, now, ts_eff, &d);
             }
             Body::Lead { stage } => {
                 t.leads[*stage as usize] += 1;
@@ -746,6 +852,15 @@ impl Aggregator {
             if stage == DealStage::Open {
                 self.keys[key as usize].totals.open_pipeline += i128::from(amount);
             }
+        }
+    }
+
+    /// Adds every key's pending traffic to its rings (before a checkpoint,
+    /// which encodes rings only), dropping nothing. Never changes a
+    /// published value.
+    pub fn settle(&mut self) {
+        for k in &mut self.keys {
+            k.settle(&self.specs, i64::MIN);
         }
     }
 
@@ -859,6 +974,40 @@ impl Aggregator {
             + self.index.capacity() * 16
             + self.cache.capacity() * 24
             + self.deals.capacity() * (8 + std::mem::size_of::<DealState>())
+    }
+}
+
+/// Traffic into the pending sums of its key when the event falls in their
+/// span; an event of a later span settles them and starts new ones; an
+/// event of an earlier span goes to the rings directly.
+#[inline]
+fn add_traffic(
+    key: &mut KeyState,
+    memo: &mut SpanMemo,
+    specs: &[WindowSpec],
+    now: i64,
+    ts_eff: i64,
+    d: &[i64; TRAFFIC_N],
+) {
+    if specs.is_empty() {
+        return; // late: all-time totals only
+    }
+    let span = memo.span(specs, ts_eff);
+    if span == key.pend_span {
+        add_into(&mut key.pend, d);
+    } else if key.has_pending() && ts_eff < key.pend_span.0 {
+        add_windows(rings(&mut key.traffic, specs.len()), specs, now, ts_eff, d);
+    } else {
+        key.settle(specs, now);
+        key.pend_span = span;
+        key.pend = *d;
+    }
+}
+
+#[inline]
+fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
+    for (a, x) in v.iter_mut().zip(d) {
+        *a = a.wrapping_add(*x);
     }
 }
 

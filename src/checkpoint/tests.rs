@@ -73,12 +73,12 @@ fn restored_state_continues_exactly_like_uninterrupted() {
         let a = Engine::new(config());
         let mut pa = a.live_partition();
         feed(&mut pa, &all[..cut]);
-        let bytes = encode(&pa, &meta(cut as i64, a.clock.current()));
+        let bytes = encode(&mut pa, &meta(cut as i64, a.clock.current()));
         let b = Engine::new(config());
         let (mut pb, m) = decode(&bytes, &b, true).expect("decodes");
         assert_eq!(m, meta(cut as i64, a.clock.current()));
         // Byte-identical re-encoding: nothing was lost or reordered.
-        assert_eq!(encode(&pb, &m), bytes, "cut {cut}");
+        assert_eq!(encode(&mut pb, &m), bytes, "cut {cut}");
         feed(&mut pa, &all[cut..]);
         feed(&mut pb, &all[cut..]);
         assert_eq!(exposition(&a, &pa), exposition(&b, &pb), "cut {cut}");
@@ -95,7 +95,7 @@ fn restore_into_an_engine_with_other_label_ids_and_partitions() {
     let a = Engine::new(config());
     let mut pa = a.partition();
     feed(&mut pa, &all);
-    let bytes = encode(&pa, &meta(3000, a.clock.current()));
+    let bytes = encode(&mut pa, &meta(3000, a.clock.current()));
     // The target engine has already interned other labels in another
     // partition, so ids differ; the restored partition renders the same.
     let b = Engine::new(config());
@@ -117,7 +117,7 @@ fn lower_label_limit_folds_restored_keys_without_losing_totals() {
     let a = Engine::new(config());
     let mut pa = a.partition();
     feed(&mut pa, &all);
-    let bytes = encode(&pa, &meta(3000, a.clock.current()));
+    let bytes = encode(&mut pa, &meta(3000, a.clock.current()));
     let b = Engine::new(EngineConfig {
         max_campaigns: 3,
         ..config()
@@ -152,7 +152,7 @@ fn every_bit_flip_and_truncation_is_refused() {
     let e = Engine::new(config());
     let mut p = e.partition();
     feed(&mut p, &all);
-    let bytes = encode(&p, &meta(300, e.clock.current()));
+    let bytes = encode(&mut p, &meta(300, e.clock.current()));
     let mut rng = Rng::new(9);
     for _ in 0..3000 {
         let mut b = bytes.clone();
@@ -186,7 +186,7 @@ fn mutated_bodies_with_valid_checksums_never_panic() {
     let e = Engine::new(config());
     let mut p = e.live_partition();
     feed(&mut p, &all);
-    let bytes = encode(&p, &meta(400, e.clock.current()));
+    let bytes = encode(&mut p, &meta(400, e.clock.current()));
     let mut rng = Rng::new(11);
     let mut refused = 0;
     for round in 0..4000 {
@@ -225,7 +225,7 @@ fn other_windows_or_version_are_incompatible() {
     let e = Engine::new(config());
     let mut p = e.partition();
     feed(&mut p, &lines(50, 6, 3));
-    let bytes = encode(&p, &meta(50, e.clock.current()));
+    let bytes = encode(&mut p, &meta(50, e.clock.current()));
     let other = Engine::new(EngineConfig {
         windows: parse_windows("5m,1h").unwrap(),
         ..config()

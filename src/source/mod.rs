@@ -609,7 +609,7 @@ pub(crate) fn checkpoint_slot(
     }
     let started = Instant::now();
     let (bytes, meta) = {
-        let part = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut part = slot.state.lock().unwrap_or_else(|e| e.into_inner());
         // Read under the state lock: workers move it under the same lock.
         let next = slot.applied_next.load(Ordering::Acquire);
         // Unchanged since the last checkpoint: nothing to write, except a
@@ -640,7 +640,7 @@ pub(crate) fn checkpoint_slot(
             written_at_ms: wall_clock_ms(),
             engine_now_ms: live.engine.clock.current(),
         };
-        (crate::checkpoint::encode(&part, &meta), meta)
+        (crate::checkpoint::encode(&mut part, &meta), meta)
     };
     store
         .stats
