@@ -72,7 +72,7 @@ const MAX_BUCKET_BYTES: usize = 10 + 1 + 10 * 8;
 
 /// Writes `v` as a varint into `buf` at `at`, returning the end.
 #[inline]
-fn put_uvar_at(buf: &mut [u8; MAX_BUCKET_BYTES], mut at: usize, mut v: u64) -> usize {
+fn put_uvar_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
     while v >= 0x80 {
         buf[at] = v as u8 | 0x80;
         v >>= 7;
@@ -125,17 +125,7 @@ impl<const N: usize> Packed<N> {
         };
         // Encoded on the stack, appended at once.
         let mut buf = [0u8; MAX_BUCKET_BYTES];
-        let mut n = put_uvar_at(&mut buf, 0, gap);
-        let mask_at = n;
-        n += 1;
-        let mut mask = 0u8;
-        for (i, x) in v.iter().enumerate() {
-            if *x != 0 {
-                mask |= 1 << i;
-                n = put_uvar_at(&mut buf, n, zigzag(*x));
-            }
-        }
-        buf[mask_at] = mask;
+        let n = Self::encode(&mut buf, gap, v);
         if self.bytes.capacity() - self.bytes.len() < n {
             // Grow by half rather than doubling: rings are many and small.
             self.bytes.reserve_exact((self.bytes.len() / 2).max(4 * n));
@@ -143,6 +133,23 @@ impl<const N: usize> Packed<N> {
         self.bytes.extend_from_slice(&buf[..n]);
         self.back = idx;
         self.len += 1;
+    }
+
+    /// Writes one bucket into `buf`, returning its length.
+    #[inline]
+    fn encode(buf: &mut [u8], gap: u64, v: &[i64; N]) -> usize {
+        let mut n = put_uvar_at(buf, 0, gap);
+        let mask_at = n;
+        n += 1;
+        let mut mask = 0u8;
+        for (i, x) in v.iter().enumerate() {
+            if *x != 0 {
+                mask |= 1 << i;
+                n = put_uvar_at(buf, n, zigzag(*x));
+            }
+        }
+        buf[mask_at] = mask;
+        n
     }
 
     /// Moves `*p` past the bucket there.
@@ -227,19 +234,49 @@ impl<const N: usize> Packed<N> {
     }
 
     /// Adds `delta` to bucket `idx`, which is not newer than the last
-    /// bucket held, creating the bucket if needed (a rewrite: rare).
+    /// bucket held, creating the bucket if needed: a scan from the oldest
+    /// bucket, then the bytes of one bucket (and the gap of the next) are
+    /// replaced in place.
     #[cold]
     fn add_older(&mut self, idx: i64, delta: &[i64; N]) {
-        let mut all: Vec<(i64, [i64; N])> = self.iter().collect();
-        let pos = all.partition_point(|b| b.0 < idx);
-        match all.get_mut(pos) {
-            Some(b) if b.0 == idx => add_into(&mut b.1, delta),
-            _ => all.insert(pos, (idx, *delta)),
+        let mut p = self.head as usize;
+        let mut cur = self.first;
+        let mut prev: Option<i64> = None;
+        for i in 0..self.len {
+            let start = p;
+            let mut after_gap = p;
+            let gap = get_uvar(&self.bytes, &mut after_gap);
+            if i > 0 {
+                cur = cur.wrapping_add(gap as i64);
+            }
+            let mut buf = [0u8; MAX_BUCKET_BYTES + 10];
+            if cur == idx {
+                // The bucket exists: re-encode it with its (unchanged) gap.
+                let mut end = start;
+                let (_, mut v) = self.read(&mut end);
+                add_into(&mut v, delta);
+                let n = Self::encode(&mut buf, gap, &v);
+                self.bytes.splice(start..end, buf[..n].iter().copied());
+                return;
+            }
+            if cur > idx {
+                // A new bucket before this one, whose gap now starts at it.
+                let new_gap = prev.map_or(0, |pv| idx.wrapping_sub(pv) as u64);
+                let n = Self::encode(&mut buf, new_gap, delta);
+                let n = put_uvar_at(&mut buf, n, cur.wrapping_sub(idx) as u64);
+                self.bytes
+                    .splice(start..after_gap, buf[..n].iter().copied());
+                if prev.is_none() {
+                    self.first = idx;
+                }
+                self.len += 1;
+                return;
+            }
+            prev = Some(cur);
+            self.skip(&mut p);
         }
-        self.clear();
-        for (i, v) in &all {
-            self.push_back(*i, v);
-        }
+        // Newer than every bucket held (not the callers' case).
+        self.push_back(idx, delta);
     }
 
     /// Gives back unused capacity (for idle keys: see `Aggregator::trim`).
