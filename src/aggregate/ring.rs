@@ -53,7 +53,7 @@ const EMPTY: i64 = i64::MIN;
 ///
 /// Appending a newer bucket and dropping the oldest are O(1); changing an
 /// older bucket (an event older than the newest bucket of its window)
-/// rewrites the ring, O(buckets).
+/// scans from the oldest one, O(buckets), and splices in place.
 #[derive(Debug, Clone, Default)]
 struct Packed<const N: usize> {
     bytes: Vec<u8>,
