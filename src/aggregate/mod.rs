@@ -646,12 +646,11 @@ impl Aggregator {
     #[inline]
     pub fn prefetch_key(&self, ev: &Event<'_>, hint: KeyHint) {
         if let Some(k) = self.keys.get(hint.key as usize) {
-            match ev.body {
-                Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => {
-                    prefetch(k);
-                    prefetch(&k.totals);
-                }
-                _ => prefetch_all(k),
+            if is_traffic(&ev.body) {
+                prefetch(k);
+                prefetch(&k.totals);
+            } else {
+                prefetch_all(k);
             }
         }
     }
@@ -663,17 +662,16 @@ impl Aggregator {
         let Some(k) = self.keys.get(hint.key as usize) else {
             return;
         };
+        if is_traffic(&ev.body) && k.absorbs(ev.ts) {
+            return;
+        }
         fn pf<T>(r: &Rings<T>) {
             if let Some(r) = r {
                 prefetch_all::<[T]>(r);
             }
         }
         match &ev.body {
-            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => {
-                if !k.absorbs(ev.ts) {
-                    pf(&k.traffic)
-                }
-            }
+            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
             Body::Lead { .. } => pf(&k.leads),
             Body::Subscription { .. } => pf(&k.subs),
             Body::Deal { stage, .. } => {
@@ -692,17 +690,16 @@ impl Aggregator {
         let Some(k) = self.keys.get(hint.key as usize) else {
             return;
         };
+        if is_traffic(&ev.body) && k.absorbs(ev.ts) {
+            return;
+        }
         fn pf<const N: usize>(r: &Rings<Ring<N>>) {
             for r in r.iter().flat_map(|r| r.iter()) {
                 r.prefetch_buckets();
             }
         }
         match &ev.body {
-            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => {
-                if !k.absorbs(ev.ts) {
-                    pf(&k.traffic)
-                }
-            }
+            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
             Body::Lead { .. } => pf(&k.leads),
             Body::Subscription { .. } => pf(&k.subs),
             Body::Deal { .. } => pf(&k.deals),
@@ -975,6 +972,16 @@ impl Aggregator {
             + self.cache.capacity() * 24
             + self.deals.capacity() * (8 + std::mem::size_of::<DealState>())
     }
+}
+
+/// Impressions, clicks and spend: the traffic group, which goes through
+/// the pending sums (see [`KeyState::pend`]).
+#[inline]
+fn is_traffic(body: &Body<'_>) -> bool {
+    matches!(
+        body,
+        Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. }
+    )
 }
 
 /// Traffic into the pending sums of its key when the event falls in their
