@@ -269,8 +269,10 @@ pub fn decode<'a>(
     if bytes.len() > cfg.max_event_bytes {
         return Err(RejectReason::TooLarge);
     }
-    let raw = parse_raw(bytes)?;
-    let ev = validate(raw)?;
+    // Filled in place: `Raw` is ~400 bytes, and each move of it a copy.
+    let mut raw = Raw::default();
+    parse_raw(bytes, &mut raw)?;
+    let ev = validate(&mut raw)?;
     if ev.ts > wall_now_ms.saturating_add(cfg.max_future_skew_ms) {
         return Err(RejectReason::FutureTimestamp);
     }
@@ -475,19 +477,21 @@ struct Raw<'a> {
     mrr_delta: Option<Scalar<'a>>,
 }
 
-/// The top-level value: an object's known fields, or "not an object".
-struct Top<'a>(Option<Raw<'a>>);
+/// The top-level value: an object's known fields, written into the `Raw`
+/// it holds; deserializes to whether it was an object.
+struct TopSeed<'r, 'a>(&'r mut Raw<'a>);
 
-impl<'de> de::Deserialize<'de> for Top<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Top<'de>;
+impl<'de> de::DeserializeSeed<'de> for TopSeed<'_, 'de> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        struct V<'r, 'a>(&'r mut Raw<'a>);
+        impl<'de> Visitor<'de> for V<'_, 'de> {
+            type Value = bool;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                let mut r = Raw::default();
+                let r = self.0;
                 while let Some(field) = a.next_key::<Field>()? {
                     let slot = match field {
                         Field::Id => &mut r.id,
@@ -513,44 +517,48 @@ impl<'de> de::Deserialize<'de> for Top<'de> {
                     };
                     *slot = Some(a.next_value::<Scalar<'de>>()?);
                 }
-                Ok(Top(Some(r)))
+                Ok(true)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 while a.next_element::<Skip>()?.is_some() {}
-                Ok(Top(None))
+                Ok(false)
             }
             fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Top(None))
+                Ok(false)
             }
             fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Top(None))
+                Ok(false)
             }
             fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Top(None))
+                Ok(false)
             }
             fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Top(None))
+                Ok(false)
             }
             fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Top(None))
+                Ok(false)
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Top(None))
+                Ok(false)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(self.0))
     }
 }
 
-fn parse_raw(bytes: &[u8]) -> Result<Raw<'_>, RejectReason> {
+fn parse_raw<'a>(bytes: &'a [u8], raw: &mut Raw<'a>) -> Result<(), RejectReason> {
     // Validate UTF-8 once for the whole message (skipped values included),
     // then parse from `&str`, which does not check it again.
     let text = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidJson)?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let top =
-        <Top as de::Deserialize>::deserialize(&mut de).map_err(|_| RejectReason::InvalidJson)?;
+    let object = de::DeserializeSeed::deserialize(TopSeed(raw), &mut de)
+        .map_err(|_| RejectReason::InvalidJson)?;
     de.end().map_err(|_| RejectReason::InvalidJson)?;
-    top.0.ok_or(RejectReason::NotObject)
+    if object {
+        Ok(())
+    } else {
+        Err(RejectReason::NotObject)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -649,16 +657,16 @@ fn enum_value<T>(v: Scalar<'_>, parse: impl Fn(&str) -> Option<T>) -> Result<T, 
     parse(&s).ok_or(R::InvalidValue)
 }
 
-fn validate(r: Raw<'_>) -> Result<Event<'_>, RejectReason> {
-    let ty = enum_value(required(r.type_)?, EventType::parse)?;
-    let id = bounded(string(required(r.id)?)?, 128)?;
-    let ts = timestamp(required(r.ts)?)?;
-    let channel = optional_label(r.channel, "unknown", 64)?;
-    let campaign = optional_label(r.campaign, "none", 128)?;
+fn validate<'a>(r: &mut Raw<'a>) -> Result<Event<'a>, RejectReason> {
+    let ty = enum_value(required(r.type_.take())?, EventType::parse)?;
+    let id = bounded(string(required(r.id.take())?)?, 128)?;
+    let ts = timestamp(required(r.ts.take())?)?;
+    let channel = optional_label(r.channel.take(), "unknown", 64)?;
+    let campaign = optional_label(r.campaign.take(), "none", 128)?;
     let body = match ty {
         EventType::Impression | EventType::Click => {
-            let count = count(r.count)?;
-            let cost = optional_money(r.cost)?;
+            let count = count(r.count.take())?;
+            let cost = optional_money(r.cost.take())?;
             if ty == EventType::Impression {
                 Body::Impression { count, cost }
             } else {
@@ -666,23 +674,23 @@ fn validate(r: Raw<'_>) -> Result<Event<'_>, RejectReason> {
             }
         }
         EventType::Lead => {
-            string(required(r.lead_id)?)?;
-            let stage = match r.stage {
+            string(required(r.lead_id.take())?)?;
+            let stage = match r.stage.take() {
                 None => LeadStage::New,
                 Some(v) => enum_value(v, |s| LeadStage::ALL.into_iter().find(|x| x.as_str() == s))?,
             };
             Body::Lead { stage }
         }
         EventType::Deal => {
-            let deal_id = string(required(r.deal_id)?)?;
-            let stage = enum_value(required(r.stage)?, |s| {
+            let deal_id = string(required(r.deal_id.take())?)?;
+            let stage = enum_value(required(r.stage.take())?, |s| {
                 DealStage::ALL.into_iter().find(|x| x.as_str() == s)
             })?;
-            let amount = match (stage, r.amount) {
+            let amount = match (stage, r.amount.take()) {
                 (DealStage::Won, v) => money(required(v)?)?,
                 (_, v) => optional_money(v)?,
             };
-            let created_ts = match (stage, r.created_ts) {
+            let created_ts = match (stage, r.created_ts.take()) {
                 (DealStage::Open, None) => None,
                 (_, v) => Some(timestamp(required(v)?)?),
             };
@@ -694,19 +702,19 @@ fn validate(r: Raw<'_>) -> Result<Event<'_>, RejectReason> {
             }
         }
         EventType::Spend => {
-            let amount = money(required(r.amount)?)?;
-            let ads = match r.category {
+            let amount = money(required(r.amount.take())?)?;
+            let ads = match r.category.take() {
                 None => true,
                 Some(v) => string(v)? == "ads",
             };
             Body::Spend { amount, ads }
         }
         EventType::Subscription => {
-            string(required(r.account_id)?)?;
-            let change = enum_value(required(r.change)?, |s| {
+            string(required(r.account_id.take())?)?;
+            let change = enum_value(required(r.change.take())?, |s| {
                 Change::ALL.into_iter().find(|x| x.as_str() == s)
             })?;
-            let mrr_delta = money(required(r.mrr_delta)?)?;
+            let mrr_delta = money(required(r.mrr_delta.take())?)?;
             Body::Subscription { change, mrr_delta }
         }
     };
