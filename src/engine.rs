@@ -218,26 +218,31 @@ impl Partition {
         out: &mut Vec<Outcome>,
     ) {
         const SLOTS: usize = (BATCH_AHEAD + 1).next_power_of_two();
-        type Slot<'a> = Option<(Result<Event<'a>, RejectReason>, u64, u128, Option<KeyHint>)>;
-        let mut slots: [Slot<'_>; SLOTS] = Default::default();
+        // Each message's decoded event, then its dedup id and pair hash,
+        // then its key hint, in separate rings: an event is written once
+        // and applied in place (it is 136 bytes; moving it costs a copy).
+        let mut events: [Option<Result<Event<'_>, RejectReason>>; SLOTS] = Default::default();
+        let mut ids = [(0u64, 0u128); SLOTS];
+        let mut hints: [Option<KeyHint>; SLOTS] = [None; SLOTS];
         let n = msgs.len();
         out.reserve(n);
         for i in 0..n + BATCH_AHEAD {
             // Stage 0: decode, hash, prefetch the dedup and key-hint slots.
             if let Some(m) = msgs.get(i) {
-                let r = decode::decode(m.as_ref(), &self.decode, wall_ms);
-                let (id, hash) = match &r {
-                    Ok(e) => (id_hash(&e.id), self.key_hints.start(e)),
-                    Err(_) => (0, 0),
+                let slot = &mut events[i % SLOTS];
+                *slot = Some(decode::decode(m.as_ref(), &self.decode, wall_ms));
+                ids[i % SLOTS] = match slot {
+                    Some(Ok(e)) => (id_hash(&e.id), self.key_hints.start(e)),
+                    _ => (0, 0),
                 };
-                slots[i % SLOTS] = Some((r, id, hash, None));
+                hints[i % SLOTS] = None;
                 // The dedup slots cannot be prefetched, only looked up: in a
                 // burst, so that the lookups' misses overlap each other.
                 if (i + 1) % DEDUP_BURST == 0 || i + 1 == n {
                     let from = (i + 1).saturating_sub(DEDUP_BURST);
                     for j in from..=i {
-                        if let Some((Ok(_), id, ..)) = &slots[j % SLOTS] {
-                            self.dedup.touch(*id);
+                        if let Some(Ok(_)) = &events[j % SLOTS] {
+                            self.dedup.touch(ids[j % SLOTS].0);
                         }
                     }
                     for k in BATCH_AHEAD - DEDUP_BURST..BATCH_AHEAD {
@@ -246,26 +251,30 @@ impl Partition {
                 }
             }
             // Stage 1: resolve the key, prefetch its state.
-            if let Some(Some((Ok(e), _, hash, hint))) =
-                i.checked_sub(1).map(|j| &mut slots[j % SLOTS])
-            {
-                let h = self.key_hints.resolve(&self.agg, *hash);
-                self.agg.prefetch_key(e, h);
-                *hint = Some(h);
+            if let Some(j) = i.checked_sub(1).filter(|&j| j < n) {
+                if let Some(Ok(e)) = &events[j % SLOTS] {
+                    let h = self.key_hints.resolve(&self.agg, ids[j % SLOTS].1);
+                    self.agg.prefetch_key(e, h);
+                    hints[j % SLOTS] = Some(h);
+                }
             }
             // Stage 2: ring headers; stage 3: ring buckets.
-            if let Some(Some((Ok(e), _, _, Some(h)))) = i.checked_sub(2).map(|j| &slots[j % SLOTS])
-            {
-                self.agg.prefetch_rings(e, *h);
+            if let Some(j) = i.checked_sub(2).filter(|&j| j < n) {
+                if let (Some(Ok(e)), Some(h)) = (&events[j % SLOTS], hints[j % SLOTS]) {
+                    self.agg.prefetch_rings(e, h);
+                }
             }
-            if let Some(Some((Ok(e), _, _, Some(h)))) = i.checked_sub(3).map(|j| &slots[j % SLOTS])
-            {
-                self.agg.prefetch_buckets(e, *h);
+            if let Some(j) = i.checked_sub(3).filter(|&j| j < n) {
+                if let (Some(Ok(e)), Some(h)) = (&events[j % SLOTS], hints[j % SLOTS]) {
+                    self.agg.prefetch_buckets(e, h);
+                }
             }
-            if let Some(j) = i.checked_sub(BATCH_AHEAD) {
-                out.push(match slots[j % SLOTS].take() {
-                    Some((Ok(ev), id, _, Some(hint))) => self.apply_decoded(&ev, id, hint, wall_ms),
-                    Some((Err(reason), ..)) => self.reject(reason),
+            if let Some(j) = i.checked_sub(BATCH_AHEAD).filter(|&j| j < n) {
+                out.push(match (&events[j % SLOTS], hints[j % SLOTS]) {
+                    (Some(Ok(ev)), Some(hint)) => {
+                        self.apply_decoded(ev, ids[j % SLOTS].0, hint, wall_ms)
+                    }
+                    (Some(Err(reason)), _) => self.reject(*reason),
                     _ => unreachable!("message {j} was decoded"),
                 });
             }
