@@ -8,13 +8,15 @@
 //! `max_tracked_deals`). Per-event cost is O(number of windows).
 
 pub mod labels;
+pub mod pending;
 pub mod ring;
 
 use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
-use crate::config::{EngineConfig, WindowSpec};
+use crate::config::{EngineConfig, WindowSpec, MAX_WINDOWS};
 use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
 use crate::decode::{Body, DealStage, Event};
 use labels::LabelTable;
+use pending::{Deltas, Entry, Group, Kind, LOG_LEN};
 use ring::{bucket_of, oldest_bucket, prefetch, prefetch_all, sketch, CycleRing, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -202,18 +204,26 @@ impl Totals {
 }
 
 /// State of one (channel, campaign) key, laid out for traffic events (most
-/// of a stream): they touch the first cache line (pending sums, ring
-/// pointer) and the second (their totals) only.
+/// of a stream): those of the current span touch the first cache line
+/// (pending sums) and the second (their totals) only; those of a new span
+/// also the line of one log entry.
 #[derive(Debug, Clone, Default)]
 #[repr(C, align(64))]
 pub struct KeyState {
     /// Traffic not yet added to the rings: events whose times fall in the
-    /// span `pend_span` (`lo..hi`, empty when `lo >= hi`), inside which no
-    /// window's bucket changes, are summed here. A live key sees many
+    /// span starting at `pend_lo` (one span of [`SpanMemo`], inside which no
+    /// window's bucket changes) are summed here. A live key sees many
     /// events per bucket; each then updates this one array instead of a
-    /// ring per window. Settled into the rings when an event of a later
-    /// span arrives, and before a checkpoint.
-    pend_span: (i64, i64),
+    /// ring per window. Moved to the log when an event of a later span
+    /// arrives.
+    pend_lo: i64,
+    /// Length of the pending span, 0 when there is none; saturated, so
+    /// only a hint for prefetching ([`absorbs`](Self::absorbs)).
+    pend_len: u32,
+    /// Entries used in `log`.
+    log_len: u8,
+    /// Bits of the groups (`Group as u8`) that have entries in `log`.
+    log_groups: u8,
     pend: [i64; TRAFFIC_N],
     traffic: Rings<Ring<TRAFFIC_N>>,
     pub totals: Totals,
@@ -223,7 +233,13 @@ pub struct KeyState {
     deals: Rings<Ring<DEALS_N>>,
     cycles: Rings<CycleRing>,
     subs: Rings<Ring<SUBS_N>>,
+    /// Window updates not yet in the rings (see [`pending`]).
+    log: Log,
 }
+
+#[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
+struct Log([Entry; LOG_LEN]);
 
 impl KeyState {
     /// Adds this key's sums at engine time `now` into `out` (one entry per
@@ -235,10 +251,24 @@ impl KeyState {
             if let Some(r) = &self.traffic {
                 r[i].sum_into(oldest, &mut o.traffic);
             }
-            if self.has_pending() && bucket_of(self.pend_span.0, spec.width_ms) >= oldest {
-                for (a, x) in o.traffic.iter_mut().zip(&self.pend) {
-                    *a = a.wrapping_add(*x);
+            // In the window iff its bucket is at or after `oldest`.
+            let start = oldest.saturating_mul(spec.width_ms);
+            if self.has_pending() && self.pend_lo >= start {
+                add_into(&mut o.traffic, &self.pend);
+            }
+            if self.log_len > 0 {
+                let mut d = Deltas::default();
+                for e in self.logged() {
+                    if e.lo >= start {
+                        if let Some(cycle) = e.add_to(&mut d) {
+                            o.cycles.push((sketch::index(cycle), 1));
+                        }
+                    }
                 }
+                add_into(&mut o.traffic, &d.traffic);
+                add_into(&mut o.leads, &d.leads);
+                add_into(&mut o.deals, &d.deals);
+                add_into(&mut o.subs, &d.subs);
             }
             if let Some(r) = &self.leads {
                 r[i].sum_into(oldest, &mut o.leads);
@@ -280,31 +310,157 @@ impl KeyState {
     /// prefetch)? A hint: the engine time may still clamp `ts`.
     #[inline]
     fn absorbs(&self, ts: i64) -> bool {
-        self.pend_span.0 <= ts && ts < self.pend_span.1
+        self.has_pending() && (ts.wrapping_sub(self.pend_lo) as u64) < u64::from(self.pend_len)
     }
 
     #[inline]
     fn has_pending(&self) -> bool {
-        self.pend_span.0 < self.pend_span.1
+        self.pend_len > 0
     }
 
-    /// Adds the pending traffic to the rings (no sum changes), dropping
+    /// Will the next update likely add the log to the rings? (A hint: a
+    /// traffic event can log two entries.)
+    #[inline]
+    fn flush_coming(&self) -> bool {
+        usize::from(self.log_len) + 2 > LOG_LEN
+    }
+
+    /// The logged entries.
+    #[inline]
+    fn logged(&self) -> &[Entry] {
+        &self.log.0[..usize::from(self.log_len)]
+    }
+
+    /// Starts new pending sums for the span `span`, logging the current
+    /// ones.
+    #[inline(always)]
+    fn start_pending(
+        &mut self,
+        span: (i64, i64),
+        d: [i64; TRAFFIC_N],
+        specs: &[WindowSpec],
+        now: i64,
+    ) {
+        if self.has_pending() {
+            let (lo, p) = (self.pend_lo, self.pend);
+            self.log_traffic(lo, &p, specs, now);
+        }
+        self.pend_lo = span.0;
+        self.pend_len = u32::try_from(span.1.wrapping_sub(span.0) as u64).unwrap_or(u32::MAX);
+        self.pend = d;
+    }
+
+    /// Logs traffic sums of the span starting at `lo`.
+    #[inline(always)]
+    fn log_traffic(&mut self, lo: i64, v: &[i64; TRAFFIC_N], specs: &[WindowSpec], now: i64) {
+        use field::{AD_SPEND, CLICKS, IMPRESSIONS, OTHER_SPEND};
+        if v[IMPRESSIONS] != 0 || v[CLICKS] != 0 {
+            let (a, b) = (v[IMPRESSIONS], v[CLICKS]);
+            self.log(lo, Kind::Counts, a, b, specs, now);
+        }
+        if v[AD_SPEND] != 0 || v[OTHER_SPEND] != 0 {
+            let (a, b) = (v[AD_SPEND], v[OTHER_SPEND]);
+            self.log(lo, Kind::Money, a, b, specs, now);
+        }
+    }
+
+    /// Appends an update to the log (summed into the last entry when that
+    /// one is of the same span and kind), first adding the log to the
+    /// rings when it is full. Takes the entry's fields as values and
+    /// writes them one by one: an `Entry` built on the stack and copied in
+    /// wider loads stalls on store forwarding.
+    #[inline(always)]
+    fn log(&mut self, lo: i64, kind: Kind, a: i64, b: i64, specs: &[WindowSpec], now: i64) {
+        let n = usize::from(self.log_len);
+        if let Some(last) = self.log.0[..n].last_mut() {
+            if last.absorbs(lo, kind) {
+                last.a = last.a.wrapping_add(a);
+                last.b = last.b.wrapping_add(b);
+                return;
+            }
+        }
+        if n == LOG_LEN {
+            self.flush(specs, now);
+        }
+        let e = &mut self.log.0[usize::from(self.log_len)];
+        e.lo = lo;
+        e.a = a;
+        e.b = b;
+        e.kind = kind;
+        self.log_len += 1;
+        self.log_groups |= kind.group_bit();
+    }
+
+    /// Adds the logged updates to the rings (no sum changes), dropping
     /// the buckets that have left their window at `now` (none at
-    /// `i64::MIN`).
-    fn settle(&mut self, specs: &[WindowSpec], now: i64) {
-        if !self.has_pending() {
+    /// `i64::MIN`). Consecutive entries of one span and group are added
+    /// as one update. Out of line, so that appending to the log stays small
+    /// enough to inline.
+    #[inline(never)]
+    fn flush(&mut self, specs: &[WindowSpec], now: i64) {
+        let n = usize::from(self.log_len);
+        if n == 0 {
             return;
         }
-        let lo = self.pend_span.0;
-        for (r, spec) in rings(&mut self.traffic, specs.len()).iter_mut().zip(specs) {
-            r.add(
-                oldest_bucket(now, spec.width_ms),
-                bucket_of(lo, spec.width_ms),
-                &self.pend,
-            );
+        let mut b = Buckets::new(specs, now);
+        let mut d = Deltas::default();
+        let mut cur: Option<(i64, Group)> = None;
+        for i in 0..n {
+            let e = self.log.0[i];
+            let at = (e.lo, e.kind.group());
+            if cur.is_some_and(|c| c != at) {
+                self.add_deltas(cur.take(), &mut d, &mut b);
+            }
+            cur = Some(at);
+            if let Some(cycle) = e.add_to(&mut d) {
+                let h = sketch::index(cycle);
+                for (wi, r) in rings(&mut self.cycles, b.n).iter_mut().enumerate() {
+                    if let Some(idx) = b.of(wi, e.lo) {
+                        r.add(b.oldest[wi], idx, h);
+                    }
+                }
+            }
         }
-        self.pend_span = (0, 0);
-        self.pend = [0; TRAFFIC_N];
+        self.add_deltas(cur, &mut d, &mut b);
+        self.log_len = 0;
+        self.log_groups = 0;
+    }
+
+    /// Adds the deltas of group `at.1` at time `at.0` to their rings and
+    /// clears them.
+    fn add_deltas(&mut self, at: Option<(i64, Group)>, d: &mut Deltas, b: &mut Buckets) {
+        fn add<const N: usize>(rings: &mut [Ring<N>], b: &mut Buckets, lo: i64, d: &mut [i64; N]) {
+            for (wi, r) in rings.iter_mut().enumerate() {
+                if let Some(idx) = b.of(wi, lo) {
+                    r.add(b.oldest[wi], idx, d);
+                }
+            }
+            *d = [0; N];
+        }
+        let Some((lo, group)) = at else {
+            return;
+        };
+        let nw = b.n;
+        match group {
+            Group::Traffic => add(rings(&mut self.traffic, nw), b, lo, &mut d.traffic),
+            Group::Leads => add(rings(&mut self.leads, nw), b, lo, &mut d.leads),
+            Group::Deals => add(rings(&mut self.deals, nw), b, lo, &mut d.deals),
+            Group::Subs => add(rings(&mut self.subs, nw), b, lo, &mut d.subs),
+        }
+    }
+
+    /// Adds the pending traffic and the log to the rings (no sum changes),
+    /// dropping the buckets that have left their window at `now` (none at
+    /// `i64::MIN`).
+    fn settle(&mut self, specs: &[WindowSpec], now: i64) {
+        if self.has_pending() {
+            let (lo, p) = (self.pend_lo, self.pend);
+            self.log_traffic(lo, &p, specs, now);
+            self.pend_lo = 0;
+            self.pend_len = 0;
+            self.pend = [0; TRAFFIC_N];
+        }
+        self.flush(specs, now);
     }
 
     fn heap_bytes(&self) -> usize {
@@ -316,9 +472,9 @@ impl KeyState {
     }
 
     /// Adds another key's state (restored keys that fold into one; they
-    /// have no pending traffic, see [`Aggregator::settle`]).
+    /// have no pending traffic or log, see [`Aggregator::settle`]).
     fn merge_from(&mut self, o: &KeyState, nw: usize) {
-        debug_assert!(!o.has_pending());
+        debug_assert!(!o.has_pending() && o.log_len == 0);
         self.totals.add(&o.totals);
         fn merge<T: Default + Clone>(
             into: &mut Rings<T>,
@@ -339,9 +495,10 @@ impl KeyState {
         merge(&mut self.subs, &o.subs, nw, Ring::merge_from);
     }
 
-    /// Checkpoint encoding; the pending traffic must have been settled.
+    /// Checkpoint encoding; the pending traffic and the log must have been
+    /// settled.
     fn encode_into(&self, w: &mut Writer) {
-        debug_assert!(!self.has_pending());
+        debug_assert!(!self.has_pending() && self.log_len == 0);
         self.totals.encode_into(w);
         let mask = u8::from(self.traffic.is_some())
             | u8::from(self.leads.is_some()) << 1
@@ -398,8 +555,10 @@ impl KeyState {
 
 // The layout promised above.
 const _: () = {
+    assert!(std::mem::offset_of!(KeyState, traffic) + 16 <= 64);
     assert!(std::mem::offset_of!(KeyState, totals) == 64);
     assert!(std::mem::offset_of!(Totals, spend) + 16 <= 64);
+    assert!(LOG_LEN <= u8::MAX as usize);
 };
 
 /// A key lookup done ahead of applying an event: see
@@ -557,6 +716,10 @@ impl SpanMemo {
 
 impl Aggregator {
     pub fn new(cfg: &EngineConfig, labels: Arc<LabelTable>) -> Self {
+        assert!(
+            cfg.windows.len() <= MAX_WINDOWS,
+            "window lists are checked by config::parse_windows"
+        );
         Aggregator {
             specs: cfg.windows.clone(),
             late_before_ms: cfg
@@ -641,22 +804,33 @@ impl Aggregator {
         KeyHint { hash, key }
     }
 
-    /// Prefetches the key state of a found key: for traffic, the two
-    /// cache lines it uses.
+    /// Prefetches the key state of a found key: its first cache line and
+    /// the lines of its totals that `ev` updates.
     #[inline]
     pub fn prefetch_key(&self, ev: &Event<'_>, hint: KeyHint) {
         if let Some(k) = self.keys.get(hint.key as usize) {
-            if is_traffic(&ev.body) {
-                prefetch(k);
-                prefetch(&k.totals);
-            } else {
-                prefetch_all(k);
+            prefetch(k);
+            let t = &k.totals;
+            match &ev.body {
+                Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => prefetch(t),
+                Body::Lead { stage } => prefetch(&t.leads[*stage as usize]),
+                Body::Deal { stage, .. } => {
+                    prefetch(&t.deals[*stage as usize]);
+                    prefetch(&t.revenue_won);
+                    prefetch(&t.open_pipeline);
+                }
+                Body::Subscription { change, .. } => {
+                    prefetch(&t.mrr_movement[*change as usize]);
+                    prefetch(&t.mrr);
+                }
             }
         }
     }
 
-    /// Prefetches the ring headers `ev` will update (its key state should be
-    /// in cache already, see [`prefetch_key`](Self::prefetch_key)).
+    /// Prefetches the log entries `ev` will use and, when the log is about
+    /// to be added to the rings, the whole log and the ring pointers (its
+    /// key's first line should be in cache already, see
+    /// [`prefetch_key`](Self::prefetch_key)).
     #[inline]
     pub fn prefetch_rings(&self, ev: &Event<'_>, hint: KeyHint) {
         let Some(k) = self.keys.get(hint.key as usize) else {
@@ -665,44 +839,50 @@ impl Aggregator {
         if is_traffic(&ev.body) && k.absorbs(ev.ts) {
             return;
         }
-        fn pf<T>(r: &Rings<T>) {
-            if let Some(r) = r {
-                prefetch_all::<[T]>(r);
-            }
-        }
-        match &ev.body {
-            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
-            Body::Lead { .. } => pf(&k.leads),
-            Body::Subscription { .. } => pf(&k.subs),
-            Body::Deal { stage, .. } => {
-                pf(&k.deals);
-                if *stage == DealStage::Won {
-                    pf(&k.cycles);
-                }
+        let n = usize::from(k.log_len);
+        if k.flush_coming() {
+            prefetch_all(&k.log);
+            prefetch(&k.leads);
+            prefetch(&k.subs);
+        } else {
+            // The last entry (it may absorb this update) and the next.
+            prefetch(&k.log.0[n.saturating_sub(1)]);
+            if let Some(e) = k.log.0.get(n) {
+                prefetch(e);
             }
         }
     }
 
-    /// Prefetches the heap buckets `ev` will likely touch (its ring headers
-    /// should be in cache already, see [`prefetch_rings`](Self::prefetch_rings)).
+    /// Prefetches the rings the log of `ev`'s key is about to be added to
+    /// (the ring pointers should be in cache already, see
+    /// [`prefetch_rings`](Self::prefetch_rings)).
     #[inline]
     pub fn prefetch_buckets(&self, ev: &Event<'_>, hint: KeyHint) {
         let Some(k) = self.keys.get(hint.key as usize) else {
             return;
         };
-        if is_traffic(&ev.body) && k.absorbs(ev.ts) {
+        if (is_traffic(&ev.body) && k.absorbs(ev.ts)) || !k.flush_coming() {
             return;
         }
-        fn pf<const N: usize>(r: &Rings<Ring<N>>) {
-            for r in r.iter().flat_map(|r| r.iter()) {
-                r.prefetch_buckets();
+        fn pf<T>(r: &Rings<T>) {
+            if let Some(r) = r {
+                prefetch_all::<[T]>(r);
             }
         }
-        match &ev.body {
-            Body::Impression { .. } | Body::Click { .. } | Body::Spend { .. } => pf(&k.traffic),
-            Body::Lead { .. } => pf(&k.leads),
-            Body::Subscription { .. } => pf(&k.subs),
-            Body::Deal { .. } => pf(&k.deals),
+        let groups = k.log_groups;
+        let has = |g: Group| groups & (1 << g as u8) != 0;
+        if has(Group::Traffic) {
+            pf(&k.traffic);
+        }
+        if has(Group::Leads) {
+            pf(&k.leads);
+        }
+        if has(Group::Deals) {
+            pf(&k.deals);
+            pf(&k.cycles);
+        }
+        if has(Group::Subs) {
+            pf(&k.subs);
         }
     }
 
@@ -717,7 +897,6 @@ impl Aggregator {
         // Late events reach no window: an empty spec list skips the rings
         // (which are still sized for every window).
         let specs: &[WindowSpec] = if late { &[] } else { &self.specs };
-        let nw = self.specs.len();
         let key = &mut self.keys[k];
         let t = &mut key.totals;
         match &ev.body {
@@ -731,51 +910,49 @@ impl Aggregator {
                 }
                 t.ad_spend += i128::from(cost);
                 t.spend += i128::from(cost);
-                let mut d = [0; TRAFFIC_N];
-                d[if is_click {
-                    field::CLICKS
-                } else {
-                    field::IMPRESSIONS
-                }] = count;
-                d[field::AD_SPEND] = cost;
-                add_traffic(key, &mut self.ts_span, specs, now, ts_eff, &d);
+                let (impressions, clicks) = if is_click { (0, count) } else { (count, 0) };
+                let d = traffic_delta(impressions, clicks, cost, 0);
+                add_traffic(key, &mut self.ts_span, specs, now, ts_eff, d);
             }
             Body::Spend { amount, ads } => {
                 if *ads {
                     t.ad_spend += i128::from(*amount);
                 }
                 t.spend += i128::from(*amount);
-                let mut d = [0; TRAFFIC_N];
-                d[if *ads {
-                    field::AD_SPEND
-                } else {
-                    field::OTHER_SPEND
-                }] = *amount;
-                add_traffic(key, &mut self.ts_span, specs, now, ts_eff, &d);
+                let (ad, other) = if *ads { (*amount, 0) } else { (0, *amount) };
+                add_traffic(
+                    key,
+                    &mut self.ts_span,
+                    specs,
+                    now,
+                    ts_eff,
+                    traffic_delta(0, 0, ad, other),
+                );
             }
             Body::Lead { stage } => {
                 t.leads[*stage as usize] += 1;
-                let mut d = [0; LEADS_N];
-                d[*stage as usize] = 1;
-                add_windows(rings(&mut key.leads, nw), specs, now, ts_eff, &d);
+                let kind = Kind::Lead(*stage);
+                log_event(key, &mut self.ts_span, specs, now, ts_eff, kind, 1, 0);
             }
             Body::Subscription { change, mrr_delta } => {
                 let c = *change as usize;
                 t.mrr_movement[c] += i128::from(*mrr_delta);
                 t.mrr += i128::from(change.sign() * mrr_delta);
-                let mut d = [0; SUBS_N];
-                d[c] = *mrr_delta;
-                let cust = match change {
-                    crate::decode::Change::New => Some((field::CUSTOMERS_NEW, 1)),
-                    crate::decode::Change::Churn => Some((field::CUSTOMERS_CHURNED, -1)),
-                    crate::decode::Change::Reactivation => Some((field::CUSTOMERS_REACTIVATED, 1)),
-                    _ => None,
-                };
-                if let Some((f, delta)) = cust {
-                    d[f] = 1;
-                    t.customers += delta;
+                let customers = pending::customer_field(*change).is_some();
+                if customers {
+                    t.customers += change.sign() as i128;
                 }
-                add_windows(rings(&mut key.subs, nw), specs, now, ts_eff, &d);
+                let (kind, b) = (Kind::Sub(*change), i64::from(customers));
+                log_event(
+                    key,
+                    &mut self.ts_span,
+                    specs,
+                    now,
+                    ts_eff,
+                    kind,
+                    *mrr_delta,
+                    b,
+                );
             }
             Body::Deal {
                 deal_id,
@@ -784,27 +961,12 @@ impl Aggregator {
                 created_ts,
             } => {
                 t.deals[*stage as usize] += 1;
-                let mut d = [0; DEALS_N];
-                match stage {
-                    DealStage::Open => d[field::OPEN] = 1,
-                    DealStage::Lost => d[field::LOST] = 1,
-                    DealStage::Won => {
-                        t.revenue_won += i128::from(*amount);
-                        let cycle = ev.ts - created_ts.unwrap_or(ev.ts);
-                        d[field::WON] = 1;
-                        d[field::REVENUE_WON] = *amount;
-                        d[field::CYCLE_SUM_MS] = cycle;
-                        let h = sketch::index(cycle);
-                        for (w, spec) in rings(&mut key.cycles, nw).iter_mut().zip(specs) {
-                            w.add(
-                                oldest_bucket(now, spec.width_ms),
-                                bucket_of(ts_eff, spec.width_ms),
-                                h,
-                            );
-                        }
-                    }
+                let cycle = ev.ts - created_ts.unwrap_or(ev.ts);
+                if *stage == DealStage::Won {
+                    t.revenue_won += i128::from(*amount);
                 }
-                add_windows(rings(&mut key.deals, nw), specs, now, ts_eff, &d);
+                let e = Entry::deal(0, *stage, *amount, cycle);
+                log_event(key, &mut self.ts_span, specs, now, ts_eff, e.kind, e.a, e.b);
                 self.track_deal(k as u32, deal_id, *stage, *amount);
             }
         }
@@ -987,28 +1149,68 @@ fn is_traffic(body: &Body<'_>) -> bool {
 /// Traffic into the pending sums of its key when the event falls in their
 /// span; an event of a later span settles them and starts new ones; an
 /// event of an earlier span goes to the rings directly.
-#[inline]
+///
+/// The delta comes by value, built from constant indices (see
+/// [`traffic_delta`]), so that it stays in registers: an array stored
+/// element by element and read back whole stalls on store forwarding,
+/// behind every store still waiting for a cache miss.
+#[inline(always)]
 fn add_traffic(
     key: &mut KeyState,
     memo: &mut SpanMemo,
     specs: &[WindowSpec],
     now: i64,
     ts_eff: i64,
-    d: &[i64; TRAFFIC_N],
+    d: [i64; TRAFFIC_N],
 ) {
     if specs.is_empty() {
         return; // late: all-time totals only
     }
     let span = memo.span(specs, ts_eff);
-    if span == key.pend_span {
-        add_into(&mut key.pend, d);
-    } else if key.has_pending() && ts_eff < key.pend_span.0 {
-        add_windows(rings(&mut key.traffic, specs.len()), specs, now, ts_eff, d);
+    if key.has_pending() && span.0 == key.pend_lo {
+        add_into(&mut key.pend, &d);
+    } else if key.has_pending() && ts_eff < key.pend_lo {
+        key.log_traffic(span.0, &d, specs, now);
     } else {
-        key.settle(specs, now);
-        key.pend_span = span;
-        key.pend = *d;
+        key.start_pending(span, d, specs, now);
     }
+}
+
+/// A traffic group delta.
+#[inline(always)]
+fn traffic_delta(
+    impressions: i64,
+    clicks: i64,
+    ad_spend: i64,
+    other_spend: i64,
+) -> [i64; TRAFFIC_N] {
+    let mut d = [0; TRAFFIC_N];
+    d[field::IMPRESSIONS] = impressions;
+    d[field::CLICKS] = clicks;
+    d[field::AD_SPEND] = ad_spend;
+    d[field::OTHER_SPEND] = other_spend;
+    d
+}
+
+/// The window part of a lead, deal or subscription event, into its key's
+/// log (see [`pending`]).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn log_event(
+    key: &mut KeyState,
+    memo: &mut SpanMemo,
+    specs: &[WindowSpec],
+    now: i64,
+    ts_eff: i64,
+    kind: Kind,
+    a: i64,
+    b: i64,
+) {
+    if specs.is_empty() {
+        return; // late: all-time totals only
+    }
+    let lo = memo.span(specs, ts_eff).0;
+    key.log(lo, kind, a, b, specs, now);
 }
 
 #[inline]
@@ -1018,20 +1220,45 @@ fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
     }
 }
 
-#[inline]
-fn add_windows<const N: usize>(
-    rings: &mut [Ring<N>],
-    specs: &[WindowSpec],
-    now: i64,
-    ts_eff: i64,
-    delta: &[i64; N],
-) {
-    for (r, spec) in rings.iter_mut().zip(specs) {
-        r.add(
-            oldest_bucket(now, spec.width_ms),
-            bucket_of(ts_eff, spec.width_ms),
-            delta,
-        );
+/// Bucket indices of each window for a run of times, at one engine time:
+/// consecutive log entries mostly fall in the bucket of the one before in
+/// all but the shortest windows, and then cost no division.
+struct Buckets {
+    n: usize,
+    width: [i64; MAX_WINDOWS],
+    oldest: [i64; MAX_WINDOWS],
+    /// The last bucket looked up, and its first millisecond.
+    idx: [i64; MAX_WINDOWS],
+    start: [i64; MAX_WINDOWS],
+}
+
+impl Buckets {
+    fn new(specs: &[WindowSpec], now: i64) -> Self {
+        let mut b = Buckets {
+            n: specs.len(),
+            width: [1; MAX_WINDOWS],
+            oldest: [0; MAX_WINDOWS],
+            idx: [0; MAX_WINDOWS],
+            // No time (they are bounded far from it) is in this bucket.
+            start: [i64::MIN; MAX_WINDOWS],
+        };
+        for (i, spec) in specs.iter().enumerate() {
+            b.width[i] = spec.width_ms;
+            b.oldest[i] = oldest_bucket(now, spec.width_ms);
+        }
+        b
+    }
+
+    /// The bucket of `ts` in window `wi`, if it is still in the window.
+    #[inline]
+    fn of(&mut self, wi: usize, ts: i64) -> Option<i64> {
+        let w = self.width[wi];
+        if ts.wrapping_sub(self.start[wi]) as u64 >= w as u64 {
+            let idx = bucket_of(ts, w);
+            self.idx[wi] = idx;
+            self.start[wi] = idx.wrapping_mul(w);
+        }
+        (self.idx[wi] >= self.oldest[wi]).then_some(self.idx[wi])
     }
 }
 
@@ -1054,3 +1281,6 @@ fn pair_hash(channel: &str, campaign: &str) -> u128 {
         h.digest128()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+//! Window updates of one key not yet added to its rings.
+//!
+//! A key's rings are spread over a dozen cache lines (one ring per window
+//! and group, and their packed buckets). An event that opens a new bucket
+//! touches all of its group's rings: on a large, sparse state (a backfill of
+//! history, where a key sees an event every few hours) that is most events,
+//! and each costs a cache miss per line. So the window part of an event is
+//! first written to a short log inside the key state, one 32-byte entry,
+//! and the log is added to the rings when it is full: the rings are then
+//! touched once per [`LOG_LEN`] updates instead of once per event, and
+//! their misses overlap. Rendering adds the logged entries to the windows
+//! their time falls in, so the log never changes a published value.
+//!
+//! An entry records the span of its event time (see
+//! [`SpanMemo`](super::SpanMemo)): inside a span no window's bucket
+//! changes, so the span's start stands for the event time in every window.
+
+use super::{field, DEALS_N, LEADS_N, SUBS_N, TRAFFIC_N};
+use crate::decode::{Change, DealStage, LeadStage};
+
+/// Entries per key: 16 x 32 bytes, 8 cache lines. Longer logs touch the
+/// rings less often but cost memory on every key and time on every render.
+pub const LOG_LEN: usize = 16;
+
+/// One logged update: `kind` says which group it belongs to and what `a`
+/// and `b` mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Entry {
+    /// Start of the span the event time falls in.
+    pub lo: i64,
+    pub a: i64,
+    pub b: i64,
+    pub kind: Kind,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 32);
+
+/// What an entry adds. Coalescable kinds sum `a` and `b` when two updates
+/// of the same span follow each other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// Traffic: `a` impressions, `b` clicks.
+    #[default]
+    Counts,
+    /// Traffic: `a` ad spend, `b` other spend.
+    Money,
+    /// Leads: `a` leads at this stage.
+    Lead(LeadStage),
+    /// Deals: `a` deals opened.
+    DealOpen,
+    /// Deals: `a` deals lost.
+    DealLost,
+    /// One won deal: `a` its amount, `b` its sales cycle in ms (a sketch
+    /// sample each, so never coalesced).
+    DealWon,
+    /// Subscriptions: `a` the MRR moved, `b` the customers counted.
+    Sub(Change),
+}
+
+/// The group an entry belongs to, by which rings it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Traffic,
+    Leads,
+    Deals,
+    Subs,
+}
+
+impl Kind {
+    pub fn group(self) -> Group {
+        match self {
+            Kind::Counts | Kind::Money => Group::Traffic,
+            Kind::Lead(_) => Group::Leads,
+            Kind::DealOpen | Kind::DealLost | Kind::DealWon => Group::Deals,
+            Kind::Sub(_) => Group::Subs,
+        }
+    }
+
+    /// Bit of [`Group`] in a key's log group mask.
+    pub fn group_bit(self) -> u8 {
+        1 << self.group() as u8
+    }
+}
+
+/// The customer count a subscription change moves (`funnel_customers_*`).
+pub fn customer_field(change: Change) -> Option<usize> {
+    match change {
+        Change::New => Some(field::CUSTOMERS_NEW),
+        Change::Churn => Some(field::CUSTOMERS_CHURNED),
+        Change::Reactivation => Some(field::CUSTOMERS_REACTIVATED),
+        Change::Expansion | Change::Contraction => None,
+    }
+}
+
+/// Per-group deltas of one or more entries, as the rings take them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deltas {
+    pub traffic: [i64; TRAFFIC_N],
+    pub leads: [i64; LEADS_N],
+    pub deals: [i64; DEALS_N],
+    pub subs: [i64; SUBS_N],
+}
+
+impl Entry {
+    /// Can a later update of span `lo` and kind `kind` be summed into
+    /// this entry?
+    #[inline]
+    pub fn absorbs(&self, lo: i64, kind: Kind) -> bool {
+        self.lo == lo && self.kind == kind && kind != Kind::DealWon
+    }
+
+    /// Adds this entry's values into the deltas of its group; a won
+    /// deal's sales cycle is returned for the sketch.
+    #[inline]
+    pub fn add_to(&self, d: &mut Deltas) -> Option<i64> {
+        let (a, b) = (self.a, self.b);
+        let add = |x: &mut i64, v: i64| *x = x.wrapping_add(v);
+        match self.kind {
+            Kind::Counts => {
+                add(&mut d.traffic[field::IMPRESSIONS], a);
+                add(&mut d.traffic[field::CLICKS], b);
+            }
+            Kind::Money => {
+                add(&mut d.traffic[field::AD_SPEND], a);
+                add(&mut d.traffic[field::OTHER_SPEND], b);
+            }
+            Kind::Lead(s) => add(&mut d.leads[s as usize], a),
+            Kind::DealOpen => add(&mut d.deals[field::OPEN], a),
+            Kind::DealLost => add(&mut d.deals[field::LOST], a),
+            Kind::DealWon => {
+                add(&mut d.deals[field::WON], 1);
+                add(&mut d.deals[field::REVENUE_WON], a);
+                add(&mut d.deals[field::CYCLE_SUM_MS], b);
+                return Some(b);
+            }
+            Kind::Sub(c) => {
+                add(&mut d.subs[c as usize], a);
+                if let Some(f) = customer_field(c) {
+                    add(&mut d.subs[f], b);
+                }
+            }
+        }
+        None
+    }
+
+    /// The entries of a deal event.
+    pub fn deal(lo: i64, stage: DealStage, amount: i64, cycle_ms: i64) -> Entry {
+        let (kind, a, b) = match stage {
+            DealStage::Open => (Kind::DealOpen, 1, 0),
+            DealStage::Lost => (Kind::DealLost, 1, 0),
+            DealStage::Won => (Kind::DealWon, amount, cycle_ms),
+        };
+        Entry { lo, a, b, kind }
+    }
+}
