@@ -250,9 +250,10 @@ fn check_windows(r: &mut Reader<'_>, specs: &[WindowSpec]) -> ReadResult<()> {
 }
 
 /// Serializes a partition's state with its metadata (first settling its
-/// pending sums into the rings, which changes no value).
+/// pending sums and logs into the rings at the snapshot's engine time,
+/// which changes no value).
 pub fn encode(part: &mut Partition, meta: &CheckpointMeta) -> Vec<u8> {
-    part.agg.settle();
+    part.agg.settle(meta.engine_now_ms);
     let mut w = Writer {
         buf: Vec::with_capacity(HEADER_LEN + 4096),
     };

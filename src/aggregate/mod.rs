@@ -1014,12 +1014,15 @@ impl Aggregator {
         }
     }
 
-    /// Adds every key's pending traffic to its rings (before a checkpoint,
-    /// which encodes rings only), dropping nothing. Never changes a
-    /// published value.
-    pub fn settle(&mut self) {
+    /// Adds every key's pending traffic and log to its rings (before a
+    /// checkpoint, which encodes rings only). Entries that have left a
+    /// window at `now` are dropped from it rather than added: engine time
+    /// only grows, so no later render could count them (a checkpoint of a
+    /// backfill would otherwise carry every logged update in its short
+    /// windows). Never changes a published value.
+    pub fn settle(&mut self, now: i64) {
         for k in &mut self.keys {
-            k.settle(&self.specs, i64::MIN);
+            k.settle(&self.specs, now);
         }
     }
 
