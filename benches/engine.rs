@@ -9,7 +9,10 @@
 //! 100 ms per event so buckets keep rolling over, as in a backfill of
 //! history (pessimistic). The `live` variant advances event time 1 us per
 //! event, as a live stream at 1M events/s does (at 100 and 100,000 keys,
-//! and with 1 window at 100,000). The `batch` variants run the
+//! and with 1 window at 100,000). The `ooo` variant is the backfill
+//! stream arriving out of order: shuffled within blocks of 1,024 events
+//! (about 100 s of event time), as interleaved producers deliver it. The
+//! `batch` variants run the
 //! same streams through `Partition::process_batch_at`, 256 messages a call.
 //! Each measurement runs on a partition pre-warmed with 1M events.
 
@@ -38,6 +41,17 @@ fn lines_step(keys: u64, n: usize, step_ms: f64) -> Vec<String> {
         ..SynthConfig::default()
     });
     (0..n).map(|_| g.next_line()).collect()
+}
+
+/// `lines` shuffled within consecutive blocks of `block` lines.
+fn shuffled(mut lines: Vec<String>, block: usize) -> Vec<String> {
+    let mut rng = funnelstream::synth::Rng::new(7);
+    for b in lines.chunks_mut(block) {
+        for i in (1..b.len()).rev() {
+            b.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+    }
+    lines
 }
 
 fn config(windows: &str) -> EngineConfig {
@@ -186,6 +200,15 @@ fn bench_engine(c: &mut Criterion) {
             |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
         );
         if keys == 100 || keys == 100_000 {
+            let ooo = shuffled(pool.clone(), 1024);
+            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &ooo);
+            g.bench_with_input(
+                BenchmarkId::new("decode+aggregate/6windows/ooo/batch", keys),
+                &keys,
+                |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
+            );
+            drop(bed);
+            drop(ooo);
             // Live at 1M events/s: event time advances 1 us per event.
             let live = lines_step(keys, WARM + TIMED, 0.001);
             let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &live);
