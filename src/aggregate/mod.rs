@@ -16,8 +16,8 @@ use crate::config::{EngineConfig, WindowSpec, MAX_WINDOWS};
 use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
 use crate::decode::{Body, DealStage, Event};
 use labels::LabelTable;
-use pending::{Deltas, Entry, Group, Kind, LOG_LEN};
-use ring::{bucket_of, oldest_bucket, prefetch, prefetch_all, sketch, CycleRing, Ring};
+use pending::{Entry, Group, Kind, LOG_LEN};
+use ring::{add_into, bucket_of, oldest_bucket, prefetch, prefetch_all, sketch, CycleRing, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -78,18 +78,10 @@ pub struct WindowSums {
 impl WindowSums {
     /// Adds another key's (or partition's) sums.
     pub fn add(&mut self, o: &WindowSums) {
-        for (a, b) in self.traffic.iter_mut().zip(&o.traffic) {
-            *a = a.wrapping_add(*b);
-        }
-        for (a, b) in self.leads.iter_mut().zip(&o.leads) {
-            *a = a.wrapping_add(*b);
-        }
-        for (a, b) in self.deals.iter_mut().zip(&o.deals) {
-            *a = a.wrapping_add(*b);
-        }
-        for (a, b) in self.subs.iter_mut().zip(&o.subs) {
-            *a = a.wrapping_add(*b);
-        }
+        add_into(&mut self.traffic, &o.traffic);
+        add_into(&mut self.leads, &o.leads);
+        add_into(&mut self.deals, &o.deals);
+        add_into(&mut self.subs, &o.subs);
         self.cycles.extend_from_slice(&o.cycles);
     }
 
@@ -256,19 +248,12 @@ impl KeyState {
             if self.has_pending() && self.pend_lo >= start {
                 add_into(&mut o.traffic, &self.pend);
             }
-            if self.log_len > 0 {
-                let mut d = Deltas::default();
-                for e in self.logged() {
-                    if e.lo >= start {
-                        if let Some(cycle) = e.add_to(&mut d) {
-                            o.cycles.push((sketch::index(cycle), 1));
-                        }
+            for e in self.logged() {
+                if e.lo >= start {
+                    if let Some(cycle) = e.add_to(o) {
+                        o.cycles.push((sketch::index(cycle), 1));
                     }
                 }
-                add_into(&mut o.traffic, &d.traffic);
-                add_into(&mut o.leads, &d.leads);
-                add_into(&mut o.deals, &d.deals);
-                add_into(&mut o.subs, &d.subs);
             }
             if let Some(r) = &self.leads {
                 r[i].sum_into(oldest, &mut o.leads);
@@ -403,7 +388,8 @@ impl KeyState {
             return;
         }
         let mut b = Buckets::new(specs, now);
-        let mut d = Deltas::default();
+        // Sums of the current run (sketch samples go to the rings directly).
+        let mut d = WindowSums::default();
         let mut cur: Option<(i64, Group)> = None;
         for i in 0..n {
             let e = self.log.0[i];
@@ -428,7 +414,7 @@ impl KeyState {
 
     /// Adds the deltas of group `at.1` at time `at.0` to their rings and
     /// clears them.
-    fn add_deltas(&mut self, at: Option<(i64, Group)>, d: &mut Deltas, b: &mut Buckets) {
+    fn add_deltas(&mut self, at: Option<(i64, Group)>, d: &mut WindowSums, b: &mut Buckets) {
         fn add<const N: usize>(rings: &mut [Ring<N>], b: &mut Buckets, lo: i64, d: &mut [i64; N]) {
             for (wi, r) in rings.iter_mut().enumerate() {
                 if let Some(idx) = b.of(wi, lo) {
@@ -965,8 +951,8 @@ impl Aggregator {
                 if *stage == DealStage::Won {
                     t.revenue_won += i128::from(*amount);
                 }
-                let e = Entry::deal(0, *stage, *amount, cycle);
-                log_event(key, &mut self.ts_span, specs, now, ts_eff, e.kind, e.a, e.b);
+                let (kind, a, b) = Entry::deal(*stage, *amount, cycle);
+                log_event(key, &mut self.ts_span, specs, now, ts_eff, kind, a, b);
                 self.track_deal(k as u32, deal_id, *stage, *amount);
             }
         }
@@ -1150,8 +1136,8 @@ fn is_traffic(body: &Body<'_>) -> bool {
 }
 
 /// Traffic into the pending sums of its key when the event falls in their
-/// span; an event of a later span settles them and starts new ones; an
-/// event of an earlier span goes to the rings directly.
+/// span; an event of a later span moves them to the log and starts new
+/// ones; an event of an earlier span goes to the log directly.
 ///
 /// The delta comes by value, built from constant indices (see
 /// [`traffic_delta`]), so that it stays in registers: an array stored
@@ -1214,13 +1200,6 @@ fn log_event(
     }
     let lo = memo.span(specs, ts_eff).0;
     key.log(lo, kind, a, b, specs, now);
-}
-
-#[inline]
-fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
-    for (a, x) in v.iter_mut().zip(d) {
-        *a = a.wrapping_add(*x);
-    }
 }
 
 /// Bucket indices of each window for a run of times, at one engine time:

@@ -15,7 +15,7 @@
 //! [`SpanMemo`](super::SpanMemo)): inside a span no window's bucket
 //! changes, so the span's start stands for the event time in every window.
 
-use super::{field, DEALS_N, LEADS_N, SUBS_N, TRAFFIC_N};
+use super::{field, WindowSums};
 use crate::decode::{Change, DealStage, LeadStage};
 
 /// Entries per key: 16 x 32 bytes, 8 cache lines. Longer logs touch the
@@ -94,15 +94,6 @@ pub fn customer_field(change: Change) -> Option<usize> {
     }
 }
 
-/// Per-group deltas of one or more entries, as the rings take them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Deltas {
-    pub traffic: [i64; TRAFFIC_N],
-    pub leads: [i64; LEADS_N],
-    pub deals: [i64; DEALS_N],
-    pub subs: [i64; SUBS_N],
-}
-
 impl Entry {
     /// Can a later update of span `lo` and kind `kind` be summed into
     /// this entry?
@@ -111,10 +102,10 @@ impl Entry {
         self.lo == lo && self.kind == kind && kind != Kind::DealWon
     }
 
-    /// Adds this entry's values into the deltas of its group; a won
-    /// deal's sales cycle is returned for the sketch.
+    /// Adds this entry's values into the sums of its group (the sketch
+    /// samples excepted: a won deal's sales cycle is returned for it).
     #[inline]
-    pub fn add_to(&self, d: &mut Deltas) -> Option<i64> {
+    pub fn add_to(&self, d: &mut WindowSums) -> Option<i64> {
         let (a, b) = (self.a, self.b);
         let add = |x: &mut i64, v: i64| *x = x.wrapping_add(v);
         match self.kind {
@@ -145,13 +136,12 @@ impl Entry {
         None
     }
 
-    /// The entries of a deal event.
-    pub fn deal(lo: i64, stage: DealStage, amount: i64, cycle_ms: i64) -> Entry {
-        let (kind, a, b) = match stage {
+    /// The kind and values of a deal event.
+    pub fn deal(stage: DealStage, amount: i64, cycle_ms: i64) -> (Kind, i64, i64) {
+        match stage {
             DealStage::Open => (Kind::DealOpen, 1, 0),
             DealStage::Lost => (Kind::DealLost, 1, 0),
             DealStage::Won => (Kind::DealWon, amount, cycle_ms),
-        };
-        Entry { lo, a, b, kind }
+        }
     }
 }

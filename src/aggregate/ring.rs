@@ -345,8 +345,9 @@ impl<const N: usize> Default for Ring<N> {
     }
 }
 
+/// `v += d`, element-wise, wrapping (window sums never panic on input).
 #[inline]
-fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
+pub(crate) fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
     for (a, x) in v.iter_mut().zip(d) {
         *a = a.wrapping_add(*x);
     }
