@@ -85,6 +85,10 @@ pub const BATCH_AHEAD: usize = 16;
 
 /// Dedup lookups done together by [`Partition::process_batch_at`].
 const DEDUP_BURST: usize = 8;
+/// How many messages after its decoding a message's ring tails are
+/// prefetched: once its ring headers (stage 3) have arrived, well before
+/// it is applied.
+const TAILS_AHEAD: usize = 8;
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +271,12 @@ impl Partition {
             if let Some(j) = i.checked_sub(3).filter(|&j| j < n) {
                 if let (Some(Ok(e)), Some(h)) = (&events[j % SLOTS], hints[j % SLOTS]) {
                     self.agg.prefetch_buckets(e, h);
+                }
+            }
+            // Stage 4: the ends of the rings' bytes.
+            if let Some(j) = i.checked_sub(TAILS_AHEAD).filter(|&j| j < n) {
+                if let (Some(Ok(e)), Some(h)) = (&events[j % SLOTS], hints[j % SLOTS]) {
+                    self.agg.prefetch_tails(e, h);
                 }
             }
             if let Some(j) = i.checked_sub(BATCH_AHEAD).filter(|&j| j < n) {

@@ -270,23 +270,25 @@ impl KeyState {
         }
     }
 
-    fn evict(&mut self, specs: &[WindowSpec], now: i64) {
+    /// Drops the buckets that have left their window at `now`, giving the
+    /// memory back too when `shrink`.
+    fn evict(&mut self, specs: &[WindowSpec], now: i64, shrink: bool) {
         for (i, spec) in specs.iter().enumerate() {
             let oldest = oldest_bucket(now, spec.width_ms);
             if let Some(r) = &mut self.traffic {
-                r[i].evict(oldest);
+                r[i].evict(oldest, shrink);
             }
             if let Some(r) = &mut self.leads {
-                r[i].evict(oldest);
+                r[i].evict(oldest, shrink);
             }
             if let Some(r) = &mut self.deals {
-                r[i].evict(oldest);
+                r[i].evict(oldest, shrink);
             }
             if let Some(r) = &mut self.cycles {
                 r[i].evict(oldest);
             }
             if let Some(r) = &mut self.subs {
-                r[i].evict(oldest);
+                r[i].evict(oldest, shrink);
             }
         }
     }
@@ -872,6 +874,41 @@ impl Aggregator {
         }
     }
 
+    /// Prefetches where the log of `ev`'s key is about to append buckets:
+    /// the end of the bytes of each of its rings still inside its window
+    /// (the ring headers should be in cache already, see
+    /// [`prefetch_buckets`](Self::prefetch_buckets)).
+    #[inline]
+    pub fn prefetch_tails(&self, ev: &Event<'_>, hint: KeyHint) {
+        let Some(k) = self.keys.get(hint.key as usize) else {
+            return;
+        };
+        if (is_traffic(&ev.body) && k.absorbs(ev.ts)) || !k.flush_coming() {
+            return;
+        }
+        fn pf<const N: usize>(r: &Rings<Ring<N>>, specs: &[WindowSpec], ts: i64) {
+            if let Some(r) = r {
+                for (ring, spec) in r.iter().zip(specs) {
+                    ring.prefetch_tail(oldest_bucket(ts, spec.width_ms));
+                }
+            }
+        }
+        let (groups, specs) = (k.log_groups, &self.specs);
+        let has = |g: Group| groups & (1 << g as u8) != 0;
+        if has(Group::Traffic) {
+            pf(&k.traffic, specs, ev.ts);
+        }
+        if has(Group::Leads) {
+            pf(&k.leads, specs, ev.ts);
+        }
+        if has(Group::Deals) {
+            pf(&k.deals, specs, ev.ts);
+        }
+        if has(Group::Subs) {
+            pf(&k.subs, specs, ev.ts);
+        }
+    }
+
     /// [`apply`](Self::apply) with the key lookup done ahead by
     /// [`key_hint`](Self::key_hint) on this aggregator.
     pub fn apply_hinted(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64, hint: KeyHint) {
@@ -1009,6 +1046,7 @@ impl Aggregator {
     pub fn settle(&mut self, now: i64) {
         for k in &mut self.keys {
             k.settle(&self.specs, now);
+            k.evict(&self.specs, now, false);
         }
     }
 
@@ -1016,7 +1054,7 @@ impl Aggregator {
     /// give their memory back. Never changes a published value.
     pub fn trim(&mut self, now: i64) {
         for k in &mut self.keys {
-            k.evict(&self.specs, now);
+            k.evict(&self.specs, now, true);
         }
     }
 

@@ -110,11 +110,36 @@ impl<const N: usize> Packed<N> {
         self.len == 0
     }
 
-    /// Appends a bucket newer than every bucket held.
+    /// Appends a bucket newer than every bucket held. Buckets older than
+    /// `oldest` are only dropped when the bytes are full (see
+    /// [`make_room`](Self::make_room)), so that the common append reads
+    /// and writes only the end of the bytes.
     #[inline]
-    fn push_back(&mut self, idx: i64, v: &[i64; N]) {
+    fn push_back(&mut self, oldest: i64, idx: i64, v: &[i64; N]) {
         let () = Self::ONE_MASK_BIT_PER_VALUE;
-        let gap = if self.len == 0 {
+        let mut gap = self.gap_to(idx);
+        // Encoded on the stack, appended at once.
+        let mut buf = [0u8; MAX_BUCKET_BYTES];
+        let mut n = Self::encode(&mut buf, gap, v);
+        if self.bytes.capacity() - self.bytes.len() < n {
+            self.make_room(oldest, n);
+            let g = self.gap_to(idx);
+            if g != gap {
+                // Every bucket had expired: this one is now the first.
+                gap = g;
+                n = Self::encode(&mut buf, gap, v);
+            }
+        }
+        self.bytes.extend_from_slice(&buf[..n]);
+        self.back = idx;
+        self.len += 1;
+    }
+
+    /// The gap an appended bucket `idx` is written with (0 for the first,
+    /// which then starts the bytes afresh).
+    #[inline]
+    fn gap_to(&mut self, idx: i64) -> u64 {
+        if self.len == 0 {
             self.bytes.clear();
             self.head = 0;
             self.first = idx;
@@ -122,17 +147,27 @@ impl<const N: usize> Packed<N> {
         } else {
             debug_assert!(idx > self.back);
             idx.wrapping_sub(self.back) as u64
-        };
-        // Encoded on the stack, appended at once.
-        let mut buf = [0u8; MAX_BUCKET_BYTES];
-        let n = Self::encode(&mut buf, gap, v);
-        if self.bytes.capacity() - self.bytes.len() < n {
-            // Grow by half rather than doubling: rings are many and small.
-            self.bytes.reserve_exact((self.bytes.len() / 2).max(4 * n));
         }
-        self.bytes.extend_from_slice(&buf[..n]);
-        self.back = idx;
-        self.len += 1;
+    }
+
+    /// Makes room for `n` more bytes: drops the buckets older than
+    /// `oldest`, moves the live ones to the front, and grows the vector
+    /// unless that leaves room for half as many bytes again. Each live byte
+    /// is thus moved at most once per half as many appended bytes, and the
+    /// vector stays within about 1.5 times the most bytes its live buckets
+    /// took (at most `BUCKETS_PER_WINDOW` buckets are live).
+    #[inline(never)]
+    fn make_room(&mut self, oldest: i64, n: usize) {
+        self.drop_before(oldest);
+        if self.head > 0 {
+            self.bytes.drain(..self.head as usize);
+            self.head = 0;
+        }
+        let need = self.bytes.len() + self.bytes.len() / 2 + n;
+        if self.bytes.capacity() < need {
+            self.bytes
+                .reserve_exact((need - self.bytes.len()).max(4 * n));
+        }
     }
 
     /// Writes one bucket into `buf`, returning its length.
@@ -237,8 +272,15 @@ impl<const N: usize> Packed<N> {
     /// bucket held, creating the bucket if needed: a scan from the oldest
     /// bucket, then the bytes of one bucket (and the gap of the next) are
     /// replaced in place.
+    /// Buckets older than `oldest` are dropped first.
     #[cold]
-    fn add_older(&mut self, idx: i64, delta: &[i64; N]) {
+    fn add_older(&mut self, oldest: i64, idx: i64, delta: &[i64; N]) {
+        self.drop_before(oldest);
+        // The splices below then never grow the vector on their own terms.
+        const MOST: usize = MAX_BUCKET_BYTES + 10;
+        if self.bytes.capacity() - self.bytes.len() < MOST {
+            self.make_room(oldest, MOST);
+        }
         let mut p = self.head as usize;
         let mut cur = self.first;
         let mut prev: Option<i64> = None;
@@ -276,7 +318,7 @@ impl<const N: usize> Packed<N> {
             self.skip(&mut p);
         }
         // Newer than every bucket held (not the callers' case).
-        self.push_back(idx, delta);
+        self.push_back(oldest, idx, delta);
     }
 
     /// Gives back unused capacity (for idle keys: see `Aggregator::trim`).
@@ -297,10 +339,8 @@ impl<const N: usize> Packed<N> {
 
     #[inline(always)]
     fn prefetch(&self) {
-        if self.len > 0 {
-            let b = self.bytes.as_ptr();
-            prefetch(b.wrapping_add(self.head as usize));
-            prefetch(b.wrapping_add(self.bytes.len()));
+        if self.bytes.capacity() > 0 {
+            prefetch(self.bytes.as_ptr().wrapping_add(self.bytes.len()));
         }
     }
 }
@@ -355,11 +395,13 @@ pub(crate) fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
 
 impl<const N: usize> Ring<N> {
     /// Drops the buckets older than `oldest`, and gives unused memory back
-    /// (for idle keys: see `Aggregator::trim`).
+    /// when `shrink` (for idle keys: see `Aggregator::trim`).
     #[inline]
-    pub fn evict(&mut self, oldest: i64) {
+    pub fn evict(&mut self, oldest: i64, shrink: bool) {
         self.drop_expired(oldest);
-        self.older.shrink();
+        if shrink {
+            self.older.shrink();
+        }
     }
 
     /// Drops the buckets older than `oldest`, keeping the memory: a sparse
@@ -378,18 +420,24 @@ impl<const N: usize> Ring<N> {
         self.older.drop_before(oldest);
     }
 
-    /// Adds `delta` to bucket `idx`, first dropping buckets older than
-    /// `oldest`. A bucket older than `oldest` is outside the window and is
-    /// ignored.
+    /// Adds `delta` to bucket `idx`. A bucket older than `oldest` is
+    /// outside the window and is ignored. Held buckets older than `oldest`
+    /// are dropped lazily: all at once when the newest one has expired (the
+    /// header says so), otherwise when the bytes are full or an older
+    /// bucket is changed. Until then they cost only memory within the
+    /// bound `make_room` keeps, and [`sum_into`](Self::sum_into) skips
+    /// them.
     #[inline]
     pub fn add(&mut self, oldest: i64, idx: i64, delta: &[i64; N]) {
         if idx == self.last_idx && idx >= oldest {
-            // The hot path: no eviction needed, since the older buckets
-            // cannot grow here and `sum_into` skips expired ones.
+            // The hot path.
             add_into(&mut self.last, delta);
             return;
         }
-        self.drop_expired(oldest);
+        if self.last_idx != EMPTY && self.last_idx < oldest {
+            self.last_idx = EMPTY;
+            self.older.clear();
+        }
         if idx < oldest {
             return;
         }
@@ -397,24 +445,27 @@ impl<const N: usize> Ring<N> {
             self.last_idx = idx;
             self.last = *delta;
         } else if idx > self.last_idx {
-            self.older.push_back(self.last_idx, &self.last);
+            self.older.push_back(oldest, self.last_idx, &self.last);
             self.last_idx = idx;
             self.last = *delta;
         } else if idx == self.last_idx {
             add_into(&mut self.last, delta);
         } else if self.older.is_empty() || idx > self.older.back {
             // Between the older buckets and the inline one.
-            self.older.push_back(idx, delta);
+            self.older.push_back(oldest, idx, delta);
         } else {
-            self.older.add_older(idx, delta);
+            self.older.add_older(oldest, idx, delta);
         }
     }
 
-    /// Prefetches the heap buckets an [`add`](Self::add) is likely to touch
-    /// (the oldest, for eviction, and the end, for a roll-over).
+    /// Prefetches the end of the heap bytes, where an [`add`](Self::add)
+    /// rolling the inline bucket over appends, unless the ring is empty or
+    /// wholly older than `oldest` (then it is cleared, not appended to).
     #[inline(always)]
-    pub fn prefetch_buckets(&self) {
-        self.older.prefetch();
+    pub fn prefetch_tail(&self, oldest: i64) {
+        if self.last_idx != EMPTY && self.last_idx >= oldest {
+            self.older.prefetch();
+        }
     }
 
     /// Adds the sums of the buckets at or after `oldest` into `out`.
@@ -504,7 +555,7 @@ impl<const N: usize> Ring<N> {
                 *x = r.ivar()?;
             }
             if i + 1 < n {
-                ring.older.push_back(idx, &v);
+                ring.older.push_back(i64::MIN, idx, &v);
             } else {
                 ring.last_idx = idx;
                 ring.last = v;
@@ -667,6 +718,8 @@ mod tests {
         r.sum_into(4, &mut s);
         assert_eq!(s, [3, 10]);
         r.add(5, 7, &[1, 1]);
+        // Buckets 3 and 4 expired; they are dropped lazily.
+        r.evict(5, false);
         assert_eq!(r.len(), 2);
         r.add(6, 7, &[1, 1]);
         let mut s = [0; 2];
@@ -686,7 +739,9 @@ mod tests {
     }
 
     /// Random adds (in order, late, expired, extreme values) and evictions
-    /// against a sorted map of the buckets inside the window.
+    /// against a sorted map of the buckets inside the window; the bytes
+    /// held stay within twice the most the live buckets ever took (plus a
+    /// few buckets' worth), although expired buckets are dropped lazily.
     #[test]
     fn packed_ring_equals_a_plain_model() {
         use std::collections::BTreeMap;
@@ -701,11 +756,16 @@ mod tests {
             let mut ring = Ring::<3>::default();
             let mut model: BTreeMap<i64, [i64; 3]> = BTreeMap::new();
             let mut oldest = next(1000) as i64 - 500;
+            let mut max_live = 0;
             for _ in 0..400 {
                 match next(10) {
                     0 => {
+                        // The window moves on; buckets are dropped lazily
+                        // unless evicted.
                         oldest += next(8) as i64;
-                        ring.evict(oldest);
+                        if next(4) == 0 {
+                            ring.evict(oldest, next(2) == 0);
+                        }
                         model.retain(|k, _| *k >= oldest);
                     }
                     _ => {
@@ -736,6 +796,22 @@ mod tests {
                 let got: Vec<_> = ring.buckets().filter(|b| b.0 >= oldest).collect();
                 let want: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
                 assert_eq!(got, want);
+                let mut buf = [0u8; MAX_BUCKET_BYTES];
+                let mut prev = None;
+                let live: usize = model
+                    .iter()
+                    .map(|(k, v)| {
+                        let gap = prev.map_or(0, |p: i64| (k - p) as u64);
+                        prev = Some(*k);
+                        Packed::<3>::encode(&mut buf, gap, v)
+                    })
+                    .sum();
+                max_live = max_live.max(live);
+                assert!(
+                    ring.heap_bytes() <= 2 * max_live + 6 * MAX_BUCKET_BYTES,
+                    "{} bytes held for at most {max_live} live",
+                    ring.heap_bytes()
+                );
                 for from in [oldest, oldest + 3, oldest + 40] {
                     let (mut s, mut m) = ([0i64; 3], [0i64; 3]);
                     ring.sum_into(from, &mut s);
@@ -751,6 +827,25 @@ mod tests {
             let bytes = w.buf;
             let back = Ring::<3>::decode_from(&mut Reader::new(&bytes)).unwrap();
             assert_eq!(back, ring);
+        }
+    }
+
+    /// A ring only ever appended to (the common case, where expired
+    /// buckets are dropped lazily) holds no more than twice the bytes of
+    /// the window's buckets, and sums only those.
+    #[test]
+    fn appended_ring_stays_bounded() {
+        let mut ring = Ring::<2>::default();
+        let n = crate::config::BUCKETS_PER_WINDOW;
+        for idx in 0..10_000i64 {
+            let oldest = idx - (n - 1);
+            ring.add(oldest, idx, &[1_000, idx]);
+            let mut s = [0; 2];
+            ring.sum_into(oldest, &mut s);
+            let first = oldest.max(0);
+            assert_eq!(s, [1_000 * (idx - first + 1), (first..=idx).sum::<i64>()]);
+            // A bucket takes at most 7 bytes here: gap, mask, 2 + 3 bytes.
+            assert!(ring.heap_bytes() <= 2 * 7 * n as usize + 4 * MAX_BUCKET_BYTES);
         }
     }
 
