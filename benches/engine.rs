@@ -14,7 +14,11 @@
 //! (about 100 s of event time), as interleaved producers deliver it. The
 //! `batch` variants run the
 //! same streams through `Partition::process_batch_at`, 256 messages a call.
-//! Each measurement runs on a partition pre-warmed with 1M events.
+//! Each measurement runs on a partition pre-warmed with 1M events: at
+//! 100,000 keys that is 10 events per key, whose rings are still filling.
+//! The `aged` variants run the backfill stream on partitions 30M events (35
+//! days of event time) in, where most rings are full and every new bucket
+//! expires an old one; their events are generated as they go, untimed.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use funnelstream::config::{parse_windows, ClockMode, EngineConfig};
@@ -125,6 +129,85 @@ impl<'a> Bed<'a> {
         }
         total
     }
+}
+
+/// Events into the backfill stream before the `aged` variants are timed.
+const AGED_WARM: usize = 30_000_000;
+
+/// A partition `AGED_WARM` events into the backfill stream over `keys`,
+/// timed on the stream's continuation, generated `BATCH` lines at a time
+/// outside the timing.
+struct Aged {
+    synth: Synth,
+    part: Partition,
+    lines: Vec<String>,
+    out: Vec<funnelstream::engine::Outcome>,
+}
+
+impl Aged {
+    fn new(keys: u64, windows: &str) -> Self {
+        let mut a = Aged {
+            synth: Synth::new(SynthConfig {
+                keys,
+                ..SynthConfig::default()
+            }),
+            part: Engine::new(config(windows)).partition(),
+            lines: Vec::with_capacity(BATCH),
+            out: Vec::with_capacity(BATCH),
+        };
+        for _ in 0..AGED_WARM / BATCH {
+            a.next_batch(BATCH);
+        }
+        a
+    }
+    fn next_batch(&mut self, n: usize) -> Duration {
+        self.lines.clear();
+        for _ in 0..n {
+            self.lines.push(self.synth.next_line());
+        }
+        self.out.clear();
+        let t = Instant::now();
+        self.part.process_batch_at(&self.lines, WALL, &mut self.out);
+        let d = t.elapsed();
+        black_box(&self.out);
+        d
+    }
+    fn run_batch(&mut self, iters: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        let mut left = iters as usize;
+        while left > 0 {
+            let n = left.min(BATCH);
+            total += self.next_batch(n);
+            left -= n;
+        }
+        total
+    }
+}
+
+fn bench_aged(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(1));
+    for (keys, windows) in [
+        (100u64, "5m,1h,1d,7d,30d,90d"),
+        (100_000, "5m,1h,1d,7d,30d,90d"),
+        (100_000, "90d"),
+    ] {
+        let n = windows.split(',').count();
+        // Aged on first use, so that a filtered-out variant costs nothing.
+        let mut aged = None;
+        g.bench_with_input(
+            BenchmarkId::new(format!("decode+aggregate/{n}windows/aged/batch"), keys),
+            &keys,
+            |b, _| {
+                let aged = aged.get_or_insert_with(|| Aged::new(keys, windows));
+                b.iter_custom(|iters| aged.run_batch(iters))
+            },
+        );
+    }
+    g.finish();
 }
 
 fn bench_engine(c: &mut Criterion) {
@@ -341,5 +424,5 @@ fn bench_render(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_engine, bench_render);
+criterion_group!(benches, bench_engine, bench_aged, bench_render);
 criterion_main!(benches);
