@@ -22,19 +22,22 @@ impl Drop for Demo {
 }
 
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
+    try_get(port, path).unwrap()
+}
+
+fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
     let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    s.read_to_string(&mut raw)?;
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    (
+    Ok((
         head.split(' ')
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0),
         body.to_string(),
-    )
+    ))
 }
 
 fn demo() -> Demo {
@@ -59,7 +62,9 @@ fn demo() -> Demo {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/readyz").0 == 200 {
+        // Not ready may also mean refused: until the demo listens, the
+        // port may briefly belong to another process.
+        if try_get(port, "/readyz").is_ok_and(|r| r.0 == 200) {
             break;
         }
         assert!(Instant::now() < deadline, "demo not ready");
