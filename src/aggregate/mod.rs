@@ -841,17 +841,23 @@ impl Aggregator {
         }
     }
 
+    /// `ev`'s key if applying `ev` will likely flush its log into the rings
+    /// (a hint for the prefetch stages).
+    #[inline(always)]
+    fn flushing_key(&self, ev: &Event<'_>, hint: KeyHint) -> Option<&KeyState> {
+        let k = self.keys.get(hint.key as usize)?;
+        let absorbed = is_traffic(&ev.body) && k.absorbs(ev.ts);
+        (!absorbed && k.flush_coming()).then_some(k)
+    }
+
     /// Prefetches the rings the log of `ev`'s key is about to be added to
     /// (the ring pointers should be in cache already, see
     /// [`prefetch_rings`](Self::prefetch_rings)).
     #[inline]
     pub fn prefetch_buckets(&self, ev: &Event<'_>, hint: KeyHint) {
-        let Some(k) = self.keys.get(hint.key as usize) else {
+        let Some(k) = self.flushing_key(ev, hint) else {
             return;
         };
-        if (is_traffic(&ev.body) && k.absorbs(ev.ts)) || !k.flush_coming() {
-            return;
-        }
         fn pf<T>(r: &Rings<T>) {
             if let Some(r) = r {
                 prefetch_all::<[T]>(r);
@@ -880,12 +886,9 @@ impl Aggregator {
     /// [`prefetch_buckets`](Self::prefetch_buckets)).
     #[inline]
     pub fn prefetch_tails(&self, ev: &Event<'_>, hint: KeyHint) {
-        let Some(k) = self.keys.get(hint.key as usize) else {
+        let Some(k) = self.flushing_key(ev, hint) else {
             return;
         };
-        if (is_traffic(&ev.body) && k.absorbs(ev.ts)) || !k.flush_coming() {
-            return;
-        }
         fn pf<const N: usize>(r: &Rings<Ring<N>>, specs: &[WindowSpec], ts: i64) {
             if let Some(r) = r {
                 for (ring, spec) in r.iter().zip(specs) {
@@ -1042,7 +1045,8 @@ impl Aggregator {
     /// window at `now` are dropped from it rather than added: engine time
     /// only grows, so no later render could count them (a checkpoint of a
     /// backfill would otherwise carry every logged update in its short
-    /// windows). Never changes a published value.
+    /// windows), and so are ring buckets that have left their window
+    /// (rings drop them lazily). Never changes a published value.
     pub fn settle(&mut self, now: i64) {
         for k in &mut self.keys {
             k.settle(&self.specs, now);
