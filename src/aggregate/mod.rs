@@ -337,10 +337,23 @@ impl KeyState {
         self.pend = d;
     }
 
-    /// Logs traffic sums of the span starting at `lo`.
+    /// Logs traffic sums of the span starting at `lo`: one entry when
+    /// they are impressions or clicks with their ad spend (the span of a
+    /// sparse key's one event, mostly), else two.
     #[inline(always)]
     fn log_traffic(&mut self, lo: i64, v: &[i64; TRAFFIC_N], specs: &[WindowSpec], now: i64) {
         use field::{AD_SPEND, CLICKS, IMPRESSIONS, OTHER_SPEND};
+        if v[OTHER_SPEND] == 0 && (v[IMPRESSIONS] == 0 || v[CLICKS] == 0) {
+            let (kind, a) = if v[CLICKS] == 0 {
+                (Kind::Impressions, v[IMPRESSIONS])
+            } else {
+                (Kind::Clicks, v[CLICKS])
+            };
+            if a != 0 || v[AD_SPEND] != 0 {
+                self.log(lo, kind, a, v[AD_SPEND], specs, now);
+            }
+            return;
+        }
         if v[IMPRESSIONS] != 0 || v[CLICKS] != 0 {
             let (a, b) = (v[IMPRESSIONS], v[CLICKS]);
             self.log(lo, Kind::Counts, a, b, specs, now);

@@ -46,6 +46,11 @@ pub enum Kind {
     Counts,
     /// Traffic: `a` ad spend, `b` other spend.
     Money,
+    /// Traffic: `a` impressions, `b` ad spend (a span of impression
+    /// events only: one entry instead of two).
+    Impressions,
+    /// Traffic: `a` clicks, `b` ad spend (a span of click events only).
+    Clicks,
     /// Leads: `a` leads at this stage.
     Lead(LeadStage),
     /// Deals: `a` deals opened.
@@ -71,7 +76,7 @@ pub enum Group {
 impl Kind {
     pub fn group(self) -> Group {
         match self {
-            Kind::Counts | Kind::Money => Group::Traffic,
+            Kind::Counts | Kind::Money | Kind::Impressions | Kind::Clicks => Group::Traffic,
             Kind::Lead(_) => Group::Leads,
             Kind::DealOpen | Kind::DealLost | Kind::DealWon => Group::Deals,
             Kind::Sub(_) => Group::Subs,
@@ -116,6 +121,14 @@ impl Entry {
             Kind::Money => {
                 add(&mut d.traffic[field::AD_SPEND], a);
                 add(&mut d.traffic[field::OTHER_SPEND], b);
+            }
+            Kind::Impressions => {
+                add(&mut d.traffic[field::IMPRESSIONS], a);
+                add(&mut d.traffic[field::AD_SPEND], b);
+            }
+            Kind::Clicks => {
+                add(&mut d.traffic[field::CLICKS], a);
+                add(&mut d.traffic[field::AD_SPEND], b);
             }
             Kind::Lead(s) => add(&mut d.leads[s as usize], a),
             Kind::DealOpen => add(&mut d.deals[field::OPEN], a),

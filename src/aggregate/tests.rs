@@ -65,3 +65,46 @@ fn flushed_entries_stay_in_their_buckets() {
         }
     }
 }
+
+/// A sparse key's traffic (one impression or click event with its cost per
+/// span) takes one log entry per event, not one for counts and one for
+/// money; a span with both impressions and clicks takes two. The sums are
+/// the same either way.
+#[test]
+fn one_traffic_event_logs_one_entry() {
+    let cfg = EngineConfig {
+        windows: parse_windows("5m,1h").unwrap(),
+        clock: ClockMode::Event,
+        ..EngineConfig::default()
+    };
+    let specs = cfg.windows.clone();
+    let mut part = Engine::new(cfg).partition();
+    let apply = |part: &mut crate::engine::Partition, i: i64, t: &str, ts: i64| {
+        let line = format!(
+            r#"{{"id":"e{i}","ts":{ts},"channel":"c","campaign":"k","type":"{t}","count":2,"cost":1.5}}"#
+        );
+        assert_eq!(
+            part.process_at(line.as_bytes(), ts),
+            crate::engine::Outcome::Applied { late: false }
+        );
+    };
+    for i in 0..6 {
+        let t = if i % 2 == 0 { "impression" } else { "click" };
+        apply(&mut part, i, t, T0 + i * 10_000);
+    }
+    // The last event is still pending: five spans logged, one entry each.
+    assert_eq!(part.agg.keys()[0].log_len, 5);
+    // A span with an impression and a click, then one more span.
+    apply(&mut part, 6, "impression", T0 + 60_000);
+    apply(&mut part, 7, "click", T0 + 60_001);
+    apply(&mut part, 8, "click", T0 + 70_000);
+    assert_eq!(part.agg.keys()[0].log_len, 8);
+    let mut sums = vec![WindowSums::default(); specs.len()];
+    part.agg.keys()[0].sums_into(&specs, T0 + 70_000, &mut sums);
+    for s in &sums {
+        assert_eq!(s.traffic[field::IMPRESSIONS], 8);
+        assert_eq!(s.traffic[field::CLICKS], 10);
+        assert_eq!(s.traffic[field::AD_SPEND], 9 * 1_500_000);
+        assert_eq!(s.traffic[field::OTHER_SPEND], 0);
+    }
+}
