@@ -224,6 +224,7 @@ impl Partition {
     /// coming events will touch (dedup slots, key state, then ring headers,
     /// then ring buckets, each step once the previous one has arrived), so
     /// that their cache misses overlap with work instead of stalling it.
+    /// Below [`PIPELINE_MIN_KEYS`] keys it is exactly that loop.
     pub fn process_batch_at<M: AsRef<[u8]>>(
         &mut self,
         msgs: &[M],

@@ -7,18 +7,22 @@ use crate::engine::Engine;
 
 const T0: i64 = 1_790_000_000_000; // a multiple of 5 s
 
-/// Leads and clicks of one key, one pair per 5-second bucket of the 5m
-/// window (each at the bucket's first millisecond, so consecutive entries
-/// sit exactly one bucket width apart), enough to fill the log twice.
-#[test]
-fn flushed_entries_stay_in_their_buckets() {
+/// A partition with windows 5m and 1h on the event clock, and its specs.
+fn partition_5m_1h() -> (Vec<WindowSpec>, crate::engine::Partition) {
     let cfg = EngineConfig {
         windows: parse_windows("5m,1h").unwrap(),
         clock: ClockMode::Event,
         ..EngineConfig::default()
     };
-    let specs = cfg.windows.clone();
-    let mut part = Engine::new(cfg).partition();
+    (cfg.windows.clone(), Engine::new(cfg).partition())
+}
+
+/// Leads and clicks of one key, one pair per 5-second bucket of the 5m
+/// window (each at the bucket's first millisecond, so consecutive entries
+/// sit exactly one bucket width apart), enough to fill the log twice.
+#[test]
+fn flushed_entries_stay_in_their_buckets() {
+    let (specs, mut part) = partition_5m_1h();
     let n = 40;
     for i in 0..n {
         let ts = T0 + i * 5_000;
@@ -72,13 +76,7 @@ fn flushed_entries_stay_in_their_buckets() {
 /// the same either way.
 #[test]
 fn one_traffic_event_logs_one_entry() {
-    let cfg = EngineConfig {
-        windows: parse_windows("5m,1h").unwrap(),
-        clock: ClockMode::Event,
-        ..EngineConfig::default()
-    };
-    let specs = cfg.windows.clone();
-    let mut part = Engine::new(cfg).partition();
+    let (specs, mut part) = partition_5m_1h();
     let apply = |part: &mut crate::engine::Partition, i: i64, t: &str, ts: i64| {
         let line = format!(
             r#"{{"id":"e{i}","ts":{ts},"channel":"c","campaign":"k","type":"{t}","count":2,"cost":1.5}}"#
