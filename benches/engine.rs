@@ -14,6 +14,10 @@
 //! (about 100 s of event time), as interleaved producers deliver it. The
 //! `batch` variants run the
 //! same streams through `Partition::process_batch_at`, 256 messages a call.
+//! The `sparse` variant is the backfill stream at 100 keys with event time
+//! advancing 100 s per event, so that each key sees an event every 10^4 s
+//! as each of 100,000 keys does on the backfill stream: the same per-event
+//! work (new buckets, log flushes) on a state that stays in cache.
 //! The 1-window variants use 90d, and at 100,000 keys on the backfill
 //! stream also 5m (`1window-5m`): the two ends of what one window costs.
 //! Each measurement runs on a partition pre-warmed with 1M events: at
@@ -312,6 +316,18 @@ fn bench_engine(c: &mut Criterion) {
                 &keys,
                 |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
             );
+            if keys == 100 {
+                // 100 keys, each as sparse as one of 100,000 on the
+                // backfill stream (an event every 10^4 s of event time):
+                // the same per-event work on a state that fits in cache.
+                let sparse = lines_step(keys, WARM + TIMED, 100_000.0);
+                let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &sparse);
+                g.bench_with_input(
+                    BenchmarkId::new("decode+aggregate/6windows/sparse/batch", keys),
+                    &keys,
+                    |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
+                );
+            }
             if keys == 100_000 {
                 let mut bed = Bed::new(config("90d"), &live);
                 g.bench_with_input(
