@@ -342,25 +342,20 @@ impl KeyState {
     /// sparse key's one event, mostly), else two.
     #[inline(always)]
     fn log_traffic(&mut self, lo: i64, v: &[i64; TRAFFIC_N], specs: &[WindowSpec], now: i64) {
-        use field::{AD_SPEND, CLICKS, IMPRESSIONS, OTHER_SPEND};
-        if v[OTHER_SPEND] == 0 && (v[IMPRESSIONS] == 0 || v[CLICKS] == 0) {
-            let (kind, a) = if v[CLICKS] == 0 {
-                (Kind::Impressions, v[IMPRESSIONS])
-            } else {
-                (Kind::Clicks, v[CLICKS])
-            };
-            if a != 0 || v[AD_SPEND] != 0 {
-                self.log(lo, kind, a, v[AD_SPEND], specs, now);
+        use field::{CLICKS, IMPRESSIONS, OTHER_SPEND};
+        let kinds: &[Kind] = if v[OTHER_SPEND] == 0 && v[CLICKS] == 0 {
+            &[Kind::Impressions]
+        } else if v[OTHER_SPEND] == 0 && v[IMPRESSIONS] == 0 {
+            &[Kind::Clicks]
+        } else {
+            &[Kind::Counts, Kind::Money]
+        };
+        for &kind in kinds {
+            let (fa, fb) = kind.traffic_fields().expect("a traffic kind");
+            let (a, b) = (v[fa], v[fb]);
+            if a != 0 || b != 0 {
+                self.log(lo, kind, a, b, specs, now);
             }
-            return;
-        }
-        if v[IMPRESSIONS] != 0 || v[CLICKS] != 0 {
-            let (a, b) = (v[IMPRESSIONS], v[CLICKS]);
-            self.log(lo, Kind::Counts, a, b, specs, now);
-        }
-        if v[AD_SPEND] != 0 || v[OTHER_SPEND] != 0 {
-            let (a, b) = (v[AD_SPEND], v[OTHER_SPEND]);
-            self.log(lo, Kind::Money, a, b, specs, now);
         }
     }
 

@@ -83,6 +83,20 @@ impl Kind {
         }
     }
 
+    /// The traffic fields `a` and `b` of a traffic kind stand for (one
+    /// table for writing entries and for adding them up).
+    #[inline(always)]
+    pub fn traffic_fields(self) -> Option<(usize, usize)> {
+        use field::{AD_SPEND, CLICKS, IMPRESSIONS, OTHER_SPEND};
+        match self {
+            Kind::Counts => Some((IMPRESSIONS, CLICKS)),
+            Kind::Money => Some((AD_SPEND, OTHER_SPEND)),
+            Kind::Impressions => Some((IMPRESSIONS, AD_SPEND)),
+            Kind::Clicks => Some((CLICKS, AD_SPEND)),
+            _ => None,
+        }
+    }
+
     /// Bit of [`Group`] in a key's log group mask.
     pub fn group_bit(self) -> u8 {
         1 << self.group() as u8
@@ -114,21 +128,10 @@ impl Entry {
         let (a, b) = (self.a, self.b);
         let add = |x: &mut i64, v: i64| *x = x.wrapping_add(v);
         match self.kind {
-            Kind::Counts => {
-                add(&mut d.traffic[field::IMPRESSIONS], a);
-                add(&mut d.traffic[field::CLICKS], b);
-            }
-            Kind::Money => {
-                add(&mut d.traffic[field::AD_SPEND], a);
-                add(&mut d.traffic[field::OTHER_SPEND], b);
-            }
-            Kind::Impressions => {
-                add(&mut d.traffic[field::IMPRESSIONS], a);
-                add(&mut d.traffic[field::AD_SPEND], b);
-            }
-            Kind::Clicks => {
-                add(&mut d.traffic[field::CLICKS], a);
-                add(&mut d.traffic[field::AD_SPEND], b);
+            Kind::Counts | Kind::Money | Kind::Impressions | Kind::Clicks => {
+                let (fa, fb) = self.kind.traffic_fields().expect("a traffic kind");
+                add(&mut d.traffic[fa], a);
+                add(&mut d.traffic[fb], b);
             }
             Kind::Lead(s) => add(&mut d.leads[s as usize], a),
             Kind::DealOpen => add(&mut d.deals[field::OPEN], a),
