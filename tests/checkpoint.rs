@@ -96,6 +96,24 @@ fn wait_processed(engines: &[&Engine], n: usize, timeout: Duration) -> Vec<Strin
     }
 }
 
+/// A broker with a one-partition `events` topic holding `n` synthetic
+/// events (see [`event_file`]) and a `checkpoints` topic; the events' file
+/// and their count.
+fn one_partition_of_events(
+    name: &str,
+    n: usize,
+    step_ms: f64,
+    seed: u64,
+) -> (Broker, PathBuf, usize) {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("checkpoints", 1);
+    let file = event_file(name, n, step_ms, seed);
+    produce_one_per_batch(&broker.addr(), "events", &file);
+    let n = lines(&file);
+    (broker, file, n)
+}
+
 fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).unwrap().lines().count()
 }
@@ -496,12 +514,7 @@ fn replay_with(file: &Path, extra: &[&str]) -> String {
 /// newer checkpoint is skipped for an older good one.
 #[test]
 fn missing_corrupt_and_incompatible_checkpoints_follow_the_policy() {
-    let broker = Broker::start();
-    broker.create_topic("events", 1);
-    broker.create_topic("checkpoints", 1);
-    let file = event_file("policy", 3000, 2000.0, 17);
-    let n = lines(&file);
-    produce_one_per_batch(&broker.addr(), "events", &file);
+    let (broker, file, n) = one_partition_of_events("policy", 3000, 2000.0, 17);
     let want = replay(&file);
     let args = checkpoint_args("checkpoints", "1s");
     let with = |extra: &[&str]| -> Vec<String> {
@@ -722,12 +735,7 @@ fn missing_checkpoint_topic_is_a_clear_error() {
 /// (4 of 13), so the test runs four rounds: it failed in 4 runs of 4.
 #[test]
 fn checkpoints_during_a_rebuild_claim_only_what_they_cover() {
-    let broker = Broker::start();
-    broker.create_topic("events", 1);
-    broker.create_topic("checkpoints", 1);
-    let file = event_file("rebuild", 60_000, 150.0, 23);
-    let n = lines(&file);
-    produce_one_per_batch(&broker.addr(), "events", &file);
+    let (broker, _, n) = one_partition_of_events("rebuild", 60_000, 150.0, 23);
     let engine = funnelstream::engine::Engine::new(funnelstream::config::EngineConfig {
         clock: funnelstream::config::ClockMode::Event,
         ..Default::default()
