@@ -24,7 +24,7 @@ use funnelstream::synth::{Synth, SynthConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{create_topic, free_port, load_events, tansu};
+use support::{load_events, Broker};
 
 const KEYS: u64 = 100_000;
 
@@ -125,11 +125,10 @@ fn main() {
     );
 
     // 2. Through tansu.
-    let port = free_port();
-    let _broker = tansu(port);
-    let brokers = format!("127.0.0.1:{port}");
-    create_topic(port, "checkpoints", 1);
-    create_topic(port, "bench", 1);
+    let broker = Broker::start();
+    let brokers = broker.addr();
+    broker.create_topic("checkpoints", 1);
+    broker.create_topic("bench", 1);
     let ck = CheckpointSettings {
         topic: "checkpoints".into(),
         interval: Duration::from_secs(30),

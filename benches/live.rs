@@ -27,7 +27,8 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{create_topic, free_port, load_events, tansu};
+use support::broker::free_port;
+use support::{load_events, Broker};
 
 fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
     KafkaSettings {
@@ -104,8 +105,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-fn freshness(brokers: &str, port: u16) {
-    create_topic(port, "fresh", 3);
+fn freshness(brokers: &str, broker: &Broker) {
+    broker.create_topic("fresh", 3);
     let live = LiveState::new(Engine::new(engine_config()));
     let source = Source::new(live.clone(), settings(brokers, "fresh", "bench-fresh")).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -252,14 +253,13 @@ fn scrape(keys: u64, events: u64) {
 }
 
 fn main() {
-    let port = free_port();
-    let _broker = tansu(port);
-    let brokers = format!("127.0.0.1:{port}");
+    let broker = Broker::start();
+    let brokers = broker.addr();
     let n: u64 = std::env::var("LIVE_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    create_topic(port, "bench", 1);
+    broker.create_topic("bench", 1);
     let t = Instant::now();
     load_events(&brokers, "bench", n, 1000);
     println!(
@@ -274,7 +274,7 @@ fn main() {
         engine,
         engine / noop
     );
-    freshness(&brokers, port);
+    freshness(&brokers, &broker);
     scrape(400, 400_000);
     scrape(3_800, 2_000_000);
 }
