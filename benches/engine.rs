@@ -18,6 +18,9 @@
 //! advancing 100 s per event, so that each key sees an event every 10^4 s
 //! as each of 100,000 keys does on the backfill stream: the same per-event
 //! work (new buckets, log flushes) on a state that stays in cache.
+//! The `zipf` variant is the backfill stream at 100,000 keys with keys
+//! drawn by popularity (the key of rank `r` gets a share proportional to
+//! `1/r`) instead of uniformly.
 //! The 1-window variants use 90d, and at 100,000 keys on the backfill
 //! stream also 5m (`1window-5m`): the two ends of what one window costs.
 //! Each measurement runs on a partition pre-warmed with 1M events: at
@@ -51,6 +54,16 @@ fn lines_step(keys: u64, n: usize, step_ms: f64) -> Vec<String> {
     let mut g = Synth::new(SynthConfig {
         keys,
         step_ms,
+        ..SynthConfig::default()
+    });
+    (0..n).map(|_| g.next_line()).collect()
+}
+
+/// The backfill stream with keys drawn by a Zipf law of exponent `skew`.
+fn lines_skewed(keys: u64, n: usize, skew: f64) -> Vec<String> {
+    let mut g = Synth::new(SynthConfig {
+        keys,
+        key_skew: skew,
         ..SynthConfig::default()
     });
     (0..n).map(|_| g.next_line()).collect()
@@ -356,6 +369,16 @@ fn bench_engine(c: &mut Criterion) {
             let mut bed = Bed::new(config("5m"), &pool);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/1window-5m/batch", keys),
+                &keys,
+                |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
+            );
+            drop(bed);
+            // Keys drawn by popularity (Zipf, exponent 1) instead of
+            // uniformly: how traffic spreads over campaigns in practice.
+            let zipf = lines_skewed(keys, WARM + TIMED, 1.0);
+            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &zipf);
+            g.bench_with_input(
+                BenchmarkId::new("decode+aggregate/6windows/zipf/batch", keys),
                 &keys,
                 |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
             );

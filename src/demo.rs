@@ -123,6 +123,7 @@ fn generate(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
         },
         duplicate_ratio: 0.01,
         invalid_ratio: 0.005,
+        ..SynthConfig::default()
     });
     for _ in 0..history {
         if stop.load(Ordering::Acquire) {

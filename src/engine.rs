@@ -473,6 +473,7 @@ mod tests {
             start_ms,
             duplicate_ratio: 0.05,
             invalid_ratio: 0.03,
+            ..SynthConfig::default()
         };
         let start = SynthConfig::default().start_ms;
         let mut a = Synth::new(cfg(1, start));

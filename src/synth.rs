@@ -55,6 +55,10 @@ pub struct SynthConfig {
     pub duplicate_ratio: f64,
     /// Share of malformed events.
     pub invalid_ratio: f64,
+    /// Zipf exponent of key popularity: 0 draws keys uniformly (the worst
+    /// case for caches); 1 gives the key of rank `r` a share proportional
+    /// to `1/r`, roughly how ad traffic spreads over campaigns.
+    pub key_skew: f64,
 }
 
 impl Default for SynthConfig {
@@ -66,6 +70,7 @@ impl Default for SynthConfig {
             step_ms: 100.0,
             duplicate_ratio: 0.0,
             invalid_ratio: 0.0,
+            key_skew: 0.0,
         }
     }
 }
@@ -80,11 +85,28 @@ pub struct Synth {
     open_deals: Vec<(u64, i64, u64)>,
     accounts: Vec<(u64, u64, i64)>,
     last: String,
+    /// Cumulative key shares when `key_skew > 0` (empty: uniform).
+    key_cdf: Vec<f64>,
 }
 
 impl Synth {
     pub fn new(cfg: SynthConfig) -> Self {
+        let key_cdf = if cfg.key_skew > 0.0 {
+            let w: Vec<f64> = (1..=cfg.keys)
+                .map(|r| (r as f64).powf(-cfg.key_skew))
+                .collect();
+            let total: f64 = w.iter().sum();
+            w.iter()
+                .scan(0.0, |acc, x| {
+                    *acc += x / total;
+                    Some(*acc)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Synth {
+            key_cdf,
             rng: Rng::new(cfg.seed),
             ts: cfg.start_ms as f64,
             cfg,
@@ -112,7 +134,13 @@ impl Synth {
     }
 
     fn key(&mut self) -> (u64, &'static str, String) {
-        let k = self.rng.below(self.cfg.keys);
+        let k = if self.key_cdf.is_empty() {
+            self.rng.below(self.cfg.keys)
+        } else {
+            let u = self.rng.unit();
+            let r = self.key_cdf.partition_point(|&c| c < u);
+            (r as u64).min(self.cfg.keys.saturating_sub(1))
+        };
         let channel = CHANNELS[(k % CHANNELS.len() as u64) as usize];
         (
             k,
@@ -293,5 +321,35 @@ mod tests {
         }
         let avg = bytes / 5000;
         assert!((150..=260).contains(&avg), "average event size {avg}");
+    }
+
+    /// Share of the keyed events that the most frequent key received.
+    fn top_share(key_skew: f64) -> f64 {
+        let mut g = Synth::new(SynthConfig {
+            keys: 1000,
+            key_skew,
+            ..SynthConfig::default()
+        });
+        let cfg = DecodeConfig::default();
+        let mut counts = std::collections::HashMap::new();
+        let n = 20_000;
+        for _ in 0..n {
+            let l = g.next_line();
+            let ev = decode(l.as_bytes(), &cfg, i64::MAX / 2).unwrap();
+            *counts
+                .entry((ev.channel.to_string(), ev.campaign.to_string()))
+                .or_insert(0u32) += 1;
+        }
+        f64::from(*counts.values().max().unwrap()) / n as f64
+    }
+
+    #[test]
+    fn key_skew_follows_zipf() {
+        // Uniform over 1,000 keys: about 0.1% each.
+        assert!(top_share(0.0) < 0.005, "{}", top_share(0.0));
+        // Zipf(1) over 1,000 keys: the first takes 1/H(1000) = 13.4% of
+        // the keyed draws (open deals and accounts reuse earlier keys).
+        let top = top_share(1.0);
+        assert!((0.10..0.17).contains(&top), "{top}");
     }
 }

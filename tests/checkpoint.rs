@@ -35,6 +35,7 @@ fn event_file(name: &str, n: usize, step_ms: f64, seed: u64) -> PathBuf {
         // Well in the past, so no event is rejected as future by one run
         // and accepted by another.
         start_ms: 1_790_000_000_000,
+        ..SynthConfig::default()
     });
     let path =
         std::env::temp_dir().join(format!("funnelstream-{name}-{}.ndjson", std::process::id()));
