@@ -51,21 +51,30 @@ fn lines(keys: u64, n: usize) -> Vec<String> {
 }
 
 fn lines_step(keys: u64, n: usize, step_ms: f64) -> Vec<String> {
-    let mut g = Synth::new(SynthConfig {
-        keys,
-        step_ms,
-        ..SynthConfig::default()
-    });
-    (0..n).map(|_| g.next_line()).collect()
+    synth_lines(
+        SynthConfig {
+            keys,
+            step_ms,
+            ..SynthConfig::default()
+        },
+        n,
+    )
 }
 
 /// The backfill stream with keys drawn by a Zipf law of exponent `skew`.
 fn lines_skewed(keys: u64, n: usize, skew: f64) -> Vec<String> {
-    let mut g = Synth::new(SynthConfig {
-        keys,
-        key_skew: skew,
-        ..SynthConfig::default()
-    });
+    synth_lines(
+        SynthConfig {
+            keys,
+            key_skew: skew,
+            ..SynthConfig::default()
+        },
+        n,
+    )
+}
+
+fn synth_lines(cfg: SynthConfig, n: usize) -> Vec<String> {
+    let mut g = Synth::new(cfg);
     (0..n).map(|_| g.next_line()).collect()
 }
 
