@@ -1,0 +1,527 @@
+//! `funnelstream tail`: follows a running engine's KPIs in the terminal,
+//! through its public HTTP API only: `/api/v1/kpis` (one snapshot) and
+//! `/api/v1/kpis/stream` (server-sent events), plus `/readyz` and the
+//! health counters of `/metrics` for the status line.
+//!
+//! Modes: on a terminal, a full-screen board (`screen.rs`: one row per
+//! channel, campaign or both, the headline KPIs of one window as columns);
+//! `--once` prints that board once as plain text; `--changes` prints the
+//! old line per changed series (and, with `--once`, one row per series),
+//! as does `--metric` (one metric is a list of series, not a board).
+//! When stdout is not a terminal and neither flag is given, `tail` behaves
+//! as `--changes`, which is what a pipe can use.
+//!
+//! When the engine goes away (the stream ends, the connection drops, or the
+//! engine announces `event: shutdown`), `tail` says so on stderr and exits
+//! 1, unless `--follow` asks it to reconnect with backoff.
+
+pub mod board;
+pub mod feed;
+pub mod screen;
+
+use crate::export::api::{KpiSeries, Snapshot};
+use board::{Settings, Store, View};
+use clap::Args;
+use feed::Msg;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone)]
+pub struct TailArgs {
+    /// The engine's HTTP address.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:9490",
+        env = "FUNNELSTREAM_URL"
+    )]
+    pub url: String,
+    /// Print the board once as plain text and exit (with --changes: one row
+    /// per series).
+    #[arg(long)]
+    pub once: bool,
+    /// One line per changed series instead of the board (the default when
+    /// stdout is not a terminal).
+    #[arg(long)]
+    pub changes: bool,
+    /// Reconnect when the engine goes away (restarts, rolling updates),
+    /// retrying with backoff, instead of exiting 1.
+    #[arg(long)]
+    pub follow: bool,
+    /// Only this metric: implies --changes (the board has fixed columns).
+    #[arg(long, value_name = "NAME")]
+    pub metric: Option<String>,
+    /// Only this window (--changes); on the board, the window shown first
+    /// [default: 1d, or the shortest served].
+    #[arg(long, value_name = "W")]
+    pub window: Option<String>,
+    #[arg(long, value_name = "C")]
+    pub channel: Option<String>,
+    #[arg(long, value_name = "C")]
+    pub campaign: Option<String>,
+    /// Board rows: channel, campaign or channel/campaign [default: channel].
+    #[arg(long, value_name = "VIEW")]
+    pub by: Option<String>,
+    /// Board column to sort by (header or metric name; descending, the
+    /// labels ascending) [default: SPEND].
+    #[arg(long, value_name = "COLUMN")]
+    pub sort: Option<String>,
+    /// Seconds between updates when following.
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Basic-auth user (the password from FUNNELSTREAM_PASSWORD).
+    #[arg(long, value_name = "USER", env = "FUNNELSTREAM_USER")]
+    pub user: Option<String>,
+    /// PEM file of the CA that signed the engine's certificate (https://
+    /// URLs with a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+/// How a request failed.
+#[derive(Debug)]
+pub enum Fetch {
+    /// Connection refused, reset, timed out: the engine may come back.
+    Transport(String),
+    /// HTTP 5xx (e.g. `/readyz` not ready): the body says why.
+    Server(String),
+    /// HTTP 4xx, a bad URL or CA file: retrying cannot help.
+    Client(String),
+}
+
+impl Fetch {
+    pub fn message(&self) -> &str {
+        match self {
+            Fetch::Transport(m) | Fetch::Server(m) | Fetch::Client(m) => m,
+        }
+    }
+}
+
+fn agent(args: &TailArgs, streaming: bool) -> Result<ureq::Agent, String> {
+    // The stream sends a keep-alive comment every 15 s: a silent minute
+    // means the engine is gone without having closed the connection.
+    let mut b = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(Duration::from_secs(if streaming { 60 } else { 30 }));
+    if let Some(ca) = &args.ca_cert {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let data = std::fs::read(ca).map_err(|e| format!("--ca-cert {}: {e}", ca.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut &data[..]) {
+            let c = c.map_err(|e| format!("--ca-cert {}: {e}", ca.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("--ca-cert {}: {e}", ca.display()))?;
+        }
+        let cfg = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        b = b.tls_config(std::sync::Arc::new(cfg));
+    }
+    Ok(b.build())
+}
+
+/// The API filters of the flags: `metric` and `window` only when asked for
+/// (the board needs every metric and window).
+fn query(args: &TailArgs, metric_and_window: bool) -> Vec<(&'static str, String)> {
+    let mut q = vec![("interval", args.interval.to_string())];
+    let mut add = |k: &'static str, v: &Option<String>| {
+        if let Some(v) = v {
+            q.push((k, v.clone()));
+        }
+    };
+    if metric_and_window {
+        add("metric", &args.metric);
+        add("window", &args.window);
+    }
+    add("channel", &args.channel);
+    add("campaign", &args.campaign);
+    q
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn request(
+    args: &TailArgs,
+    path: &str,
+    query: &[(&str, String)],
+    streaming: bool,
+) -> Result<ureq::Response, Fetch> {
+    let q: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    let mut url = format!("{}{path}", args.url.trim_end_matches('/'));
+    if !q.is_empty() {
+        url = format!("{url}?{}", q.join("&"));
+    }
+    let mut req = agent(args, streaming).map_err(Fetch::Client)?.get(&url);
+    if let Some(user) = &args.user {
+        use base64::Engine as _;
+        let password = std::env::var("FUNNELSTREAM_PASSWORD").unwrap_or_default();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        req = req.set("Authorization", &format!("Basic {token}"));
+    }
+    req.call().map_err(|e| match e {
+        ureq::Error::Status(401, _) => Fetch::Client(format!(
+            "{url}: 401 unauthorized (check --user and FUNNELSTREAM_PASSWORD)"
+        )),
+        ureq::Error::Status(code, r) => {
+            let text = r.status_text().to_string();
+            let body = r.into_string().unwrap_or_default();
+            let body = body.trim();
+            let m = if body.is_empty() {
+                format!("{url}: HTTP {code} {text}")
+            } else {
+                format!("{url}: HTTP {code} {text}: {body}")
+            };
+            if code >= 500 {
+                Fetch::Server(m)
+            } else {
+                Fetch::Client(m)
+            }
+        }
+        ureq::Error::Transport(t) => match t.kind() {
+            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
+                Fetch::Client(format!("{url}: {t}"))
+            }
+            _ => Fetch::Transport(format!("{url}: {t}")),
+        },
+    })
+}
+
+/// `metric{channel="..",campaign="..",window=".."}`
+pub fn series_name(s: &KpiSeries) -> String {
+    let mut labels: Vec<(&String, &String)> = s.labels.iter().collect();
+    // channel, campaign first, then the extra label.
+    labels.sort_by_key(|(k, _)| match k.as_str() {
+        "channel" => 0,
+        "campaign" => 1,
+        _ => 2,
+    });
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{}{{{}}}", s.metric, inner.join(","))
+}
+
+pub fn format_value(v: Option<f64>) -> String {
+    match v {
+        None => "gone".into(),
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
+        Some(x) => {
+            let s = format!("{x:.6}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    }
+}
+
+/// The table of a snapshot, aligned.
+pub fn table(s: &Snapshot) -> String {
+    let rows: Vec<[String; 5]> = s
+        .series
+        .iter()
+        .map(|k| {
+            let extra = k
+                .labels
+                .iter()
+                .find(|(l, _)| !matches!(l.as_str(), "channel" | "campaign"))
+                .map(|(l, v)| {
+                    if l == "window" {
+                        v.clone()
+                    } else {
+                        format!("{l}={v}")
+                    }
+                })
+                .unwrap_or_default();
+            [
+                k.metric.clone(),
+                k.labels.get("channel").cloned().unwrap_or_default(),
+                k.labels.get("campaign").cloned().unwrap_or_default(),
+                extra,
+                format_value(k.value),
+            ]
+        })
+        .collect();
+    let head = ["METRIC", "CHANNEL", "CAMPAIGN", "WINDOW", "VALUE"].map(String::from);
+    let mut width = [0usize; 5];
+    for r in std::iter::once(&head).chain(&rows) {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(&rows) {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(width)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i == 4 {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The board's starting settings from the flags; `Err`: a usage error
+/// (exit 2).
+fn settings(args: &TailArgs) -> Result<Settings, crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    let view = match &args.by {
+        Some(v) => v
+            .parse::<View>()
+            .map_err(|e| ConfigError::invalid("by", e))?,
+        None => View::Channel,
+    };
+    let sort = args.sort.clone().unwrap_or_else(|| "SPEND".into());
+    let sort = board::column_index(&sort).ok_or_else(|| {
+        let names: Vec<&str> = board::COLUMNS.iter().map(|c| c.metric).collect();
+        ConfigError::invalid(
+            "sort",
+            format!(
+                "`{sort}` is not a column of the board ({}); --metric follows any metric",
+                names.join(", ")
+            ),
+        )
+    })?;
+    Ok(Settings {
+        view,
+        window: args.window.clone().unwrap_or_default(),
+        sort,
+        descending: sort != 0,
+        filter: String::new(),
+    })
+}
+
+/// The window to show: the one asked for, else 1d, else the shortest.
+pub fn pick_window(asked: &str, served: &[String]) -> String {
+    if !asked.is_empty() {
+        return asked.to_string();
+    }
+    if served.iter().any(|w| w == "1d") {
+        return "1d".into();
+    }
+    served.first().cloned().unwrap_or_default()
+}
+
+fn fail(e: &str) -> i32 {
+    eprintln!("funnelstream tail: {e}");
+    1
+}
+
+pub fn run(args: &TailArgs) -> i32 {
+    if !(args.interval.is_finite() && args.interval > 0.0) {
+        return crate::cli::config_error(&crate::config::ConfigError::invalid(
+            "interval",
+            "must be a positive number of seconds",
+        ));
+    }
+    // One metric is a list of series, not a board.
+    let changes =
+        args.changes || args.metric.is_some() || (!args.once && !std::io::stdout().is_terminal());
+    if changes {
+        return if args.once {
+            once_series(args)
+        } else {
+            follow_changes(args)
+        };
+    }
+    let settings = match settings(args) {
+        Ok(s) => s,
+        Err(e) => return crate::cli::config_error(&e),
+    };
+    if args.once {
+        once_board(args, settings)
+    } else {
+        screen::run(args, settings)
+    }
+}
+
+fn snapshot(args: &TailArgs, q: &[(&'static str, String)]) -> Result<Snapshot, String> {
+    request(args, "/api/v1/kpis", q, false)
+        .map_err(|e| e.message().to_string())
+        .and_then(|r| {
+            serde_json::from_reader::<_, Snapshot>(r.into_reader()).map_err(|e| e.to_string())
+        })
+}
+
+/// `--once`: the board as plain text.
+fn once_board(args: &TailArgs, mut s: Settings) -> i32 {
+    let snap = match snapshot(args, &query(args, false)) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut store = Store::default();
+    store.apply(&snap, true);
+    let served = store.windows();
+    s.window = pick_window(&s.window, &served);
+    if !served.is_empty() && !served.contains(&s.window) {
+        return crate::cli::config_error(&crate::config::ConfigError::invalid(
+            "window",
+            format!(
+                "`{}` is not served (served: {})",
+                s.window,
+                served.join(", ")
+            ),
+        ));
+    }
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(board::text(&args.url, &store, &s).as_bytes());
+    0
+}
+
+/// `--once --changes`: one row per series.
+fn once_series(args: &TailArgs) -> i32 {
+    match snapshot(args, &query(args, true)) {
+        Ok(s) => {
+            let _ = std::io::stdout().lock().write_all(table(&s).as_bytes());
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `--changes`: the table of the first snapshot, then one line per changed
+/// series (in colour on a terminal).
+fn follow_changes(args: &TailArgs) -> i32 {
+    let colour = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let (a, q, follow) = (args.clone(), query(args, true), args.follow);
+        std::thread::spawn(move || feed::stream(a, q, follow, tx));
+    }
+    let mut last: HashMap<String, Option<f64>> = HashMap::new();
+    let mut first = true;
+    let mut retrying = false;
+    for msg in rx {
+        let (snap, full) = match msg {
+            Msg::Snapshot(s) => (s, true),
+            Msg::Changes(s) => (s, false),
+            Msg::Retrying {
+                attempt,
+                wait,
+                reason,
+            } => {
+                eprintln!(
+                    "funnelstream tail: the engine went away ({reason}); reconnecting in {:.1}s (attempt {attempt})",
+                    wait.as_secs_f64()
+                );
+                retrying = true;
+                continue;
+            }
+            Msg::Gone(reason) => {
+                return fail(&format!("the engine at {} went away: {reason}", args.url))
+            }
+            Msg::Fatal(e) => return fail(&e),
+            Msg::Health(_) => continue,
+        };
+        if retrying && full {
+            eprintln!("funnelstream tail: reconnected to {}", args.url);
+            retrying = false;
+        }
+        let text = if first {
+            first = false;
+            table(&snap)
+        } else {
+            let mut series = snap.series.clone();
+            if full {
+                // A new connection: what changed while away, and what is
+                // no longer there.
+                let ids: std::collections::HashSet<String> =
+                    series.iter().map(|s| s.id()).collect();
+                series.retain(|s| last.get(&s.id()) != Some(&s.value));
+                for (id, v) in &last {
+                    if v.is_some() && !ids.contains(id) {
+                        series.push(gone_series(id));
+                    }
+                }
+            }
+            change_lines(&snap, &series, &last, colour)
+        };
+        if full {
+            last.clear();
+        }
+        for s in &snap.series {
+            last.insert(s.id(), s.value);
+        }
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            return 0; // stdout closed (e.g. piped into head)
+        }
+    }
+    fail(&format!("the engine at {} went away", args.url))
+}
+
+/// A series known only by its id (`metric,k=v,...`), gone.
+fn gone_series(id: &str) -> KpiSeries {
+    let mut parts = id.split(',');
+    let metric = parts.next().unwrap_or_default().to_string();
+    KpiSeries {
+        metric,
+        labels: parts
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        value: None,
+    }
+}
+
+fn change_lines(
+    snap: &Snapshot,
+    series: &[KpiSeries],
+    last: &HashMap<String, Option<f64>>,
+    colour: bool,
+) -> String {
+    let time = crate::decode::time::format_rfc3339_ms(snap.now);
+    let hms = time.get(11..19).unwrap_or("").to_string();
+    let mut t = String::new();
+    for s in series {
+        let before = last.get(&s.id()).copied().flatten();
+        let (on, off) = match (colour, before, s.value) {
+            (false, _, _) => ("", ""),
+            (true, _, None) => ("\x1b[2m", "\x1b[0m"),
+            (true, Some(b), Some(a)) if a > b => ("\x1b[32m", "\x1b[0m"),
+            (true, Some(b), Some(a)) if a < b => ("\x1b[31m", "\x1b[0m"),
+            (true, _, _) => ("\x1b[1m", "\x1b[0m"),
+        };
+        t.push_str(&format!(
+            "{hms}  {}  {on}{}{off}\n",
+            series_name(s),
+            format_value(s.value)
+        ));
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_print_compactly() {
+        assert_eq!(format_value(Some(12.0)), "12");
+        assert_eq!(format_value(Some(0.125)), "0.125");
+        assert_eq!(format_value(Some(1.0 / 3.0)), "0.333333");
+        assert_eq!(format_value(None), "gone");
+    }
+}
