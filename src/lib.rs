@@ -29,6 +29,7 @@ pub mod export;
 pub mod kpi;
 pub mod live;
 pub mod produce;
+pub mod progress;
 pub mod replay;
 pub mod run;
 pub mod source;

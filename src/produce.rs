@@ -158,6 +158,19 @@ pub fn run(args: &ProduceArgs) -> i32 {
         .rate
         .unwrap_or(if args.from.is_some() { 0.0 } else { 1000.0 });
     let start = Instant::now();
+    // A bar over the input file's bytes on a terminal (the periodic lines
+    // below otherwise, as for synthetic events).
+    let pb = match &args.from {
+        Some(path) if path.as_os_str() == "-" => crate::progress::bar(None, "produce"),
+        Some(path) => crate::progress::bar(
+            std::fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            "produce",
+        ),
+        None => indicatif::ProgressBar::hidden(),
+    };
     let mut sent: u64 = 0;
     let mut last_progress = Instant::now();
     let mut emit = |line: &[u8]| -> Result<(), KafkaError> {
@@ -170,7 +183,14 @@ pub fn run(args: &ProduceArgs) -> i32 {
         }
         send(&p, &args.topic, line)?;
         sent += 1;
-        if last_progress.elapsed() >= Duration::from_secs(2) {
+        if !pb.is_hidden() {
+            if sent % 1000 == 0 {
+                pb.set_message(format!(
+                    "{sent} events, {} acknowledged",
+                    acks.ok.load(Ordering::Relaxed)
+                ));
+            }
+        } else if last_progress.elapsed() >= Duration::from_secs(2) {
             eprintln!(
                 "funnelstream: produced {sent} events ({:.0}/s), {} acknowledged",
                 sent as f64 / start.elapsed().as_secs_f64(),
@@ -183,10 +203,12 @@ pub fn run(args: &ProduceArgs) -> i32 {
     let result: Result<(), String> = match &args.from {
         Some(path) => {
             let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
+                Box::new(std::io::BufReader::new(
+                    pb.wrap_read(std::io::stdin().lock()),
+                ))
             } else {
                 match std::fs::File::open(path) {
-                    Ok(f) => Box::new(std::io::BufReader::new(f)),
+                    Ok(f) => Box::new(std::io::BufReader::new(pb.wrap_read(f))),
                     Err(e) => {
                         eprintln!("funnelstream: --from {}: {e}", path.display());
                         return 2;
@@ -235,6 +257,7 @@ pub fn run(args: &ProduceArgs) -> i32 {
             r
         }
     };
+    pb.finish_and_clear();
     if let Err(e) = p.flush(Duration::from_secs(120)) {
         eprintln!("funnelstream: flushing: {e}");
     }

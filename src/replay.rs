@@ -96,11 +96,20 @@ pub fn run(args: &ReplayArgs) -> i32 {
     let max = cfg.max_event_bytes;
     let engine = Engine::new(cfg);
     let mut part = engine.partition();
+    // Progress on stderr, only on a terminal: stdout is the exposition.
     let result = if args.from.as_os_str() == "-" {
-        feed(&mut part, io::stdin().lock(), max)
+        let pb = crate::progress::bar(None, "replay");
+        let r = feed(&mut part, pb.wrap_read(io::stdin().lock()), max);
+        pb.finish_and_clear();
+        r
     } else {
         match std::fs::File::open(&args.from) {
-            Ok(f) => feed(&mut part, f, max),
+            Ok(f) => {
+                let pb = crate::progress::bar(crate::progress::file_len(&f), "replay");
+                let r = feed(&mut part, pb.wrap_read(f), max);
+                pb.finish_and_clear();
+                r
+            }
             Err(e) => {
                 eprintln!("funnelstream: --from {}: {e}", args.from.display());
                 return 2;
