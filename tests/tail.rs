@@ -40,12 +40,21 @@ fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     ))
 }
 
-fn demo() -> Demo {
-    let port = TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+fn demo() -> Demo {
+    demo_on(free_port(), &[])
+}
+
+/// A demo on `port`, ready; `extra`: more flags (e.g. `--rate 0`: the
+/// history only, so that its KPIs stay put).
+fn demo_on(port: u16, extra: &[&str]) -> Demo {
     let child = Command::new(BIN)
         .args([
             "demo",
@@ -54,8 +63,9 @@ fn demo() -> Demo {
             "--history",
             "5000",
             "--duration",
-            "120",
+            "300",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -217,4 +227,648 @@ fn colours_only_on_a_terminal() {
         screen.contains("\x1b["),
         "expected colour escapes on a terminal:\n{screen}"
     );
+}
+
+// ---- The board: `--once`, the full-screen board through tmux, and the
+// engine going away. Expected values are computed here from the API's own
+// windowed counts, independently of the board's code: ratios roll up as sum
+// of numerator over sum of denominator (METRICS.md, Labels).
+
+/// The board's KPI columns, in order.
+const COLS: [&str; 14] = [
+    "SPEND",
+    "CLICKS",
+    "CTR",
+    "LEADS",
+    "CPL",
+    "MQLS",
+    "SQLS",
+    "OPPS",
+    "WON",
+    "WIN",
+    "CAC",
+    "REVENUE",
+    "ROAS",
+    "VELOCITY/D",
+];
+
+fn api_snapshot(port: u16) -> serde_json::Value {
+    let (status, body) = get(port, "/api/v1/kpis");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+type Expected = std::collections::BTreeMap<String, Vec<Option<f64>>>;
+
+/// Rows (labels joined by a space, and `TOTAL`) of `by` for `window`.
+fn expected(snap: &serde_json::Value, window: &str, by: &str) -> Expected {
+    use std::collections::BTreeMap;
+    #[derive(Default, Clone, Copy)]
+    struct S {
+        spend: f64,
+        ad_spend: f64,
+        impressions: f64,
+        clicks: f64,
+        leads: f64,
+        mqls: f64,
+        sqls: f64,
+        opps: f64,
+        won: f64,
+        lost: f64,
+        revenue: f64,
+        // Per key, the mean cycle times the deals won: the cycles' sum.
+        cycle_sum: f64,
+    }
+    // Per key first (the mean cycle needs the key's deals won).
+    let mut keys: BTreeMap<(String, String), BTreeMap<String, f64>> = BTreeMap::new();
+    for s in snap["series"].as_array().unwrap() {
+        let l = &s["labels"];
+        if l["window"].as_str() != Some(window) {
+            continue;
+        }
+        let (Some(v), Some(ch), Some(cp)) = (
+            s["value"].as_f64(),
+            l["channel"].as_str(),
+            l["campaign"].as_str(),
+        ) else {
+            continue;
+        };
+        keys.entry((ch.into(), cp.into()))
+            .or_default()
+            .insert(s["metric"].as_str().unwrap().to_string(), v);
+    }
+    let mut groups: BTreeMap<String, S> = BTreeMap::new();
+    for ((ch, cp), m) in &keys {
+        let g = |n: &str| m.get(n).copied().unwrap_or(0.0);
+        let name = match by {
+            "channel" => ch.clone(),
+            "campaign" => cp.clone(),
+            _ => format!("{ch} {cp}"),
+        };
+        for e in [name, "TOTAL".to_string()] {
+            let x = groups.entry(e).or_default();
+            x.spend += g("funnel_spend");
+            x.ad_spend += g("funnel_ad_spend");
+            x.impressions += g("funnel_impressions");
+            x.clicks += g("funnel_clicks");
+            x.leads += g("funnel_leads");
+            x.mqls += g("funnel_mqls");
+            x.sqls += g("funnel_sqls");
+            x.opps += g("funnel_opportunities");
+            x.won += g("funnel_deals_won");
+            x.lost += g("funnel_deals_lost");
+            x.revenue += g("funnel_revenue_won");
+            x.cycle_sum += g("funnel_sales_cycle_mean_seconds") * g("funnel_deals_won");
+        }
+    }
+    let q = |a: f64, b: f64| (b != 0.0).then(|| a / b);
+    groups
+        .into_iter()
+        .map(|(name, x)| {
+            let velocity = if x.won > 0.0 && x.cycle_sum > 0.0 {
+                let days = x.cycle_sum / x.won / 86_400.0;
+                Some(x.opps * (x.revenue / x.won) * (x.won / (x.won + x.lost)) / days)
+            } else {
+                None
+            };
+            let row = vec![
+                Some(x.spend),
+                Some(x.clicks),
+                q(x.clicks, x.impressions),
+                Some(x.leads),
+                q(x.spend, x.leads),
+                Some(x.mqls),
+                Some(x.sqls),
+                Some(x.opps),
+                Some(x.won),
+                q(x.won, x.won + x.lost),
+                q(x.spend, x.won),
+                Some(x.revenue),
+                q(x.revenue, x.ad_spend),
+                velocity,
+            ];
+            (name, row)
+        })
+        .collect()
+}
+
+/// A board read back from text: its header cells and its rows (labels
+/// joined by a space, `TOTAL` included), in display order.
+#[derive(Debug)]
+struct Board {
+    header: Vec<String>,
+    rows: Vec<(String, Vec<Option<f64>>)>,
+}
+
+fn cell(s: &str) -> Option<f64> {
+    if s == "-" {
+        return None;
+    }
+    match s.strip_suffix('%') {
+        Some(p) => Some(p.parse::<f64>().unwrap() / 100.0),
+        None => Some(s.parse::<f64>().unwrap_or_else(|_| panic!("cell `{s}`"))),
+    }
+}
+
+fn parse_board(text: &str) -> Option<Board> {
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.find_map(|l| {
+        let h: Vec<String> = l
+            .split_whitespace()
+            .map(|c| c.trim_end_matches(['▼', '▲']).to_string())
+            .collect();
+        (h.first().is_some_and(|f| f == "CHANNEL" || f == "CAMPAIGN")
+            && h.ends_with(&COLS.map(String::from)))
+        .then_some(h)
+    })?;
+    let labels = header.len() - COLS.len();
+    let mut rows = Vec::new();
+    for l in lines {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        if cells.first() == Some(&"TOTAL") {
+            let values = cells[1..].iter().map(|c| cell(c)).collect();
+            rows.push(("TOTAL".to_string(), values));
+            return Some(Board { header, rows });
+        }
+        if cells.len() != header.len() {
+            continue;
+        }
+        rows.push((
+            cells[..labels].join(" "),
+            cells[labels..].iter().map(|c| cell(c)).collect(),
+        ));
+    }
+    None
+}
+
+/// Whether the board shows exactly the expected rows and values (to the
+/// precision printed: 2 decimals, of a percent for ratios).
+fn agrees(board: &Board, want: &Expected) -> Result<(), String> {
+    let names: std::collections::BTreeSet<&String> = board.rows.iter().map(|r| &r.0).collect();
+    let want_names: std::collections::BTreeSet<&String> = want.keys().collect();
+    if names != want_names {
+        return Err(format!("rows {names:?}, expected {want_names:?}"));
+    }
+    for (name, got) in &board.rows {
+        for (i, (g, w)) in got.iter().zip(&want[name]).enumerate() {
+            let tol = if matches!(COLS[i], "CTR" | "WIN" | "ROAS") {
+                0.00005
+            } else {
+                0.005
+            };
+            let ok = match (g, w) {
+                (None, None) => true,
+                (Some(g), Some(w)) => (g - w).abs() <= tol * 1.0001 + w.abs() * 1e-9,
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("{name} {}: board {g:?}, API {w:?}", COLS[i]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values of one column, rows in display order (TOTAL left out).
+fn column(board: &Board, header: &str) -> Vec<Option<f64>> {
+    let i = COLS.iter().position(|c| *c == header).unwrap();
+    board
+        .rows
+        .iter()
+        .filter(|r| r.0 != "TOTAL")
+        .map(|r| r.1[i])
+        .collect()
+}
+
+/// Sorted by value (descending or not), rows without a value last.
+fn is_sorted_by(values: &[Option<f64>], descending: bool) -> bool {
+    values.windows(2).all(|w| match (w[0], w[1]) {
+        (Some(a), Some(b)) => {
+            if descending {
+                a >= b
+            } else {
+                a <= b
+            }
+        }
+        (None, Some(_)) => false,
+        _ => true,
+    })
+}
+
+fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match f() {
+            Ok(t) => return t,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+#[test]
+fn once_prints_the_board_the_api_adds_up_to() {
+    // The history only: the KPIs stay put between the API's snapshot and
+    // tail's (compared twice over to be sure).
+    let d = demo_on(free_port(), &["--rate", "0"]);
+    let port: u16 = d.url.rsplit(':').next().unwrap().parse().unwrap();
+    for (window, by) in [
+        ("1d", "channel"),
+        ("30d", "channel"),
+        ("30d", "campaign"),
+        ("90d", "channel/campaign"),
+    ] {
+        wait_until(30, "a stable --once board", || {
+            let a = api_snapshot(port);
+            let out = tail(&["--url", &d.url, "--once", "--window", window, "--by", by]);
+            let b = api_snapshot(port);
+            assert!(out.status.success(), "{out:?}");
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert!(!text.contains('\x1b'), "{text}");
+            let first = text.lines().next().unwrap();
+            assert!(
+                first.contains(&format!("window {window}")) && first.contains(&format!("by {by}")),
+                "{text}"
+            );
+            if a["series"] != b["series"] {
+                return Err("the API moved".into());
+            }
+            let board = parse_board(&text).ok_or(format!("no board in\n{text}"))?;
+            let want = expected(&a, window, by);
+            assert!(want.len() > 2, "{want:?}");
+            agrees(&board, &want).map_err(|e| format!("{e}\n{text}"))?;
+            assert!(is_sorted_by(&column(&board, "SPEND"), true), "{text}");
+            Ok(())
+        });
+    }
+    // Sorted by another column, ascending labels on request.
+    let out = tail(&[
+        "--url",
+        &d.url,
+        "--once",
+        "--window",
+        "30d",
+        "--sort",
+        "funnel_cac",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let board = parse_board(&text).unwrap();
+    assert!(is_sorted_by(&column(&board, "CAC"), true), "{text}");
+    let out = tail(&["--url", &d.url, "--once", "--sort", "channel"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let names: Vec<String> = parse_board(&text)
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert!(names[..names.len() - 1].is_sorted(), "{text}");
+    // Bad usage: exit 2 naming the flag.
+    for (flag, v) in [("--sort", "nope"), ("--by", "region"), ("--window", "2d")] {
+        let out = tail(&["--url", &d.url, "--once", flag, v]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {v}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag.trim_start_matches('-')), "{err}");
+    }
+}
+
+/// Stops a demo as an orchestrator would: SIGTERM, then SIGKILL if it has
+/// not exited after a grace period (issue 22: while a stream client is
+/// connected it may not exit by itself).
+fn stop(d: &mut Demo) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if d.child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+}
+
+/// A child whose stderr is collected by a thread.
+fn spawn_collecting(args: &[&str]) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut child = Command::new(BIN)
+        .arg("tail")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for r in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let t = text.clone();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(r);
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0) {
+                t.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+    }
+    (child, text)
+}
+
+#[test]
+fn tail_exits_1_when_the_engine_goes_away_and_follow_reconnects() {
+    let port = free_port();
+    let mut d = demo_on(port, &[]);
+    let (mut plain, plain_out) =
+        spawn_collecting(&["--url", &d.url, "--changes", "--window", "5m"]);
+    let (mut follow, follow_out) =
+        spawn_collecting(&["--url", &d.url, "--changes", "--follow", "--window", "5m"]);
+    wait_until(20, "both tails following", || {
+        for o in [&plain_out, &follow_out] {
+            if !o.lock().unwrap().contains("funnel_clicks{") {
+                return Err(o.lock().unwrap().clone());
+            }
+        }
+        Ok(())
+    });
+    stop(&mut d);
+
+    // Without --follow: a clear message and exit 1, promptly.
+    let code = wait_until(20, "tail exiting", || {
+        plain.try_wait().unwrap().ok_or("still running".to_string())
+    });
+    assert_eq!(code.code(), Some(1));
+    let text = plain_out.lock().unwrap().clone();
+    assert!(
+        text.contains(&format!(
+            "funnelstream tail: the engine at {} went away",
+            d.url
+        )),
+        "{text}"
+    );
+
+    // With --follow: still there, saying it reconnects...
+    wait_until(20, "follow saying it reconnects", || {
+        let t = follow_out.lock().unwrap().clone();
+        t.contains("reconnecting in").then_some(()).ok_or(t)
+    });
+    assert!(follow.try_wait().unwrap().is_none());
+    // ...and back on the engine restarted on the same port, with its data.
+    let seen = follow_out.lock().unwrap().len();
+    let _d2 = demo_on(port, &[]);
+    wait_until(40, "follow reconnected", || {
+        let t = follow_out.lock().unwrap().clone();
+        let after = &t[seen..];
+        (after.contains(&format!("reconnected to {}", d.url)) && after.contains("funnel_clicks{"))
+            .then_some(())
+            .ok_or(t)
+    });
+    assert!(follow.try_wait().unwrap().is_none());
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
+
+/// A tmux server of its own (its own socket) running an interactive shell
+/// of a fixed size.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new(w: u16, h: u16) -> Tmux {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let socket = format!(
+            "funnel-tail-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+            ])
+            .args(["-x", &w.to_string(), "-y", &h.to_string()])
+            .args([
+                "env",
+                "PS1=$ ",
+                "TERM=xterm-256color",
+                "bash",
+                "--norc",
+                "--noprofile",
+            ])
+            .status()
+            .expect("tmux must be installed (scripts/test installs it)")
+            .success();
+        assert!(ok);
+        Tmux { socket }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    fn line(&self, text: &str) {
+        self.keys(&["-l", text]);
+        self.keys(&["Enter"]);
+    }
+
+    fn screen_with(&self, escapes: bool) -> String {
+        let mut args = vec!["-L", &self.socket, "capture-pane", "-p", "-t", "t"];
+        if escapes {
+            args.push("-e");
+        }
+        let out = Command::new("tmux").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.screen_with(false)
+    }
+
+    /// Waits for the screen to satisfy `f`; returns the screen.
+    fn wait(&self, secs: u64, what: &str, f: impl Fn(&str) -> bool) -> String {
+        wait_until(secs, what, || {
+            let s = self.screen();
+            if f(&s) {
+                Ok(s)
+            } else {
+                Err(s)
+            }
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+/// Keeps a screen as a test artefact (target/tmp/tail-board/NAME.txt).
+fn keep(name: &str, screen: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tail-board");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.txt")), screen);
+}
+
+#[test]
+#[ignore = "needs tmux: run scripts/test"]
+fn board_in_tmux_shows_sorts_switches_and_quits() {
+    let d = demo_on(free_port(), &["--rate", "0"]);
+    let port: u16 = d.url.rsplit(':').next().unwrap().parse().unwrap();
+    let t = Tmux::new(230, 50);
+    t.line(&format!("{BIN} tail --url {}; echo TAIL_EXIT=$?", d.url));
+
+    // The board agrees with the API, for the view and window shown.
+    let check = |name: &str, window: &str, by: &str| -> Board {
+        let screen = wait_until(30, name, || {
+            let s = t.screen();
+            let title = s.lines().next().unwrap_or_default().to_string();
+            if !title.contains(&format!("window {window}")) || !title.contains(&format!("by {by} "))
+            {
+                return Err(s);
+            }
+            let board = parse_board(&s).ok_or(s.clone())?;
+            agrees(&board, &expected(&api_snapshot(port), window, by))
+                .map_err(|e| format!("{e}\n{s}"))?;
+            Ok(s)
+        });
+        keep(name, &screen);
+        parse_board(&screen).unwrap()
+    };
+    let board = check("1-channel-1d", "1d", "channel");
+    let screen = t.screen();
+    assert!(screen.contains("SPEND▼"), "{screen}");
+    assert!(screen.contains("engine ready"), "{screen}");
+    assert!(screen.contains("stream live"), "{screen}");
+    assert!(screen.contains("q  quit"), "{screen}");
+    assert!(is_sorted_by(&column(&board, "SPEND"), true), "{screen}");
+    assert!(board.rows.len() >= 7, "{screen}");
+
+    // Sort by the next column, then reversed.
+    t.keys(&["Right"]);
+    let screen = t.wait(10, "sorted by clicks", |s| s.contains("CLICKS▼"));
+    assert!(
+        is_sorted_by(&column(&parse_board(&screen).unwrap(), "CLICKS"), true),
+        "{screen}"
+    );
+    t.keys(&["r"]);
+    let screen = t.wait(10, "sorted by clicks, ascending", |s| s.contains("CLICKS▲"));
+    keep("2-sorted-clicks-ascending", &screen);
+    let clicks = column(&parse_board(&screen).unwrap(), "CLICKS");
+    assert!(is_sorted_by(&clicks, false), "{screen}");
+    assert!(clicks.first() < clicks.last(), "{screen}");
+
+    // Per campaign, per channel and campaign, and back.
+    t.keys(&["v"]);
+    let b = check("3-campaign-1d", "1d", "campaign");
+    assert_eq!(b.header[0], "CAMPAIGN");
+    t.keys(&["v"]);
+    let b = check("4-channel-campaign-1d", "1d", "channel/campaign");
+    assert_eq!(b.header[..2], ["CHANNEL", "CAMPAIGN"]);
+    t.keys(&["v"]);
+    // The next window.
+    t.keys(&["w"]);
+    check("5-channel-7d", "7d", "channel");
+
+    // Type to filter.
+    t.keys(&["/"]);
+    t.keys(&["-l", "paid"]);
+    t.keys(&["Enter"]);
+    let screen = t.wait(10, "filtered", |s| s.contains("filter \"paid\""));
+    keep("6-filtered", &screen);
+    let b = parse_board(&screen).unwrap();
+    assert!(b.rows.len() >= 2, "{screen}");
+    assert!(
+        b.rows
+            .iter()
+            .all(|r| r.0.contains("paid") || r.0 == "TOTAL"),
+        "{screen}"
+    );
+
+    // q quits and gives the terminal back: the shell's screen, cooked mode.
+    t.keys(&["q"]);
+    let screen = t.wait(10, "tail exited", |s| s.contains("TAIL_EXIT="));
+    assert!(screen.contains("TAIL_EXIT=0"), "{screen}");
+    assert!(!screen.contains("TOTAL"), "{screen}");
+    t.line("stty -a | tr ' ;' '\\n\\n' | grep -x -e -icanon -e icanon -e -echo -e echo | tr '\\n' ' '; echo STTY_DONE");
+    // The command line shows the marker once, its output a second time.
+    let screen = t.wait(10, "stty", |s| s.matches("STTY_DONE").count() >= 2);
+    // Raw mode would print -icanon -echo.
+    assert!(
+        screen.lines().any(|l| l.trim() == "icanon echo STTY_DONE"),
+        "{screen}"
+    );
+}
+
+#[test]
+#[ignore = "needs tmux: run scripts/test"]
+fn board_in_tmux_highlights_changes_and_says_when_the_engine_goes_away() {
+    let port = free_port();
+    let mut d = demo_on(port, &[]);
+    let t = Tmux::new(230, 40);
+    t.line(&format!(
+        "{BIN} tail --url {} --window 5m --interval 0.5; echo TAIL_EXIT=$?",
+        d.url
+    ));
+    t.wait(30, "the board", |s| {
+        s.contains("stream live") && s.contains("TOTAL")
+    });
+    // Live traffic changes the 5m window every update: changed cells get
+    // a green (up) or red (down) background for a moment.
+    let screen = wait_until(20, "a highlighted cell", || {
+        let s = t.screen_with(true);
+        ["[48;5;2m", "[48;5;1m", "[42m", "[41m"]
+            .iter()
+            .any(|c| s.contains(c))
+            .then_some(s.clone())
+            .ok_or(s)
+    });
+    keep("7-highlighted-5m.ansi", &screen);
+    stop(&mut d);
+    let screen = t.wait(20, "tail gone", |s| s.contains("TAIL_EXIT="));
+    keep("8-engine-gone", &screen);
+    assert!(screen.contains("TAIL_EXIT=1"), "{screen}");
+    assert!(
+        screen.contains(&format!("the engine at {} went away", d.url)),
+        "{screen}"
+    );
+
+    // --follow: the status line says it reconnects, then the board is back.
+    let mut d = demo_on(port, &[]);
+    t.line(&format!(
+        "{BIN} tail --url {} --follow; echo TAIL_EXIT=$?",
+        d.url
+    ));
+    t.wait(30, "the board", |s| {
+        s.contains("stream live") && s.contains("TOTAL")
+    });
+    stop(&mut d);
+    let screen = t.wait(20, "reconnecting", |s| s.contains("reconnecting in"));
+    keep("9-follow-reconnecting", &screen);
+    let _d = demo_on(port, &[]);
+    let screen = t.wait(40, "reconnected", |s| {
+        s.contains("stream live") && s.contains("engine ready")
+    });
+    keep("10-follow-reconnected", &screen);
+    t.keys(&["q"]);
+    let screen = t.wait(10, "tail exited", |s| s.contains("TAIL_EXIT="));
+    assert!(screen.contains("TAIL_EXIT=0"), "{screen}");
 }

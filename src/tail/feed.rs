@@ -96,7 +96,7 @@ fn connection(
     for line in reader.lines() {
         let line = match line {
             Ok(l) => l,
-            Err(e) => return End::Gone(format!("lost the connection: {e}")),
+            Err(e) => return End::Gone(format!("the connection dropped ({e})")),
         };
         if let Some(e) = line.strip_prefix("event:") {
             event = e.trim().to_string();

@@ -399,6 +399,7 @@ fn status_line(app: &App) -> Line<'static> {
     spans.push(match &app.health.ready {
         None => Span::from("..."),
         Some(Ok(())) => Span::from("ready").green().bold(),
+        Some(Err(e)) if e == "unreachable" => Span::from("unreachable").red().bold(),
         Some(Err(e)) => {
             let why = e
                 .find("not ready")
@@ -429,7 +430,7 @@ fn status_line(app: &App) -> Line<'static> {
         } => {
             let left = at.saturating_duration_since(Instant::now()).as_secs_f64();
             Span::from(format!(
-                "engine gone ({reason}): reconnecting in {left:.0}s, attempt {attempt}"
+                "engine gone ({reason}): reconnecting in {left:.1}s, attempt {attempt}"
             ))
             .red()
             .bold()
