@@ -90,7 +90,11 @@ fn connection(
         Err(Fetch::Transport(e)) | Err(Fetch::Server(e)) => return End::Gone(e),
         Err(Fetch::Client(e)) => return End::Fatal(e),
     };
-    let reader = std::io::BufReader::new(resp.into_reader());
+    read_events(std::io::BufReader::new(resp.into_reader()), tx, attempt)
+}
+
+/// Reads server-sent events until the stream ends.
+fn read_events(reader: impl BufRead, tx: &Sender<Msg>, attempt: &mut u32) -> End {
     let mut event = String::new();
     let mut data = String::new();
     for line in reader.lines() {
@@ -223,6 +227,27 @@ mod tests {
             funnel_events_ingested_totalx 99\n\
             funnel_consumer_lag_messages{topic=\"t\",partition=\"0\"} 5\n";
         assert_eq!(parse_counters(text), [10.0, 7.0, 2.0, 0.0, 5.0]);
+    }
+
+    #[test]
+    fn events_are_read_until_the_engine_says_it_stops() {
+        let text = "event: snapshot\ndata: {\"now\":5,\"series\":[{\"metric\":\"funnel_clicks\",\"labels\":{},\"value\":3.0}]}\n\n\
+            : keep-alive\n\n\
+            event: changes\ndata: {\"now\":6,\"series\":[]}\n\n\
+            event: shutdown\ndata: {\"reason\":\"engine stopping\"}\n\n\
+            event: changes\ndata: {\"now\":7,\"series\":[]}\n\n";
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut attempt = 3;
+        let end = read_events(text.as_bytes(), &tx, &mut attempt);
+        assert!(matches!(end, End::Gone(ref r) if r == "the engine is stopping (engine stopping)"));
+        assert_eq!(attempt, 0, "a snapshot resets the backoff");
+        let got: Vec<Msg> = rx.try_iter().collect();
+        assert!(
+            matches!(&got[..], [Msg::Snapshot(a), Msg::Changes(b)] if a.now == 5 && a.series.len() == 1 && b.now == 6)
+        );
+        // A stream that just ends.
+        let end = read_events("event: changes\n".as_bytes(), &tx, &mut attempt);
+        assert!(matches!(end, End::Gone(ref r) if r == "the engine closed the stream"));
     }
 
     #[test]
