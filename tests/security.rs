@@ -257,7 +257,11 @@ fn tls_and_basic_auth_on_every_endpoint() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("METRIC"));
+    let board = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        board.starts_with("funnelstream tail") && board.contains("\nTOTAL "),
+        "{board}"
+    );
     let out = Command::new(BIN)
         .args(["tail", "--url", &base, "--once", "--user", "ops"])
         .arg("--ca-cert")
