@@ -734,7 +734,11 @@ fn board_in_tmux_shows_sorts_switches_and_quits() {
     let d = demo_on(free_port(), &["--rate", "0"]);
     let port: u16 = d.url.rsplit(':').next().unwrap().parse().unwrap();
     let t = Tmux::new(230, 50);
-    t.line(&format!("{BIN} tail --url {}; echo TAIL_EXIT=$?", d.url));
+    // 30d: the history's last days (1d may hold no event of a short one).
+    t.line(&format!(
+        "{BIN} tail --url {} --window 30d; echo TAIL_EXIT=$?",
+        d.url
+    ));
 
     // The board agrees with the API, for the view and window shown.
     let check = |name: &str, window: &str, by: &str| -> Board {
@@ -753,7 +757,7 @@ fn board_in_tmux_shows_sorts_switches_and_quits() {
         keep(name, &screen);
         parse_board(&screen).unwrap()
     };
-    let board = check("1-channel-1d", "1d", "channel");
+    let board = check("1-channel-30d", "30d", "channel");
     let screen = t.screen();
     assert!(screen.contains("SPEND▼"), "{screen}");
     assert!(screen.contains("engine ready"), "{screen}");
@@ -778,15 +782,15 @@ fn board_in_tmux_shows_sorts_switches_and_quits() {
 
     // Per campaign, per channel and campaign, and back.
     t.keys(&["v"]);
-    let b = check("3-campaign-1d", "1d", "campaign");
+    let b = check("3-campaign-30d", "30d", "campaign");
     assert_eq!(b.header[0], "CAMPAIGN");
     t.keys(&["v"]);
-    let b = check("4-channel-campaign-1d", "1d", "channel/campaign");
+    let b = check("4-channel-campaign-30d", "30d", "channel/campaign");
     assert_eq!(b.header[..2], ["CHANNEL", "CAMPAIGN"]);
     t.keys(&["v"]);
     // The next window.
     t.keys(&["w"]);
-    check("5-channel-7d", "7d", "channel");
+    check("5-channel-90d", "90d", "channel");
 
     // Type to filter.
     t.keys(&["/"]);

@@ -143,6 +143,7 @@ fn read_events(reader: impl BufRead, tx: &Sender<Msg>, attempt: &mut u32) -> End
 /// The engine's health as its public endpoints tell it.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
+    /// When the counters were read.
     pub at: Option<Instant>,
     /// `Ok` ready, `Err(why)`: not ready (the body of `/readyz`), or
     /// unreachable.
@@ -163,9 +164,10 @@ pub const COUNTERS: [&str; 5] = [
 ];
 
 /// Sums the health counters of a Prometheus text exposition.
-pub fn parse_counters(text: &str) -> [f64; 5] {
+pub fn parse_counters(text: impl BufRead) -> std::io::Result<[f64; 5]> {
     let mut out = [0.0; 5];
     for line in text.lines() {
+        let line = line?;
         if line.starts_with('#') {
             continue;
         }
@@ -186,23 +188,30 @@ pub fn parse_counters(text: &str) -> [f64; 5] {
             out[i] += v;
         }
     }
-    out
+    Ok(out)
 }
 
-/// Polls `/readyz` and `/metrics` every `every` until the receiver is gone.
-pub fn health(args: TailArgs, every: Duration, tx: Sender<Msg>) {
+/// Polls `/readyz` every `every`, and `/metrics` every `metrics_every`
+/// (it can be large: read line by line, never held whole), until the
+/// receiver is gone.
+pub fn health(args: TailArgs, every: Duration, metrics_every: Duration, tx: Sender<Msg>) {
+    let mut counters: Option<[f64; 5]> = None;
+    let mut at: Option<Instant> = None;
     loop {
         let ready = match request(&args, "/readyz", &[], false) {
             Ok(_) => Ok(()),
             Err(Fetch::Server(e)) | Err(Fetch::Client(e)) => Err(e),
             Err(Fetch::Transport(_)) => Err("unreachable".into()),
         };
-        let counters = request(&args, "/metrics", &[], false)
-            .ok()
-            .and_then(|r| r.into_string().ok())
-            .map(|t| parse_counters(&t));
+        if at.is_none_or(|t| t.elapsed() >= metrics_every) {
+            let read = request(&args, "/metrics", &[], false)
+                .ok()
+                .and_then(|r| parse_counters(std::io::BufReader::new(r.into_reader())).ok());
+            at = Some(Instant::now());
+            counters = read;
+        }
         let h = Health {
-            at: Some(Instant::now()),
+            at,
             ready: Some(ready),
             counters,
         };
@@ -226,7 +235,10 @@ mod tests {
             funnel_events_ingested_total{type=\"click\"} 10\n\
             funnel_events_ingested_totalx 99\n\
             funnel_consumer_lag_messages{topic=\"t\",partition=\"0\"} 5\n";
-        assert_eq!(parse_counters(text), [10.0, 7.0, 2.0, 0.0, 5.0]);
+        assert_eq!(
+            parse_counters(text.as_bytes()).unwrap(),
+            [10.0, 7.0, 2.0, 0.0, 5.0]
+        );
     }
 
     #[test]

@@ -224,7 +224,9 @@ pub fn run(args: &TailArgs, s: Settings) -> i32 {
     }
     {
         let a = args.clone();
-        std::thread::spawn(move || feed::health(a, Duration::from_secs(2), tx));
+        std::thread::spawn(move || {
+            feed::health(a, Duration::from_secs(2), Duration::from_secs(10), tx)
+        });
     }
     let mut app = App {
         url: args.url.clone(),
