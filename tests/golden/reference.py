@@ -8,7 +8,7 @@ Usage:
 
 It follows docs/SEMANTICS.md and ../shared/contract/METRICS.md literally for
 `funnelstream replay --clock event` with the default configuration:
-windows 5m,1h,1d,7d,30d,90d; dedup horizon 1h; allowed lateness 0; max future
+windows 5m,1h,1d,7d,30d,90d; dedup horizon 24h (from acceptance); allowed lateness 0; max future
 skew 5m against the real wall clock; max event size 1 MiB; one partition.
 
 It prints one exposition series per line, `name{labels} value`, for every
@@ -37,7 +37,7 @@ WINDOWS = [  # (label, milliseconds), in configured order
     ("30d", 30 * 24 * 60 * 60 * 1000),
     ("90d", 90 * 24 * 60 * 60 * 1000),
 ]
-DEDUP_HORIZON_MS = 60 * 60 * 1000
+DEDUP_HORIZON_MS = 24 * 60 * 60 * 1000
 ALLOWED_LATENESS_MS = 0
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 MAX_EVENT_BYTES = 1024 * 1024
@@ -330,13 +330,14 @@ class Replay:
         self.now = ev["ts"] if self.now is None else max(self.now, ev["ts"])
         ts_eff = min(ev["ts"], self.now)
         ev["ts_eff"] = ts_eff
-        # Deduplication against the updated `now`.
+        # Deduplication (EVENTS.md v2): an id is remembered for the horizon
+        # of engine time after it was accepted, whatever its ts.
         seen = self.dedup.get(ev["id"])
         if seen is not None and seen >= self.now - DEDUP_HORIZON_MS:
             self.duplicates += 1
             self.trace.append((lineno, "duplicate"))
             return
-        self.dedup[ev["id"]] = ts_eff
+        self.dedup[ev["id"]] = self.now
         longest = max(w for _, w in WINDOWS)
         late = ts_eff < self.now - longest - ALLOWED_LATENESS_MS
         self.apply(ev, late)
