@@ -20,7 +20,8 @@ pointed at a topic that already holds months of history (see README.md):
   far end of the log: most resend events that are days or months older than
   engine time;
 - late events (older than the longest window when they arrive), events of
-  every EVENTS.md rejection reason except `too_large`, future events (a `ts`
+  every EVENTS.md rejection reason except `too_large` (a third of them with
+  the id of a valid event sent later, which must still count), future events (a `ts`
   in 2100..2199: ahead of any wall clock, so rejected as `future_timestamp` by
   both clocks: EVENTS.md measures future skew against the wall clock, not
   engine time), mixed timestamp forms (RFC 3339 with `Z`, offsets, fractions
@@ -41,6 +42,7 @@ the contract (`reference.py --check-margins` verifies it).
 import json
 import math
 import random
+import re
 import sys
 
 DAY = 86_400_000
@@ -449,7 +451,17 @@ class Gen:
         n_bad = max(11, self.target // 80)
         for _ in range(n_bad):
             reason, raw = self.invalid(END - r.randint(0, 60) * DAY)
-            seq.insert(r.randint(0, len(seq) - 1), raw)
+            pos = r.randint(0, len(seq) - 1)
+            # A third carry the id of a valid event sent later (a producer
+            # fixing a bad record and sending it again): rejected events are
+            # never remembered, so the later one counts.
+            m = re.match(rb'\{"id":"([^"]*)"', raw)
+            if m and reason not in ("invalid_length", "wrong_type") and r.random() < 0.33:
+                later = re.match(rb'\{"id":"([^"]*)"', seq[r.randint(pos, len(seq) - 1)])
+                if later:
+                    raw = raw.replace(m.group(0), later.group(0), 1)
+                    self.count("rejected with the id of a later valid event")
+            seq.insert(pos, raw)
             self.count("rejected " + reason)
         # Blank lines are skipped by replay: a few.
         for _ in range(3):
