@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -315,9 +316,17 @@ fn compare(expected_text: &str, actual_text: &str) -> String {
     report
 }
 
-/// The stream of seed 15 and its expectation, after checking that the
-/// stream exercises what it claims to.
+/// The stream of seed 15 and its expectation, generated once per test
+/// process: both tests use the same file, which must not be rewritten while
+/// the other reads it.
 fn stream_and_expectation() -> (PathBuf, String) {
+    static ONCE: OnceLock<(PathBuf, String)> = OnceLock::new();
+    ONCE.get_or_init(generate_and_expect).clone()
+}
+
+/// Generates the stream, computes its expectation and checks that the stream
+/// exercises what it claims to.
+fn generate_and_expect() -> (PathBuf, String) {
     let file = generate(15, 40_000);
     let expected = reference(&file);
     let exp = parse_exposition(&expected, "reference");
