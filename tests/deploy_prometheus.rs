@@ -1373,13 +1373,14 @@ fn dashboard_queries_parse_and_read_contract_metrics() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The dashboard's whole-selection stat panels of the v2 rows, with every
-/// channel and campaign selected, equal the recording rules' totals on the
-/// input of tests/recording-rules-v2.test.yml (whose expected values come
-/// from an independent reference): the dashboard's inline sum/sum formulas
+/// The dashboard's panels of the v2 rows, with every channel and campaign
+/// selected, equal the recording rules (totals for the whole-selection
+/// stats, the channel, action or origin level for the grouped panels) on the
+/// input of tests/recording-rules-v2.test.yml, whose expected values come
+/// from an independent reference: the dashboard's inline sum/sum formulas
 /// and the rules agree.
 #[test]
-fn dashboard_v2_stats_agree_with_recording_rules() {
+fn dashboard_v2_panels_agree_with_recording_rules() {
     const PAIRS: &[(&str, &str)] = &[
         ("LTV (${currency})", "window:funnel_ltv:from_sums"),
         ("LTV:CAC", "window:funnel_ltv_to_cac_ratio:from_sums"),
@@ -1499,6 +1500,289 @@ fn dashboard_v2_stats_agree_with_recording_rules() {
             ));
         }
     }
+    // The grouped panels (by channel, action or origin) against the
+    // level's rules: the same series, with the same values. An empty window
+    // list is a current-state rule (no window label).
+    const ALL: &[&str] = &["1d", "30d"];
+    const GROUPED: &[(&str, usize, &str, &[&str])] = &[
+        (
+            "LTV by channel (${currency})",
+            0,
+            "channel_window:funnel_ltv:from_sums",
+            ALL,
+        ),
+        (
+            "LTV:CAC by channel",
+            0,
+            "channel_window:funnel_ltv_to_cac_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "CAC payback by channel",
+            0,
+            "channel_window:funnel_cac_payback_months:from_sums",
+            ALL,
+        ),
+        (
+            "MER by channel",
+            0,
+            "channel_window:funnel_mer_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Quick ratio by channel",
+            0,
+            "channel_window:funnel_quick_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Net new MRR by channel (${currency})",
+            0,
+            "channel_window:funnel_mrr_net_new:from_sums",
+            ALL,
+        ),
+        (
+            "ARPA by channel (${currency})",
+            0,
+            "channel:funnel_arpa:from_sums",
+            &[],
+        ),
+        (
+            "MRR growth and net MRR churn by channel",
+            0,
+            "channel_window:funnel_mrr_growth_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "MRR growth and net MRR churn by channel",
+            1,
+            "channel_window:funnel_net_mrr_churn_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "ARR by channel (${currency})",
+            0,
+            "channel:funnel_arr:sum",
+            &[],
+        ),
+        (
+            "Sessions by channel",
+            0,
+            "channel_window:funnel_sessions:sum",
+            ALL,
+        ),
+        (
+            "Bounce ratio by channel",
+            0,
+            "channel_window:funnel_bounce_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Engagement ratio by channel",
+            0,
+            "channel_window:funnel_engagement_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Session -> lead by channel",
+            0,
+            "channel_window:funnel_session_to_lead_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Conversions by action",
+            0,
+            "window_action:funnel_conversions:sum",
+            ALL,
+        ),
+        (
+            "Session conversion ratio by action",
+            0,
+            "window_action:funnel_session_conversion_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "CPA by action (${currency})",
+            0,
+            "window_action:funnel_cpa:from_sums",
+            ALL,
+        ),
+        (
+            "Conversion value by action (${currency})",
+            0,
+            "window_action:funnel_conversion_value:sum",
+            ALL,
+        ),
+        (
+            "Sessions growth by channel",
+            0,
+            "channel_window:funnel_sessions_growth_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Emails sent by channel",
+            0,
+            "channel_window:funnel_emails_sent:sum",
+            ALL,
+        ),
+        (
+            "Email delivery and bounces",
+            0,
+            "window:funnel_email_delivery_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email delivery and bounces",
+            1,
+            "window:funnel_email_bounce_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email engagement",
+            0,
+            "window:funnel_email_open_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email engagement",
+            1,
+            "window:funnel_email_click_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email engagement",
+            2,
+            "window:funnel_email_click_to_open_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email complaints and unsubscribes",
+            0,
+            "window:funnel_email_complaint_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email complaints and unsubscribes",
+            1,
+            "window:funnel_email_unsubscribe_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email subscribers by channel",
+            0,
+            "channel:funnel_email_subscribers:sum",
+            &[],
+        ),
+        (
+            "Email list movements",
+            0,
+            "window:funnel_email_subscribes:sum",
+            ALL,
+        ),
+        (
+            "NPS by channel",
+            0,
+            "channel_window:funnel_nps_score:from_sums",
+            ALL,
+        ),
+        ("NPS responses", 0, "window:funnel_nps_promoters:sum", ALL),
+        ("NPS responses", 1, "window:funnel_nps_passives:sum", ALL),
+        ("NPS responses", 2, "window:funnel_nps_detractors:sum", ALL),
+        (
+            "CSAT by channel",
+            0,
+            "channel_window:funnel_csat_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Deals won by origin",
+            0,
+            "window_origin:funnel_deals_won_by_origin:sum",
+            ALL,
+        ),
+        (
+            "Marketing-originated and influenced share by channel",
+            0,
+            "channel_window:funnel_marketing_originated_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Marketing-originated and influenced share by channel",
+            1,
+            "channel_window:funnel_marketing_influenced_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Pipeline created by origin (${currency})",
+            0,
+            "window_origin:funnel_pipeline_created_by_origin:sum",
+            ALL,
+        ),
+        (
+            "Lead velocity (MQL growth, 30d)",
+            0,
+            "channel_window:funnel_mqls_growth_ratio:from_sums",
+            &["30d"],
+        ),
+        (
+            "Lead velocity (MQL growth, 30d)",
+            1,
+            "window:funnel_mqls_growth_ratio:from_sums",
+            &["30d"],
+        ),
+    ];
+    let panels: BTreeMap<String, &Value> = all_panels(&dash)
+        .into_iter()
+        .filter_map(|p| Some((p["title"].as_str()?.to_string(), p)))
+        .collect();
+    for (title, target, rule, windows) in GROUPED {
+        let expr = panels
+            .get(*title)
+            .and_then(|p| p["targets"][*target]["expr"].as_str())
+            .unwrap_or_else(|| panic!("no panel {title:?} with a target {target}"));
+        let cases: Vec<(&str, String, &str)> = if windows.is_empty() {
+            vec![("1d", rule.to_string(), "")]
+        } else {
+            windows
+                .iter()
+                .map(|w| {
+                    (
+                        *w,
+                        format!("{rule}{{window=\"{w}\"}}"),
+                        "ignoring (window) ",
+                    )
+                })
+                .collect()
+        };
+        for (window, rule_sel, ignoring) in cases {
+            let query = expr
+                .replace("$channel", ".*")
+                .replace("$campaign", ".*")
+                .replace("$window", window)
+                .replace('\n', " ");
+            // As many series as the rule, each matching one of the rule's,
+            // with the same value.
+            for (check, expect) in [
+                (format!("count({query}) == bool count({rule_sel})"), "1"),
+                (
+                    format!("count(({query}) - {ignoring}{rule_sel}) == bool count({rule_sel})"),
+                    "1",
+                ),
+                (format!("abs(({query}) - {ignoring}{rule_sel}) != 0"), ""),
+            ] {
+                let samples = if expect.is_empty() {
+                    " []\n".to_string()
+                } else {
+                    format!("\n          - labels: '{{}}'\n            value: {expect}\n")
+                };
+                tests.push_str(&format!(
+                    "      # {title} [{target}], {window}\n      - expr: '{}'\n        eval_time: 2m\n        exp_samples:{samples}",
+                    check.replace('\'', "''")
+                ));
+            }
+        }
+    }
+
     let tmp = TempDir::new("dashboard-v2-stats");
     let file = tmp.0.join("dashboard-v2-stats.test.yml");
     std::fs::write(
@@ -1512,7 +1796,7 @@ fn dashboard_v2_stats_agree_with_recording_rules() {
     let out = promtool(&["test", "rules", &file.to_string_lossy()]);
     assert!(
         out.status.success(),
-        "dashboard stats and recording rules disagree:\n{}",
+        "dashboard panels and recording rules disagree:\n{}",
         show(&out)
     );
 }
