@@ -944,6 +944,19 @@ fn promtool_unit_tests_cover_every_rule() {
     }
 }
 
+/// tests/recording-rules-v2.test.yml is what its reference script writes:
+/// the expected values were not edited by hand.
+#[test]
+fn v2_recording_rule_test_matches_its_reference() {
+    let out = python(&["deploy/prometheus/tests/make-v2-test.py"]);
+    assert!(out.status.success(), "make-v2-test.py:\n{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == read("deploy/prometheus/tests/recording-rules-v2.test.yml"),
+        "deploy/prometheus/tests/recording-rules-v2.test.yml differs from make-v2-test.py's output: \
+         run deploy/prometheus/tests/make-v2-test.py > deploy/prometheus/tests/recording-rules-v2.test.yml"
+    );
+}
+
 #[test]
 fn every_alert_has_severity_and_annotations() {
     let yaml = read(ALERT_RULES);
