@@ -288,6 +288,7 @@ const V2_PANELS: &[&str] = &[
     "CSAT",
     "CSAT responses",
     "NPS by channel",
+    "NPS promoters, passives and detractors",
     "CSAT by channel",
     "Marketing-originated deals",
     "Marketing-influenced deals",
@@ -1124,6 +1125,7 @@ fn dashboard_is_well_formed() {
     }
 
     let mut ids = BTreeSet::new();
+    let mut titles_seen = BTreeSet::new();
     let mut problems = Vec::new();
     for p in all_panels(&dash) {
         let title = p["title"].as_str().unwrap_or("?");
@@ -1133,6 +1135,10 @@ fn dashboard_is_well_formed() {
         );
         if p["type"] == "row" {
             continue;
+        }
+        // Panels are named by title (here, in RUNBOOK.md, in V2_PANELS).
+        if !titles_seen.insert(title) {
+            problems.push(format!("{title}: two panels have this title"));
         }
         let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
         if unit.is_empty() {
@@ -1698,9 +1704,24 @@ fn dashboard_v2_panels_agree_with_recording_rules() {
             "channel_window:funnel_nps_score:from_sums",
             ALL,
         ),
-        ("NPS responses", 0, "window:funnel_nps_promoters:sum", ALL),
-        ("NPS responses", 1, "window:funnel_nps_passives:sum", ALL),
-        ("NPS responses", 2, "window:funnel_nps_detractors:sum", ALL),
+        (
+            "NPS promoters, passives and detractors",
+            0,
+            "window:funnel_nps_promoters:sum",
+            ALL,
+        ),
+        (
+            "NPS promoters, passives and detractors",
+            1,
+            "window:funnel_nps_passives:sum",
+            ALL,
+        ),
+        (
+            "NPS promoters, passives and detractors",
+            2,
+            "window:funnel_nps_detractors:sum",
+            ALL,
+        ),
         (
             "CSAT by channel",
             0,
