@@ -4,6 +4,7 @@
 //! resident set (VmRSS) and as the aggregator's own accounting.
 
 use funnelstream::config::{parse_windows, ClockMode, EngineConfig};
+use funnelstream::decode::dedup::Dedup;
 use funnelstream::engine::Engine;
 use funnelstream::synth::{Synth, SynthConfig};
 
@@ -53,17 +54,39 @@ fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
     );
 }
 
+/// A partition's dedup memory filled to its default capacity of 1,000,000
+/// ids (then 100,000 more, so eviction is running): resident growth per id.
+fn dedup_scenario() {
+    let ids = 1_000_000u64;
+    let before = rss_kib();
+    let mut d = Dedup::new(86_400_000, ids as usize);
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..ids + ids / 10 {
+        h = h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        d.check_and_insert(h ^ (h >> 29), i as i64);
+    }
+    let after = rss_kib();
+    println!(
+        "dedup memory: {} ids remembered ({} evicted): RSS +{} MiB = {:.1} bytes/id",
+        d.len(),
+        d.evicted,
+        after.saturating_sub(before) / 1024,
+        after.saturating_sub(before) as f64 * 1024.0 / d.len() as f64,
+    );
+}
+
 fn main() {
     // Each scenario in a fresh process, so that resident memory is not
     // inflated or hidden by the previous one's freed pages.
-    if let Ok(per_key) = std::env::var("MEMORY_BENCH_EVENTS_PER_KEY") {
-        scenario(100_000, per_key.parse().unwrap(), 90.0);
-        return;
+    match std::env::var("MEMORY_BENCH_SCENARIO").as_deref() {
+        Ok("dedup") => return dedup_scenario(),
+        Ok(per_key) => return scenario(100_000, per_key.parse().unwrap(), 90.0),
+        Err(_) => {}
     }
     let me = std::env::current_exe().unwrap();
-    for per_key in [20, 100] {
+    for which in ["dedup", "20", "100"] {
         let out = std::process::Command::new(&me)
-            .env("MEMORY_BENCH_EVENTS_PER_KEY", per_key.to_string())
+            .env("MEMORY_BENCH_SCENARIO", which)
             .output()
             .unwrap();
         print!("{}", String::from_utf8_lossy(&out.stdout));

@@ -16,16 +16,24 @@
 //!
 //! Decoding never panics and never allocates more than the input could
 //! hold: every count is checked against the bytes left. A bad magic,
-//! length or checksum is [`CheckpointError::Corrupt`]; another format
-//! version, or a window set other than the configured one, is
-//! [`CheckpointError::Incompatible`].
+//! length or checksum is [`CheckpointError::Corrupt`]; a format version
+//! this engine cannot read, or a window set other than the configured one,
+//! is [`CheckpointError::Incompatible`].
+//!
+//! Versions: 1 remembered dedup ids by event time; 2 (current) by
+//! acceptance time (EVENTS.md v2). Version 1 is still read: its remembered
+//! ids are taken as accepted at its engine time (`decode::dedup`), so an
+//! upgrade restores every partition instead of rebuilding it.
 
 use crate::config::WindowSpec;
 use crate::engine::{Engine, Partition};
 
 pub const MAGIC: [u8; 8] = *b"FNLSTCKP";
-/// Bump on any change of the body layout.
-pub const FORMAT_VERSION: u16 = 1;
+/// Bump on any change of the body layout, and keep reading the previous
+/// versions ([`OLDEST_READ_VERSION`]..=`FORMAT_VERSION`).
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version [`decode`] still reads.
+pub const OLDEST_READ_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;
 
 /// Why a partition starts from empty state though checkpoints are on
@@ -277,7 +285,7 @@ pub fn encode(part: &mut Partition, meta: &CheckpointMeta) -> Vec<u8> {
 
 /// Reads only the metadata (after checking magic, version and checksum).
 pub fn read_meta(bytes: &[u8]) -> Result<CheckpointMeta, CheckpointError> {
-    let mut r = open(bytes)?;
+    let (mut r, _) = open(bytes)?;
     let n = r.count(2)?;
     for _ in 0..n {
         r.ivar()?;
@@ -296,17 +304,19 @@ fn read_meta_fields(r: &mut Reader<'_>) -> ReadResult<CheckpointMeta> {
     })
 }
 
-/// Checks the header and returns a reader over the body.
-fn open(bytes: &[u8]) -> Result<Reader<'_>, CheckpointError> {
+/// Checks the header and returns a reader over the body and the body's
+/// format version.
+fn open(bytes: &[u8]) -> Result<(Reader<'_>, u16), CheckpointError> {
     if bytes.len() < HEADER_LEN || bytes[..8] != MAGIC {
         return Err(CheckpointError::Corrupt(
             "not a funnelstream checkpoint (bad magic)".into(),
         ));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(CheckpointError::Incompatible(format!(
-            "format version {version}, this engine reads version {FORMAT_VERSION}"
+            "format version {version}, this engine reads versions \
+             {OLDEST_READ_VERSION} to {FORMAT_VERSION}"
         )));
     }
     let reserved = u16::from_le_bytes([bytes[10], bytes[11]]);
@@ -330,7 +340,7 @@ fn open(bytes: &[u8]) -> Result<Reader<'_>, CheckpointError> {
             "checksum mismatch (stored {sum:016x}, computed {actual:016x})"
         )));
     }
-    Ok(Reader::new(body))
+    Ok((Reader::new(body), version))
 }
 
 /// Rebuilds a partition of `engine` from a checkpoint, advancing the
@@ -342,7 +352,7 @@ pub fn decode(
     engine: &Engine,
     live: bool,
 ) -> Result<(Partition, CheckpointMeta), CheckpointError> {
-    let mut r = open(bytes)?;
+    let (mut r, version) = open(bytes)?;
     check_windows(&mut r, &engine.config.windows)?;
     let meta = read_meta_fields(&mut r)?;
     let mut part = if live {
@@ -350,7 +360,7 @@ pub fn decode(
     } else {
         engine.partition()
     };
-    part.decode_from(&mut r)?;
+    part.decode_from(&mut r, version, meta.engine_now_ms)?;
     if r.remaining() != 0 {
         return Err(CheckpointError::Corrupt(format!(
             "{} unexpected bytes after the state",

@@ -202,7 +202,7 @@ impl Default for EngineConfig {
             clock: ClockMode::Wall,
             max_future_skew_ms: 5 * 60_000,
             allowed_lateness_ms: 0,
-            dedup_horizon_ms: 3_600_000,
+            dedup_horizon_ms: 86_400_000,
             dedup_capacity: 1_000_000,
             max_channels: 100,
             max_campaigns: 10_000,

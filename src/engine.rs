@@ -322,7 +322,7 @@ impl Partition {
     fn apply_decoded(&mut self, ev: &Event<'_>, id: u64, hint: KeyHint, wall_ms: i64) -> Outcome {
         let now = self.clock.observe(ev.ts, wall_ms);
         let ts_eff = ev.ts.min(now);
-        if self.dedup.check_and_insert(id, ts_eff, now) {
+        if self.dedup.check_and_insert(id, now) {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
@@ -364,8 +364,14 @@ impl Partition {
         self.agg.encode_into(w);
     }
 
-    /// Inverse of [`encode_into`](Self::encode_into), into a fresh partition.
-    pub(crate) fn decode_from(&mut self, r: &mut Reader<'_>) -> ReadResult<()> {
+    /// Inverse of [`encode_into`](Self::encode_into), into a fresh partition,
+    /// for checkpoint format `version` written at engine time `engine_now`.
+    pub(crate) fn decode_from(
+        &mut self,
+        r: &mut Reader<'_>,
+        version: u16,
+        engine_now: i64,
+    ) -> ReadResult<()> {
         fn counters(r: &mut Reader<'_>, out: &mut [u64]) -> ReadResult<()> {
             if r.count(1)? != out.len() {
                 return Err(CheckpointError::Corrupt("counter array length".into()));
@@ -391,7 +397,7 @@ impl Partition {
             }
             _ => return Err(CheckpointError::Corrupt("delay histogram flag".into())),
         }
-        self.dedup.decode_from(r)?;
+        self.dedup.decode_from(r, version, engine_now)?;
         self.agg.decode_from(r)
     }
 }

@@ -129,6 +129,14 @@ fn ratio(num: i128, den: i128) -> Option<Value> {
     (den != 0).then(|| Value::Float(num as f64 / den as f64))
 }
 
+/// `num / stock` for a KPI over a starting stock (`mrr_start`,
+/// `customers_start`): `None` unless the stock is positive. A key whose
+/// accounts' events carry other campaigns can start a window with negative
+/// MRR or customers, and a ratio over that means nothing (METRICS.md v2).
+fn over_stock(num: i128, stock: i128) -> Option<Value> {
+    (stock > 0).then(|| Value::Float(num as f64 / stock as f64))
+}
+
 /// Money (micro-units) per count.
 fn per(money: i128, den: i128) -> Option<Value> {
     (den != 0).then(|| Value::Float(money as f64 / 1e6 / den as f64))
@@ -199,15 +207,16 @@ pub static FAMILIES: &[Family] = &[
     gauge_w("funnel_sales_cycle_p50_seconds", "Median sales cycle of won deals (relative error <= 1%).", |_, w| cycle_quantile(w, 1, 2)),
     gauge_w("funnel_sales_cycle_p90_seconds", "90th percentile sales cycle of won deals (relative error <= 1%).", |_, w| cycle_quantile(w, 9, 10)),
     gauge_w("funnel_pipeline_velocity", "Pipeline velocity, value per day: opportunities * avg_deal_size * win_ratio / (sales_cycle_mean_seconds / 86400).", |_, w| pipeline_velocity(w)),
+    // Over a starting stock: absent unless the stock is positive.
     gauge_w("funnel_nrr_ratio", "Net revenue retention: (mrr_start + expansion + reactivation - contraction - churned) / mrr_start.", |t, w| {
         let start = mrr_start(t, w);
-        ratio(start + mrr(w, Change::Expansion) + mrr(w, Change::Reactivation) - mrr(w, Change::Contraction) - mrr(w, Change::Churn), start)
+        over_stock(start + mrr(w, Change::Expansion) + mrr(w, Change::Reactivation) - mrr(w, Change::Contraction) - mrr(w, Change::Churn), start)
     }),
     gauge_w("funnel_gross_mrr_churn_ratio", "Gross MRR churn: (contraction + churned) / mrr_start.", |t, w| {
-        ratio(mrr(w, Change::Contraction) + mrr(w, Change::Churn), mrr_start(t, w))
+        over_stock(mrr(w, Change::Contraction) + mrr(w, Change::Churn), mrr_start(t, w))
     }),
     gauge_w("funnel_customer_churn_ratio", "Customer churn: customers_churned / customers_start.", |t, w| {
-        ratio(subs(w, f::CUSTOMERS_CHURNED), customers_start(t, w))
+        over_stock(subs(w, f::CUSTOMERS_CHURNED), customers_start(t, w))
     }),
     // Current state.
     Family { name: "funnel_mrr", help: "Net MRR of all subscription events ever consumed.", kind: MetricType::Gauge, eval: Eval::Key(|t| Value::Money(t.mrr)) },

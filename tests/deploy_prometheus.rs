@@ -22,8 +22,8 @@ const RENDER: &str = "deploy/prometheus/render-alerts.py";
 const PROM_README: &str = "deploy/prometheus/README.md";
 const DASHBOARD: &str = "deploy/grafana/funnelstream.json";
 
-/// Windowed metrics: the 19 counts and the KPIs (METRICS.md).
-const WINDOWED: &[&str] = &[
+/// Windowed counts of METRICS.md v1.
+const V1_WINDOWED_COUNTS: &[&str] = &[
     "funnel_impressions",
     "funnel_clicks",
     "funnel_leads",
@@ -43,6 +43,50 @@ const WINDOWED: &[&str] = &[
     "funnel_customers_new",
     "funnel_customers_churned",
     "funnel_customers_reactivated",
+];
+
+/// Windowed counts new in METRICS.md v2, the previous-window ones included.
+const V2_WINDOWED_COUNTS: &[&str] = &[
+    "funnel_pipeline_created",
+    "funnel_deals_won_by_origin",
+    "funnel_revenue_won_by_origin",
+    "funnel_pipeline_created_by_origin",
+    "funnel_deals_won_influenced",
+    "funnel_revenue_won_influenced",
+    "funnel_sessions",
+    "funnel_pageviews",
+    "funnel_bounces",
+    "funnel_engaged_sessions",
+    "funnel_conversions",
+    "funnel_conversion_value",
+    "funnel_emails_sent",
+    "funnel_emails_delivered",
+    "funnel_emails_bounced",
+    "funnel_emails_opened",
+    "funnel_emails_clicked",
+    "funnel_email_subscribes",
+    "funnel_email_unsubscribes",
+    "funnel_email_complaints",
+    "funnel_nps_responses",
+    "funnel_nps_promoters",
+    "funnel_nps_passives",
+    "funnel_nps_detractors",
+    "funnel_csat_responses",
+    "funnel_csat_satisfied",
+    "funnel_leads_previous",
+    "funnel_mqls_previous",
+    "funnel_sqls_previous",
+    "funnel_opportunities_previous",
+    "funnel_deals_won_previous",
+    "funnel_revenue_won_previous",
+    "funnel_pipeline_created_previous",
+    "funnel_customers_new_previous",
+    "funnel_sessions_previous",
+    "funnel_conversions_previous",
+];
+
+/// Windowed KPIs of METRICS.md v1.
+const V1_WINDOWED_KPIS: &[&str] = &[
     "funnel_ctr_ratio",
     "funnel_cpc",
     "funnel_cpm",
@@ -67,29 +111,258 @@ const WINDOWED: &[&str] = &[
     "funnel_customer_churn_ratio",
 ];
 
-/// KPIs the dashboard may read directly. Every other KPI is a ratio that must
-/// be rebuilt as sum/sum from the counts; the mean sales cycle is only usable
-/// weighted by deals won, and the quantiles only per campaign.
-const KPIS_ALLOWED_IN_DASHBOARD: &[&str] = &[
-    "funnel_sales_cycle_mean_seconds",
-    "funnel_sales_cycle_p50_seconds",
-    "funnel_sales_cycle_p90_seconds",
+/// Windowed KPIs new in METRICS.md v2, the growth ratios included.
+const V2_WINDOWED_KPIS: &[&str] = &[
+    "funnel_mer_ratio",
+    "funnel_sql_to_won_ratio",
+    "funnel_mrr_net_new",
+    "funnel_mrr_growth_ratio",
+    "funnel_net_mrr_churn_ratio",
+    "funnel_quick_ratio",
+    "funnel_ltv",
+    "funnel_ltv_to_cac_ratio",
+    "funnel_cac_payback_months",
+    "funnel_marketing_originated_ratio",
+    "funnel_marketing_influenced_ratio",
+    "funnel_bounce_ratio",
+    "funnel_engagement_ratio",
+    "funnel_session_to_lead_ratio",
+    "funnel_session_conversion_ratio",
+    "funnel_cpa",
+    "funnel_email_delivery_ratio",
+    "funnel_email_bounce_ratio",
+    "funnel_email_open_ratio",
+    "funnel_email_click_ratio",
+    "funnel_email_unsubscribe_ratio",
+    "funnel_email_click_to_open_ratio",
+    "funnel_nps_score",
+    "funnel_csat_ratio",
+    "funnel_leads_growth_ratio",
+    "funnel_mqls_growth_ratio",
+    "funnel_sqls_growth_ratio",
+    "funnel_opportunities_growth_ratio",
+    "funnel_deals_won_growth_ratio",
+    "funnel_revenue_won_growth_ratio",
+    "funnel_pipeline_created_growth_ratio",
+    "funnel_customers_new_growth_ratio",
+    "funnel_sessions_growth_ratio",
+    "funnel_conversions_growth_ratio",
 ];
 
-/// Engine-health metrics: no channel/campaign labels.
-const HEALTH: &[&str] = &[
+/// Current-state gauges (no window) of v1 and v2.
+const V1_CURRENT: &[&str] = &[
+    "funnel_mrr",
+    "funnel_customers",
+    "funnel_open_pipeline_value",
+];
+const V2_CURRENT: &[&str] = &["funnel_arpa", "funnel_arr", "funnel_email_subscribers"];
+
+/// All-time counters of v1 and v2.
+const V1_COUNTERS: &[&str] = &[
+    "funnel_impressions_total",
+    "funnel_clicks_total",
+    "funnel_leads_total",
+    "funnel_deals_total",
+    "funnel_revenue_won_total",
+    "funnel_ad_spend_total",
+    "funnel_spend_total",
+    "funnel_mrr_movement_total",
+];
+const V2_COUNTERS: &[&str] = &[
+    "funnel_pipeline_created_total",
+    "funnel_sessions_total",
+    "funnel_pageviews_total",
+    "funnel_conversions_total",
+    "funnel_email_events_total",
+    "funnel_survey_responses_total",
+    "funnel_fields_ignored_total",
+];
+
+/// Engine-health metrics of METRICS.md: no channel/campaign labels.
+const CONTRACT_HEALTH: &[&str] = &[
     "funnel_events_ingested_total",
     "funnel_events_rejected_total",
     "funnel_events_duplicate_total",
     "funnel_events_late_total",
-    "funnel_label_overflow_total",
     "funnel_dedup_evicted_total",
-    "funnel_deals_untracked_total",
+    "funnel_fields_ignored_total",
     "funnel_consumer_lag_messages",
-    "funnel_event_delay_seconds_bucket",
+    "funnel_event_delay_seconds",
     "funnel_series",
     "funnel_build_info",
 ];
+
+/// Health metrics the engine publishes beyond METRICS.md (the dashboard's
+/// Engine health row reads them; the end-to-end test requires data for them).
+const ENGINE_EXTRAS: &[&str] = &[
+    "funnel_label_overflow_total",
+    "funnel_deals_untracked_total",
+];
+
+/// KPIs the dashboard may read directly. Every other KPI is a ratio that must
+/// be rebuilt as sum/sum from the counts; the mean sales cycle is only usable
+/// weighted by deals won, and the quantiles only per campaign. funnel_ltv,
+/// funnel_customer_churn_ratio and funnel_cac_payback_months are read only
+/// to recover the engine's gross margin and window length (see
+/// `RECOVERY`).
+const KPIS_ALLOWED_IN_DASHBOARD: &[&str] = &[
+    "funnel_sales_cycle_mean_seconds",
+    "funnel_sales_cycle_p50_seconds",
+    "funnel_sales_cycle_p90_seconds",
+    "funnel_ltv",
+    "funnel_customer_churn_ratio",
+    "funnel_cac_payback_months",
+];
+
+/// The only ways the dashboard may read the recovery KPIs: gross margin x
+/// W / month from LTV, gross margin from CAC payback (recording-rules.yml,
+/// header).
+const RECOVERY: &[(&str, &str)] = &[
+    (
+        "funnel_ltv{",
+        "funnel_ltv{channel=~\"$channel\", campaign=~\"$campaign\", window=\"$window\"} * funnel_customer_churn_ratio{channel=~\"$channel\", campaign=~\"$campaign\", window=\"$window\"}\n  / ignoring (window) group_left\n  funnel_arpa{channel=~\"$channel\", campaign=~\"$campaign\"}",
+    ),
+    (
+        "funnel_customer_churn_ratio{",
+        "funnel_ltv{channel=~\"$channel\", campaign=~\"$campaign\", window=\"$window\"} * funnel_customer_churn_ratio{",
+    ),
+    (
+        "funnel_cac_payback_months{",
+        "funnel_spend{channel=~\"$channel\", campaign=~\"$campaign\", window=\"$window\"}\n    / (funnel_mrr_new{channel=~\"$channel\", campaign=~\"$campaign\", window=\"$window\"} * funnel_cac_payback_months{channel=~\"$channel\", campaign=~\"$campaign\", window=\"$window\"} > 0)",
+    ),
+];
+
+/// Fixed (not `$window`) windows a dashboard panel may read, each with a
+/// word its title must contain to say so.
+const FIXED_WINDOWS: &[(&str, &str)] = &[("mtd", "month"), ("qtd", "quarter"), ("30d", "30d")];
+
+/// Calendar windows (METRICS.md v2, opt-in).
+const CALENDAR_WINDOWS: &[&str] = &["mtd", "qtd", "ytd", "last_month", "last_quarter"];
+
+/// Dashboard panels that read v2 families or calendar windows, which the
+/// demo publishes only once the engine implements METRICS.md v2 (issues 18
+/// and 19) and the demo enables `mtd` and `qtd`. The end-to-end test checks
+/// each of them for data as soon as every series it reads is exposed, and
+/// allows it to be empty only while one of them is missing; every other
+/// panel must return data now. Panels of the v2 rows computed from v1 counts
+/// only (MER, quick ratio, net new MRR, MRR growth, ARPA, ARR) are not listed:
+/// they are checked now.
+const V2_PANELS: &[&str] = &[
+    "LTV (${currency})",
+    "LTV:CAC",
+    "CAC payback",
+    "LTV by channel (${currency})",
+    "LTV:CAC by channel",
+    "CAC payback by channel",
+    "Sessions",
+    "Pageviews",
+    "Bounce ratio",
+    "Engagement ratio",
+    "Session -> lead",
+    "Conversions",
+    "Sessions by channel",
+    "Bounce ratio by channel",
+    "Engagement ratio by channel",
+    "Session -> lead by channel",
+    "Conversions by action",
+    "Session conversion ratio by action",
+    "CPA by action (${currency})",
+    "Conversion value by action (${currency})",
+    "Sessions growth by channel",
+    "Emails sent",
+    "Email delivery ratio",
+    "Email open ratio",
+    "Email click ratio",
+    "Email click-to-open ratio",
+    "Email bounce ratio",
+    "Email unsubscribe ratio",
+    "Email complaint ratio",
+    "Emails sent by channel",
+    "Email delivery and bounces",
+    "Email engagement",
+    "Email complaints and unsubscribes",
+    "Email subscribers by channel",
+    "Email list movements",
+    "NPS",
+    "NPS responses",
+    "CSAT",
+    "CSAT responses",
+    "NPS by channel",
+    "NPS promoters, passives and detractors",
+    "CSAT by channel",
+    "Marketing-originated deals",
+    "Marketing-influenced deals",
+    "Marketing-originated revenue",
+    "Pipeline created (${currency})",
+    "Deals won by origin",
+    "Marketing-originated and influenced share by channel",
+    "Pipeline created by origin (${currency})",
+    "Leads this month",
+    "MQLs this month",
+    "Deals won this month",
+    "Revenue won this month (${currency})",
+    "Leads this quarter",
+    "MQLs this quarter",
+    "Deals won this quarter",
+    "Revenue won this quarter (${currency})",
+    "Lead velocity (MQL growth, 30d)",
+    "This month against last month (same point)",
+    "This quarter against last quarter (same point)",
+];
+
+fn is_windowed(name: &str) -> bool {
+    [
+        V1_WINDOWED_COUNTS,
+        V2_WINDOWED_COUNTS,
+        V1_WINDOWED_KPIS,
+        V2_WINDOWED_KPIS,
+    ]
+    .iter()
+    .any(|l| l.contains(&name))
+}
+
+fn is_windowed_kpi(name: &str) -> bool {
+    V1_WINDOWED_KPIS.contains(&name) || V2_WINDOWED_KPIS.contains(&name)
+}
+
+fn is_health(name: &str) -> bool {
+    let family = name
+        .strip_suffix("_bucket")
+        .or_else(|| name.strip_suffix("_count"))
+        .or_else(|| name.strip_suffix("_sum"))
+        .filter(|f| CONTRACT_HEALTH.contains(f))
+        .unwrap_or(name);
+    CONTRACT_HEALTH.contains(&family) || ENGINE_EXTRAS.contains(&family)
+}
+
+/// A family of METRICS.md v2 that v1 did not have.
+fn is_v2(name: &str) -> bool {
+    [
+        V2_WINDOWED_COUNTS,
+        V2_WINDOWED_KPIS,
+        V2_CURRENT,
+        V2_COUNTERS,
+    ]
+    .iter()
+    .any(|l| l.contains(&name))
+}
+
+/// A metric name METRICS.md v2 defines (or an engine extra).
+fn is_known_metric(name: &str) -> bool {
+    [
+        V1_WINDOWED_COUNTS,
+        V2_WINDOWED_COUNTS,
+        V1_WINDOWED_KPIS,
+        V2_WINDOWED_KPIS,
+        V1_CURRENT,
+        V2_CURRENT,
+        V1_COUNTERS,
+        V2_COUNTERS,
+    ]
+    .iter()
+    .any(|l| l.contains(&name))
+        || is_health(name)
+}
 
 /// Alert expressions that are false on healthy demo data whatever the
 /// thresholds: the end-to-end test only checks that they are valid queries.
@@ -114,6 +387,27 @@ const PERMISSIVE: &[&str] = &[
     "rejected_ratio_max=-1",
     "rejected_for=0s",
     "ingestion_stalled_for=0s",
+    // v2 alerts: effective once the engine publishes their families.
+    "ltv_to_cac_min=1e12",
+    "ltv_to_cac_min_deals_won=0",
+    "ltv_to_cac_for=0s",
+    "cac_payback_months_max=-1",
+    "cac_payback_for=0s",
+    "nps_drop_points=-1000",
+    "nps_min_responses=0",
+    "nps_for=0s",
+    "bounce_spike_ratio=-1",
+    "bounce_min_sessions=0",
+    "bounce_for=0s",
+    "email_bounce_ratio_max=-1",
+    "email_bounce_min_sent=0",
+    "email_bounce_for=0s",
+    "email_complaint_ratio_max=-1",
+    "email_complaint_min_delivered=0",
+    "email_complaint_for=0s",
+    "mql_growth_min=1e12",
+    "mql_growth_min_previous=0",
+    "mql_growth_for=0s",
 ];
 
 fn manifest(p: &str) -> PathBuf {
@@ -177,10 +471,21 @@ fn recording_rule_names(yaml: &str) -> Vec<String> {
         .collect()
 }
 
-/// (alert name, expr) of a rule file, in order. Understands the two forms the
-/// file uses: `expr: <one line>` and `expr: |` followed by a block indented
-/// deeper than the `expr:` key.
+/// (alert name, expr) of a rule file, in order.
 fn alert_exprs(yaml: &str) -> Vec<(String, String)> {
+    rule_exprs(yaml, "- alert:")
+}
+
+/// (record name, expr) of a rule file, in order.
+fn record_exprs(yaml: &str) -> Vec<(String, String)> {
+    rule_exprs(yaml, "- record:")
+}
+
+/// (name, expr) of the rules whose name follows `key` (`- alert:` or
+/// `- record:`), in order. Understands the two forms the files use:
+/// `expr: <one line>` and `expr: |` followed by a block indented deeper than
+/// the `expr:` key.
+fn rule_exprs(yaml: &str, key: &str) -> Vec<(String, String)> {
     let lines: Vec<&str> = yaml.lines().collect();
     let mut out = Vec::new();
     let mut name: Option<String> = None;
@@ -188,7 +493,7 @@ fn alert_exprs(yaml: &str) -> Vec<(String, String)> {
     while i < lines.len() {
         let line = lines[i];
         let trimmed = line.trim_start();
-        if let Some(n) = trimmed.strip_prefix("- alert:") {
+        if let Some(n) = trimmed.strip_prefix(key) {
             name = Some(n.trim().to_string());
         } else if let Some(rest) = trimmed.strip_prefix("expr:") {
             let indent = line.len() - trimmed.len();
@@ -299,6 +604,63 @@ fn funnel_selectors(expr: &str) -> Vec<(String, Option<String>)> {
         out.push((name.to_string(), selector));
     }
     out
+}
+
+/// An expression without its `#` comments (the threshold markers).
+fn strip_comments(expr: &str) -> String {
+    expr.lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Recording-rule names (`level:funnel_x:op`) an expression reads.
+fn rule_refs(expr: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    strip_comments(expr)
+        .split(|c: char| !ident(c))
+        .filter(|w| w.matches(':').count() == 2 && w.contains(":funnel_"))
+        .map(String::from)
+        .collect()
+}
+
+/// The raw `funnel_*` selectors an expression reads, through the recording
+/// rules it uses (transitively), as (name, selector text or None).
+fn raw_reads(
+    expr: &str,
+    rules: &BTreeMap<String, String>,
+    out: &mut BTreeSet<(String, Option<String>)>,
+) {
+    let expr = strip_comments(expr);
+    out.extend(funnel_selectors(&expr));
+    for r in rule_refs(&expr) {
+        if let Some(e) = rules.get(&r) {
+            raw_reads(e, rules, out);
+        }
+    }
+}
+
+/// The window a selector pins, if any: `window="X"` -> X.
+fn selector_window(selector: &str) -> Option<&str> {
+    let at = selector.find("window=\"")? + "window=\"".len();
+    selector[at..].split('"').next()
+}
+
+/// METRICS.md, found as `shared/contract/METRICS.md` in an ancestor of the
+/// repository (the layout the README links to) or in
+/// $FUNNELSTREAM_CONTRACT_DIR.
+fn contract_metrics_md() -> Option<(PathBuf, String)> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("FUNNELSTREAM_CONTRACT_DIR")
+        .map(|d| vec![PathBuf::from(d).join("METRICS.md")])
+        .unwrap_or_default();
+    candidates.extend(
+        manifest("")
+            .ancestors()
+            .map(|a| a.join("shared/contract/METRICS.md")),
+    );
+    candidates
+        .into_iter()
+        .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
 }
 
 // -------------------------------------------------------------- processes
@@ -538,16 +900,37 @@ fn promtool_unit_tests_pass() {
     );
 }
 
+/// The text of every promtool test file whose name starts with `prefix`.
+fn rule_tests(prefix: &str) -> String {
+    let dir = manifest("deploy/prometheus/tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("deploy/prometheus/tests")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(prefix) && name.ends_with(".test.yml")
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no {prefix}*.test.yml in {dir:?}");
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn promtool_unit_tests_cover_every_rule() {
-    let tests = read("deploy/prometheus/tests/recording-rules.test.yml");
+    let tests = rule_tests("recording-rules");
     for name in recording_rule_names(&read(RECORDING_RULES)) {
         assert!(
             tests.contains(&format!("- expr: {name}\n")),
-            "recording rule {name} has no promql_expr_test in tests/recording-rules.test.yml"
+            "recording rule {name} has no promql_expr_test in tests/recording-rules*.test.yml"
         );
     }
-    let tests = read("deploy/prometheus/tests/alert-rules.test.yml");
+    let tests = rule_tests("alert-rules");
     for (alert, _) in alert_exprs(&read(ALERT_RULES)) {
         let cases = tests.matches(&format!("alertname: {alert}\n")).count();
         let firing = tests
@@ -556,10 +939,23 @@ fn promtool_unit_tests_cover_every_rule() {
             .count();
         assert!(
             cases >= 2 && firing >= 1 && firing < cases,
-            "alert {alert} needs firing and not-firing cases in tests/alert-rules.test.yml \
+            "alert {alert} needs firing and not-firing cases in tests/alert-rules*.test.yml \
              ({cases} cases, {firing} firing)"
         );
     }
+}
+
+/// tests/recording-rules-v2.test.yml is what its reference script writes:
+/// the expected values were not edited by hand.
+#[test]
+fn v2_recording_rule_test_matches_its_reference() {
+    let out = python(&["deploy/prometheus/tests/make-v2-test.py"]);
+    assert!(out.status.success(), "make-v2-test.py:\n{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == read("deploy/prometheus/tests/recording-rules-v2.test.yml"),
+        "deploy/prometheus/tests/recording-rules-v2.test.yml differs from make-v2-test.py's output: \
+         run deploy/prometheus/tests/make-v2-test.py > deploy/prometheus/tests/recording-rules-v2.test.yml"
+    );
 }
 
 #[test]
@@ -567,7 +963,7 @@ fn every_alert_has_severity_and_annotations() {
     let yaml = read(ALERT_RULES);
     let runbook = read("deploy/prometheus/RUNBOOK.md");
     let blocks: Vec<&str> = yaml.split("- alert: ").skip(1).collect();
-    assert_eq!(blocks.len(), 7, "expected 7 alerts in {ALERT_RULES}");
+    assert_eq!(blocks.len(), 14, "expected 14 alerts in {ALERT_RULES}");
     for block in blocks {
         let name = block.lines().next().unwrap().trim();
         for key in ["severity: ", "summary: ", "description: ", "runbook_url: "] {
@@ -714,6 +1110,12 @@ fn dashboard_is_well_formed() {
         "Funnel",
         "Sales",
         "Revenue and retention",
+        "Unit economics",
+        "Web",
+        "Email",
+        "NPS and CSAT",
+        "Attribution",
+        "This month / this quarter",
         "Engine health",
     ] {
         assert!(
@@ -723,6 +1125,7 @@ fn dashboard_is_well_formed() {
     }
 
     let mut ids = BTreeSet::new();
+    let mut titles_seen = BTreeSet::new();
     let mut problems = Vec::new();
     for p in all_panels(&dash) {
         let title = p["title"].as_str().unwrap_or("?");
@@ -732,6 +1135,10 @@ fn dashboard_is_well_formed() {
         );
         if p["type"] == "row" {
             continue;
+        }
+        // Panels are named by title (here, in RUNBOOK.md, in V2_PANELS).
+        if !titles_seen.insert(title) {
+            problems.push(format!("{title}: two panels have this title"));
         }
         let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
         if unit.is_empty() {
@@ -747,9 +1154,10 @@ fn dashboard_is_well_formed() {
             || ["CTR", "Win rate", "NRR", "churn", "->"]
                 .iter()
                 .any(|k| title.contains(k));
-        if ratio_panel && unit != "percentunit" {
+        // A ratio is a percentage, or a multiple ("3.2x": LTV:CAC, quick ratio).
+        if ratio_panel && unit != "percentunit" && unit != "suffix:x" {
             problems.push(format!(
-                "{title}: a ratio panel must use percentunit, has {unit}"
+                "{title}: a ratio panel must use percentunit (or suffix:x for a multiple), has {unit}"
             ));
         }
     }
@@ -760,7 +1168,7 @@ fn dashboard_is_well_formed() {
             problems.push(format!("{at}: averages are not roll-ups; use sum/sum"));
         }
         for (name, selector) in funnel_selectors(&expr) {
-            if HEALTH.contains(&name.as_str()) {
+            if is_health(&name) {
                 continue;
             }
             let sel = selector.unwrap_or_default();
@@ -769,17 +1177,42 @@ fn dashboard_is_well_formed() {
                     "{at}: {name} is not filtered by $channel and $campaign"
                 ));
             }
-            let windowed = WINDOWED.contains(&name.as_str());
-            if windowed != sel.contains("window=\"$window\"") {
-                problems.push(format!(
-                    "{at}: {name} {} filtered by window=\"$window\"",
-                    if windowed { "must be" } else { "cannot be" }
-                ));
+            // A windowed metric reads the window the user picked, or a fixed
+            // window its panel's title names (this month, this quarter, 30d);
+            // all series of one query read the same window.
+            let windowed = is_windowed(&name);
+            match selector_window(&sel) {
+                None if windowed => problems.push(format!(
+                    "{at}: {name} must be filtered by window=\"$window\""
+                )),
+                Some(_) if !windowed => {
+                    problems.push(format!("{at}: {name} has no window label to filter"))
+                }
+                Some("$window") | None => {}
+                Some(w) => {
+                    let fixed = FIXED_WINDOWS.iter().find(|(fw, _)| *fw == w);
+                    match fixed {
+                        Some((_, word)) if title.contains(word) => {}
+                        _ => problems.push(format!(
+                            "{at}: {name} reads window {w:?}: use $window, or a fixed window of \
+                             {FIXED_WINDOWS:?} named in the panel title"
+                        )),
+                    }
+                    if selector_window(&expr) != Some(w) {
+                        problems.push(format!("{at}: mixes window {w:?} with other windows"));
+                    }
+                }
             }
-            let kpi = WINDOWED[19..].contains(&name.as_str());
-            if kpi && !KPIS_ALLOWED_IN_DASHBOARD.contains(&name.as_str()) {
+            if is_windowed_kpi(&name) && !KPIS_ALLOWED_IN_DASHBOARD.contains(&name.as_str()) {
                 problems.push(format!(
                     "{at}: reads the per-campaign KPI {name}; rebuild it as sum/sum from the counts"
+                ));
+            }
+        }
+        for (selector, pattern) in RECOVERY {
+            if expr.contains(selector) && !expr.contains(pattern) {
+                problems.push(format!(
+                    "{at}: reads {selector}..}} other than to recover the gross margin or window length"
                 ));
             }
         }
@@ -793,10 +1226,612 @@ fn dashboard_is_well_formed() {
             problems.push(format!("{at}: unknown variable left in {substituted}"));
         }
     }
+
+    // V2_PANELS lists exactly the panels that read a v2 family or a
+    // calendar window: no v1 panel can hide behind it.
+    let mut reads_v2: BTreeMap<String, bool> = BTreeMap::new();
+    for (title, _, expr) in dashboard_targets(&dash) {
+        let v2 = funnel_selectors(&expr).iter().any(|(name, sel)| {
+            is_v2(name)
+                || sel
+                    .as_deref()
+                    .and_then(selector_window)
+                    .is_some_and(|w| CALENDAR_WINDOWS.contains(&w))
+        });
+        *reads_v2.entry(title).or_default() |= v2;
+    }
+    for title in V2_PANELS {
+        match reads_v2.get(*title) {
+            None => problems.push(format!(
+                "V2_PANELS lists {title:?}, which the dashboard lacks"
+            )),
+            Some(false) => problems.push(format!(
+                "V2_PANELS lists {title:?}, which reads no v2 family and no calendar window"
+            )),
+            Some(true) => {}
+        }
+    }
+    for (title, v2) in &reads_v2 {
+        if *v2 && !V2_PANELS.contains(&title.as_str()) {
+            problems.push(format!("{title:?} reads v2 series but is not in V2_PANELS"));
+        }
+    }
     assert!(
         problems.is_empty(),
         "dashboard problems:\n  {}",
         problems.join("\n  ")
+    );
+}
+
+/// Every dashboard query parses as PromQL (promtool, as a recording rule),
+/// and every metric the dashboard, the recording rules and the alerts read
+/// is a METRICS.md v2 name (or a recording rule defined in
+/// recording-rules.yml). The name lists of this file are checked against
+/// METRICS.md itself when it is found (`../shared/contract/`).
+#[test]
+fn dashboard_queries_parse_and_read_contract_metrics() {
+    let dash = dashboard();
+    let targets = dashboard_targets(&dash);
+    let tmp = TempDir::new("dashboard-parse");
+    let mut yaml = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, (title, refid, expr)) in targets.iter().enumerate() {
+        yaml.push_str(&format!(
+            "      # {title} [{refid}]\n      - record: dashboard_query_{i}\n        expr: |\n"
+        ));
+        for line in substitute(expr).lines() {
+            yaml.push_str(&format!("          {line}\n"));
+        }
+    }
+    let file = tmp.0.join("dashboard-queries.yml");
+    std::fs::write(&file, &yaml).unwrap();
+    let out = promtool(&["check", "rules", &file.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "a dashboard query does not parse:\n{}",
+        show(&out)
+    );
+
+    let rules: BTreeMap<String, String> =
+        record_exprs(&read(RECORDING_RULES)).into_iter().collect();
+    let mut problems = Vec::new();
+    let mut reads: Vec<(String, String)> = targets
+        .iter()
+        .map(|(title, refid, expr)| (format!("dashboard panel {title:?} [{refid}]"), expr.clone()))
+        .collect();
+    reads.extend(
+        rules
+            .iter()
+            .map(|(n, e)| (format!("recording rule {n}"), e.clone())),
+    );
+    reads.extend(
+        alert_exprs(&read(ALERT_RULES))
+            .into_iter()
+            .map(|(n, e)| (format!("alert {n}"), e)),
+    );
+    for (what, expr) in &reads {
+        for (name, _) in funnel_selectors(&strip_comments(expr)) {
+            // The one roll-up-only ratio has no engine series to read.
+            if !is_known_metric(&name) {
+                problems.push(format!("{what}: {name} is not a METRICS.md v2 metric"));
+            }
+        }
+        for r in rule_refs(expr) {
+            if !rules.contains_key(&r) {
+                problems.push(format!(
+                    "{what}: reads {r}, which recording-rules.yml does not define"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The lists above against the contract: each of its names is in METRICS.md,
+    // and each funnel_ name of METRICS.md is in them.
+    let Some((path, md)) = contract_metrics_md() else {
+        eprintln!(
+            "METRICS.md not found (shared/contract/ in an ancestor, or $FUNNELSTREAM_CONTRACT_DIR): \
+             the metric lists were not compared with it"
+        );
+        return;
+    };
+    let growth_para = md
+        .split("For x in")
+        .nth(1)
+        .and_then(|p| p.split("the engine publishes").next())
+        .unwrap_or_else(|| panic!("{path:?}: no \"For x in ... the engine publishes\" paragraph"));
+    let lists = [
+        V1_WINDOWED_COUNTS,
+        V2_WINDOWED_COUNTS,
+        V1_WINDOWED_KPIS,
+        V2_WINDOWED_KPIS,
+        V1_CURRENT,
+        V2_CURRENT,
+        V1_COUNTERS,
+        V2_COUNTERS,
+        CONTRACT_HEALTH,
+    ];
+    for name in lists.iter().flat_map(|l| l.iter()) {
+        let generic = name
+            .strip_suffix("_previous")
+            .map(|x| (x, "funnel_<x>_previous"))
+            .or_else(|| {
+                name.strip_suffix("_growth_ratio")
+                    .map(|x| (x, "funnel_<x>_growth_ratio"))
+            });
+        let found = match generic {
+            Some((x, pattern)) if !md.contains(&format!("`{name}")) => {
+                let x = x.strip_prefix("funnel_").unwrap();
+                md.contains(pattern) && growth_para.contains(&format!("`{x}"))
+            }
+            _ => md.contains(&format!("`{name}`")) || md.contains(&format!("`{name}{{")),
+        };
+        if !found {
+            problems.push(format!("{name} is not in {path:?}"));
+        }
+    }
+    let listed: BTreeSet<&str> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+    let bytes = md.as_bytes();
+    let mut i = 0;
+    while let Some(off) = md[i..].find("funnel_") {
+        let start = i + off;
+        let mut end = start + "funnel_".len();
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        i = end;
+        let name = &md[start..end];
+        if name.ends_with('_') {
+            continue; // funnel_<x>_previous
+        }
+        if !listed.contains(name) {
+            problems.push(format!(
+                "{path:?} defines {name}, which this test's lists lack"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The dashboard's panels of the v2 rows, with every channel and campaign
+/// selected, equal the recording rules (totals for the whole-selection
+/// stats, the channel, action or origin level for the grouped panels) on the
+/// input of tests/recording-rules-v2.test.yml, whose expected values come
+/// from an independent reference: the dashboard's inline sum/sum formulas
+/// and the rules agree.
+#[test]
+fn dashboard_v2_panels_agree_with_recording_rules() {
+    const PAIRS: &[(&str, &str)] = &[
+        ("LTV (${currency})", "window:funnel_ltv:from_sums"),
+        ("LTV:CAC", "window:funnel_ltv_to_cac_ratio:from_sums"),
+        ("CAC payback", "window:funnel_cac_payback_months:from_sums"),
+        ("MER", "window:funnel_mer_ratio:from_sums"),
+        ("Quick ratio", "window:funnel_quick_ratio:from_sums"),
+        (
+            "Net new MRR (${currency})",
+            "window:funnel_mrr_net_new:from_sums",
+        ),
+        ("ARPA (${currency})", "total:funnel_arpa:from_sums"),
+        ("ARR (${currency})", "total:funnel_arr:sum"),
+        ("Sessions", "window:funnel_sessions:sum"),
+        ("Pageviews", "window:funnel_pageviews:sum"),
+        ("Bounce ratio", "window:funnel_bounce_ratio:from_sums"),
+        (
+            "Engagement ratio",
+            "window:funnel_engagement_ratio:from_sums",
+        ),
+        (
+            "Session -> lead",
+            "window:funnel_session_to_lead_ratio:from_sums",
+        ),
+        ("Emails sent", "window:funnel_emails_sent:sum"),
+        (
+            "Email delivery ratio",
+            "window:funnel_email_delivery_ratio:from_sums",
+        ),
+        (
+            "Email open ratio",
+            "window:funnel_email_open_ratio:from_sums",
+        ),
+        (
+            "Email click ratio",
+            "window:funnel_email_click_ratio:from_sums",
+        ),
+        (
+            "Email click-to-open ratio",
+            "window:funnel_email_click_to_open_ratio:from_sums",
+        ),
+        (
+            "Email bounce ratio",
+            "window:funnel_email_bounce_ratio:from_sums",
+        ),
+        (
+            "Email unsubscribe ratio",
+            "window:funnel_email_unsubscribe_ratio:from_sums",
+        ),
+        (
+            "Email complaint ratio",
+            "window:funnel_email_complaint_ratio:from_sums",
+        ),
+        ("NPS", "window:funnel_nps_score:from_sums"),
+        ("NPS responses", "window:funnel_nps_responses:sum"),
+        ("CSAT", "window:funnel_csat_ratio:from_sums"),
+        ("CSAT responses", "window:funnel_csat_responses:sum"),
+        (
+            "Marketing-originated deals",
+            "window:funnel_marketing_originated_ratio:from_sums",
+        ),
+        (
+            "Marketing-influenced deals",
+            "window:funnel_marketing_influenced_ratio:from_sums",
+        ),
+        (
+            "Pipeline created (${currency})",
+            "window:funnel_pipeline_created:sum",
+        ),
+    ];
+    let v2_test = read("deploy/prometheus/tests/recording-rules-v2.test.yml");
+    let input = v2_test
+        .split("    input_series:\n")
+        .nth(1)
+        .and_then(|s| s.split("    promql_expr_test:\n").next())
+        .expect("tests/recording-rules-v2.test.yml: input_series");
+    let dash = dashboard();
+    let stats: BTreeMap<String, String> = all_panels(&dash)
+        .iter()
+        .filter(|p| p["type"] == "stat")
+        .filter_map(|p| {
+            Some((
+                p["title"].as_str()?.to_string(),
+                p["targets"][0]["expr"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let mut tests = String::new();
+    for (title, rule) in PAIRS {
+        let expr = stats
+            .get(*title)
+            .unwrap_or_else(|| panic!("no stat panel {title:?}"));
+        for window in ["1d", "30d"] {
+            let query = expr
+                .replace("$channel", ".*")
+                .replace("$campaign", ".*")
+                .replace("$window", window)
+                .replace('\n', " ");
+            let rule_sel = if rule.starts_with("total:") {
+                rule.to_string()
+            } else {
+                format!("{rule}{{window=\"{window}\"}}")
+            };
+            let count = if rule.starts_with("total:") {
+                format!("count(({query}) - {rule_sel})")
+            } else {
+                format!("count(({query}) - ignoring (window) {rule_sel})")
+            };
+            // Present on both sides (all the input's KPIs are), and equal.
+            tests.push_str(&format!(
+                "      # {title}, {window}\n      - expr: '{}'\n        eval_time: 2m\n        exp_samples:\n          - labels: '{{}}'\n            value: 1\n",
+                count.replace('\'', "''")
+            ));
+            let differs = count.replacen("count((", "abs((", 1);
+            tests.push_str(&format!(
+                "      - expr: '{} != 0'\n        eval_time: 2m\n        exp_samples: []\n",
+                differs.replace('\'', "''")
+            ));
+        }
+    }
+    // The grouped panels (by channel, action or origin) against the
+    // level's rules: the same series, with the same values. An empty window
+    // list is a current-state rule (no window label).
+    const ALL: &[&str] = &["1d", "30d"];
+    const GROUPED: &[(&str, usize, &str, &[&str])] = &[
+        (
+            "LTV by channel (${currency})",
+            0,
+            "channel_window:funnel_ltv:from_sums",
+            ALL,
+        ),
+        (
+            "LTV:CAC by channel",
+            0,
+            "channel_window:funnel_ltv_to_cac_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "CAC payback by channel",
+            0,
+            "channel_window:funnel_cac_payback_months:from_sums",
+            ALL,
+        ),
+        (
+            "MER by channel",
+            0,
+            "channel_window:funnel_mer_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Quick ratio by channel",
+            0,
+            "channel_window:funnel_quick_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Net new MRR by channel (${currency})",
+            0,
+            "channel_window:funnel_mrr_net_new:from_sums",
+            ALL,
+        ),
+        (
+            "ARPA by channel (${currency})",
+            0,
+            "channel:funnel_arpa:from_sums",
+            &[],
+        ),
+        (
+            "MRR growth and net MRR churn by channel",
+            0,
+            "channel_window:funnel_mrr_growth_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "MRR growth and net MRR churn by channel",
+            1,
+            "channel_window:funnel_net_mrr_churn_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "ARR by channel (${currency})",
+            0,
+            "channel:funnel_arr:sum",
+            &[],
+        ),
+        (
+            "Sessions by channel",
+            0,
+            "channel_window:funnel_sessions:sum",
+            ALL,
+        ),
+        (
+            "Bounce ratio by channel",
+            0,
+            "channel_window:funnel_bounce_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Engagement ratio by channel",
+            0,
+            "channel_window:funnel_engagement_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Session -> lead by channel",
+            0,
+            "channel_window:funnel_session_to_lead_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Conversions by action",
+            0,
+            "window_action:funnel_conversions:sum",
+            ALL,
+        ),
+        (
+            "Session conversion ratio by action",
+            0,
+            "window_action:funnel_session_conversion_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "CPA by action (${currency})",
+            0,
+            "window_action:funnel_cpa:from_sums",
+            ALL,
+        ),
+        (
+            "Conversion value by action (${currency})",
+            0,
+            "window_action:funnel_conversion_value:sum",
+            ALL,
+        ),
+        (
+            "Sessions growth by channel",
+            0,
+            "channel_window:funnel_sessions_growth_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Emails sent by channel",
+            0,
+            "channel_window:funnel_emails_sent:sum",
+            ALL,
+        ),
+        (
+            "Email delivery and bounces",
+            0,
+            "window:funnel_email_delivery_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email delivery and bounces",
+            1,
+            "window:funnel_email_bounce_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email engagement",
+            0,
+            "window:funnel_email_open_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email engagement",
+            1,
+            "window:funnel_email_click_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email engagement",
+            2,
+            "window:funnel_email_click_to_open_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email complaints and unsubscribes",
+            0,
+            "window:funnel_email_complaint_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email complaints and unsubscribes",
+            1,
+            "window:funnel_email_unsubscribe_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Email subscribers by channel",
+            0,
+            "channel:funnel_email_subscribers:sum",
+            &[],
+        ),
+        (
+            "Email list movements",
+            0,
+            "window:funnel_email_subscribes:sum",
+            ALL,
+        ),
+        (
+            "NPS by channel",
+            0,
+            "channel_window:funnel_nps_score:from_sums",
+            ALL,
+        ),
+        (
+            "NPS promoters, passives and detractors",
+            0,
+            "window:funnel_nps_promoters:sum",
+            ALL,
+        ),
+        (
+            "NPS promoters, passives and detractors",
+            1,
+            "window:funnel_nps_passives:sum",
+            ALL,
+        ),
+        (
+            "NPS promoters, passives and detractors",
+            2,
+            "window:funnel_nps_detractors:sum",
+            ALL,
+        ),
+        (
+            "CSAT by channel",
+            0,
+            "channel_window:funnel_csat_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Deals won by origin",
+            0,
+            "window_origin:funnel_deals_won_by_origin:sum",
+            ALL,
+        ),
+        (
+            "Marketing-originated and influenced share by channel",
+            0,
+            "channel_window:funnel_marketing_originated_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Marketing-originated and influenced share by channel",
+            1,
+            "channel_window:funnel_marketing_influenced_ratio:from_sums",
+            ALL,
+        ),
+        (
+            "Pipeline created by origin (${currency})",
+            0,
+            "window_origin:funnel_pipeline_created_by_origin:sum",
+            ALL,
+        ),
+        (
+            "Lead velocity (MQL growth, 30d)",
+            0,
+            "channel_window:funnel_mqls_growth_ratio:from_sums",
+            &["30d"],
+        ),
+        (
+            "Lead velocity (MQL growth, 30d)",
+            1,
+            "window:funnel_mqls_growth_ratio:from_sums",
+            &["30d"],
+        ),
+    ];
+    let panels: BTreeMap<String, &Value> = all_panels(&dash)
+        .into_iter()
+        .filter_map(|p| Some((p["title"].as_str()?.to_string(), p)))
+        .collect();
+    for (title, target, rule, windows) in GROUPED {
+        let expr = panels
+            .get(*title)
+            .and_then(|p| p["targets"][*target]["expr"].as_str())
+            .unwrap_or_else(|| panic!("no panel {title:?} with a target {target}"));
+        let cases: Vec<(&str, String, &str)> = if windows.is_empty() {
+            vec![("1d", rule.to_string(), "")]
+        } else {
+            windows
+                .iter()
+                .map(|w| {
+                    (
+                        *w,
+                        format!("{rule}{{window=\"{w}\"}}"),
+                        "ignoring (window) ",
+                    )
+                })
+                .collect()
+        };
+        for (window, rule_sel, ignoring) in cases {
+            let query = expr
+                .replace("$channel", ".*")
+                .replace("$campaign", ".*")
+                .replace("$window", window)
+                .replace('\n', " ");
+            // As many series as the rule, each matching one of the rule's,
+            // with the same value.
+            for (check, expect) in [
+                (format!("count({query}) == bool count({rule_sel})"), "1"),
+                (
+                    format!("count(({query}) - {ignoring}{rule_sel}) == bool count({rule_sel})"),
+                    "1",
+                ),
+                (format!("abs(({query}) - {ignoring}{rule_sel}) != 0"), ""),
+            ] {
+                let samples = if expect.is_empty() {
+                    " []\n".to_string()
+                } else {
+                    format!("\n          - labels: '{{}}'\n            value: {expect}\n")
+                };
+                tests.push_str(&format!(
+                    "      # {title} [{target}], {window}\n      - expr: '{}'\n        eval_time: 2m\n        exp_samples:{samples}",
+                    check.replace('\'', "''")
+                ));
+            }
+        }
+    }
+
+    let tmp = TempDir::new("dashboard-v2-stats");
+    let file = tmp.0.join("dashboard-v2-stats.test.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "rule_files:\n  - {:?}\n\nevaluation_interval: 1m\n\ntests:\n  - interval: 1m\n    input_series:\n{input}    promql_expr_test:\n{tests}",
+            manifest(RECORDING_RULES)
+        ),
+    )
+    .unwrap();
+    let out = promtool(&["test", "rules", &file.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "dashboard panels and recording rules disagree:\n{}",
+        show(&out)
     );
 }
 
@@ -904,30 +1939,94 @@ fn end_to_end_prometheus_scrapes_demo() {
         }
     };
 
+    // What the running demo exposes: each raw selector a query reads
+    // (through the recording rules it uses) probed once. A query may come
+    // back empty only while a METRICS.md v2 family or a calendar window it
+    // reads is not exposed yet (the engine of issues 18 and 19); it is
+    // checked for data as soon as everything it reads is there.
+    let rule_map: BTreeMap<String, String> =
+        record_exprs(&read(RECORDING_RULES)).into_iter().collect();
+    let mut probes: BTreeMap<String, bool> = BTreeMap::new();
+    let mut waiting_for_v2 = |expr: &str| -> Option<Vec<String>> {
+        let mut reads = BTreeSet::new();
+        raw_reads(expr, &rule_map, &mut reads);
+        let mut missing = Vec::new();
+        let mut v1_missing = false;
+        for (name, sel) in reads {
+            let probe = match &sel {
+                Some(s) => format!("count({name}{{{s}}})"),
+                None => format!("count({name})"),
+            };
+            let present = *probes
+                .entry(probe.clone())
+                .or_insert_with(|| prom_query(&prom_addr, &probe).is_ok_and(|r| !r.is_empty()));
+            if !present {
+                let calendar = sel
+                    .as_deref()
+                    .and_then(selector_window)
+                    .is_some_and(|w| CALENDAR_WINDOWS.contains(&w));
+                v1_missing |= !(is_v2(&name) || calendar);
+                missing.push(probe);
+            }
+        }
+        (!missing.is_empty() && !v1_missing).then_some(missing)
+    };
+    let mut waiting = Vec::new();
+    let mut unlisted = Vec::new();
+
     let dash = dashboard();
     for (title, refid, expr) in dashboard_targets(&dash) {
-        check(
-            format!("dashboard panel {title:?} [{refid}]"),
-            &substitute(&expr),
-            true,
-        );
+        let what = format!("dashboard panel {title:?} [{refid}]");
+        let expr = substitute(&expr);
+        if let Some(missing) = waiting_for_v2(&expr) {
+            if V2_PANELS.contains(&title.as_str()) {
+                waiting.push(format!("{what}: {}", missing.join(", ")));
+            } else {
+                unlisted.push(format!(
+                    "{what} reads v2 series the demo does not expose ({}) but is not in V2_PANELS",
+                    missing.join(", ")
+                ));
+            }
+            continue;
+        }
+        check(what, &expr, true);
     }
     let rules = recording_rule_names(&read(RECORDING_RULES));
-    assert_eq!(rules.len(), 88, "recording rules");
+    assert_eq!(rules.len(), 236, "recording rules");
     for name in &rules {
+        if let Some(missing) = waiting_for_v2(name) {
+            waiting.push(format!("recording rule {name}: {}", missing.join(", ")));
+            continue;
+        }
         check(format!("recording rule {name}"), name, true);
     }
     let shipped = alert_exprs(&read(ALERT_RULES));
-    assert_eq!(shipped.len(), 7, "alerts in {ALERT_RULES}");
+    assert_eq!(shipped.len(), 14, "alerts in {ALERT_RULES}");
     for (name, expr) in &shipped {
         // With the default thresholds, whether an alert holds depends on the
         // demo's random data: only check that the query is valid.
         check(format!("alert {name} (default thresholds)"), expr, false);
     }
     let permissive = alert_exprs(&rendered);
+    let mut alerts_waiting = BTreeSet::new();
     for (name, expr) in &permissive {
+        if let Some(missing) = waiting_for_v2(expr) {
+            waiting.push(format!("alert {name}: {}", missing.join(", ")));
+            alerts_waiting.insert(name.clone());
+            check(format!("alert {name} (permissive thresholds)"), expr, false);
+            continue;
+        }
         let must = !ALERTS_QUIET_ON_DEMO.contains(&name.as_str());
         check(format!("alert {name} (permissive thresholds)"), expr, must);
+    }
+    failures.extend(unlisted);
+    if !waiting.is_empty() {
+        eprintln!(
+            "deploy e2e: {} queries wait for METRICS.md v2 series the demo does not expose yet \
+             (checked for data once it does):\n  {}",
+            waiting.len(),
+            waiting.join("\n  ")
+        );
     }
     let queries_done = started.elapsed();
 
@@ -935,7 +2034,7 @@ fn end_to_end_prometheus_scrapes_demo() {
     let expected: BTreeSet<String> = permissive
         .iter()
         .map(|(n, _)| n.clone())
-        .filter(|n| !ALERTS_QUIET_ON_DEMO.contains(&n.as_str()))
+        .filter(|n| !ALERTS_QUIET_ON_DEMO.contains(&n.as_str()) && !alerts_waiting.contains(n))
         .collect();
     let mut firing = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -458,12 +458,17 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
         }
         now = now.max(if clock == ClockMode::Event { ts } else { wall });
         let ts_eff = ts.min(now);
-        if last_seen.get(&s.id).is_some_and(|&t| t >= now - 3_600_000) {
+        // EVENTS.md, Duplicates: an id is remembered for the horizon of
+        // engine time after it was accepted, whatever its `ts`.
+        if last_seen
+            .get(&s.id)
+            .is_some_and(|&accepted| accepted >= now - 3_600_000)
+        {
             model.duplicates += 1;
             prop_assert_eq!(outcome, Outcome::Duplicate, "line {}", line);
             continue;
         }
-        last_seen.insert(s.id, ts_eff);
+        last_seen.insert(s.id, now);
         let late = ts_eff < now - longest;
         prop_assert_eq!(outcome, Outcome::Applied { late }, "line {}", line);
         model.accepted.push((s.clone(), ts_eff, late));

@@ -1,10 +1,18 @@
-//! Deduplication by event `id` within a horizon of event time, in bounded
-//! memory. Ids are remembered as 64-bit XXH3 hashes (a false duplicate needs
-//! a hash collision among the remembered ids: about 1 in 3.7e7 with a full
-//! million-id memory).
+//! Deduplication by event `id` in bounded memory (EVENTS.md, Duplicates):
+//! an accepted id is remembered for the dedup horizon of engine time after
+//! it was *accepted*, whatever the event's own `ts`, so the resend of an
+//! event from last month is caught like the resend of a fresh one.
+//!
+//! Ids are remembered as 64-bit XXH3 hashes (a false duplicate needs a hash
+//! collision among the remembered ids: about 1 in 3.7e7 with a full
+//! million-id memory). Acceptance times never decrease (engine time is
+//! monotonic), so the ids form a queue: the oldest is always at the front,
+//! expiry and capacity eviction both pop it, and the set holds exactly the
+//! ids of the queue. That costs 16 bytes per id in the queue and 9 (one
+//! hash slot and its control byte) in the set, over hashbrown's load factor.
 
 use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A `Hasher` for keys that are already uniformly distributed hashes.
@@ -38,22 +46,15 @@ pub fn id_hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    ts: i64,
-    seq: u64,
-}
-
 /// The dedup memory of one partition.
 #[derive(Debug)]
 pub struct Dedup {
     horizon_ms: i64,
     capacity: usize,
-    map: PreHashedMap<Entry>,
-    /// Insertion order, for expiry and capacity eviction. May hold entries
-    /// that were replaced since (their `seq` no longer matches the map).
-    order: VecDeque<(u64, Entry)>,
-    next_seq: u64,
+    /// Every remembered id: exactly the ids of `order`.
+    set: HashSet<u64, BuildHasherDefault<PreHashed>>,
+    /// `(id hash, acceptance time)`, oldest first; times never decrease.
+    order: VecDeque<(u64, i64)>,
     /// Live ids forgotten because the memory was full.
     pub evicted: u64,
 }
@@ -63,111 +64,124 @@ impl Dedup {
         Dedup {
             horizon_ms,
             capacity: capacity.max(1),
-            map: PreHashedMap::default(),
+            set: HashSet::default(),
             order: VecDeque::new(),
-            next_seq: 0,
             evicted: 0,
         }
     }
 
-    /// Returns `true` when `id_hash` is a duplicate at engine time `now`;
-    /// otherwise remembers it with `ts_eff` and returns `false`.
-    pub fn check_and_insert(&mut self, id_hash: u64, ts_eff: i64, now: i64) -> bool {
-        let cutoff = now.saturating_sub(self.horizon_ms);
-        if let Some(e) = self.map.get(&id_hash) {
-            if e.ts >= cutoff {
-                return true;
-            }
+    /// Returns `true` when `id_hash` was accepted within the horizon before
+    /// engine time `now` (`now - accepted <= horizon`); otherwise remembers
+    /// it as accepted at `now` and returns `false`.
+    pub fn check_and_insert(&mut self, id_hash: u64, now: i64) -> bool {
+        self.expire(now.saturating_sub(self.horizon_ms));
+        if self.set.contains(&id_hash) {
+            return true;
         }
-        self.expire(cutoff);
         while self.order.len() >= self.capacity {
-            let (h, e) = self.order.pop_front().expect("non-empty");
-            if self.remove_if_live(h, e) {
-                self.evicted += 1;
-            }
+            let (h, _) = self.order.pop_front().expect("non-empty");
+            self.set.remove(&h);
+            self.evicted += 1;
         }
-        let e = Entry {
-            ts: ts_eff,
-            seq: self.next_seq,
-        };
-        self.next_seq += 1;
-        self.map.insert(id_hash, e);
-        self.order.push_back((id_hash, e));
+        // Engine time is monotonic; the max keeps the queue ordered even
+        // for a caller that is not.
+        let at = self.order.back().map_or(now, |&(_, t)| t.max(now));
+        self.set.insert(id_hash);
+        self.order.push_back((id_hash, at));
         false
     }
 
-    /// Loads the map slot of `id_hash` ahead of
+    /// Loads the set slot of `id_hash` ahead of
     /// [`check_and_insert`](Self::check_and_insert), so that the cache
     /// misses of several events overlap. Changes nothing.
     #[inline]
     pub fn touch(&self, id_hash: u64) {
-        std::hint::black_box(self.map.contains_key(&id_hash));
+        std::hint::black_box(self.set.contains(&id_hash));
     }
 
-    /// Loads the map slot of the `n`th oldest entry in insertion order:
-    /// expiry or capacity eviction looks it up about `n` insertions from
-    /// now. Changes nothing.
+    /// Loads the set slot of the `n`th oldest id: expiry or capacity
+    /// eviction removes it about `n` insertions from now. Changes nothing.
     #[inline]
     pub fn touch_nth(&self, n: usize) {
         if let Some((h, _)) = self.order.get(n) {
-            std::hint::black_box(self.map.contains_key(h));
+            std::hint::black_box(self.set.contains(h));
         }
     }
 
-    fn remove_if_live(&mut self, h: u64, e: Entry) -> bool {
-        match self.map.get(&h) {
-            Some(cur) if cur.seq == e.seq => {
-                self.map.remove(&h);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Forgets entries at the front of the insertion order that are expired
-    /// or stale. Entries behind a live one wait their turn; the lookup in
-    /// [`check_and_insert`](Self::check_and_insert) ignores expired entries,
-    /// so this only bounds memory and never changes a decision.
+    /// Forgets the ids accepted before `cutoff` (all at the front).
     fn expire(&mut self, cutoff: i64) {
-        while let Some(&(h, e)) = self.order.front() {
-            let live = self.map.get(&h).is_some_and(|cur| cur.seq == e.seq);
-            if live && e.ts >= cutoff {
+        while let Some(&(h, at)) = self.order.front() {
+            if at >= cutoff {
                 break;
             }
             self.order.pop_front();
-            if live {
-                self.map.remove(&h);
-            }
+            self.set.remove(&h);
         }
     }
 
-    /// Checkpoint encoding: the insertion order verbatim (stale entries
-    /// included, so capacity evictions happen exactly when they would have
-    /// without a restart); the map is the last entry of each hash in it.
+    /// Checkpoint encoding (format 2): the queue, oldest first, with
+    /// delta-encoded acceptance times.
     pub(crate) fn encode_into(&self, w: &mut Writer) {
-        w.uvar(self.next_seq);
         w.uvar(self.evicted);
         w.uvar(self.order.len() as u64);
-        let (mut ts, mut seq) = (0i64, 0u64);
-        for (h, e) in &self.order {
-            w.u64_fixed(*h);
-            w.ivar(e.ts.wrapping_sub(ts));
-            w.uvar(e.seq.wrapping_sub(seq));
-            (ts, seq) = (e.ts, e.seq);
+        let mut prev = 0i64;
+        for &(h, at) in &self.order {
+            w.u64_fixed(h);
+            w.ivar(at.wrapping_sub(prev));
+            prev = at;
         }
     }
 
-    pub(crate) fn decode_from(&mut self, r: &mut Reader<'_>) -> ReadResult<()> {
-        self.next_seq = r.uvar()?;
+    /// Inverse of [`encode_into`](Self::encode_into) for checkpoint format
+    /// `version`. Format 1 remembered ids by event time and did not record
+    /// when they were accepted: its remembered ids are read as accepted at
+    /// the checkpoint's engine time `engine_now` (no earlier than they really
+    /// were, so each is remembered at least as long as the contract asks).
+    pub(crate) fn decode_from(
+        &mut self,
+        r: &mut Reader<'_>,
+        version: u16,
+        engine_now: i64,
+    ) -> ReadResult<()> {
+        self.set = HashSet::default();
+        self.order = VecDeque::new();
+        if version == 1 {
+            return self.decode_v1(r, engine_now);
+        }
         self.evicted = r.uvar()?;
-        let n = r.count(10)?;
-        self.order = VecDeque::with_capacity(n);
-        self.map = PreHashedMap::default();
-        self.map.reserve(n);
-        let (mut ts, mut seq) = (0i64, 0u64);
+        let n = r.count(9)?;
+        self.order.reserve(n);
+        self.set.reserve(n);
+        let mut at = 0i64;
         for i in 0..n {
             let h = r.u64_fixed()?;
-            ts = ts.wrapping_add(r.ivar()?);
+            let d = r.ivar()?;
+            if i > 0 && d < 0 {
+                return Err(CheckpointError::Corrupt(
+                    "dedup acceptance times decrease".into(),
+                ));
+            }
+            at = at.wrapping_add(d);
+            if !self.set.insert(h) {
+                return Err(CheckpointError::Corrupt("dedup id repeated".into()));
+            }
+            self.order.push_back((h, at));
+        }
+        Ok(())
+    }
+
+    /// Format 1: `next_seq`, `evicted`, then the insertion order as
+    /// `(hash, Δts, Δseq)` including stale entries (an id re-inserted after
+    /// its event-time horizon); an id is live at its last position.
+    fn decode_v1(&mut self, r: &mut Reader<'_>, engine_now: i64) -> ReadResult<()> {
+        let next_seq = r.uvar()?;
+        self.evicted = r.uvar()?;
+        let n = r.count(10)?;
+        let mut entries = Vec::with_capacity(n);
+        let mut seq = 0u64;
+        for i in 0..n {
+            let h = r.u64_fixed()?;
+            r.ivar()?;
             let d = r.uvar()?;
             if i > 0 && d == 0 {
                 return Err(CheckpointError::Corrupt(
@@ -175,23 +189,32 @@ impl Dedup {
                 ));
             }
             seq = seq.wrapping_add(d);
-            let e = Entry { ts, seq };
-            self.order.push_back((h, e));
-            self.map.insert(h, e);
+            entries.push(h);
         }
-        if n > 0 && seq >= self.next_seq {
+        if n > 0 && seq >= next_seq {
             return Err(CheckpointError::Corrupt("dedup sequence".into()));
+        }
+        let mut last: HashMap<u64, usize, BuildHasherDefault<PreHashed>> = HashMap::default();
+        for (i, &h) in entries.iter().enumerate() {
+            last.insert(h, i);
+        }
+        self.set.reserve(last.len());
+        for (i, &h) in entries.iter().enumerate() {
+            if last[&h] == i {
+                self.set.insert(h);
+                self.order.push_back((h, engine_now));
+            }
         }
         Ok(())
     }
 
     /// Ids currently remembered.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.set.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.set.is_empty()
     }
 }
 
@@ -199,36 +222,119 @@ impl Dedup {
 mod tests {
     use super::*;
 
+    const H: i64 = 1000;
+
     #[test]
-    fn duplicate_within_horizon_only() {
-        let mut d = Dedup::new(1000, 100);
-        assert!(!d.check_and_insert(1, 0, 0));
-        assert!(d.check_and_insert(1, 0, 500));
-        assert!(d.check_and_insert(1, 0, 1000));
-        // Older than the horizon at the time of the second arrival.
-        assert!(!d.check_and_insert(1, 1001, 1001));
-        assert!(d.check_and_insert(1, 1001, 1500));
+    fn remembered_for_the_horizon_after_acceptance_whatever_the_event_time() {
+        let mut d = Dedup::new(H, 100);
+        // The event's own time plays no part: only when it was accepted.
+        assert!(!d.check_and_insert(1, 5_000));
+        assert!(d.check_and_insert(1, 5_500));
+        assert!(d.check_and_insert(1, 5_000 + H));
+        // One horizon and a millisecond after acceptance it is forgotten,
+        // and accepting it again remembers it from then.
+        assert!(!d.check_and_insert(1, 5_001 + H));
+        assert!(d.check_and_insert(1, 5_001 + 2 * H));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.evicted, 0);
     }
 
     #[test]
-    fn bounded_by_capacity_and_counts_evictions() {
+    fn bounded_by_capacity_oldest_first_and_counts_evictions() {
         let mut d = Dedup::new(i64::MAX / 4, 10);
         for h in 0..100u64 {
-            assert!(!d.check_and_insert(h, 0, 0));
+            assert!(!d.check_and_insert(h, h as i64));
             assert!(d.len() <= 10);
             assert!(d.order.len() <= 10);
         }
         assert_eq!(d.evicted, 90);
-        assert!(d.check_and_insert(99, 0, 0));
-        assert!(!d.check_and_insert(0, 0, 0));
+        assert!(d.check_and_insert(99, 100));
+        assert!(d.check_and_insert(90, 100));
+        assert!(!d.check_and_insert(89, 100));
     }
 
     #[test]
     fn expiry_frees_memory() {
         let mut d = Dedup::new(10, 1000);
         for i in 0..500 {
-            d.check_and_insert(i as u64, i, i);
+            d.check_and_insert(i as u64, i);
         }
         assert!(d.len() <= 12, "{}", d.len());
+        assert_eq!(d.len(), d.order.len());
+        assert_eq!(d.evicted, 0);
+    }
+
+    #[test]
+    fn a_clock_going_back_keeps_the_queue_ordered() {
+        let mut d = Dedup::new(H, 100);
+        assert!(!d.check_and_insert(1, 2_000));
+        assert!(!d.check_and_insert(2, 1_500));
+        assert_eq!(d.order[1], (2, 2_000));
+    }
+
+    fn encoded(d: &Dedup) -> Vec<u8> {
+        let mut w = Writer { buf: Vec::new() };
+        d.encode_into(&mut w);
+        w.buf
+    }
+
+    #[test]
+    fn checkpoint_round_trip_and_corruption() {
+        let mut d = Dedup::new(H, 4);
+        for (h, t) in [(7u64, 10i64), (8, 10), (9, 700), (10, 900), (11, 950)] {
+            d.check_and_insert(h, t);
+        }
+        let bytes = encoded(&d);
+        let mut back = Dedup::new(H, 4);
+        back.decode_from(&mut Reader::new(&bytes), 2, 0).unwrap();
+        assert_eq!(back.order, d.order);
+        assert_eq!(back.set, d.set);
+        assert_eq!(back.evicted, 1);
+        // A repeated id or a decreasing time is corrupt, never accepted.
+        let mut w = Writer { buf: Vec::new() };
+        w.uvar(0);
+        w.uvar(2);
+        for (h, dt) in [(1u64, 5i64), (1, 1)] {
+            w.u64_fixed(h);
+            w.ivar(dt);
+        }
+        let err = Dedup::new(H, 4).decode_from(&mut Reader::new(&w.buf), 2, 0);
+        assert!(matches!(err, Err(CheckpointError::Corrupt(_))), "{err:?}");
+        let mut w = Writer { buf: Vec::new() };
+        w.uvar(0);
+        w.uvar(2);
+        for (h, dt) in [(1u64, 5i64), (2, -1)] {
+            w.u64_fixed(h);
+            w.ivar(dt);
+        }
+        let err = Dedup::new(H, 4).decode_from(&mut Reader::new(&w.buf), 2, 0);
+        assert!(matches!(err, Err(CheckpointError::Corrupt(_))), "{err:?}");
+    }
+
+    /// Format 1 (ids by event time, stale entries kept in insertion order):
+    /// the live entries, in order, become ids accepted at the checkpoint's
+    /// engine time.
+    #[test]
+    fn format_1_memory_is_read_as_accepted_at_the_checkpoint() {
+        // next_seq 5, evicted 3; entries (hash, Δts, Δseq): id 1 at seq 0
+        // is stale (re-inserted at seq 3).
+        let mut w = Writer { buf: Vec::new() };
+        w.uvar(5);
+        w.uvar(3);
+        w.uvar(4);
+        for (h, dts, dseq) in [(1u64, 100i64, 0u64), (2, 5, 1), (3, -50, 1), (1, 9_000, 1)] {
+            w.u64_fixed(h);
+            w.ivar(dts);
+            w.uvar(dseq);
+        }
+        let mut d = Dedup::new(H, 10);
+        d.decode_from(&mut Reader::new(&w.buf), 1, 50_000).unwrap();
+        assert_eq!(
+            d.order.iter().copied().collect::<Vec<_>>(),
+            [(2, 50_000), (3, 50_000), (1, 50_000)]
+        );
+        assert_eq!(d.evicted, 3);
+        assert!(d.check_and_insert(3, 50_000 + H));
+        assert!(!d.check_and_insert(3, 50_001 + H));
     }
 }

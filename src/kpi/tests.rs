@@ -159,6 +159,40 @@ fn exactly_zero_mrr_start_hides_retention_kpis() {
 }
 
 #[test]
+fn negative_starting_stock_hides_retention_kpis() {
+    // The key's accounts were attributed elsewhere when they started: an
+    // older churn (-100) before the window, then a churn (-500) and an
+    // expansion (+200) in it, of accounts whose `new` went to another
+    // campaign. It holds -400 MRR and -2 customers and started the window
+    // at -100 MRR and -1 customer.
+    let t = Totals {
+        mrr: -400_000_000,
+        customers: -2,
+        ..Totals::default()
+    };
+    let mut w = WindowSums::default();
+    w.subs[crate::decode::Change::Churn as usize] = 500_000_000;
+    w.subs[crate::decode::Change::Expansion as usize] = 200_000_000;
+    w.subs[field::CUSTOMERS_CHURNED] = 1;
+    assert_eq!(mrr_start(&t, &w), -100_000_000);
+    assert_eq!(customers_start(&t, &w), -1);
+    assert_eq!(v("funnel_nrr_ratio", &t, &w), None);
+    assert_eq!(v("funnel_gross_mrr_churn_ratio", &t, &w), None);
+    assert_eq!(v("funnel_customer_churn_ratio", &t, &w), None);
+    // The counts themselves are still published.
+    assert_eq!(v("funnel_mrr_churned", &t, &w), Some(500.0));
+    // One unit of positive stock is enough.
+    let t = Totals {
+        mrr: 1,
+        customers: 1,
+        ..Totals::default()
+    };
+    let w = WindowSums::default();
+    assert_eq!(v("funnel_nrr_ratio", &t, &w), Some(1.0));
+    assert_eq!(v("funnel_customer_churn_ratio", &t, &w), Some(0.0));
+}
+
+#[test]
 fn catalogue_matches_the_contract_names() {
     let names: Vec<_> = FAMILIES.iter().map(|f| f.name).collect();
     let mut sorted = names.clone();

@@ -5,11 +5,23 @@ Usage:
     python3 tests/golden/reference.py tests/golden/events.ndjson > tests/golden/expected.prom
     python3 tests/golden/reference.py --check-margins tests/golden/events.ndjson
     python3 tests/golden/reference.py --classify tests/golden/events.ndjson
+    python3 tests/golden/reference.py --v1-rules FILE   # diagnosis only, see V1_RULES
 
-It follows docs/SEMANTICS.md and ../shared/contract/METRICS.md literally for
+It follows the contract (../shared/contract/EVENTS.md and METRICS.md, v2, for
+the v1 event types and families) and, where the contract leaves a choice, the
+parsing details of docs/SEMANTICS.md, literally for
 `funnelstream replay --clock event` with the default configuration:
-windows 5m,1h,1d,7d,30d,90d; dedup horizon 1h; allowed lateness 0; max future
-skew 5m against the real wall clock; max event size 1 MiB; one partition.
+windows 5m,1h,1d,7d,30d,90d; dedup horizon 24h of engine time after
+acceptance; allowed lateness 0; max future skew 5m against the real wall
+clock; max event size 1 MiB; dedup capacity 1,000,000; one partition.
+
+Windows are the contract's exact `now - W < ts <= now`. The contract lets an
+engine round to buckets of W/60, so an event within one bucket of a trailing
+edge may or may not be counted: `--check-margins` lists every such event, and
+every other case whose outcome the contract leaves open (a resend exactly one
+dedup horizon after the original's acceptance, an event exactly at the late
+boundary, a dedup memory past its capacity). Inputs used by the tests must
+have none, so that every series printed here is exactly determined.
 
 It prints one exposition series per line, `name{labels} value`, for every
 series the engine must publish, except `funnel_build_info` and `funnel_series`.
@@ -37,7 +49,8 @@ WINDOWS = [  # (label, milliseconds), in configured order
     ("30d", 30 * 24 * 60 * 60 * 1000),
     ("90d", 90 * 24 * 60 * 60 * 1000),
 ]
-DEDUP_HORIZON_MS = 60 * 60 * 1000
+DEDUP_HORIZON_MS = 24 * 60 * 60 * 1000
+DEDUP_CAPACITY = 1_000_000
 ALLOWED_LATENESS_MS = 0
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 MAX_EVENT_BYTES = 1024 * 1024
@@ -57,6 +70,14 @@ REASONS = [
     "future_timestamp", "created_after_ts",
 ]
 HEALTH_LABELS = ["channel", "campaign"]  # funnel_label_overflow_total{label}
+
+# Diagnosis only (`--v1-rules`): the two rules issue 15 corrected, as v1 and
+# docs/SEMANTICS.md stated them before: an id was a duplicate while the `ts`
+# of its last accepted copy was within a 1h horizon of `now`, and KPIs over a
+# starting stock were absent only while it was exactly 0. Comparing an engine
+# with this output tells whether its remaining differences from the contract
+# come from these two rules and nothing else. Never used for expectations.
+V1_RULES = False
 
 
 class Reject(Exception):
@@ -307,7 +328,9 @@ class Replay:
     def __init__(self, wall_ms):
         self.wall_ms = wall_ms
         self.now = None
-        self.dedup = {}       # id -> ts_eff of the last accepted event
+        self.dedup = {}       # id -> engine time when it was last accepted
+        self.accepted = 0     # ids ever remembered (capacity check)
+        self.open_cases = []  # outcomes the contract leaves open (--check-margins)
         self.keys = {}        # (channel, campaign) -> KeyState
         self.deals = {}       # deal_id -> {"closed": bool, "open": (micro, key) | None}
         self.ingested = {t: 0 for t in TYPES}
@@ -330,15 +353,39 @@ class Replay:
         self.now = ev["ts"] if self.now is None else max(self.now, ev["ts"])
         ts_eff = min(ev["ts"], self.now)
         ev["ts_eff"] = ts_eff
-        # Deduplication against the updated `now`.
+        # Deduplication (EVENTS.md, Duplicates): an accepted id is remembered
+        # for the dedup horizon of engine time after its acceptance, whatever
+        # its `ts`; a duplicate is not an acceptance and renews nothing.
         seen = self.dedup.get(ev["id"])
-        if seen is not None and seen >= self.now - DEDUP_HORIZON_MS:
-            self.duplicates += 1
-            self.trace.append((lineno, "duplicate"))
-            return
-        self.dedup[ev["id"]] = ts_eff
+        if V1_RULES:
+            if seen is not None and seen >= self.now - 60 * 60 * 1000:
+                self.duplicates += 1
+                self.trace.append((lineno, "duplicate"))
+                return
+            self.dedup[ev["id"]] = ts_eff
+        else:
+            if seen is not None:
+                age = self.now - seen
+                if abs(age - DEDUP_HORIZON_MS) <= 1000:
+                    self.open_cases.append(
+                        "line %d: id %r resent %d ms after its acceptance, within 1 s "
+                        "of the dedup horizon" % (lineno, ev["id"], age))
+                if age <= DEDUP_HORIZON_MS:
+                    self.duplicates += 1
+                    self.trace.append((lineno, "duplicate"))
+                    return
+            self.dedup[ev["id"]] = self.now
+        self.accepted += 1
+        if self.accepted == DEDUP_CAPACITY + 1:
+            self.open_cases.append("line %d: more than %d accepted ids: the dedup "
+                                   "memory may evict" % (lineno, DEDUP_CAPACITY))
+        # Late (EVENTS.md; v1 span: the longest rolling window): counted in
+        # the all-time totals and current state, in no window.
         longest = max(w for _, w in WINDOWS)
-        late = ts_eff < self.now - longest - ALLOWED_LATENESS_MS
+        edge = self.now - longest - ALLOWED_LATENESS_MS
+        if abs(ts_eff - edge) <= 1:
+            self.open_cases.append("line %d: ts within 1 ms of the late boundary" % lineno)
+        late = ts_eff < edge
         self.apply(ev, late)
         self.ingested[ev["type"]] += 1
         if late:
@@ -385,9 +432,8 @@ class Replay:
     # ------------------------------------------------------------ render ----
 
     def window_events(self, k, w_ms):
-        w = max(w_ms // 60, 1)
-        top = self.now // w
-        return [e for e in k.windowed if top - 60 < e["ts_eff"] // w <= top]
+        # METRICS.md, exactly: now - W < ts <= now (see --check-margins).
+        return [e for e in k.windowed if self.now - w_ms < e["ts_eff"] <= self.now]
 
     def render(self):
         out = []  # (name, [(label, value), ...], value string)
@@ -507,6 +553,15 @@ def ratio(num, den):
     return None if den == 0 else Fraction(num) / den
 
 
+def stock_ratio(num, stock):
+    """num/stock for a KPI over a starting stock (mrr_start, customers_start):
+    absent while the stock is not positive (METRICS.md, v2)."""
+    if V1_RULES:
+        return ratio(num, stock)
+    stock = Fraction(stock)
+    return None if stock <= 0 else Fraction(num) / stock
+
+
 def mrr_start(s, k):
     net = (s["mrr_new"] + s["mrr_expansion"] + s["mrr_reactivation"]
            - s["mrr_contraction"] - s["mrr_churned"])
@@ -561,13 +616,13 @@ KPIS = [
     ("funnel_sales_cycle_p50_seconds", lambda s, k: nearest_rank_s(s, 50)),
     ("funnel_sales_cycle_p90_seconds", lambda s, k: nearest_rank_s(s, 90)),
     ("funnel_pipeline_velocity", velocity),
-    ("funnel_nrr_ratio", lambda s, k: ratio(
+    ("funnel_nrr_ratio", lambda s, k: stock_ratio(
         mrr_start(s, k) + money(s["mrr_expansion"] + s["mrr_reactivation"]
                                 - s["mrr_contraction"] - s["mrr_churned"]),
         mrr_start(s, k))),
-    ("funnel_gross_mrr_churn_ratio", lambda s, k: ratio(
+    ("funnel_gross_mrr_churn_ratio", lambda s, k: stock_ratio(
         money(s["mrr_contraction"] + s["mrr_churned"]), mrr_start(s, k))),
-    ("funnel_customer_churn_ratio", lambda s, k: ratio(
+    ("funnel_customer_churn_ratio", lambda s, k: stock_ratio(
         s["customers_churned"], customers_start(s, k))),
 ]
 
@@ -627,27 +682,37 @@ def replay_file(path, wall_ms=None):
 
 
 def check_margins(r):
-    """Warn about windowed events within one bucket of a trailing edge."""
+    """Report every outcome the contract leaves open: windowed events within
+    one bucket (W/60) of a trailing edge now - W, on either side, and the
+    dedup, late and capacity cases collected while replaying."""
     bad = 0
     for key, k in sorted(r.keys.items()):
         for wl, wms in WINDOWS:
             w = max(wms // 60, 1)
-            start = (r.now // w - 59) * w  # first millisecond in the window
+            edge = r.now - wms
             for e in k.windowed:
-                if r.now - wms - w <= e["ts_eff"] < start + w:
+                if edge - w <= e["ts_eff"] <= edge + w:
                     bad += 1
                     print("near %s edge: %s %s ts_eff=%d" % (wl, key, e["id"], e["ts_eff"]),
                           file=sys.stderr)
-    print("margins: %d event(s) near a trailing edge" % bad, file=sys.stderr)
+    for case in r.open_cases:
+        bad += 1
+        print(case, file=sys.stderr)
+    print("margins: %d event(s) near a trailing edge or another open case" % bad,
+          file=sys.stderr)
     return bad
 
 
 def main(argv):
     args = [a for a in argv[1:] if not a.startswith("--")]
     flags = [a for a in argv[1:] if a.startswith("--")]
-    if len(args) != 1 or any(f not in ("--check-margins", "--classify") for f in flags):
+    if len(args) != 1 or any(f not in ("--check-margins", "--classify", "--v1-rules")
+                             for f in flags):
         print(__doc__, file=sys.stderr)
         return 2
+    if "--v1-rules" in flags:
+        global V1_RULES
+        V1_RULES = True
     r = replay_file(args[0])
     if "--classify" in flags:
         for lineno, outcome in r.trace:

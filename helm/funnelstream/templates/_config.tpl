@@ -46,6 +46,35 @@ max_channels = {{ int64 .Values.engine.maxChannels }}
 max_campaigns = {{ int64 .Values.engine.maxCampaigns }}
 max_tracked_deals = {{ int64 .Values.engine.maxTrackedDeals }}
 max_event_bytes = {{ int64 .Values.engine.maxEventBytes }}
+{{- /*
+CLI.md v2 settings: written only when not at their defaults, so that an
+engine that does not know a key yet (it rejects unknown keys) still accepts
+the file while the setting is left alone.
+*/}}
+{{- with .Values.engine }}
+{{- if ne (float64 .grossMargin) 1.0 }}
+gross_margin = {{ float64 .grossMargin }}
+{{- end }}
+{{- with .channelOrigins }}
+{{- $pairs := list }}
+{{- range $channel, $origin := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $channel $origin) }}
+{{- end }}
+channel_origins = {{ include "funnelstream.tomlString" (join "," $pairs) }}
+{{- end }}
+{{- if ne (int64 .maxActions) 50 }}
+max_actions = {{ int64 .maxActions }}
+{{- end }}
+{{- with .calendarWindows }}
+calendar_windows = {{ include "funnelstream.tomlString" (join "," .) }}
+{{- end }}
+{{- if ne .calendarTimezone "UTC" }}
+calendar_timezone = {{ include "funnelstream.tomlString" .calendarTimezone }}
+{{- end }}
+{{- if ne (int64 .fiscalYearStartMonth) 1 }}
+fiscal_year_start_month = {{ int64 .fiscalYearStartMonth }}
+{{- end }}
+{{- end }}
 {{- with .Values.kafka.properties }}
 
 [kafka]
