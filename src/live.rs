@@ -100,6 +100,15 @@ pub struct LiveState {
     pub checkpoint: std::sync::OnceLock<Arc<crate::source::checkpoint::CheckpointStats>>,
     /// Set when the engine must stop with an error (a refused checkpoint).
     pub fatal: Mutex<Option<String>>,
+    /// Counters of `/api/v1/kpis/stream` (written by the HTTP export).
+    pub streams: StreamStats,
+}
+
+/// `funnel_stream_clients` and `funnel_stream_clients_dropped_total`.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    pub clients: std::sync::atomic::AtomicU64,
+    pub dropped: std::sync::atomic::AtomicU64,
 }
 
 impl LiveState {
@@ -114,6 +123,7 @@ impl LiveState {
             dead_letter: std::sync::OnceLock::new(),
             checkpoint: std::sync::OnceLock::new(),
             fatal: Mutex::new(None),
+            streams: StreamStats::default(),
         })
     }
 
@@ -251,6 +261,10 @@ impl LiveState {
                 }
                 h
             });
+            health.streams = Some([
+                self.streams.clients.load(Ordering::Relaxed),
+                self.streams.dropped.load(Ordering::Relaxed),
+            ]);
             if health.delay.is_none() {
                 health.delay = Some(Default::default());
             }

@@ -525,6 +525,24 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
     if let Some(c) = &h.checkpoint {
         render_checkpoint(out, format, c);
     }
+    if let Some([clients, dropped]) = h.streams {
+        plain(
+            out,
+            format,
+            "funnel_stream_clients",
+            "Clients following /api/v1/kpis/stream now.",
+            "gauge",
+            clients,
+        );
+        plain(
+            out,
+            format,
+            "funnel_stream_clients_dropped_total",
+            "Stream clients disconnected by the engine because they stopped reading (their bounded buffer stayed full).",
+            "counter",
+            dropped,
+        );
+    }
     header(out, "funnel_build_info", "Build metadata.", "gauge");
     out.push_str("funnel_build_info{version=\"");
     escape_label_value(out, version);
