@@ -16,7 +16,7 @@
 //! (`funnel_stream_clients_dropped_total`). On shutdown every stream gets
 //! `event: shutdown` with `data: {"reason":"engine stopping"}` and ends.
 
-use crate::export::prometheus::{visit_series, SeriesVisitor};
+use crate::export::prometheus::{visit_copied, SeriesVisitor};
 use crate::kpi::{Value, FAMILIES};
 use crate::live::LiveState;
 use bytes::Bytes;
@@ -114,18 +114,16 @@ impl SeriesVisitor for Collector<'_> {
 
 /// The filtered snapshot of every business series.
 pub fn snapshot(live: &LiveState, filter: &Filter) -> Snapshot {
-    live.with_partitions(|parts, now| {
-        let aggs: Vec<_> = parts.iter().map(|p| &p.agg).collect();
-        let mut c = Collector {
-            filter,
-            keep_key: false,
-            channel: String::new(),
-            campaign: String::new(),
-            out: Vec::new(),
-        };
-        visit_series(&aggs, now, &mut c);
-        Snapshot { now, series: c.out }
-    })
+    let (keys, _, now) = live.copy_partitions();
+    let mut c = Collector {
+        filter,
+        keep_key: false,
+        channel: String::new(),
+        campaign: String::new(),
+        out: Vec::new(),
+    };
+    visit_copied(&keys, &mut c);
+    Snapshot { now, series: c.out }
 }
 
 /// The series of `next` that are new or changed since `prev`, plus those of

@@ -6,7 +6,7 @@
 
 use crate::aggregate::{Totals, WindowSums};
 use crate::export::api::{ConnectionCloser, StreamHub};
-use crate::export::prometheus::{for_each_key, write_value, Format};
+use crate::export::prometheus::{write_value, Format};
 use crate::export::security::{require_auth, BasicAuth, Security};
 use crate::kpi::{window_value, Value};
 use crate::live::LiveState;
@@ -317,26 +317,24 @@ async fn readyz(State(live): State<Arc<LiveState>>) -> Response {
 
 /// Sums of every key, for one window: the engine-wide headline.
 fn headline(live: &LiveState) -> Vec<(String, Totals, WindowSums)> {
-    live.with_partitions(|parts, now| {
-        let specs = live.engine.config.windows.clone();
-        let mut total = Totals::default();
-        let mut sums = vec![WindowSums::default(); specs.len()];
-        let aggs: Vec<_> = parts.iter().map(|p| &p.agg).collect();
-        for_each_key(&aggs, now, |_, _, t, ws| {
-            total.add(t);
-            for (a, b) in sums.iter_mut().zip(ws) {
-                a.add(b);
-            }
-        });
-        specs
-            .iter()
-            .zip(sums)
-            .map(|(s, mut w)| {
-                w.finish();
-                (s.label.clone(), total.clone(), w)
-            })
-            .collect()
-    })
+    let (keys, _, _) = live.copy_partitions();
+    let specs = &live.engine.config.windows;
+    let mut total = Totals::default();
+    let mut sums = vec![WindowSums::default(); specs.len()];
+    for (_, _, t, ws) in keys.iter() {
+        total.add(t);
+        for (a, b) in sums.iter_mut().zip(ws) {
+            a.add(b);
+        }
+    }
+    specs
+        .iter()
+        .zip(sums)
+        .map(|(s, mut w)| {
+            w.finish();
+            (s.label.clone(), total.clone(), w)
+        })
+        .collect()
 }
 
 const HEADLINE: [(&str, &str); 10] = [
