@@ -94,10 +94,11 @@ pub fn serve(
             },
             None => None,
         };
-        let server = tokio::spawn(http::serve(
+        let server = tokio::spawn(http::serve_with(
             listener,
             live.clone(),
             cfg.security.clone(),
+            cfg.http.clone(),
             stopped(rx.clone()),
         ));
         info!(%addr, "serving /metrics, /, /healthz, /readyz");

@@ -235,3 +235,74 @@ fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
     let events = reader.join().unwrap();
     assert!(events.len() > 1, "the reading client kept getting changes");
 }
+
+#[test]
+fn stream_clients_are_bounded_by_the_setting() {
+    // `run` against no broker at all: the HTTP side serves regardless.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--brokers",
+            "127.0.0.1:1",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--max-stream-clients",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let a = agent();
+    let url = format!("http://127.0.0.1:{port}/api/v1/kpis/stream?interval=0.5");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        match a.get(&url).call() {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "not serving: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let second = a.get(&url).call().unwrap();
+    match a.get(&url).call() {
+        Err(ureq::Error::Status(503, r)) => {
+            assert_eq!(r.header("retry-after"), Some("10"));
+            assert!(r.into_string().unwrap().contains("at most 2"));
+        }
+        other => panic!("a third stream client was not refused: {other:?}"),
+    }
+    // A client that leaves frees its place.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let third = loop {
+        match a.get(&url).call() {
+            Ok(r) => break r,
+            Err(ureq::Error::Status(503, _)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("no place freed: {e}"),
+        }
+    };
+    let mut line = String::new();
+    BufReader::new(third.into_reader())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "event: snapshot\n");
+    drop(second);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let out = Command::new(BIN)
+        .args(["check-config", "--max-stream-clients", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_stream_clients"));
+}

@@ -16,7 +16,7 @@
 //! (`funnel_stream_clients_dropped_total`). On shutdown every stream gets
 //! `event: shutdown` with `data: {"reason":"engine stopping"}` and ends.
 
-use crate::export::prometheus::{visit_copied, SeriesVisitor};
+use crate::export::prometheus::{visit_copied, KeyCopies, SeriesVisitor};
 use crate::kpi::{Value, FAMILIES};
 use crate::live::LiveState;
 use bytes::Bytes;
@@ -115,6 +115,10 @@ impl SeriesVisitor for Collector<'_> {
 /// The filtered snapshot of every business series.
 pub fn snapshot(live: &LiveState, filter: &Filter) -> Snapshot {
     let (keys, _, now) = live.copy_partitions();
+    filtered(&keys, now, filter)
+}
+
+fn filtered(keys: &KeyCopies, now: i64, filter: &Filter) -> Snapshot {
     let mut c = Collector {
         filter,
         keep_key: false,
@@ -122,7 +126,7 @@ pub fn snapshot(live: &LiveState, filter: &Filter) -> Snapshot {
         campaign: String::new(),
         out: Vec::new(),
     };
-    visit_copied(&keys, &mut c);
+    visit_copied(keys, &mut c);
     Snapshot { now, series: c.out }
 }
 
@@ -254,7 +258,14 @@ pub struct StreamHub {
     permits: Arc<Semaphore>,
     limits: StreamLimits,
     stopping: CancellationToken,
+    copies: Mutex<Option<(Instant, Copies)>>,
 }
+
+/// Every key at one engine time, shared by the feeds.
+type Copies = Arc<(KeyCopies, i64)>;
+
+/// How long one copy of the partitions serves the feeds that tick.
+const COPY_REUSE: Duration = Duration::from_millis(100);
 
 impl StreamHub {
     pub fn new(live: Arc<LiveState>, limits: StreamLimits) -> Arc<Self> {
@@ -264,6 +275,7 @@ impl StreamHub {
             permits: Arc::new(Semaphore::new(limits.max_clients)),
             limits,
             stopping: CancellationToken::new(),
+            copies: Mutex::new(None),
         })
     }
 
@@ -271,6 +283,23 @@ impl StreamHub {
     /// response ends. New streams are refused.
     pub fn stop(&self) {
         self.stopping.cancel();
+    }
+
+    /// Every key copied out of the partitions, shared by all feeds that
+    /// tick within [`COPY_REUSE`] of each other: however many distinct
+    /// filters are followed, the partitions are copied at most a few times
+    /// a second.
+    fn copies(&self) -> Copies {
+        let mut cache = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, c)) = &*cache {
+            if at.elapsed() < COPY_REUSE {
+                return c.clone();
+            }
+        }
+        let (keys, _, now) = self.live.copy_partitions();
+        let c = Arc::new((keys, now));
+        *cache = Some((Instant::now(), c.clone()));
+        c
     }
 
     /// Number of feeds computing now (one per distinct filter and interval).
@@ -309,9 +338,10 @@ async fn run_feed(hub: Arc<StreamHub>, key: FeedKey, filter: Filter, feed: Arc<F
     let interval = Duration::from_millis(key.interval_ms);
     let mut prev: Arc<BTreeMap<String, Option<f64>>> = Arc::new(BTreeMap::new());
     loop {
-        let (live, f, p) = (hub.live.clone(), filter.clone(), prev.clone());
+        let (h, f, p) = (hub.clone(), filter.clone(), prev.clone());
         let computed = tokio::task::spawn_blocking(move || {
-            let snap = snapshot(&live, &f);
+            let (keys, now) = &*h.copies();
+            let snap = filtered(keys, *now, &f);
             let changed = Snapshot {
                 now: snap.now,
                 series: changes(&p, &snap),
@@ -535,6 +565,50 @@ async fn forward(
                 return;
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+
+    fn key(campaign: Option<&str>) -> FeedKey {
+        FeedKey {
+            metric: None,
+            window: None,
+            channel: None,
+            campaign: campaign.map(String::from),
+            interval_ms: 200,
+        }
+    }
+
+    /// Fifty clients of one filter share one feed and receive the very same
+    /// tick; another filter has its own feed; feeds end with their clients.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_feed_per_filter_and_interval() {
+        let live = LiveState::new(Engine::new(Default::default()));
+        let hub = StreamHub::new(live, StreamLimits::default());
+        let mut subs: Vec<_> = (0..50)
+            .map(|_| hub.subscribe(key(None), Filter::default()).0)
+            .collect();
+        let other = hub.subscribe(key(Some("x")), Filter::default()).0;
+        assert_eq!(hub.feeds(), 2);
+        let mut ticks = Vec::new();
+        for rx in subs.iter_mut() {
+            ticks.push(rx.recv().await.unwrap());
+        }
+        assert!(ticks.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])));
+        // A later subscriber starts from the latest tick.
+        let (_late, latest) = hub.subscribe(key(None), Filter::default());
+        assert!(latest.is_some());
+        assert_eq!(hub.feeds(), 2);
+        drop((subs, other, _late, ticks, latest));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.feeds() > 0 {
+            assert!(Instant::now() < deadline, "feeds outlived their clients");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
