@@ -306,3 +306,80 @@ fn stream_clients_are_bounded_by_the_setting() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_stream_clients"));
 }
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// A stalled client: small receive window, never reads.
+fn stalled(port: u16) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut s: TcpStream = sock.into();
+    s.write_all(b"GET /api/v1/kpis/stream?interval=0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s
+}
+
+/// Abuse, bounded: 50 stream clients reading, two that stop reading, a
+/// slowloris, and a scrape every half second for 20 s. Bounds, not timings:
+/// every scrape answers within Prometheus' default 10 s timeout, the stalled
+/// clients are dropped and counted, memory does not grow past twice what it
+/// was once the clients were connected.
+#[test]
+fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
+    let d = demo("abuse");
+    let port = d.port;
+    let (tx, rx) = mpsc::channel();
+    let readers: Vec<_> = (0..50)
+        .map(|_| {
+            let tx = tx.clone();
+            std::thread::spawn(move || follow(port, tx))
+        })
+        .collect();
+    for _ in 0..50 {
+        rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    }
+    let _stalled = [stalled(port), stalled(port)];
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+    let rss_start = rss_kb(d.child.id());
+    let scraper = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let t = Instant::now();
+    let mut scrapes = 0;
+    while t.elapsed() < Duration::from_secs(20) {
+        let r = scraper
+            .get(&format!("http://127.0.0.1:{port}/metrics"))
+            .call()
+            .expect("a scrape failed or took over 10 s");
+        assert!(r.into_string().unwrap().contains("funnel_series "));
+        scrapes += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(scrapes >= 20, "{scrapes} scrapes in 20 s");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while sample(port, "funnel_stream_clients_dropped_total") < 2.0 {
+        assert!(Instant::now() < deadline, "stalled clients not dropped");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(sample(port, "funnel_stream_clients"), 50.0);
+    let rss_end = rss_kb(d.child.id());
+    assert!(
+        rss_end < 2 * rss_start,
+        "resident memory grew from {rss_start} kB to {rss_end} kB"
+    );
+    eprintln!("{scrapes} scrapes; resident {rss_start} kB -> {rss_end} kB");
+    drop(d);
+    for r in readers {
+        assert!(r.join().unwrap().len() > 1);
+    }
+}
