@@ -383,3 +383,43 @@ fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
         assert!(r.join().unwrap().len() > 1);
     }
 }
+
+/// Connections with no request in progress (a request head still arriving,
+/// an idle keep-alive) close as soon as the engine stops: they do not hold
+/// the grace period (5 s) that in-flight requests get.
+#[test]
+fn half_sent_and_idle_connections_do_not_hold_the_grace_period() {
+    let mut d = demo("idle");
+    let port = d.port;
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let idle = agent();
+    idle.get(&format!("http://127.0.0.1:{port}/healthz"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || follow(port, tx));
+    rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let t = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "a connection without a request held the shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let events = reader.join().unwrap();
+    assert_eq!(events.last().unwrap().0, "shutdown");
+}

@@ -19,12 +19,29 @@ use axum::routing::get;
 use axum::Router;
 use std::future::Future;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{debug, warn};
+
+/// Counts a request in progress on its connection while alive.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(n: &Arc<AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        Busy(n.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Limits and timeouts of the HTTP server (see README, "HTTP limits").
 #[derive(Debug, Clone)]
@@ -163,6 +180,7 @@ pub async fn serve_app(
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let close_all = CancellationToken::new();
+    let stopping = CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
@@ -184,19 +202,21 @@ pub async fn serve_app(
         let close = close_all.child_token();
         let watcher = graceful.watcher();
         let (app, tls, limits) = (app.clone(), tls.clone(), limits.clone());
+        let stopping = stopping.clone();
         tasks.spawn(async move {
+            let busy = Arc::new(AtomicUsize::new(0));
             let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
             io.set_write_timeout(Some(limits.write_timeout));
             let io = Box::pin(io);
             let serve = async {
                 match tls {
-                    None => connection(io, app, close.clone(), watcher, &limits).await,
+                    None => connection(io, app, close.clone(), watcher, &limits, &busy).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io))
                             .await
                         {
                             Ok(Ok(io)) => {
-                                connection(io, app, close.clone(), watcher, &limits).await
+                                connection(io, app, close.clone(), watcher, &limits, &busy).await
                             }
                             Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
                             Err(_) => debug!("TLS handshake timed out"),
@@ -204,13 +224,24 @@ pub async fn serve_app(
                     }
                 }
             };
+            // Once stopping, a connection with no request in progress (idle,
+            // or a request head still arriving) closes at once rather than
+            // holding the grace period.
+            let idle_at_stop = async {
+                stopping.cancelled().await;
+                while busy.load(Ordering::Acquire) > 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
             tokio::select! {
                 _ = close.cancelled() => {}
+                _ = idle_at_stop => {}
                 _ = serve => {}
             }
         });
     }
     drop(listener);
+    stopping.cancel();
     tasks.close();
     if tokio::time::timeout(limits.grace, graceful.shutdown())
         .await
@@ -232,14 +263,29 @@ async fn connection<I>(
     close: CancellationToken,
     watcher: hyper_util::server::graceful::Watcher,
     limits: &HttpLimits,
+    busy: &Arc<AtomicUsize>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
     let closer = ConnectionCloser(close);
+    let busy = busy.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(closer.clone());
-        app.clone().oneshot(req)
+        // Busy from the complete request head until the response body is
+        // done with (sent, or dropped with the connection).
+        let guard = Busy::new(&busy);
+        let resp = app.clone().oneshot(req);
+        async move {
+            let resp = resp.await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                Body::new(body.map_frame(move |f| {
+                    let _alive = &guard;
+                    f
+                }))
+            }))
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
