@@ -82,6 +82,9 @@ pub struct RunArgs {
     /// Threads applying events [default: cores - 1, at least 1].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_WORKERS")]
     pub workers: Option<String>,
+    /// Most clients following /api/v1/kpis/stream at once; more get 503 [default: 1000].
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_STREAM_CLIENTS")]
+    pub max_stream_clients: Option<String>,
     /// Extra librdkafka property (security.protocol, sasl.*, ssl.*, ...); repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
     pub kafka_property: Vec<String>,
@@ -181,6 +184,7 @@ pub struct FileConfig {
     pub checkpoint_interval: Option<String>,
     pub checkpoint_policy: Option<String>,
     pub workers: Option<u64>,
+    pub max_stream_clients: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub web_config_file: Option<PathBuf>,
@@ -312,6 +316,7 @@ pub struct RunConfig {
     pub web_config_file: Option<PathBuf>,
     pub security: crate::export::security::Security,
     pub probe_listen: Option<std::net::SocketAddr>,
+    pub http: crate::export::http::HttpLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,6 +442,14 @@ impl RunArgs {
         }
         let listen_s = pick(&self.listen, &file.listen).unwrap_or_else(|| default_listen.into());
         let listen = listen_addr("listen", &listen_s)?;
+        let mut http = crate::export::http::HttpLimits::default();
+        match (&self.max_stream_clients, file.max_stream_clients) {
+            (Some(n), _) => http.streams.max_clients = positive("max_stream_clients", n)?,
+            (None, Some(n)) => {
+                http.streams.max_clients = positive("max_stream_clients", &n.to_string())?
+            }
+            (None, None) => {}
+        }
         let workers = match (&self.workers, file.workers) {
             (Some(w), _) => positive("workers", w)?,
             (None, Some(w)) => positive("workers", &w.to_string())?,
@@ -505,6 +518,7 @@ impl RunArgs {
         }
         Ok(RunConfig {
             probe_listen,
+            http,
             engine,
             kafka: crate::source::KafkaSettings {
                 brokers,
@@ -596,6 +610,10 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
     }
     out.push_str(&format!("listen = {}\n", q(&cfg.listen.to_string())));
     out.push_str(&format!("workers = {}\n", cfg.kafka.workers));
+    out.push_str(&format!(
+        "max_stream_clients = {}\n",
+        cfg.http.streams.max_clients
+    ));
     if let Some(p) = &cfg.probe_listen {
         out.push_str(&format!("probe_listen = {}\n", q(&p.to_string())));
     }

@@ -82,6 +82,7 @@ pub fn run(args: &DemoArgs) -> i32 {
         web_config_file: None,
         security: Default::default(),
         probe_listen: None,
+        http: Default::default(),
     };
     let code = crate::run::serve(cfg, Some(stop.clone()), |addr| {
         println!(

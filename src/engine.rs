@@ -416,6 +416,9 @@ pub struct Health {
     pub dead_letter: Option<[u64; 3]>,
     /// Checkpoint counters (live use with a checkpoint topic only).
     pub checkpoint: Option<CheckpointHealth>,
+    /// `/api/v1/kpis/stream` clients connected now, and dropped because
+    /// they stopped reading (live use only).
+    pub streams: Option<[u64; 2]>,
 }
 
 /// Checkpoint counters and gauges, for the exposition.

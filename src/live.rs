@@ -4,7 +4,7 @@
 //! global lock on the hot path. Knows neither Kafka nor HTTP.
 
 use crate::engine::{wall_clock_ms, Engine, Health, Partition};
-use crate::export::prometheus::{render_as, Format};
+use crate::export::prometheus::{render_copied, Format, KeyCopies};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -100,6 +100,15 @@ pub struct LiveState {
     pub checkpoint: std::sync::OnceLock<Arc<crate::source::checkpoint::CheckpointStats>>,
     /// Set when the engine must stop with an error (a refused checkpoint).
     pub fatal: Mutex<Option<String>>,
+    /// Counters of `/api/v1/kpis/stream` (written by the HTTP export).
+    pub streams: StreamStats,
+}
+
+/// `funnel_stream_clients` and `funnel_stream_clients_dropped_total`.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    pub clients: std::sync::atomic::AtomicU64,
+    pub dropped: std::sync::atomic::AtomicU64,
 }
 
 impl LiveState {
@@ -114,6 +123,7 @@ impl LiveState {
             dead_letter: std::sync::OnceLock::new(),
             checkpoint: std::sync::OnceLock::new(),
             fatal: Mutex::new(None),
+            streams: StreamStats::default(),
         })
     }
 
@@ -198,12 +208,10 @@ impl LiveState {
     /// order, so concurrent renders cannot deadlock), and the engine time.
     /// A partition revoked from this instance is not published: its new
     /// owner publishes it, so `sum` across instances counts it once.
+    /// Holds every lock for the whole of `f`: the live exports use
+    /// [`copy_partitions`](Self::copy_partitions) instead.
     pub fn with_partitions<R>(&self, f: impl FnOnce(&[&Partition], i64) -> R) -> R {
-        let slots: Vec<Arc<Slot>> = self
-            .slots()
-            .into_iter()
-            .filter(|s| s.assigned.load(Ordering::Acquire))
-            .collect();
+        let slots = self.assigned();
         let guards: Vec<MutexGuard<'_, Partition>> = slots
             .iter()
             .map(|s| s.state.lock().unwrap_or_else(|e| e.into_inner()))
@@ -211,6 +219,32 @@ impl LiveState {
         let parts: Vec<&Partition> = guards.iter().map(|g| &**g).collect();
         let now = self.engine.clock.now(wall_clock_ms());
         f(&parts, now)
+    }
+
+    fn assigned(&self) -> Vec<Arc<Slot>> {
+        self.slots()
+            .into_iter()
+            .filter(|s| s.assigned.load(Ordering::Acquire))
+            .collect()
+    }
+
+    /// Every assigned partition's keys (summed at the engine time returned)
+    /// and health counters, copied out one partition at a time: each
+    /// partition is locked only while its own state is copied, so a render
+    /// never stalls ingestion on the other partitions, nor on this one for
+    /// longer than the copy. Revoked partitions are left out as in
+    /// [`with_partitions`](Self::with_partitions).
+    pub fn copy_partitions(&self) -> (KeyCopies, Health, i64) {
+        let now = self.engine.clock.now(wall_clock_ms());
+        let mut keys = KeyCopies::default();
+        let mut health = Health::default();
+        for s in self.assigned() {
+            let p = s.state.lock().unwrap_or_else(|e| e.into_inner());
+            keys.add(&p.agg, now);
+            health.add(&p);
+        }
+        keys.finish();
+        (keys, health, now)
     }
 
     /// The exposition of everything consumed so far.
@@ -221,41 +255,98 @@ impl LiveState {
             .filter(|s| s.assigned.load(Ordering::Acquire) && s.lag.load(Ordering::Acquire) >= 0)
             .map(|s| (s.topic.clone(), s.partition, s.lag.load(Ordering::Acquire)))
             .collect();
-        self.with_partitions(|parts, now| {
-            let mut health = Health::of(parts);
-            health.lag = lag;
-            health.dead_letter = self.dead_letter.get().map(|d| {
-                [
-                    d.written.load(Ordering::Relaxed),
-                    d.failures.load(Ordering::Relaxed),
-                    d.pending.load(Ordering::Relaxed).max(0) as u64,
-                ]
-            });
-            health.checkpoint = self.checkpoint.get().map(|c| {
-                let now = wall_clock_ms();
-                let mut h = crate::engine::CheckpointHealth {
-                    written: c.written.load(Ordering::Relaxed),
-                    failures: c.failures.load(Ordering::Relaxed),
-                    restored: c.restored.load(Ordering::Relaxed),
-                    rebuilds: std::array::from_fn(|i| c.rebuilds[i].load(Ordering::Relaxed)),
-                    ..Default::default()
-                };
-                for s in self.slots() {
-                    if s.assigned.load(Ordering::Acquire) {
-                        h.bytes += s.checkpoint_bytes.load(Ordering::Relaxed);
-                        let at = s.checkpoint_at_ms.load(Ordering::Relaxed);
-                        if at >= 0 {
-                            h.age_ms = h.age_ms.max(now - at);
-                        }
+        let (keys, mut health, _now) = self.copy_partitions();
+        health.lag = lag;
+        health.dead_letter = self.dead_letter.get().map(|d| {
+            [
+                d.written.load(Ordering::Relaxed),
+                d.failures.load(Ordering::Relaxed),
+                d.pending.load(Ordering::Relaxed).max(0) as u64,
+            ]
+        });
+        health.checkpoint = self.checkpoint.get().map(|c| {
+            let now = wall_clock_ms();
+            let mut h = crate::engine::CheckpointHealth {
+                written: c.written.load(Ordering::Relaxed),
+                failures: c.failures.load(Ordering::Relaxed),
+                restored: c.restored.load(Ordering::Relaxed),
+                rebuilds: std::array::from_fn(|i| c.rebuilds[i].load(Ordering::Relaxed)),
+                ..Default::default()
+            };
+            for s in self.slots() {
+                if s.assigned.load(Ordering::Acquire) {
+                    h.bytes += s.checkpoint_bytes.load(Ordering::Relaxed);
+                    let at = s.checkpoint_at_ms.load(Ordering::Relaxed);
+                    if at >= 0 {
+                        h.age_ms = h.age_ms.max(now - at);
                     }
                 }
-                h
-            });
-            if health.delay.is_none() {
-                health.delay = Some(Default::default());
             }
-            let aggs: Vec<_> = parts.iter().map(|p| &p.agg).collect();
-            render_as(&aggs, &health, now, self.version, format)
-        })
+            h
+        });
+        health.streams = Some([
+            self.streams.clients.load(Ordering::Relaxed),
+            self.streams.dropped.load(Ordering::Relaxed),
+        ]);
+        if health.delay.is_none() {
+            health.delay = Some(Default::default());
+        }
+        render_copied(&keys, &health, self.version, format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClockMode, EngineConfig};
+    use crate::export::prometheus::render_as;
+    use crate::synth::{Synth, SynthConfig};
+
+    /// The live render copies one partition at a time; what it publishes
+    /// must be byte for byte what rendering all partitions at once under
+    /// their locks publishes, keys spread over several partitions included.
+    #[test]
+    fn copied_render_equals_locked_render() {
+        let live = LiveState::new(Engine::new(EngineConfig {
+            clock: ClockMode::Event,
+            ..EngineConfig::default()
+        }));
+        let day = 86_400_000i64;
+        let start = 1_700_000_000_000 - 40 * day;
+        for (i, keys) in [(0, 30u64), (1, 30), (2, 7)] {
+            let slot = live.slot("t", i);
+            slot.assigned.store(true, Ordering::Release);
+            let mut p = slot.state.lock().unwrap();
+            let mut g = Synth::new(SynthConfig {
+                seed: 7 + i as u64,
+                keys,
+                start_ms: start,
+                step_ms: 40.0 * day as f64 / 20_000.0,
+                duplicate_ratio: 0.01,
+                invalid_ratio: 0.01,
+                ..SynthConfig::default()
+            });
+            for _ in 0..20_000 {
+                p.process(g.next_line().as_bytes());
+            }
+        }
+        // A revoked partition is not published by either.
+        let gone = live.slot("t", 3);
+        gone.state
+            .lock()
+            .unwrap()
+            .process(Synth::new(SynthConfig::default()).next_line().as_bytes());
+        for format in [Format::Text, Format::OpenMetrics] {
+            let locked = live.with_partitions(|parts, now| {
+                let mut health = Health::of(parts);
+                health.streams = Some([0, 0]);
+                health.delay = health.delay.or(Some(Default::default()));
+                let aggs: Vec<_> = parts.iter().map(|p| &p.agg).collect();
+                render_as(&aggs, &health, now, live.version, format)
+            });
+            let copied = live.render(format);
+            assert!(copied.contains("funnel_series "));
+            assert_eq!(copied, locked, "{format:?}");
+        }
     }
 }

@@ -41,7 +41,7 @@ pub fn serve(
             return 1;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -79,9 +79,13 @@ pub fn serve(
                     info!(%addr, "serving /healthz and /readyz for probes");
                     let app = http::probe_router(live.clone());
                     let shutdown = stopped(rx.clone());
-                    Some(tokio::spawn(async move {
-                        axum::serve(l, app).with_graceful_shutdown(shutdown).await
-                    }))
+                    Some(tokio::spawn(http::serve_app(
+                        l,
+                        app,
+                        None,
+                        Default::default(),
+                        shutdown,
+                    )))
                 }
                 Err(e) => {
                     eprintln!("funnelstream: cannot listen on {addr} (probe_listen): {e}");
@@ -90,10 +94,11 @@ pub fn serve(
             },
             None => None,
         };
-        let server = tokio::spawn(http::serve(
+        let server = tokio::spawn(http::serve_with(
             listener,
             live.clone(),
             cfg.security.clone(),
+            cfg.http.clone(),
             stopped(rx.clone()),
         ));
         info!(%addr, "serving /metrics, /, /healthz, /readyz");
@@ -106,8 +111,10 @@ pub fn serve(
         }
         live.shutting_down.store(true, Ordering::Release);
         halt.store(true, Ordering::Release);
-        let _ = tokio::task::spawn_blocking(move || src.join()).await;
+        // The HTTP side stops at once, alongside the source: streams get
+        // their final event, other requests a bounded grace period.
         let _ = tx.send(true);
+        let _ = tokio::task::spawn_blocking(move || src.join()).await;
         if let Some(p) = probes {
             let _ = p.await;
         }
@@ -123,7 +130,11 @@ pub fn serve(
             }
             Err(_) => 1,
         }
-    })
+    });
+    // A render or snapshot still running on a blocking thread must not hold
+    // the exit: the server has already let every connection go.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    code
 }
 
 /// Waits for SIGTERM/SIGINT, the `stop` flag, or a fatal engine error.

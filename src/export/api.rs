@@ -6,13 +6,27 @@
 //!
 //! Filters (query parameters, exact matches): `metric`, `window`, `channel`,
 //! `campaign`; `interval` (stream only, seconds, default 1, 0.2..=60).
+//!
+//! Streams cost once, not per client: every client of the same filter and
+//! interval shares one feed ([`StreamHub`]), which takes one snapshot per
+//! interval, encodes its changes once and hands the same bytes to every
+//! subscriber. A new subscriber starts from the feed's latest snapshot (at
+//! most one interval old; its `now` says when). Each client has a bounded
+//! queue; a client that stops reading is disconnected and counted
+//! (`funnel_stream_clients_dropped_total`). On shutdown every stream gets
+//! `event: shutdown` with `data: {"reason":"engine stopping"}` and ends.
 
-use crate::export::prometheus::{visit_series, SeriesVisitor};
+use crate::export::prometheus::{visit_copied, KeyCopies, SeriesVisitor};
 use crate::kpi::{Value, FAMILIES};
 use crate::live::LiveState;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct Filter {
@@ -100,18 +114,20 @@ impl SeriesVisitor for Collector<'_> {
 
 /// The filtered snapshot of every business series.
 pub fn snapshot(live: &LiveState, filter: &Filter) -> Snapshot {
-    live.with_partitions(|parts, now| {
-        let aggs: Vec<_> = parts.iter().map(|p| &p.agg).collect();
-        let mut c = Collector {
-            filter,
-            keep_key: false,
-            channel: String::new(),
-            campaign: String::new(),
-            out: Vec::new(),
-        };
-        visit_series(&aggs, now, &mut c);
-        Snapshot { now, series: c.out }
-    })
+    let (keys, _, now) = live.copy_partitions();
+    filtered(&keys, now, filter)
+}
+
+fn filtered(keys: &KeyCopies, now: i64, filter: &Filter) -> Snapshot {
+    let mut c = Collector {
+        filter,
+        keep_key: false,
+        channel: String::new(),
+        campaign: String::new(),
+        out: Vec::new(),
+    };
+    visit_copied(keys, &mut c);
+    Snapshot { now, series: c.out }
 }
 
 /// The series of `next` that are new or changed since `prev`, plus those of
@@ -157,35 +173,442 @@ pub async fn kpis(
     }
 }
 
-pub async fn stream(
-    axum::extract::State(live): axum::extract::State<Arc<LiveState>>,
-    axum::extract::Query(filter): axum::extract::Query<Filter>,
-) -> axum::response::sse::Sse<
-    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
-> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    let interval =
-        std::time::Duration::from_secs_f64(filter.interval.unwrap_or(1.0).clamp(0.2, 60.0));
-    let state = (live, filter, BTreeMap::<String, Option<f64>>::new(), true);
-    let s = futures_util::stream::unfold(state, move |(live, filter, prev, first)| async move {
-        if !first {
-            tokio::time::sleep(interval).await;
+/// The final event of every stream when the engine stops.
+pub const SHUTDOWN_EVENT: &str = "event: shutdown\ndata: {\"reason\":\"engine stopping\"}\n\n";
+const KEEP_ALIVE: &str = ":\n\n";
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+/// How often each client's forwarder checks that its client still reads.
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Limits of the stream endpoint.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    /// Most clients following streams at once; more get 503.
+    pub max_clients: usize,
+    /// Events queued for one client; a client whose queue is full, or whose
+    /// oldest queued event waited `stall_timeout`, is disconnected and
+    /// counted in `funnel_stream_clients_dropped_total`.
+    pub client_buffer: usize,
+    pub stall_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_clients: 1000,
+            client_buffer: 16,
+            stall_timeout: Duration::from_secs(10),
         }
-        let (l, f) = (live.clone(), filter.clone());
-        let snap = tokio::task::spawn_blocking(move || snapshot(&l, &f))
-            .await
-            .ok()?;
-        let changed = changes(&prev, &snap);
-        let next_prev = snap.series.iter().map(|s| (s.id(), s.value)).collect();
-        let payload = Snapshot {
-            now: snap.now,
-            series: changed,
-        };
-        let event = Event::default()
-            .event(if first { "snapshot" } else { "changes" })
-            .json_data(&payload)
-            .unwrap_or_else(|_| Event::default().comment("encoding failed"));
-        Some((Ok(event), (live, filter, next_prev, false)))
+    }
+}
+
+/// What identifies a feed: the filter and the interval in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FeedKey {
+    metric: Option<String>,
+    window: Option<String>,
+    channel: Option<String>,
+    campaign: Option<String>,
+    interval_ms: u64,
+}
+
+/// One computed interval of a feed, shared by all its subscribers.
+struct Tick {
+    snapshot: Snapshot,
+    /// `event: snapshot` with the whole snapshot, encoded on first need.
+    full: OnceLock<Bytes>,
+    /// `event: changes` against the previous tick.
+    changes: Bytes,
+}
+
+impl Tick {
+    fn full_frame(&self) -> Bytes {
+        self.full
+            .get_or_init(|| frame("snapshot", &self.snapshot))
+            .clone()
+    }
+}
+
+fn frame(event: &str, payload: &Snapshot) -> Bytes {
+    let mut out = Vec::with_capacity(64 + payload.series.len() * 128);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    if serde_json::to_writer(&mut out, payload).is_err() {
+        return Bytes::from_static(b": encoding failed\n\n");
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// One snapshot per interval for one filter, computed once and broadcast
+/// to every subscriber of that filter and interval.
+struct Feed {
+    tx: broadcast::Sender<Arc<Tick>>,
+    /// The latest tick: a new subscriber starts from it.
+    latest: Mutex<Option<Arc<Tick>>>,
+}
+
+/// The shared source of every `/api/v1/kpis/stream`: one feed per (filter,
+/// interval), alive while it has subscribers. Streams cost one snapshot per
+/// interval and filter, not one per client.
+pub struct StreamHub {
+    live: Arc<LiveState>,
+    feeds: Mutex<HashMap<FeedKey, Arc<Feed>>>,
+    permits: Arc<Semaphore>,
+    limits: StreamLimits,
+    stopping: CancellationToken,
+    copies: Mutex<Option<(Instant, Copies)>>,
+}
+
+/// Every key at one engine time, shared by the feeds.
+type Copies = Arc<(KeyCopies, i64)>;
+
+/// How long one copy of the partitions serves the feeds that tick.
+const COPY_REUSE: Duration = Duration::from_millis(100);
+
+impl StreamHub {
+    pub fn new(live: Arc<LiveState>, limits: StreamLimits) -> Arc<Self> {
+        Arc::new(StreamHub {
+            live,
+            feeds: Mutex::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(limits.max_clients)),
+            limits,
+            stopping: CancellationToken::new(),
+            copies: Mutex::new(None),
+        })
+    }
+
+    /// Ends every stream: each client gets `event: shutdown`, then its
+    /// response ends. New streams are refused.
+    pub fn stop(&self) {
+        self.stopping.cancel();
+    }
+
+    /// Every key copied out of the partitions, shared by all feeds that
+    /// tick within [`COPY_REUSE`] of each other: however many distinct
+    /// filters are followed, the partitions are copied at most a few times
+    /// a second.
+    fn copies(&self) -> Copies {
+        let mut cache = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, c)) = &*cache {
+            if at.elapsed() < COPY_REUSE {
+                return c.clone();
+            }
+        }
+        let (keys, _, now) = self.live.copy_partitions();
+        let c = Arc::new((keys, now));
+        *cache = Some((Instant::now(), c.clone()));
+        c
+    }
+
+    /// Number of feeds computing now (one per distinct filter and interval).
+    pub fn feeds(&self) -> usize {
+        self.feeds.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Subscribes to the feed of `key`, starting it if needed: the receiver
+    /// and the latest tick (none until the feed's first tick).
+    fn subscribe(
+        self: &Arc<Self>,
+        key: FeedKey,
+        filter: Filter,
+    ) -> (broadcast::Receiver<Arc<Tick>>, Option<Arc<Tick>>) {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let feed = feeds
+            .entry(key.clone())
+            .or_insert_with(|| {
+                // Ticks are small (an Arc each); a receiver more than this
+                // behind has a full client buffer long before.
+                let (tx, _) = broadcast::channel(self.limits.client_buffer.max(1) * 2);
+                let feed = Arc::new(Feed {
+                    tx,
+                    latest: Mutex::new(None),
+                });
+                tokio::spawn(run_feed(self.clone(), key, filter, feed.clone()));
+                feed
+            })
+            .clone();
+        let latest = feed.latest.lock().unwrap_or_else(|e| e.into_inner());
+        (feed.tx.subscribe(), latest.clone())
+    }
+}
+
+async fn run_feed(hub: Arc<StreamHub>, key: FeedKey, filter: Filter, feed: Arc<Feed>) {
+    let interval = Duration::from_millis(key.interval_ms);
+    let mut prev: Arc<BTreeMap<String, Option<f64>>> = Arc::new(BTreeMap::new());
+    loop {
+        let (h, f, p) = (hub.clone(), filter.clone(), prev.clone());
+        let computed = tokio::task::spawn_blocking(move || {
+            let (keys, now) = &*h.copies();
+            let snap = filtered(keys, *now, &f);
+            let changed = Snapshot {
+                now: snap.now,
+                series: changes(&p, &snap),
+            };
+            let next: BTreeMap<_, _> = snap.series.iter().map(|s| (s.id(), s.value)).collect();
+            let changes = frame("changes", &changed);
+            (snap, changes, next)
+        })
+        .await;
+        if let Ok((snapshot, changes, next)) = computed {
+            prev = Arc::new(next);
+            let tick = Arc::new(Tick {
+                snapshot,
+                full: OnceLock::new(),
+                changes,
+            });
+            let mut latest = feed.latest.lock().unwrap_or_else(|e| e.into_inner());
+            *latest = Some(tick.clone());
+            let _ = feed.tx.send(tick);
+        }
+        tokio::select! {
+            _ = hub.stopping.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let mut feeds = hub.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if feed.tx.receiver_count() == 0 {
+            feeds.remove(&key);
+            return;
+        }
+    }
+    hub.feeds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&key);
+}
+
+/// Set on each request by the server: closing it closes the connection
+/// (used to drop a stream client that stopped reading).
+#[derive(Clone, Debug)]
+pub struct ConnectionCloser(pub CancellationToken);
+
+/// The frames queued for one client, and when the client last took one.
+struct ClientBody {
+    rx: mpsc::Receiver<Bytes>,
+    taken: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl futures_util::Stream for ClientBody {
+    type Item = Result<Bytes, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let r = self.rx.poll_recv(cx);
+        if let std::task::Poll::Ready(Some(_)) = &r {
+            let ms = self.epoch.elapsed().as_millis() as u64;
+            self.taken.store(ms, Ordering::Relaxed);
+        }
+        r.map(|o| o.map(Ok))
+    }
+}
+
+/// Keeps `funnel_stream_clients` right however a client ends.
+struct ClientGuard(Arc<LiveState>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.streams.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub async fn stream(
+    axum::extract::State(hub): axum::extract::State<Arc<StreamHub>>,
+    axum::extract::Query(filter): axum::extract::Query<Filter>,
+    closer: Option<axum::Extension<ConnectionCloser>>,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    let interval = filter.interval.unwrap_or(1.0);
+    let interval = if interval.is_finite() {
+        interval.clamp(0.2, 60.0)
+    } else {
+        1.0
+    };
+    if hub.stopping.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "engine stopping\n").into_response();
+    }
+    let Ok(permit) = hub.permits.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "10")],
+            format!(
+                "too many stream clients (at most {}); retry later\n",
+                hub.limits.max_clients
+            ),
+        )
+            .into_response();
+    };
+    let key = FeedKey {
+        metric: filter.metric.clone(),
+        window: filter.window.clone(),
+        channel: filter.channel.clone(),
+        campaign: filter.campaign.clone(),
+        interval_ms: (interval * 1000.0).round() as u64,
+    };
+    let (rx, latest) = hub.subscribe(key, filter);
+    let (tx, body_rx) = mpsc::channel(hub.limits.client_buffer.max(1));
+    let taken = Arc::new(AtomicU64::new(0));
+    let epoch = Instant::now();
+    hub.live.streams.clients.fetch_add(1, Ordering::Relaxed);
+    let guard = ClientGuard(hub.live.clone());
+    let closer = closer.map(|c| c.0 .0.clone());
+    tokio::spawn(forward(
+        hub.clone(),
+        rx,
+        latest,
+        tx,
+        taken.clone(),
+        epoch,
+        closer,
+        (permit, guard),
+    ));
+    let body = axum::body::Body::from_stream(ClientBody {
+        rx: body_rx,
+        taken,
+        epoch,
     });
-    Sse::new(s).keep_alive(KeepAlive::default())
+    let mut r = axum::response::Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Moves one client's events from its feed into its bounded queue, drops
+/// the client once it stops reading, and ends its stream on shutdown.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    hub: Arc<StreamHub>,
+    mut rx: broadcast::Receiver<Arc<Tick>>,
+    latest: Option<Arc<Tick>>,
+    tx: mpsc::Sender<Bytes>,
+    taken: Arc<AtomicU64>,
+    epoch: Instant,
+    closer: Option<CancellationToken>,
+    _held: (OwnedSemaphorePermit, ClientGuard),
+) {
+    let drop_client = |why: &str| {
+        hub.live.streams.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("dropping a stream client: {why}");
+        if let Some(c) = &closer {
+            c.cancel();
+        }
+    };
+    let first = match latest {
+        Some(t) => Some(t),
+        None => tokio::select! {
+            _ = hub.stopping.cancelled() => None,
+            _ = tx.closed() => return,
+            r = rx.recv() => r.ok(),
+        },
+    };
+    if let Some(t) = first {
+        // The queue is empty: this cannot fail but for a gone client.
+        if tx.try_send(t.full_frame()).is_err() {
+            return;
+        }
+    }
+    let mut keep_alive = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
+        KEEP_ALIVE_EVERY,
+    );
+    let mut check = tokio::time::interval(STALL_CHECK_EVERY);
+    let mut waiting_since = epoch.elapsed().as_millis() as u64;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = hub.stopping.cancelled() => {
+                if tx.try_send(Bytes::from_static(SHUTDOWN_EVENT.as_bytes())).is_err() {
+                    // Not reading: closing it now spares the grace period.
+                    if let Some(c) = &closer {
+                        c.cancel();
+                    }
+                }
+                return;
+            }
+            _ = tx.closed() => return,
+            r = rx.recv() => match r {
+                Ok(t) => t.changes.clone(),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    drop_client("it fell behind its feed");
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = keep_alive.tick() => Bytes::from_static(KEEP_ALIVE.as_bytes()),
+            _ = check.tick() => {
+                // Stalled: something has been waiting, and nothing was
+                // taken, for the whole stall timeout.
+                let queued = tx.max_capacity() - tx.capacity();
+                let now = epoch.elapsed().as_millis() as u64;
+                let active = waiting_since.max(taken.load(Ordering::Relaxed));
+                if queued > 0 && now.saturating_sub(active) > hub.limits.stall_timeout.as_millis() as u64 {
+                    drop_client("it stopped reading");
+                    return;
+                }
+                continue;
+            }
+        };
+        if tx.capacity() == tx.max_capacity() {
+            waiting_since = epoch.elapsed().as_millis() as u64;
+        }
+        match tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                drop_client("its buffer is full");
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+
+    fn key(campaign: Option<&str>) -> FeedKey {
+        FeedKey {
+            metric: None,
+            window: None,
+            channel: None,
+            campaign: campaign.map(String::from),
+            interval_ms: 200,
+        }
+    }
+
+    /// Fifty clients of one filter share one feed and receive the very same
+    /// tick; another filter has its own feed; feeds end with their clients.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_feed_per_filter_and_interval() {
+        let live = LiveState::new(Engine::new(Default::default()));
+        let hub = StreamHub::new(live, StreamLimits::default());
+        let mut subs: Vec<_> = (0..50)
+            .map(|_| hub.subscribe(key(None), Filter::default()).0)
+            .collect();
+        let other = hub.subscribe(key(Some("x")), Filter::default()).0;
+        assert_eq!(hub.feeds(), 2);
+        let mut ticks = Vec::new();
+        for rx in subs.iter_mut() {
+            ticks.push(rx.recv().await.unwrap());
+        }
+        assert!(ticks.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])));
+        // A later subscriber starts from the latest tick.
+        let (_late, latest) = hub.subscribe(key(None), Filter::default());
+        assert!(latest.is_some());
+        assert_eq!(hub.feeds(), 2);
+        drop((subs, other, _late, ticks, latest));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hub.feeds() > 0 {
+            assert!(Instant::now() < deadline, "feeds outlived their clients");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! output is checked with `promtool check metrics` in the tests.
 
 use crate::aggregate::{Aggregator, Totals, WindowSums};
+use crate::config::WindowSpec;
 use crate::decode::{EventType, RejectReason};
 use crate::engine::Health;
 use crate::kpi::{Eval, Value, FAMILIES};
@@ -222,25 +223,143 @@ pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) 
         .map(|a| a.windows().to_vec())
         .unwrap_or_default();
     for_each_key(aggs, now, |channel, campaign, totals, windows| {
-        v.key(channel, campaign);
-        for (fi, fam) in FAMILIES.iter().enumerate() {
-            match fam.eval {
-                Eval::Window(f) => {
-                    for (w, spec) in windows.iter().zip(&specs) {
-                        if let Some(value) = f(totals, w) {
-                            v.series(fi, Some(("window", &spec.label)), value);
-                        }
+        visit_key(&specs, channel, campaign, totals, windows, v)
+    });
+}
+
+/// [`visit_series`] over keys copied out of the partitions.
+pub fn visit_copied(keys: &KeyCopies, v: &mut impl SeriesVisitor) {
+    for (channel, campaign, totals, windows) in keys.iter() {
+        visit_key(&keys.specs, channel, campaign, totals, windows, v);
+    }
+}
+
+fn visit_key(
+    specs: &[WindowSpec],
+    channel: &str,
+    campaign: &str,
+    totals: &Totals,
+    windows: &[WindowSums],
+    v: &mut impl SeriesVisitor,
+) {
+    v.key(channel, campaign);
+    for (fi, fam) in FAMILIES.iter().enumerate() {
+        match fam.eval {
+            Eval::Window(f) => {
+                for (w, spec) in windows.iter().zip(specs) {
+                    if let Some(value) = f(totals, w) {
+                        v.series(fi, Some(("window", &spec.label)), value);
                     }
                 }
-                Eval::Key(f) => v.series(fi, None, f(totals)),
-                Eval::Labelled { label, values, f } => {
-                    for (i, lv) in values.iter().enumerate() {
-                        v.series(fi, Some((label, lv)), f(totals, i));
+            }
+            Eval::Key(f) => v.series(fi, None, f(totals)),
+            Eval::Labelled { label, values, f } => {
+                for (i, lv) in values.iter().enumerate() {
+                    v.series(fi, Some((label, lv)), f(totals, i));
+                }
+            }
+        }
+    }
+}
+
+/// One key's totals and window sums.
+type Sums = (Totals, Vec<WindowSums>);
+
+/// Every key's totals and window sums at one engine time, copied out of
+/// the partitions one partition at a time (so that each partition is locked
+/// only while its own keys are copied) and merged across partitions. What
+/// it renders is exactly what [`render_as`] renders from the partitions
+/// themselves: the sums are integers and the sketches are merged by
+/// `finish`, so the order of the additions does not matter.
+#[derive(Debug, Default)]
+pub struct KeyCopies {
+    specs: Vec<WindowSpec>,
+    labels: Option<Arc<crate::aggregate::labels::LabelTable>>,
+    /// (channel id, campaign id) -> position in `copied`.
+    index: std::collections::HashMap<(u32, u32), usize>,
+    copied: Vec<(u32, u32, Totals, Vec<WindowSums>)>,
+    /// After [`finish`](Self::finish): by labels, in label order.
+    merged: Vec<(Arc<str>, Arc<str>, Sums)>,
+}
+
+impl KeyCopies {
+    /// Adds one partition's keys, summed at engine time `now`.
+    pub fn add(&mut self, agg: &Aggregator, now: i64) {
+        if self.labels.is_none() {
+            self.specs = agg.windows().to_vec();
+            self.labels = Some(agg.labels().clone());
+        }
+        let n = self.specs.len();
+        for k in agg.keys() {
+            let at = *self
+                .index
+                .entry((k.channel, k.campaign))
+                .or_insert_with(|| {
+                    self.copied.push((
+                        k.channel,
+                        k.campaign,
+                        Totals::default(),
+                        vec![WindowSums::default(); n],
+                    ));
+                    self.copied.len() - 1
+                });
+            let (_, _, totals, windows) = &mut self.copied[at];
+            totals.add(&k.totals);
+            k.sums_into(&self.specs, now, windows);
+        }
+    }
+
+    /// Resolves label names (after every partition was added, so that every
+    /// id is known) and orders the keys as the exposition does.
+    pub fn finish(&mut self) {
+        let Some(labels) = &self.labels else {
+            return;
+        };
+        let channels = labels.channel.names();
+        let campaigns = labels.campaign.names();
+        let name = |names: &[Arc<str>], id: u32| -> Arc<str> {
+            names
+                .get(id as usize)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(crate::aggregate::labels::OVERFLOW))
+        };
+        let mut by_name: BTreeMap<(Arc<str>, Arc<str>), Sums> = BTreeMap::new();
+        for (ch, ca, totals, windows) in self.copied.drain(..) {
+            match by_name.entry((name(&channels, ch), name(&campaigns, ca))) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert((totals, windows));
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let (t, ws) = e.get_mut();
+                    t.add(&totals);
+                    for (a, b) in ws.iter_mut().zip(&windows) {
+                        a.add(b);
                     }
                 }
             }
         }
-    });
+        self.index.clear();
+        self.merged = by_name
+            .into_iter()
+            .map(|((ch, ca), (t, mut ws))| {
+                for w in ws.iter_mut() {
+                    w.finish();
+                }
+                (ch, ca, (t, ws))
+            })
+            .collect();
+    }
+
+    /// The merged keys in label order (after [`finish`](Self::finish)).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Totals, &[WindowSums])> {
+        self.merged
+            .iter()
+            .map(|(ch, ca, (t, ws))| (&**ch, &**ca, t, ws.as_slice()))
+    }
+
+    pub fn specs(&self) -> &[WindowSpec] {
+        &self.specs
+    }
 }
 
 /// Writes series into one buffer per family, so that each family's lines
@@ -281,12 +400,26 @@ pub fn render_as(
     version: &str,
     format: Format,
 ) -> String {
+    render_series(|w| visit_series(aggs, now, w), health, version, format)
+}
+
+/// [`render_as`] from keys copied out of the partitions: the same bytes.
+pub fn render_copied(keys: &KeyCopies, health: &Health, version: &str, format: Format) -> String {
+    render_series(|w| visit_copied(keys, w), health, version, format)
+}
+
+fn render_series(
+    visit: impl FnOnce(&mut TextWriter),
+    health: &Health,
+    version: &str,
+    format: Format,
+) -> String {
     let mut w = TextWriter {
         bufs: FAMILIES.iter().map(|_| String::new()).collect(),
         prefix: String::new(),
         series: 0,
     };
-    visit_series(aggs, now, &mut w);
+    visit(&mut w);
     let total: usize = w.bufs.iter().map(String::len).sum();
     let mut out = String::with_capacity(total + FAMILIES.len() * 160 + 4096);
     for (fam, buf) in FAMILIES.iter().zip(&w.bufs) {
@@ -524,6 +657,24 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
     }
     if let Some(c) = &h.checkpoint {
         render_checkpoint(out, format, c);
+    }
+    if let Some([clients, dropped]) = h.streams {
+        plain(
+            out,
+            format,
+            "funnel_stream_clients",
+            "Clients following /api/v1/kpis/stream now.",
+            "gauge",
+            clients,
+        );
+        plain(
+            out,
+            format,
+            "funnel_stream_clients_dropped_total",
+            "Stream clients disconnected by the engine because they stopped reading (their bounded buffer stayed full).",
+            "counter",
+            dropped,
+        );
     }
     header(out, "funnel_build_info", "Build metadata.", "gauge");
     out.push_str("funnel_build_info{version=\"");

@@ -197,6 +197,7 @@ pub fn series(text: &str) -> BTreeMap<String, String> {
                 "funnel_event_delay_seconds",
                 "funnel_build_info",
                 "funnel_checkpoint",
+                "funnel_stream_clients",
             ]
             .iter()
             .any(|p| l.starts_with(p))

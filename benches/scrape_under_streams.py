@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Scrape time of /metrics on `funnelstream demo` with N clients following
+/api/v1/kpis/stream?interval=1 (issue 21). Load stays on 127.0.0.1 and is
+bounded in time.
+
+    benches/scrape_under_streams.py BIN CLIENTS [SCRAPES]
+
+Starts `BIN demo` on a free port, waits until ready, opens CLIENTS stream
+clients (threads with http.client, each reading everything it is sent),
+waits 5 s, then times SCRAPES sequential GET /metrics (1 s apart, 60 s
+timeout each), samples the engine's resident memory and CPU, and prints one
+JSON line. Then closes the clients, sends SIGTERM and reports how long the
+engine took to exit (SIGKILL after 20 s).
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main():
+    binary, clients = sys.argv[1], int(sys.argv[2])
+    scrapes = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+    port = free_port()
+    engine = subprocess.Popen(
+        [binary, "demo", "--listen", f"127.0.0.1:{port}", "--duration", "600"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit("demo not ready")
+            time.sleep(0.5)
+
+        stop = threading.Event()
+        received = [0] * clients
+        conns = []
+
+        def follow(i):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            conns.append(c)
+            try:
+                c.request("GET", "/api/v1/kpis/stream?interval=1")
+                r = c.getresponse()
+                while not stop.is_set():
+                    chunk = r.read1(65536)
+                    if not chunk:
+                        break
+                    received[i] += len(chunk)
+            except (OSError, http.client.HTTPException):
+                pass
+
+        threads = [threading.Thread(target=follow, args=(i,), daemon=True) for i in range(clients)]
+        for t in threads:
+            t.start()
+        time.sleep(5)
+        cpu0, t0 = cpu_s(engine.pid), time.time()
+        times, failures, series = [], 0, None
+        for _ in range(scrapes):
+            start = time.time()
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                c.request("GET", "/metrics")
+                body = c.getresponse().read()
+                times.append(time.time() - start)
+                if series is None:
+                    for line in body.decode().splitlines():
+                        if line.startswith("funnel_series "):
+                            series = int(float(line.split()[1]))
+            except (OSError, http.client.HTTPException):
+                failures += 1
+            time.sleep(1)
+        cpu = (cpu_s(engine.pid) - cpu0) / (time.time() - t0)
+        rss = rss_mb(engine.pid)
+        stop.set()
+        for c in conns:
+            try:
+                c.sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
+        times.sort()
+        t = time.time()
+        engine.send_signal(signal.SIGTERM)
+        try:
+            engine.wait(timeout=20)
+            exit_s = round(time.time() - t, 2)
+        except subprocess.TimeoutExpired:
+            exit_s = None
+        print(
+            json.dumps(
+                {
+                    "clients": clients,
+                    "series": series,
+                    "scrapes": len(times),
+                    "failed": failures,
+                    "median_ms": round(1000 * times[len(times) // 2], 1) if times else None,
+                    "max_ms": round(1000 * times[-1], 1) if times else None,
+                    "rss_mb": round(rss, 1),
+                    "cpu_cores": round(cpu, 2),
+                    "stream_mb_per_client_s": round(sum(received) / max(clients, 1) / 1e6 / (time.time() - t0), 3),
+                    "exit_after_sigterm_s": exit_s,
+                }
+            ),
+            flush=True,
+        )
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+
+
+if __name__ == "__main__":
+    main()
