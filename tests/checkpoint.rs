@@ -659,16 +659,12 @@ fn lost_partitions_after_a_session_timeout_are_taken_back_exactly() {
     );
 }
 
-/// A real broker process restarts mid-stream (tansu with its sqlite
-/// storage, so the log survives): the engine keeps running, is not ready
-/// while the broker is away, and ends exactly at the replay.
+/// A real broker process is killed (SIGKILL) mid-stream and restarted on
+/// its log directory: the engine keeps running, is not ready while the
+/// broker is away, and ends exactly at the replay.
 #[test]
 fn broker_process_restart_mid_stream_loses_nothing() {
-    let dir = std::env::temp_dir().join(format!("funnelstream-tansu-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let broker = Broker::start_sqlite(port, &dir);
+    let mut broker = Broker::start();
     broker.create_topic("events", 2);
     broker.create_topic("checkpoints", 1);
     let file = event_file("restart", 4000, 500.0, 23);
@@ -683,7 +679,7 @@ fn broker_process_restart_mid_stream_loses_nothing() {
     );
     wait_processed(&[&e], n / 2, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(1));
-    drop(broker);
+    broker.kill(1);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !matches!(try_http_get(e.port, "/readyz", &[]), Ok((503, _, _))) {
         assert!(
@@ -695,12 +691,10 @@ fn broker_process_restart_mid_stream_loses_nothing() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert!(e.get("/healthz").0 == 200, "the engine keeps serving");
-    let broker = Broker::start_sqlite(port, &dir);
+    broker.restart(1);
     produce_one_per_batch(&broker.addr(), "events", &second);
     let texts = wait_processed(&[&e], n, Duration::from_secs(120));
     assert_same_series(&replay(&file), &texts[0]);
-    drop(broker);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A checkpoint topic that does not exist stops the engine at its first
