@@ -3,9 +3,9 @@
 //! outage, and missing, corrupt and incompatible checkpoints. In every case
 //! the result must equal `replay` of the same events exactly.
 //!
-//! tansu topics are written one message per record batch: tansu 0.6 loses
-//! messages when a fetch starts inside a batch, which resuming from a
-//! checkpoint's offset does (see ARCHITECTURE.md).
+//! The broker is Apache Kafka (`scripts/kafka`), written to by producers
+//! that batch normally, so resuming from a checkpoint's offset starts
+//! fetches inside record batches.
 
 mod common;
 use common::*;
@@ -16,19 +16,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ONE_PER_BATCH: [&str; 4] = [
-    "--kafka-property",
-    "batch.num.messages=1",
-    "--kafka-property",
-    "linger.ms=0",
-];
-
 /// Writes `n` synthetic events (with duplicates and invalid events) to a
 /// temporary file.
 fn event_file(name: &str, n: usize, step_ms: f64, seed: u64) -> PathBuf {
+    event_file_keys(name, n, step_ms, seed, 24)
+}
+
+fn event_file_keys(name: &str, n: usize, step_ms: f64, seed: u64, keys: u64) -> PathBuf {
     let mut g = Synth::new(SynthConfig {
         seed,
-        keys: 24,
+        keys,
         step_ms,
         duplicate_ratio: 0.02,
         invalid_ratio: 0.01,
@@ -53,14 +50,13 @@ fn start_producer(broker: &str, topic: &str, file: &Path, rate: u32) -> Child {
         .args(["produce", "--brokers", broker, "--topic", topic, "--from"])
         .arg(file)
         .args(["--rate", &rate.to_string()])
-        .args(ONE_PER_BATCH)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
 }
 
-fn produce_one_per_batch(broker: &str, topic: &str, file: &Path) {
+fn produce_all(broker: &str, topic: &str, file: &Path) {
     let status = start_producer(broker, topic, file, 0).wait().unwrap();
     assert!(status.success(), "produce failed");
 }
@@ -110,7 +106,7 @@ fn one_partition_of_events(
     broker.create_topic("events", 1);
     broker.create_topic("checkpoints", 1);
     let file = event_file(name, n, step_ms, seed);
-    produce_one_per_batch(&broker.addr(), "events", &file);
+    produce_all(&broker.addr(), "events", &file);
     let n = lines(&file);
     (broker, file, n)
 }
@@ -130,7 +126,7 @@ fn split(path: &Path, at: usize) -> (PathBuf, PathBuf) {
 }
 
 /// A killed member stays in the group until its session times out; 6 s
-/// (the broker minimum) keeps restarts quick.
+/// keeps restarts quick.
 fn checkpoint_args<'a>(topic: &'a str, interval: &'a str) -> Vec<&'a str> {
     vec![
         "--kafka-property",
@@ -164,6 +160,7 @@ fn sigkill(e: &mut Engine) {
 }
 
 #[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
 fn sigkill_at_random_points_then_restart_equals_replay() {
     let broker = Broker::start();
     broker.create_topic("events", 1);
@@ -210,11 +207,150 @@ fn sigkill_at_random_points_then_restart_equals_replay() {
     assert_eq!(metric(text, "funnel_checkpoint_rebuilds_total"), 0.0);
 }
 
+/// Checkpoint writes in flight when the engine was killed: partitions
+/// whose last checkpoint line in the (debug) log is "checkpoint encoded,
+/// writing" with no "checkpoint written" after it.
+fn killed_mid_checkpoint(log: &str) -> bool {
+    let mut writing = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let f = &v["fields"];
+        let key = (f["topic"].to_string(), f["partition"].to_string());
+        match f["message"].as_str() {
+            Some("checkpoint encoded, writing") => {
+                writing.insert(key, true);
+            }
+            Some("checkpoint written") => {
+                writing.insert(key, false);
+            }
+            _ => {}
+        }
+    }
+    writing.values().any(|w| *w)
+}
+
+/// At least 8 SIGKILLs at random moments while a rate-limited producer
+/// writes normally batched events: some during the group join (before any
+/// partition is assigned), some while a checkpoint is being written to
+/// Kafka (found in the debug log), the rest mid-stream. A last run then
+/// equals `replay` exactly.
+#[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
+fn sigkills_during_join_checkpoints_and_streaming_then_restart_equals_replay() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("checkpoints", 1);
+    // 3,000 keys: checkpoints of several hundred KB take a while to write.
+    let file = event_file_keys("crash8", 24_000, 1500.0, 37, 3000);
+    let n = lines(&file);
+    // Events arrive over ~40 s while engines are started and killed.
+    let mut producer = start_producer(&broker.addr(), "events", &file, 600);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = Rng::new(seed);
+    let mut args = checkpoint_args("checkpoints", "200ms");
+    args.extend(["--log-level", "debug"]);
+    let mut kills: Vec<(&str, u64, f64)> = Vec::new();
+    let count = |kills: &[(&str, u64, f64)], k: &str| kills.iter().filter(|x| x.0 == k).count();
+    let mut produced = false;
+    while kills.len() < 8
+        || count(&kills, "join") < 2
+        || count(&kills, "checkpoint") < 2
+        || !produced
+    {
+        assert!(
+            kills.len() < 40,
+            "seed {seed}: not enough kills of each kind: {kills:?}"
+        );
+        let mut e = Engine::start(&broker.addr(), "events", "crash8", &args);
+        let ms = match kills.len() % 3 {
+            // During the join: the dead member holds the group until its
+            // session (6 s) expires.
+            0 => {
+                wait_log(&e, "\"consuming\"", Duration::from_secs(60));
+                rng.below(300)
+            }
+            // Wait for a checkpoint write to start, then kill at once.
+            1 => {
+                wait_log(&e, "partitions assigned", Duration::from_secs(60));
+                let seen = e.log().matches("checkpoint encoded, writing").count();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while e.log().matches("checkpoint encoded, writing").count() == seen
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                0
+            }
+            _ => {
+                wait_log(&e, "partitions assigned", Duration::from_secs(60));
+                100 + rng.below(2000)
+            }
+        };
+        std::thread::sleep(Duration::from_millis(ms));
+        let before = processed(&scrape(&e));
+        sigkill(&mut e);
+        let log = e.log();
+        let kind = if !log.contains("partitions assigned") && !log.contains("state restored") {
+            "join"
+        } else if killed_mid_checkpoint(&log) {
+            "checkpoint"
+        } else {
+            "stream"
+        };
+        kills.push((kind, ms, before));
+        produced |= producer.try_wait().unwrap().is_some();
+    }
+    assert!(producer.wait().unwrap().success());
+    eprintln!("seed {seed}: kills (kind, ms after the trigger, processed by that run): {kills:?}");
+    assert!(
+        kills.iter().filter(|k| k.2 > 0.0).count() >= 3,
+        "several kills after the run made progress: {kills:?}"
+    );
+    let e = Engine::start(&broker.addr(), "events", "crash8", &args);
+    let text = wait_processed(&[&e], n, Duration::from_secs(180)).remove(0);
+    assert_same_series(&replay(&file), &text);
+    assert_eq!(
+        metric(&text, "funnel_checkpoint_restores_total"),
+        1.0,
+        "the last run restored its state:\n{}",
+        e.log()
+    );
+    assert_eq!(metric(&text, "funnel_checkpoint_rebuilds_total"), 0.0);
+}
+
 /// Two engines in one group: B joins midway and takes partitions (with
 /// their state) from A; the two expositions together equal one replay.
 /// Then B stops and A takes everything back: A alone equals the replay.
 #[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
 fn rebalance_between_two_engines_sums_exactly() {
+    rebalance_between_two_engines(&checkpoint_args("checkpoints", "500ms"));
+}
+
+/// The same with the next-generation consumer group protocol (KIP-848):
+/// the broker assigns partitions, incrementally; no client session or
+/// heartbeat settings.
+#[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
+fn rebalance_between_two_engines_sums_exactly_with_the_consumer_protocol() {
+    rebalance_between_two_engines(&[
+        "--kafka-property",
+        "group.protocol=consumer",
+        "--clock",
+        "event",
+        "--checkpoint-topic",
+        "checkpoints",
+        "--checkpoint-interval",
+        "500ms",
+    ]);
+}
+
+fn rebalance_between_two_engines(args: &[&str]) {
     let broker = Broker::start();
     broker.create_topic("events", 4);
     broker.create_topic("checkpoints", 2);
@@ -223,13 +359,13 @@ fn rebalance_between_two_engines_sums_exactly() {
     let file = event_file("rebalance", 16_000, 10.0, 11);
     let n = lines(&file);
     let (first, second) = split(&file, n / 2);
-    let args = checkpoint_args("checkpoints", "500ms");
-    produce_one_per_batch(&broker.addr(), "events", &first);
+    let args = args.to_vec();
+    produce_all(&broker.addr(), "events", &first);
     let a = Engine::start(&broker.addr(), "events", "rebalance", &args);
     wait_processed(&[&a], n / 2, Duration::from_secs(90));
     let mut b = Engine::start(&broker.addr(), "events", "rebalance", &args);
     wait_log(&b, "partitions assigned", Duration::from_secs(60));
-    produce_one_per_batch(&broker.addr(), "events", &second);
+    produce_all(&broker.addr(), "events", &second);
     let texts = wait_processed(&[&a, &b], n, Duration::from_secs(120));
     let want = series(&replay(&file));
     let (sa, sb) = (series(&texts[0]), series(&texts[1]));
@@ -436,8 +572,6 @@ fn write_records(broker: &str, topic: &str, records: &[(String, Vec<u8>)]) -> Ve
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let p: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker)
-        .set("batch.num.messages", "1")
-        .set("linger.ms", "0")
         .create()
         .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -514,6 +648,7 @@ fn replay_with(file: &Path, extra: &[&str]) -> String {
 /// recounts from the earliest offset (and says so on /metrics); a corrupt
 /// newer checkpoint is skipped for an older good one.
 #[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
 fn missing_corrupt_and_incompatible_checkpoints_follow_the_policy() {
     let (broker, file, n) = one_partition_of_events("policy", 3000, 2000.0, 17);
     let want = replay(&file);
@@ -663,6 +798,7 @@ fn lost_partitions_after_a_session_timeout_are_taken_back_exactly() {
 /// its log directory: the engine keeps running, is not ready while the
 /// broker is away, and ends exactly at the replay.
 #[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
 fn broker_process_restart_mid_stream_loses_nothing() {
     let mut broker = Broker::start();
     broker.create_topic("events", 2);
@@ -670,7 +806,7 @@ fn broker_process_restart_mid_stream_loses_nothing() {
     let file = event_file("restart", 4000, 500.0, 23);
     let n = lines(&file);
     let (first, second) = split(&file, n / 2);
-    produce_one_per_batch(&broker.addr(), "events", &first);
+    produce_all(&broker.addr(), "events", &first);
     let e = Engine::start(
         &broker.addr(),
         "events",
@@ -692,29 +828,147 @@ fn broker_process_restart_mid_stream_loses_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(e.get("/healthz").0 == 200, "the engine keeps serving");
     broker.restart(1);
-    produce_one_per_batch(&broker.addr(), "events", &second);
+    produce_all(&broker.addr(), "events", &second);
     let texts = wait_processed(&[&e], n, Duration::from_secs(120));
     assert_same_series(&replay(&file), &texts[0]);
 }
 
-/// A checkpoint topic that does not exist stops the engine at its first
-/// assignment with exit 1 and a message saying what to create.
+/// With creation turned off, a checkpoint topic that does not exist stops
+/// the engine at its first assignment with exit 1 and a message saying
+/// what to create.
 #[test]
-fn missing_checkpoint_topic_is_a_clear_error() {
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
+fn missing_checkpoint_topic_is_a_clear_error_when_creation_is_off() {
     let broker = Broker::start();
     broker.create_topic("events", 1);
-    let mut e = Engine::start(
-        &broker.addr(),
-        "events",
-        "no-topic",
-        &checkpoint_args("no-such-checkpoints", "1s"),
-    );
+    let mut args = checkpoint_args("no-such-checkpoints", "1s");
+    args.extend(["--checkpoint-topic-create", "false"]);
+    let mut e = Engine::start(&broker.addr(), "events", "no-topic", &args);
     assert_eq!(exit_code(&mut e, Duration::from_secs(90)), 1);
     assert!(
         e.log()
             .contains("checkpoint topic `no-such-checkpoints` does not exist"),
         "{}",
         e.log()
+    );
+    let (partitions, _) = broker.describe_topic("events");
+    assert_eq!(partitions, 1);
+    assert!(
+        !broker.topic_exists("no-such-checkpoints"),
+        "the engine created the topic with creation off"
+    );
+}
+
+/// A missing checkpoint topic is created, as Kafka Streams creates its
+/// changelog topics: compacted, sized for 512 KiB chunks, with as many
+/// partitions as the largest source topic; checkpoints written to it are
+/// restored exactly.
+#[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
+fn missing_checkpoint_topic_is_created_compacted() {
+    let broker = Broker::start();
+    broker.create_topic("events", 3);
+    // Three partitions, consumed in another interleaving than the file's:
+    // a short span of event time keeps that from mattering (see the
+    // rebalance test).
+    let file = event_file("create", 3000, 10.0, 31);
+    let n = lines(&file);
+    produce_all(&broker.addr(), "events", &file);
+    let args = checkpoint_args("made-checkpoints", "300ms");
+    let mut e = Engine::start(&broker.addr(), "events", "create", &args);
+    wait_processed(&[&e], n, Duration::from_secs(90));
+    assert!(e.log().contains("checkpoint topic created"), "{}", e.log());
+    assert!(e.sigterm().0.success());
+    let (partitions, config) = broker.describe_topic("made-checkpoints");
+    assert_eq!(partitions, 3);
+    for (k, v) in [
+        ("cleanup.policy", "compact"),
+        ("max.message.bytes", "2097152"),
+        ("segment.bytes", "67108864"),
+        ("segment.ms", "86400000"),
+    ] {
+        assert_eq!(
+            config.get(k).map(String::as_str),
+            Some(v),
+            "{k}: {config:?}"
+        );
+    }
+    // A second run restores every partition from it.
+    let e = Engine::start(&broker.addr(), "events", "create", &args);
+    let text = wait_processed(&[&e], n, Duration::from_secs(90)).remove(0);
+    assert_same_series(&replay(&file), &text);
+    assert_eq!(metric(&text, "funnel_checkpoint_restores_total"), 3.0);
+    assert!(!e.log().contains("checkpoint topic created"), "{}", e.log());
+}
+
+/// Broker failover: in a three-node cluster (replication factor 3,
+/// min.insync.replicas 2) the leader of a consumed partition is SIGKILLed
+/// mid-stream and restarted; an idempotent producer keeps writing. No
+/// event is lost or counted twice.
+#[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
+fn leader_failover_in_a_three_node_cluster_is_exact() {
+    let mut kafka = Broker::cluster(3);
+    kafka.create_topic("events", 2);
+    kafka.create_topic_with("checkpoints", 1, &[("cleanup.policy", "compact")]);
+    let (_, config) = kafka.describe_topic("events");
+    assert_eq!(config["min.insync.replicas"], "2");
+    let file = event_file("failover", 16_000, 200.0, 29);
+    let n = lines(&file);
+    let producer = Command::new(BIN)
+        .args([
+            "produce",
+            "--brokers",
+            &kafka.addr(),
+            "--topic",
+            "events",
+            "--from",
+        ])
+        .arg(&file)
+        .args(["--rate", "1000"])
+        .args(["--kafka-property", "enable.idempotence=true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let args = checkpoint_args("checkpoints", "300ms");
+    let e = Engine::start(&kafka.addr(), "events", "failover", &args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processed(&scrape(&e)) < (n / 4) as f64 {
+        assert!(Instant::now() < deadline, "no progress:\n{}", e.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let leader = kafka.leader("events", 0);
+    kafka.kill(leader);
+    let t = Instant::now();
+    // Another node takes the partition over while the producer goes on.
+    while kafka.leader("events", 0) == leader {
+        assert!(t.elapsed() < Duration::from_secs(30), "no new leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("new leader of events/0 after {:?}", t.elapsed());
+    let at_kill = processed(&scrape(&e));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        processed(&scrape(&e)) > at_kill,
+        "no progress with the leader down:\n{}",
+        e.log()
+    );
+    kafka.restart(leader);
+    let out = producer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = wait_processed(&[&e], n, Duration::from_secs(120)).remove(0);
+    assert_same_series(&replay(&file), &text);
+    let (low, high) = kafka.watermarks("events", 0);
+    let (low1, high1) = kafka.watermarks("events", 1);
+    assert_eq!(
+        (high - low) + (high1 - low1),
+        n as i64,
+        "the log holds each event once"
     );
 }
 
@@ -729,6 +983,7 @@ fn missing_checkpoint_topic_is_a_clear_error() {
 /// group's commit. Reverted, it showed in about one round in three here
 /// (4 of 13), so the test runs four rounds: it failed in 4 runs of 4.
 #[test]
+#[ignore = "needs Kafka (Java, Maven): run scripts/test"]
 fn checkpoints_during_a_rebuild_claim_only_what_they_cover() {
     let (broker, _, n) = one_partition_of_events("rebuild", 60_000, 150.0, 23);
     let engine = funnelstream::engine::Engine::new(funnelstream::config::EngineConfig {

@@ -236,6 +236,20 @@ fn bad_configuration_exits_2_naming_the_key() {
                 "run",
                 "--checkpoint-topic",
                 "c",
+                "--checkpoint-topic-create",
+                "maybe",
+            ],
+            "checkpoint_topic_create",
+        ),
+        (
+            vec!["run", "--checkpoint-topic-create", "false"],
+            "checkpoint_topic_create",
+        ),
+        (
+            vec![
+                "run",
+                "--checkpoint-topic",
+                "c",
                 "--checkpoint-interval",
                 "soon",
             ],
