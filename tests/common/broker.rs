@@ -7,7 +7,9 @@
 //! process even when it cannot drop (`scripts/kafka node DIR N PARENT`).
 #![allow(dead_code)]
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
@@ -330,6 +332,29 @@ impl Broker {
             .filter_map(|e| Some((e.name, e.value?)))
             .collect();
         (partitions, config)
+    }
+
+    /// Replaces the topic configuration of `name` (AlterConfigs: keys not
+    /// given return to their defaults).
+    pub fn alter_topic(&self, name: &str, config: &[(&str, &str)]) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .create()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+        for (k, v) in config {
+            alter = alter.set(k, v);
+        }
+        for r in rt
+            .block_on(admin.alter_configs([&alter], &AdminOptions::new()))
+            .unwrap()
+        {
+            r.unwrap_or_else(|(_, e)| panic!("alter configs of {name}: {e}"));
+        }
     }
 
     /// Low and high watermarks of `topic`/`partition`.
