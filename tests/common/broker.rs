@@ -177,6 +177,26 @@ impl Broker {
         let _ = std::fs::remove_file(self.dir.join(format!("node-{node}/pid")));
     }
 
+    /// Freezes node `node` (SIGSTOP): it keeps its connections but answers
+    /// nothing until [`resume`](Self::resume).
+    pub fn pause(&self, node: usize) {
+        self.signal(node, "-STOP");
+    }
+
+    pub fn resume(&self, node: usize) {
+        self.signal(node, "-CONT");
+    }
+
+    fn signal(&self, node: usize, sig: &str) {
+        let pid = self.jvm_pid(node).expect("node is running");
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// Starts a killed node again on its ports and its log directory, and
     /// waits until the cluster lists it again.
     pub fn restart(&mut self, node: usize) {
