@@ -1,14 +1,15 @@
 //! Checkpoint cost, printed (not asserted). Run: `cargo bench --bench
-//! checkpoint` (parts 2 and 3 need `tansu`, see README).
+//! checkpoint` (parts 2 and 3 start Apache Kafka through `scripts/kafka`,
+//! which needs Java and Maven; see README).
 //!
 //! 1. Size and codec time: one partition holding 100,000 active keys with
 //!    the default 6 windows (20 events per key over 90 days, like the
 //!    memory bench), encoded and decoded in memory.
-//! 2. Write and restore through a local tansu broker: the same checkpoint
+//! 2. Write and restore through a local Kafka broker: the same checkpoint
 //!    written to a checkpoint topic (chunks + manifest, acknowledged) and
 //!    loaded back by the reader used on assignment.
 //! 3. Throughput cost: the live engine drains N events over 100,000 keys
-//!    from tansu without checkpoints, then (another group) with a
+//!    from Kafka without checkpoints, then (another group) with a
 //!    checkpoint every second, 30 times the default 30 s interval; the
 //!    cost at the default interval is the measured cost scaled by 1/30.
 
@@ -48,6 +49,7 @@ fn settings(brokers: &str, group: &str, ck: Option<Duration>) -> KafkaSettings {
             topic: "checkpoints".into(),
             interval,
             policy: Policy::Rebuild,
+            create: false,
         }),
     }
 }
@@ -124,7 +126,7 @@ fn main() {
         dec.as_secs_f64() * 1000.0
     );
 
-    // 2. Through tansu.
+    // 2. Through Kafka.
     let broker = Broker::start();
     let brokers = broker.addr();
     broker.create_topic("checkpoints", 1);
@@ -133,8 +135,9 @@ fn main() {
         topic: "checkpoints".into(),
         interval: Duration::from_secs(30),
         policy: Policy::Rebuild,
+        create: false,
     };
-    let store = Store::new(&brokers, "bench-store", &[], ck).unwrap();
+    let store = Store::new(&brokers, "bench-store", &[], &[], ck).unwrap();
     // Warm the connection and metadata with a small write.
     store.write(&bytes[..1000], &meta, 1).unwrap();
     let t = Instant::now();
@@ -149,7 +152,7 @@ fn main() {
         Loaded::NotFound { problems } => panic!("not found: {problems:?}"),
     }
     println!(
-        "through tansu: write {:.0} ms ({:.0} MB/s), restore (scan + read + decode) {:.0} ms",
+        "through Kafka: write {:.0} ms ({:.0} MB/s), restore (scan + read + decode) {:.0} ms",
         wrote.as_secs_f64() * 1000.0,
         bytes.len() as f64 / 1e6 / wrote.as_secs_f64(),
         read.as_secs_f64() * 1000.0

@@ -1,7 +1,8 @@
 //! Live-path figures, printed (not asserted), each next to its baseline in
-//! the same run. Needs `tansu` (see README). Run: `cargo bench --bench live`.
+//! the same run. Starts Apache Kafka through `scripts/kafka` (Java and
+//! Maven; see README). Run: `cargo bench --bench live`.
 //!
-//! 1. Throughput: N events in a local tansu topic, drained by a no-op
+//! 1. Throughput: N events in a local Kafka topic, drained by a no-op
 //!    rdkafka consumer (the ceiling), then by the engine's source and
 //!    workers (same settings, another group): events/s and their ratio,
 //!    timed from the first to the last message.
@@ -263,7 +264,7 @@ fn main() {
     let t = Instant::now();
     load_events(&brokers, "bench", n, 1000);
     println!(
-        "loaded {n} events into tansu in {:.1}s",
+        "loaded {n} events into Kafka in {:.1}s",
         t.elapsed().as_secs_f64()
     );
     let noop = noop_rate(&brokers, "bench", n);

@@ -79,6 +79,16 @@ pub struct RunArgs {
         env = "FUNNELSTREAM_CHECKPOINT_POLICY"
     )]
     pub checkpoint_policy: Option<String>,
+    /// Create the checkpoint topic when it is missing (compacted; as many
+    /// partitions as the largest source topic; the broker's default
+    /// replication factor); `false` where the engine may not create topics,
+    /// and a missing topic is an error [default: true].
+    #[arg(
+        long,
+        value_name = "true|false",
+        env = "FUNNELSTREAM_CHECKPOINT_TOPIC_CREATE"
+    )]
+    pub checkpoint_topic_create: Option<String>,
     /// Threads applying events [default: cores - 1, at least 1].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_WORKERS")]
     pub workers: Option<String>,
@@ -183,6 +193,7 @@ pub struct FileConfig {
     pub checkpoint_topic: Option<String>,
     pub checkpoint_interval: Option<String>,
     pub checkpoint_policy: Option<String>,
+    pub checkpoint_topic_create: Option<bool>,
     pub workers: Option<u64>,
     pub max_stream_clients: Option<u64>,
     pub log_format: Option<String>,
@@ -348,10 +359,24 @@ impl RunArgs {
         let topic = pick(&self.checkpoint_topic, &file.checkpoint_topic);
         let interval = pick(&self.checkpoint_interval, &file.checkpoint_interval);
         let policy = pick(&self.checkpoint_policy, &file.checkpoint_policy);
+        let create = match &self.checkpoint_topic_create {
+            Some(v) => Some(match v.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "checkpoint_topic_create",
+                        format!("`{v}` is not a boolean: use true or false"),
+                    ))
+                }
+            }),
+            None => file.checkpoint_topic_create,
+        };
         let Some(topic) = topic else {
             for (key, v) in [
                 ("checkpoint_interval", &interval),
                 ("checkpoint_policy", &policy),
+                ("checkpoint_topic_create", &create.map(|c| c.to_string())),
             ] {
                 if v.is_some() {
                     return Err(ConfigError::invalid(key, "needs checkpoint_topic"));
@@ -383,6 +408,7 @@ impl RunArgs {
             topic,
             interval: std::time::Duration::from_millis(interval_ms as u64),
             policy,
+            create: create.unwrap_or(true),
         }))
     }
 
@@ -607,6 +633,7 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
             "checkpoint_policy = {}\n",
             q(&c.policy.to_string())
         ));
+        out.push_str(&format!("checkpoint_topic_create = {}\n", c.create));
     }
     out.push_str(&format!("listen = {}\n", q(&cfg.listen.to_string())));
     out.push_str(&format!("workers = {}\n", cfg.kafka.workers));

@@ -333,6 +333,7 @@ fn golden_replay_matches_reference() {
 }
 
 #[test]
+#[ignore = "needs promtool: run scripts/test"]
 fn golden_replay_passes_promtool() {
     let text = replay_golden();
     let child = Command::new("promtool")

@@ -104,7 +104,7 @@ fn assert_lacks(text: &str, what: &[&str], file: &str) {
 }
 
 #[test]
-#[ignore = "needs helm: run scripts/test"]
+#[ignore = "needs helm, promtool, openssl and Python packages: run scripts/test"]
 fn chart_with_default_values_renders_and_validates() {
     let dir = check_chart("default", &[]);
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -199,7 +199,7 @@ fn chart_with_default_values_renders_and_validates() {
 }
 
 #[test]
-#[ignore = "needs helm: run scripts/test"]
+#[ignore = "needs helm, promtool, openssl and Python packages: run scripts/test"]
 fn chart_with_every_option_renders_and_validates() {
     let dir = check_chart("full", &["helm/funnelstream/ci/full-values.yaml"]);
     let dep = read(&dir, "deployment.yaml");
@@ -301,7 +301,7 @@ fn chart_with_every_option_renders_and_validates() {
 }
 
 #[test]
-#[ignore = "needs helm: run scripts/test"]
+#[ignore = "needs helm, promtool, openssl and Python packages: run scripts/test"]
 fn chart_with_web_config_renders_and_validates() {
     let dir = check_chart("secure", &["helm/funnelstream/ci/secure-values.yaml"]);
     let dep = read(&dir, "deployment.yaml");
@@ -355,6 +355,7 @@ fn chart_with_web_config_renders_and_validates() {
 }
 
 #[test]
+#[ignore = "needs python3 with pyyaml: run scripts/test"]
 fn compose_file_and_dockerfile_match_the_repository() {
     let res = Command::new("python3")
         .arg(root().join("deploy/compose/check.py"))

@@ -16,6 +16,7 @@ fn python(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+#[ignore = "needs python3: run scripts/test"]
 fn expected_exposition_is_the_reference_output() {
     let out = python(&["tests/golden/reference.py", "tests/golden/events.ndjson"]);
     assert!(
@@ -34,6 +35,7 @@ fn expected_exposition_is_the_reference_output() {
 }
 
 #[test]
+#[ignore = "needs python3: run scripts/test"]
 fn golden_events_stay_clear_of_window_edges() {
     let out = python(&[
         "tests/golden/reference.py",
@@ -49,6 +51,7 @@ fn golden_events_stay_clear_of_window_edges() {
 }
 
 #[test]
+#[ignore = "needs python3 with jsonschema: run scripts/test"]
 fn schema_agrees_with_the_reference() {
     let out = python(&["tests/golden/check_schema.py"]);
     let text = format!(

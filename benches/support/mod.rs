@@ -1,5 +1,6 @@
 //! Helpers shared by the benchmarks that need a broker: the end-to-end
-//! tests' tansu process (`tests/common/broker.rs`), and loading events.
+//! tests' Apache Kafka processes (`tests/common/broker.rs`), and loading
+//! events.
 #![allow(dead_code)]
 
 #[path = "../../tests/common/broker.rs"]

@@ -75,7 +75,27 @@ pub struct CheckpointSettings {
     pub topic: String,
     pub interval: Duration,
     pub policy: Policy,
+    /// Create the topic when it is missing ([`CREATED_TOPIC_CONFIG`]);
+    /// off for clusters where the engine may not create topics.
+    pub create: bool,
 }
+
+/// The configuration of a checkpoint topic the engine creates, as Kafka
+/// Streams creates its changelog topics. Its partition count is that of
+/// the largest source topic (at least 1), so that a restore scans about one
+/// source partition's checkpoints; its replication factor is the broker's
+/// `default.replication.factor`.
+pub const CREATED_TOPIC_CONFIG: [(&str, &str); 4] = [
+    ("cleanup.policy", "compact"),
+    // A chunk is 512 KiB of state plus a 20-byte header and its key: room
+    // for one with margin, or two in a producer batch.
+    ("max.message.bytes", "2097152"),
+    // Compaction never cleans the active segment: segments of 64 MiB,
+    // rolled at least daily, let superseded checkpoints go even when the
+    // topic is written slowly.
+    ("segment.bytes", "67108864"),
+    ("segment.ms", "86400000"),
+];
 
 /// Counters published on /metrics.
 #[derive(Debug, Default)]
@@ -173,6 +193,7 @@ pub struct Store {
     pub topic: String,
     partitions: std::sync::OnceLock<i32>,
     group: String,
+    source_topics: Vec<String>,
     pub settings: CheckpointSettings,
     pub stats: Arc<CheckpointStats>,
     generation: AtomicU64,
@@ -192,6 +213,7 @@ impl Store {
     pub fn new(
         brokers: &str,
         group: &str,
+        source_topics: &[String],
         properties: &[(String, String)],
         settings: CheckpointSettings,
     ) -> Result<Self, String> {
@@ -203,13 +225,11 @@ impl Store {
             }
         }
         let mut p = common.clone();
-        // One record per request batch: chunks are large anyway, and some
-        // brokers (tansu 0.6) mishandle fetches that start inside a batch.
+        // A checkpoint is written and then waited for: nothing to linger for.
         p.set("linger.ms", "0")
             // A metadata request must not create the topic with the broker's
             // default (deleting) retention.
             .set("allow.auto.create.topics", "false")
-            .set("batch.num.messages", "1")
             .set("acks", "all")
             .set("enable.idempotence", "false")
             .set("message.timeout.ms", "30000");
@@ -232,6 +252,7 @@ impl Store {
             topic: settings.topic.clone(),
             partitions: std::sync::OnceLock::new(),
             group: group.to_string(),
+            source_topics: source_topics.to_vec(),
             settings,
             stats: Arc::new(CheckpointStats::default()),
             generation: AtomicU64::new(
@@ -249,19 +270,110 @@ impl Store {
         if let Some(n) = self.partitions.get() {
             return Ok(*n);
         }
-        let n = self.lookup_partition_count()?;
+        let n = match self.lookup_partition_count()? {
+            Some(n) => n,
+            None => return Err(self.missing_message()),
+        };
         Ok(*self.partitions.get_or_init(|| n))
     }
 
+    fn missing_message(&self) -> String {
+        format!(
+            "checkpoint topic `{}` does not exist: create it (compacted, cleanup.policy=compact) \
+             before starting{}",
+            self.topic,
+            if self.settings.create {
+                ""
+            } else {
+                " (checkpoint_topic_create is off)"
+            }
+        )
+    }
+
+    /// Creates the missing checkpoint topic ([`CREATED_TOPIC_CONFIG`]);
+    /// another instance creating it at the same moment is no error.
+    fn create_topic(&self) -> Result<(), String> {
+        let client = self.producer.client();
+        let mut partitions = 1;
+        for t in &self.source_topics {
+            if let Ok(md) = client.fetch_metadata(Some(t), Duration::from_secs(10)) {
+                for mt in md.topics() {
+                    partitions = partitions.max(mt.partitions().len() as i32);
+                }
+            }
+        }
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = self
+            .admin
+            .create()
+            .map_err(|e| format!("checkpoint topic admin client: {e}"))?;
+        let mut new = rdkafka::admin::NewTopic::new(
+            &self.topic,
+            partitions,
+            // The broker's default.replication.factor.
+            rdkafka::admin::TopicReplication::Fixed(-1),
+        );
+        for (k, v) in CREATED_TOPIC_CONFIG {
+            new = new.set(k, v);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let opts = rdkafka::admin::AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(30)))
+            .request_timeout(Some(Duration::from_secs(30)));
+        let res = rt
+            .block_on(admin.create_topics([&new], &opts))
+            .map_err(|e| format!("cannot create checkpoint topic `{}`: {e}", self.topic))?;
+        for r in res {
+            match r {
+                Ok(_) => {
+                    tracing::info!(topic = %self.topic, partitions,
+                        config = ?CREATED_TOPIC_CONFIG, "checkpoint topic created")
+                }
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, e)) => {
+                    return Err(format!(
+                        "cannot create checkpoint topic `{}`: {e}; create it yourself \
+                         (compacted, cleanup.policy=compact) or allow the engine to",
+                        self.topic
+                    ))
+                }
+            }
+        }
+        // Until every broker's metadata knows it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(n) = self.lookup_partition_count()? {
+                let _ = self.partitions.set(n);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "checkpoint topic `{}` was created but does not appear",
+                    self.topic
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Checks, before the first assignment uses it, that the checkpoint
-    /// topic exists, and warns when it is not compacted (retention could
-    /// then delete the checkpoint of a partition that stays idle).
+    /// topic exists (creating it if allowed), and warns when it is not
+    /// compacted (retention could then delete the checkpoint of a partition
+    /// that stays idle).
     pub fn check_topic(&self) -> Result<(), String> {
         let admin_config = &self.admin;
         if self.partitions.get().is_some() {
             return Ok(());
         }
-        self.partition_count()?;
+        match self.lookup_partition_count()? {
+            Some(n) => {
+                let _ = self.partitions.set(n);
+            }
+            None if self.settings.create => self.create_topic()?,
+            None => return Err(self.missing_message()),
+        }
         let policy = (|| -> Option<String> {
             let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
                 admin_config.create().ok()?;
@@ -288,7 +400,9 @@ impl Store {
         Ok(())
     }
 
-    fn lookup_partition_count(&self) -> Result<i32, String> {
+    /// The checkpoint topic's partition count; `None` when it does not
+    /// exist.
+    fn lookup_partition_count(&self) -> Result<Option<i32>, String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match self
@@ -299,16 +413,12 @@ impl Store {
                 Ok(md) => {
                     if let Some(t) = md.topics().first() {
                         if t.error().is_none() && !t.partitions().is_empty() {
-                            return Ok(t.partitions().len() as i32);
+                            return Ok(Some(t.partitions().len() as i32));
                         }
                         if let Some(e) = t.error() {
                             let code = RDKafkaErrorCode::from(e);
                             if code == RDKafkaErrorCode::UnknownTopicOrPartition {
-                                return Err(format!(
-                                    "checkpoint topic `{}` does not exist: create it (compacted, \
-                                     cleanup.policy=compact) before starting",
-                                    self.topic
-                                ));
+                                return Ok(None);
                             }
                         }
                     }

@@ -647,6 +647,8 @@ pub(crate) fn checkpoint_slot(
         .encode_us
         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     let ab = slot.checkpoint_slot.load(Ordering::Acquire);
+    debug!(topic = %meta.topic, partition = meta.partition, next_offset = meta.next_offset,
+        bytes = bytes.len(), "checkpoint encoded, writing");
     store.write(&bytes, &meta, ab)?;
     slot.checkpoint_slot.store(1 - ab, Ordering::Release);
     slot.checkpointed.store(meta.next_offset, Ordering::Release);
@@ -823,6 +825,7 @@ impl Source {
                 let st = Store::new(
                     &settings.brokers,
                     &settings.group,
+                    &settings.topics,
                     &settings.properties,
                     c.clone(),
                 )
