@@ -25,6 +25,7 @@ const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series"];
 /// `funnel_series`. (`funnel_events_*` is matched as a prefix.)
 const NON_BUSINESS: &[&str] = &[
     "funnel_label_overflow_total",
+    "funnel_fields_ignored_total",
     "funnel_dedup_evicted_total",
     "funnel_deals_untracked_total",
     "funnel_series",
@@ -56,6 +57,31 @@ const FLOAT_KPIS: &[&str] = &[
     "funnel_nrr_ratio",
     "funnel_gross_mrr_churn_ratio",
     "funnel_customer_churn_ratio",
+    // v2
+    "funnel_mer_ratio",
+    "funnel_sql_to_won_ratio",
+    "funnel_mrr_growth_ratio",
+    "funnel_net_mrr_churn_ratio",
+    "funnel_quick_ratio",
+    "funnel_ltv",
+    "funnel_ltv_to_cac_ratio",
+    "funnel_cac_payback_months",
+    "funnel_marketing_originated_ratio",
+    "funnel_marketing_influenced_ratio",
+    "funnel_bounce_ratio",
+    "funnel_engagement_ratio",
+    "funnel_session_to_lead_ratio",
+    "funnel_session_conversion_ratio",
+    "funnel_cpa",
+    "funnel_email_delivery_ratio",
+    "funnel_email_bounce_ratio",
+    "funnel_email_open_ratio",
+    "funnel_email_click_ratio",
+    "funnel_email_unsubscribe_ratio",
+    "funnel_email_click_to_open_ratio",
+    "funnel_nps_score",
+    "funnel_csat_ratio",
+    "funnel_arpa",
 ];
 
 /// How many entries of each problem list a failure message shows.

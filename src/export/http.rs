@@ -146,7 +146,7 @@ fn headline(live: &LiveState) -> Vec<(String, Totals, WindowSums)> {
         let mut total = Totals::default();
         let mut sums = vec![WindowSums::default(); specs.len()];
         let aggs: Vec<_> = parts.iter().map(|p| &p.agg).collect();
-        for_each_key(&aggs, now, |_, _, t, ws| {
+        for_each_key(&aggs, now, |_, _, t, _, ws| {
             total.add(t);
             for (a, b) in sums.iter_mut().zip(ws) {
                 a.add(b);

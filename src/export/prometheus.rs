@@ -6,8 +6,9 @@
 //! `benches/engine.rs`, `render_*`, for both measured side by side). The
 //! output is checked with `promtool check metrics` in the tests.
 
-use crate::aggregate::{Aggregator, Totals, WindowSums};
-use crate::decode::{EventType, RejectReason};
+use crate::aggregate::v2::V2Totals;
+use crate::aggregate::{Aggregator, KpiParams, Totals, WindowSums};
+use crate::decode::{EventType, RejectReason, IGNORABLE_FIELDS};
 use crate::engine::Health;
 use crate::kpi::{Eval, Value, FAMILIES};
 use std::collections::BTreeMap;
@@ -124,6 +125,7 @@ fn render_lag(out: &mut String, lag: &[(String, i32, i64)]) {
 /// One (channel, campaign) key merged across partitions.
 struct MergedKey {
     totals: Totals,
+    v2: V2Totals,
     windows: Vec<WindowSums>,
 }
 
@@ -134,7 +136,7 @@ struct MergedKey {
 pub fn for_each_key(
     aggs: &[&Aggregator],
     now: i64,
-    mut f: impl FnMut(&str, &str, &Totals, &[WindowSums]),
+    mut f: impl FnMut(&str, &str, &Totals, &V2Totals, &[WindowSums]),
 ) {
     let Some(first) = aggs.first() else {
         return;
@@ -160,22 +162,37 @@ pub fn for_each_key(
     }
     let mut merged = MergedKey {
         totals: Totals::default(),
+        v2: V2Totals::default(),
         windows: vec![WindowSums::default(); specs.len()],
     };
+    let gross_margin = first.gross_margin();
     for ((channel, campaign), members) in &groups {
         merged.totals = Totals::default();
-        for w in merged.windows.iter_mut() {
+        merged.v2 = V2Totals::default();
+        for (w, spec) in merged.windows.iter_mut().zip(specs) {
             *w = WindowSums::default();
+            w.params = KpiParams {
+                window_ms: spec.len_ms,
+                gross_margin,
+            };
         }
         for &(ai, ki) in members {
             let k = &aggs[ai].keys()[ki];
             merged.totals.add(&k.totals);
+            k.v2_totals_into(&mut merged.v2);
             k.sums_into(specs, now, &mut merged.windows);
         }
+        merged.v2.finish();
         for w in merged.windows.iter_mut() {
             w.finish();
         }
-        f(channel, campaign, &merged.totals, &merged.windows);
+        f(
+            channel,
+            campaign,
+            &merged.totals,
+            &merged.v2,
+            &merged.windows,
+        );
     }
 }
 
@@ -211,8 +228,9 @@ pub trait SeriesVisitor {
     /// A new (channel, campaign) key starts; its series follow.
     fn key(&mut self, channel: &str, campaign: &str);
     /// One series of the current key: family index into [`FAMILIES`], the
-    /// extra label (`window`, `stage` or `change`) and the value.
-    fn series(&mut self, family: usize, extra: Option<(&'static str, &str)>, value: Value);
+    /// extra labels (`window`, `stage`, `change`, `origin`, `action`,
+    /// `kind`; `window` last) and the value.
+    fn series(&mut self, family: usize, extra: &[(&'static str, &str)], value: Value);
 }
 
 /// Evaluates every family of [`FAMILIES`] for every key, in label order.
@@ -221,21 +239,70 @@ pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) 
         .first()
         .map(|a| a.windows().to_vec())
         .unwrap_or_default();
-    for_each_key(aggs, now, |channel, campaign, totals, windows| {
+    let actions = aggs
+        .first()
+        .map(|a| a.labels().action.names())
+        .unwrap_or_default();
+    let action_name = |id: u32| -> &str {
+        actions
+            .get(id as usize)
+            .map_or(crate::aggregate::labels::OVERFLOW, |a| a)
+    };
+    for_each_key(aggs, now, |channel, campaign, totals, v2, windows| {
         v.key(channel, campaign);
         for (fi, fam) in FAMILIES.iter().enumerate() {
+            if fam.gate != 0 && v2.seen & fam.gate == 0 {
+                continue;
+            }
             match fam.eval {
                 Eval::Window(f) => {
                     for (w, spec) in windows.iter().zip(&specs) {
                         if let Some(value) = f(totals, w) {
-                            v.series(fi, Some(("window", &spec.label)), value);
+                            v.series(fi, &[("window", &spec.label)], value);
                         }
                     }
                 }
-                Eval::Key(f) => v.series(fi, None, f(totals)),
+                Eval::Key(f) => v.series(fi, &[], f(totals)),
                 Eval::Labelled { label, values, f } => {
                     for (i, lv) in values.iter().enumerate() {
-                        v.series(fi, Some((label, lv)), f(totals, i));
+                        v.series(fi, &[(label, lv)], f(totals, i));
+                    }
+                }
+                Eval::LabelledWindow { label, values, f } => {
+                    for (i, lv) in values.iter().enumerate() {
+                        for (w, spec) in windows.iter().zip(&specs) {
+                            if let Some(value) = f(w, i) {
+                                v.series(fi, &[(label, lv), ("window", &spec.label)], value);
+                            }
+                        }
+                    }
+                }
+                Eval::ActionWindow(f) => {
+                    for &(a, _) in &v2.conversions {
+                        for (w, spec) in windows.iter().zip(&specs) {
+                            if let Some(value) = f(w, &w.v2.conversion(a)) {
+                                v.series(
+                                    fi,
+                                    &[("action", action_name(a)), ("window", &spec.label)],
+                                    value,
+                                );
+                            }
+                        }
+                    }
+                }
+                Eval::ActionKey(f) => {
+                    for &(a, total) in &v2.conversions {
+                        v.series(fi, &[("action", action_name(a))], f(total));
+                    }
+                }
+                Eval::KeyV2(f) => {
+                    if let Some(value) = f(totals, v2) {
+                        v.series(fi, &[], value);
+                    }
+                }
+                Eval::LabelledV2 { label, values, f } => {
+                    for (i, lv) in values.iter().enumerate() {
+                        v.series(fi, &[(label, lv)], f(v2, i));
                     }
                 }
             }
@@ -261,7 +328,7 @@ impl SeriesVisitor for TextWriter {
         self.prefix.push('"');
     }
 
-    fn series(&mut self, family: usize, extra: Option<(&'static str, &str)>, value: Value) {
+    fn series(&mut self, family: usize, extra: &[(&'static str, &str)], value: Value) {
         line(
             &mut self.bufs[family],
             FAMILIES[family].name,
@@ -327,10 +394,10 @@ fn family_header(out: &mut String, format: Format, name: &str, help: &str, kind:
 }
 
 #[inline]
-fn line(buf: &mut String, name: &str, prefix: &str, extra: Option<(&str, &str)>, v: Value) {
+fn line(buf: &mut String, name: &str, prefix: &str, extra: &[(&str, &str)], v: Value) {
     buf.push_str(name);
     buf.push_str(prefix);
-    if let Some((k, val)) = extra {
+    for (k, val) in extra {
         buf.push(',');
         buf.push_str(k);
         buf.push_str("=\"");
@@ -465,8 +532,20 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
         [
             ("channel", h.agg.label_overflow[0]),
             ("campaign", h.agg.label_overflow[1]),
+            ("action", h.agg.label_overflow[2]),
         ]
         .into_iter(),
+    );
+    labelled_counter(
+        out,
+        format,
+        "funnel_fields_ignored_total",
+        "Events whose optional v2 field had an invalid value, read as its default (the event kept).",
+        "field",
+        IGNORABLE_FIELDS
+            .iter()
+            .zip(h.agg.fields_ignored)
+            .map(|(f, v)| (*f, v)),
     );
     plain(
         out,
