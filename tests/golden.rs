@@ -403,3 +403,17 @@ fn replay_with_bad_clock_is_bad_usage() {
         "the error message must name the `clock` flag; stderr was:\n{stderr}"
     );
 }
+
+#[test]
+fn replay_with_bad_v2_settings_is_bad_usage() {
+    for (flag, value, key) in [
+        ("--gross-margin", "1.5", "gross_margin"),
+        ("--channel-origins", "outbound=ads", "channel_origins"),
+        ("--max-actions", "0", "max_actions"),
+    ] {
+        let out = funnelstream(&["replay", "--clock", "event", flag, value, "--from", EVENTS]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(key), "{flag} {value}: {stderr}");
+    }
+}
