@@ -248,8 +248,13 @@ pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) 
             .get(id as usize)
             .map_or(crate::aggregate::labels::OVERFLOW, |a| a)
     };
+    let mut acts: Vec<(&str, u32, i128)> = Vec::new();
     for_each_key(aggs, now, |channel, campaign, totals, v2, windows| {
         v.key(channel, campaign);
+        // Conversion actions in name order: ids depend on interning order.
+        acts.clear();
+        acts.extend(v2.conversions.iter().map(|&(a, c)| (action_name(a), a, c)));
+        acts.sort_unstable();
         for (fi, fam) in FAMILIES.iter().enumerate() {
             if fam.gate != 0 && v2.seen & fam.gate == 0 {
                 continue;
@@ -278,21 +283,17 @@ pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) 
                     }
                 }
                 Eval::ActionWindow(f) => {
-                    for &(a, _) in &v2.conversions {
+                    for &(name, a, _) in &acts {
                         for (w, spec) in windows.iter().zip(&specs) {
                             if let Some(value) = f(w, &w.v2.conversion(a)) {
-                                v.series(
-                                    fi,
-                                    &[("action", action_name(a)), ("window", &spec.label)],
-                                    value,
-                                );
+                                v.series(fi, &[("action", name), ("window", &spec.label)], value);
                             }
                         }
                     }
                 }
                 Eval::ActionKey(f) => {
-                    for &(a, total) in &v2.conversions {
-                        v.series(fi, &[("action", action_name(a))], f(total));
+                    for &(name, _, total) in &acts {
+                        v.series(fi, &[("action", name)], f(total));
                     }
                 }
                 Eval::KeyV2(f) => {
