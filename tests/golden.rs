@@ -17,6 +17,8 @@ use std::process::{Command, Output, Stdio};
 
 const EVENTS: &str = "tests/golden/events.ndjson";
 const EXPECTED: &str = "tests/golden/expected.prom";
+const EVENTS_V2: &str = "tests/golden/events-v2.ndjson";
+const EXPECTED_V2: &str = "tests/golden/expected-v2.prom";
 
 /// Series the engine publishes that the reference does not model.
 const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series"];
@@ -118,7 +120,11 @@ fn funnelstream(args: &[&str]) -> Output {
 /// `funnelstream replay --clock event --from tests/golden/events.ndjson`,
 /// which must exit 0; returns its stdout.
 fn replay_golden() -> String {
-    let args = ["replay", "--clock", "event", "--from", EVENTS];
+    replay_file(EVENTS)
+}
+
+fn replay_file(events: &str) -> String {
+    let args = ["replay", "--clock", "event", "--from", events];
     let out = funnelstream(&args);
     assert!(
         out.status.success(),
@@ -276,15 +282,31 @@ fn section(report: &mut String, title: &str, items: &[String]) {
 
 #[test]
 fn golden_replay_matches_reference() {
-    let expected_text = std::fs::read_to_string(manifest_dir().join(EXPECTED))
-        .unwrap_or_else(|e| panic!("cannot read {EXPECTED}: {e}"));
+    matches_reference(EVENTS, EXPECTED);
+}
+
+/// The v2 event types and fields (EVENTS.md v2): `events-v2.ndjson`
+/// against `expected-v2.prom`, written by the same reference.
+#[test]
+fn golden_v2_replay_matches_reference() {
+    matches_reference(EVENTS_V2, EXPECTED_V2);
+}
+
+#[test]
+fn golden_v2_replay_passes_promtool() {
+    promtool_check(replay_file(EVENTS_V2));
+}
+
+fn matches_reference(events: &str, expected_path: &str) {
+    let expected_text = std::fs::read_to_string(manifest_dir().join(expected_path))
+        .unwrap_or_else(|e| panic!("cannot read {expected_path}: {e}"));
     let (expected, expected_problems) = parse_exposition(&expected_text);
     assert!(
         expected_problems.is_empty() && !expected.is_empty(),
-        "{EXPECTED} is malformed: {expected_problems:?}"
+        "{expected_path} is malformed: {expected_problems:?}"
     );
 
-    let actual_text = replay_golden();
+    let actual_text = replay_file(events);
     let (actual, parse_problems) = parse_exposition(&actual_text);
 
     let mut missing = Vec::new();
@@ -352,7 +374,7 @@ fn golden_replay_matches_reference() {
     section(&mut report, "funnel_series", &series_problems);
     assert!(
         report.is_empty(),
-        "replay of {EVENTS} differs from {EXPECTED} ({} expected series, {} published):{report}",
+        "replay of {events} differs from {expected_path} ({} expected series, {} published):{report}",
         expected.len(),
         actual.len()
     );
@@ -360,7 +382,10 @@ fn golden_replay_matches_reference() {
 
 #[test]
 fn golden_replay_passes_promtool() {
-    let text = replay_golden();
+    promtool_check(replay_golden());
+}
+
+fn promtool_check(text: String) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
