@@ -330,7 +330,8 @@ class Replay:
             ev = validate(parse_line(raw), self.wall_ms)
         except Reject as r:
             self.rejected[r.reason] += 1
-            self.trace.append((lineno, "rejected " + r.reason))
+            self.trace.append((lineno, "rejected " + r.reason
+                               + (" (cross-field)" if getattr(r, "cross_field", False) else "")))
             return
         # Engine time first (event clock: greatest ts of any valid event).
         self.now = ev["ts"] if self.now is None else max(self.now, ev["ts"])
@@ -661,6 +662,19 @@ def get_int_in(obj, key, lo, hi, required, default):
     return v
 
 
+def cross_field(ok, obj, key, default):
+    """A session field within its own range: check it against `count`
+    (invalid_number, marked cross-field: JSON Schema cannot say it)."""
+    if not ok:
+        r = Reject("invalid_number")
+        r.cross_field = True
+        raise r
+    if key not in obj:
+        return default
+    v = obj[key]
+    return int(v)
+
+
 def v2_deal_fields(obj, ev):
     """Lenient: an invalid origin/influenced is read as the default and
     noted in ev["ignored"]; influenced is read on won only."""
@@ -686,9 +700,12 @@ def v2_validate(obj, ev):
     t = ev["type"]
     if t == "session":
         n = ev["count"] = get_count(obj, "count")
-        ev["pageviews"] = get_int_in(obj, "pageviews", n, MAX_COUNT, False, n)
-        ev["bounces"] = get_int_in(obj, "bounces", 0, n, False, 0)
-        ev["engaged"] = get_int_in(obj, "engaged", 0, n, False, n - ev["bounces"])
+        ev["pageviews"] = cross_field(get_int_in(obj, "pageviews", 1, MAX_COUNT, False, n) >= n,
+                                      obj, "pageviews", n)
+        ev["bounces"] = cross_field(get_int_in(obj, "bounces", 0, MAX_COUNT, False, 0) <= n,
+                                    obj, "bounces", 0)
+        ev["engaged"] = cross_field(get_int_in(obj, "engaged", 0, MAX_COUNT, False, 0) <= n,
+                                    obj, "engaged", n - ev["bounces"])
     elif t == "conversion":
         ev["action"] = get_string(obj, "action", False, "conversion", max_bytes=64)
         ev["count"] = get_count(obj, "count")
