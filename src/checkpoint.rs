@@ -20,10 +20,15 @@
 //! this engine cannot read, or a window set other than the configured one,
 //! is [`CheckpointError::Incompatible`].
 //!
-//! Versions: 1 remembered dedup ids by event time; 2 (current) by
-//! acceptance time (EVENTS.md v2). Version 1 is still read: its remembered
-//! ids are taken as accepted at its engine time (`decode::dedup`), so an
-//! upgrade restores every partition instead of rebuilding it.
+//! Versions: 1 remembered dedup ids by event time; 2 by acceptance time
+//! (EVENTS.md v2); 3 (current) adds the v2 event types' counters, the
+//! `action` label overflow and ignored-field counters, and per key the
+//! groups seen and the v2 block (`aggregate::v2`). Versions 1 and 2 are
+//! still read: version 1's remembered ids are taken as accepted at its
+//! engine time (`decode::dedup`); their keys have no v2 state (a key that
+//! counted deal or subscription events is marked as having received
+//! those groups), so an upgrade restores every partition instead of
+//! rebuilding it.
 
 use crate::config::WindowSpec;
 use crate::engine::{Engine, Partition};
@@ -31,7 +36,7 @@ use crate::engine::{Engine, Partition};
 pub const MAGIC: [u8; 8] = *b"FNLSTCKP";
 /// Bump on any change of the body layout, and keep reading the previous
 /// versions ([`OLDEST_READ_VERSION`]..=`FORMAT_VERSION`).
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The oldest format version [`decode`] still reads.
 pub const OLDEST_READ_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;

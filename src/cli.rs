@@ -179,6 +179,87 @@ pub struct EngineArgs {
     /// Longest accepted event, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES", env = "FUNNELSTREAM_MAX_EVENT_BYTES")]
     pub max_event_bytes: Option<String>,
+    /// Gross margin for LTV and CAC payback, 0 < gm <= 1 [default: 1].
+    #[arg(long, value_name = "GM", env = "FUNNELSTREAM_GROSS_MARGIN")]
+    pub gross_margin: Option<String>,
+    /// `channel=origin` pairs overriding the default origin of a deal's
+    /// channel (outbound=sales, partner=partner, unknown=other, else
+    /// marketing).
+    #[arg(
+        long,
+        value_name = "CHANNEL=ORIGIN,..",
+        env = "FUNNELSTREAM_CHANNEL_ORIGINS"
+    )]
+    pub channel_origins: Option<String>,
+    /// Distinct conversion `action` values before folding into __overflow__ [default: 50].
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS")]
+    pub max_actions: Option<String>,
+}
+
+/// `channel_origins` in the TOML file: a table `{ outbound = "marketing" }`
+/// or the flag's string form.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum ChannelOriginsToml {
+    Table(std::collections::BTreeMap<String, String>),
+    Text(String),
+}
+
+/// Parses `channel=origin` pairs (the `channel_origins` setting).
+pub fn parse_channel_origins(
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, crate::decode::Origin)>, ConfigError> {
+    let mut out: Vec<(String, crate::decode::Origin)> = Vec::new();
+    for (channel, origin) in pairs {
+        let (channel, origin) = (channel.trim(), origin.trim());
+        if channel.is_empty() || channel.len() > 64 {
+            return Err(ConfigError::invalid(
+                "channel_origins",
+                format!("`{channel}` is not a channel (1 to 64 bytes)"),
+            ));
+        }
+        let Some(o) = crate::decode::Origin::parse(origin) else {
+            return Err(ConfigError::invalid(
+                "channel_origins",
+                format!("`{origin}` is not an origin: use marketing, sales, partner or other"),
+            ));
+        };
+        if out.iter().any(|(c, _)| c == channel) {
+            return Err(ConfigError::invalid(
+                "channel_origins",
+                format!("channel `{channel}` is listed twice"),
+            ));
+        }
+        out.push((channel.to_string(), o));
+    }
+    Ok(out)
+}
+
+fn channel_origin_pairs(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(c, o)| (c.to_string(), o.to_string()))
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        "channel_origins",
+                        format!("`{p}` is not a channel=origin pair"),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn gross_margin(v: &str) -> Result<f64, ConfigError> {
+    match v.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+        _ => Err(ConfigError::invalid(
+            "gross_margin",
+            format!("`{v}` is not a number with 0 < gross_margin <= 1"),
+        )),
+    }
 }
 
 /// The TOML file: every key optional, unknown keys are an error.
@@ -212,6 +293,9 @@ pub struct FileConfig {
     pub max_campaigns: Option<u64>,
     pub max_tracked_deals: Option<u64>,
     pub max_event_bytes: Option<u64>,
+    pub gross_margin: Option<f64>,
+    pub channel_origins: Option<ChannelOriginsToml>,
+    pub max_actions: Option<u64>,
 }
 
 pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
@@ -291,6 +375,25 @@ impl EngineArgs {
         }
         if let Some(v) = pick_n(&self.max_event_bytes, file.max_event_bytes) {
             c.max_event_bytes = positive("max_event_bytes", &v)?;
+        }
+        let gm = (self.gross_margin.clone()).or_else(|| file.gross_margin.map(|x| x.to_string()));
+        if let Some(v) = gm {
+            c.gross_margin = gross_margin(&v)?;
+        }
+        let pairs = match (&self.channel_origins, &file.channel_origins) {
+            (Some(s), _) | (None, Some(ChannelOriginsToml::Text(s))) => {
+                Some(channel_origin_pairs(s)?)
+            }
+            (None, Some(ChannelOriginsToml::Table(t))) => {
+                Some(t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            }
+            (None, None) => None,
+        };
+        if let Some(pairs) = pairs {
+            c.channel_origins = parse_channel_origins(&pairs)?;
+        }
+        if let Some(v) = pick_n(&self.max_actions, file.max_actions) {
+            c.max_actions = positive("max_actions", &v)?;
         }
         Ok(c)
     }
@@ -687,6 +790,16 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
     out.push_str(&format!("max_campaigns = {}\n", e.max_campaigns));
     out.push_str(&format!("max_tracked_deals = {}\n", e.max_tracked_deals));
     out.push_str(&format!("max_event_bytes = {}\n", e.max_event_bytes));
+    out.push_str(&format!("gross_margin = {:?}\n", e.gross_margin));
+    out.push_str(&format!("max_actions = {}\n", e.max_actions));
+    out.push_str(&format!(
+        "channel_origins = {}\n",
+        q(&e.channel_origins
+            .iter()
+            .map(|(c, o)| format!("{c}={}", o.as_str()))
+            .collect::<Vec<_>>()
+            .join(","))
+    ));
     if !cfg.kafka.properties.is_empty() {
         out.push_str("\n[kafka]\n");
         for (k, v) in &cfg.kafka.properties {
@@ -718,4 +831,95 @@ pub fn init_logging(format: LogFormat, level: &str) {
 pub fn config_error(e: &ConfigError) -> i32 {
     eprintln!("funnelstream: invalid configuration: {e}");
     2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Origin;
+
+    fn toml(text: &str) -> FileConfig {
+        toml::from_str(text).expect("valid TOML")
+    }
+
+    #[test]
+    fn v2_settings_resolve_from_flags_and_file() {
+        let d = EngineArgs::default()
+            .resolve_with(&FileConfig::default())
+            .unwrap();
+        assert_eq!(d.gross_margin, 1.0);
+        assert_eq!(d.max_actions, 50);
+        assert!(d.channel_origins.is_empty());
+        let file = toml(
+            "gross_margin = 0.75\nmax_actions = 7\n[channel_origins]\noutbound = \"marketing\"\n",
+        );
+        let c = EngineArgs::default().resolve_with(&file).unwrap();
+        assert_eq!(c.gross_margin, 0.75);
+        assert_eq!(c.max_actions, 7);
+        assert_eq!(
+            c.channel_origins,
+            vec![("outbound".into(), Origin::Marketing)]
+        );
+        // The string form in the file, and an integer margin.
+        let file =
+            toml("gross_margin = 1\nchannel_origins = \"events=partner, paid_social=other\"\n");
+        let c = EngineArgs::default().resolve_with(&file).unwrap();
+        assert_eq!(c.gross_margin, 1.0);
+        assert_eq!(
+            c.channel_origins,
+            vec![
+                ("events".into(), Origin::Partner),
+                ("paid_social".into(), Origin::Other)
+            ]
+        );
+        // Flags win over the file.
+        let args = EngineArgs {
+            gross_margin: Some("0.5".into()),
+            channel_origins: Some("partner=sales".into()),
+            max_actions: Some("3".into()),
+            ..EngineArgs::default()
+        };
+        let c = args.resolve_with(&file).unwrap();
+        assert_eq!(c.gross_margin, 0.5);
+        assert_eq!(c.max_actions, 3);
+        assert_eq!(c.channel_origins, vec![("partner".into(), Origin::Sales)]);
+    }
+
+    #[test]
+    fn bad_v2_settings_name_the_key() {
+        let bad = |args: EngineArgs, key: &str| {
+            let e = args.resolve_with(&FileConfig::default()).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("{key}: ")), "{e}");
+        };
+        for gm in ["0", "-0.5", "1.01", "NaN", "inf", "x", ""] {
+            bad(
+                EngineArgs {
+                    gross_margin: Some(gm.into()),
+                    ..EngineArgs::default()
+                },
+                "gross_margin",
+            );
+        }
+        for co in ["outbound", "outbound=ads", "=sales", "a=sales,a=other"] {
+            bad(
+                EngineArgs {
+                    channel_origins: Some(co.into()),
+                    ..EngineArgs::default()
+                },
+                "channel_origins",
+            );
+        }
+        for n in ["0", "-1", "x"] {
+            bad(
+                EngineArgs {
+                    max_actions: Some(n.into()),
+                    ..EngineArgs::default()
+                },
+                "max_actions",
+            );
+        }
+        let file = toml("gross_margin = 2.0\n");
+        let e = EngineArgs::default().resolve_with(&file).unwrap_err();
+        assert!(e.to_string().starts_with("gross_margin: "), "{e}");
+    }
 }

@@ -193,6 +193,13 @@ pub struct EngineConfig {
     pub max_campaigns: usize,
     pub max_tracked_deals: usize,
     pub max_event_bytes: usize,
+    /// Conversion `action` cardinality limit (v2).
+    pub max_actions: usize,
+    /// `gross_margin`, 0 < gm <= 1 (v2): LTV and CAC payback.
+    pub gross_margin: f64,
+    /// `channel_origins` (v2): channels whose deals default to another
+    /// origin than EVENTS.md's mapping.
+    pub channel_origins: Vec<(String, crate::decode::Origin)>,
 }
 
 impl Default for EngineConfig {
@@ -208,6 +215,9 @@ impl Default for EngineConfig {
             max_campaigns: 10_000,
             max_tracked_deals: 1_000_000,
             max_event_bytes: 1 << 20,
+            max_actions: 50,
+            gross_margin: 1.0,
+            channel_origins: Vec::new(),
         }
     }
 }

@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const TOPIC: &str = "funnel-events";
+/// Share of v2 events (sessions, conversions, email, surveys) in the
+/// demo's and `produce`'s synthetic streams.
+pub const DEMO_V2_RATIO: f64 = 0.25;
 const DAY_MS: f64 = 86_400_000.0;
 
 pub fn run(args: &DemoArgs) -> i32 {
@@ -124,6 +127,8 @@ fn generate(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
         },
         duplicate_ratio: 0.01,
         invalid_ratio: 0.005,
+        // Every v2 family has values within seconds (issue 18).
+        v2_ratio: DEMO_V2_RATIO,
         ..SynthConfig::default()
     });
     for _ in 0..history {

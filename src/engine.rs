@@ -155,7 +155,11 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
-            labels: Arc::new(LabelTable::new(config.max_channels, config.max_campaigns)),
+            labels: Arc::new(LabelTable::new(
+                config.max_channels,
+                config.max_campaigns,
+                config.max_actions,
+            )),
             clock: Arc::new(EngineClock::new(config.clock)),
             config: Arc::new(config),
         }
@@ -381,7 +385,12 @@ impl Partition {
             }
             Ok(())
         }
-        counters(r, &mut self.stats.ingested)?;
+        // Formats 1 and 2 count the six v1 types only.
+        if version < 3 {
+            counters(r, &mut self.stats.ingested[..EventType::V1_COUNT])?;
+        } else {
+            counters(r, &mut self.stats.ingested)?;
+        }
         counters(r, &mut self.stats.rejected)?;
         self.stats.duplicates = r.uvar()?;
         match r.u8()? {
@@ -398,7 +407,7 @@ impl Partition {
             _ => return Err(CheckpointError::Corrupt("delay histogram flag".into())),
         }
         self.dedup.decode_from(r, version, engine_now)?;
-        self.agg.decode_from(r)
+        self.agg.decode_from(r, version)
     }
 }
 
@@ -445,8 +454,12 @@ impl Health {
         }
         self.partition.duplicates += p.stats.duplicates;
         self.agg.late += p.agg.stats.late;
-        self.agg.label_overflow[0] += p.agg.stats.label_overflow[0];
-        self.agg.label_overflow[1] += p.agg.stats.label_overflow[1];
+        for i in 0..3 {
+            self.agg.label_overflow[i] += p.agg.stats.label_overflow[i];
+        }
+        for i in 0..2 {
+            self.agg.fields_ignored[i] += p.agg.stats.fields_ignored[i];
+        }
         self.agg.deals_untracked += p.agg.stats.deals_untracked;
         self.dedup_evicted += p.dedup.evicted;
         if let Some(d) = &p.delay {

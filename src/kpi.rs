@@ -7,8 +7,9 @@
 //! or infinity is ever produced from valid sums.
 
 use crate::aggregate::ring::sketch;
+use crate::aggregate::v2::{f2, seen, V2Totals, CONV_N};
 use crate::aggregate::{field as f, Totals, WindowSums};
-use crate::decode::{Change, DealStage, LeadStage};
+use crate::decode::{Change, DealStage, EmailAction, LeadStage, Origin, SurveyKind};
 
 /// A metric value. Money stays exact (micro-units) until it is printed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,6 +60,26 @@ pub enum Eval {
         values: &'static [&'static str],
         f: fn(&Totals, usize) -> Value,
     },
+    /// One series per window and value of an extra label (v2: `origin`).
+    LabelledWindow {
+        label: &'static str,
+        values: &'static [&'static str],
+        f: fn(&WindowSums, usize) -> Option<Value>,
+    },
+    /// One series per window and conversion `action` the key received
+    /// (v2), from that action's sums (conversions, value).
+    ActionWindow(fn(&WindowSums, &[i64; CONV_N]) -> Option<Value>),
+    /// One series per conversion `action` the key received, from its
+    /// all-time count (v2).
+    ActionKey(fn(i128) -> Value),
+    /// One series per key from the v1 and v2 totals, absent on `None` (v2).
+    KeyV2(fn(&Totals, &V2Totals) -> Option<Value>),
+    /// One series per value of an extra label, from the v2 totals.
+    LabelledV2 {
+        label: &'static str,
+        values: &'static [&'static str],
+        f: fn(&V2Totals, usize) -> Value,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -67,6 +88,9 @@ pub struct Family {
     pub help: &'static str,
     pub kind: MetricType,
     pub eval: Eval,
+    /// [`seen`] bits: the family is published for a key only once it has
+    /// received an event of one of these groups (0: always; METRICS.md v2).
+    pub gate: u8,
 }
 
 const fn gauge_w(name: &'static str, help: &'static str, f: WindowFn) -> Family {
@@ -75,6 +99,34 @@ const fn gauge_w(name: &'static str, help: &'static str, f: WindowFn) -> Family 
         help,
         kind: MetricType::Gauge,
         eval: Eval::Window(f),
+        gate: 0,
+    }
+}
+
+/// A windowed family of a v2 group.
+const fn gauge_g(name: &'static str, help: &'static str, gate: u8, f: WindowFn) -> Family {
+    Family {
+        name,
+        help,
+        kind: MetricType::Gauge,
+        eval: Eval::Window(f),
+        gate,
+    }
+}
+
+const fn fam(
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    gate: u8,
+    eval: Eval,
+) -> Family {
+    Family {
+        name,
+        help,
+        kind,
+        eval,
+        gate,
     }
 }
 
@@ -165,6 +217,66 @@ fn pipeline_velocity(w: &WindowSums) -> Option<Value> {
     ))
 }
 
+// --- v2 -----------------------------------------------------------------------
+
+/// Days in the month of METRICS.md v2 (LTV).
+pub const MONTH_MS: i64 = 30 * 86_400_000;
+
+fn count(x: i64) -> Option<Value> {
+    Some(Value::Int(i128::from(x)))
+}
+fn cash(x: i64) -> Option<Value> {
+    Some(Value::Money(i128::from(x)))
+}
+fn web(w: &WindowSums, i: usize) -> i128 {
+    i128::from(w.v2.web[i])
+}
+fn email(w: &WindowSums, a: EmailAction) -> i128 {
+    i128::from(w.v2.email[a as usize])
+}
+fn survey(w: &WindowSums, i: usize) -> i128 {
+    i128::from(w.v2.survey[i])
+}
+
+/// `funnel_mrr_net_new`: new + expansion + reactivation - contraction -
+/// churned.
+pub fn mrr_net_new(w: &WindowSums) -> i128 {
+    mrr_net(w)
+}
+
+/// `funnel_cac` as a number, when present.
+fn cac(w: &WindowSums) -> Option<f64> {
+    per(spend(w), deals(w, f::WON)).map(Value::as_f64)
+}
+
+/// `funnel_ltv`: arpa * gross_margin / monthly_churn, where arpa = current
+/// MRR / current customers (both > 0) and monthly_churn =
+/// customer_churn_ratio * month / W (> 0).
+pub fn ltv(t: &Totals, w: &WindowSums) -> Option<f64> {
+    let (gm, window_ms) = (w.params.gross_margin, w.params.window_ms);
+    if t.mrr <= 0 || t.customers <= 0 || window_ms <= 0 || gm <= 0.0 {
+        return None;
+    }
+    let arpa = t.mrr as f64 / 1e6 / t.customers as f64;
+    let churn = over_stock(subs(w, f::CUSTOMERS_CHURNED), customers_start(t, w))?.as_f64();
+    let monthly = churn * MONTH_MS as f64 / window_ms as f64;
+    (monthly > 0.0).then(|| arpa * gm / monthly)
+}
+
+/// `funnel_cac_payback_months`: spend / (mrr_new * gross_margin).
+pub fn cac_payback_months(w: &WindowSums) -> Option<f64> {
+    let den = mrr(w, Change::New) as f64 * w.params.gross_margin;
+    (den > 0.0).then(|| spend(w) as f64 / den)
+}
+
+/// `funnel_nps_score`: 100 * (promoters - detractors) / responses.
+pub fn nps_score(w: &WindowSums) -> Option<f64> {
+    let n = survey(w, f2::NPS_RESPONSES);
+    (n != 0).then(|| {
+        100.0 * (survey(w, f2::NPS_PROMOTERS) - survey(w, f2::NPS_DETRACTORS)) as f64 / n as f64
+    })
+}
+
 /// Every published business family, in exposition order.
 pub static FAMILIES: &[Family] = &[
     // Windowed counts (gauge: the sum over the window).
@@ -219,19 +331,114 @@ pub static FAMILIES: &[Family] = &[
         over_stock(subs(w, f::CUSTOMERS_CHURNED), customers_start(t, w))
     }),
     // Current state.
-    Family { name: "funnel_mrr", help: "Net MRR of all subscription events ever consumed.", kind: MetricType::Gauge, eval: Eval::Key(|t| Value::Money(t.mrr)) },
-    Family { name: "funnel_customers", help: "Customers: new + reactivation - churn over all subscription events ever consumed.", kind: MetricType::Gauge, eval: Eval::Key(|t| Value::Int(t.customers)) },
-    Family { name: "funnel_open_pipeline_value", help: "Amount of deals opened and not yet won or lost, by the open event's channel and campaign.", kind: MetricType::Gauge, eval: Eval::Key(|t| Value::Money(t.open_pipeline)) },
+    Family { name: "funnel_mrr", help: "Net MRR of all subscription events ever consumed.", kind: MetricType::Gauge, eval: Eval::Key(|t| Value::Money(t.mrr)), gate: 0 },
+    Family { name: "funnel_customers", help: "Customers: new + reactivation - churn over all subscription events ever consumed.", kind: MetricType::Gauge, eval: Eval::Key(|t| Value::Int(t.customers)), gate: 0 },
+    Family { name: "funnel_open_pipeline_value", help: "Amount of deals opened and not yet won or lost, by the open event's channel and campaign.", kind: MetricType::Gauge, eval: Eval::Key(|t| Value::Money(t.open_pipeline)), gate: 0 },
     // All-time counters.
-    Family { name: "funnel_impressions_total", help: "Impressions ever consumed.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Int(t.impressions)) },
-    Family { name: "funnel_clicks_total", help: "Clicks ever consumed.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Int(t.clicks)) },
-    Family { name: "funnel_leads_total", help: "Lead events ever consumed, by stage.", kind: MetricType::Counter, eval: Eval::Labelled { label: "stage", values: &LEAD_STAGES, f: |t, i| Value::Int(t.leads[i]) } },
-    Family { name: "funnel_deals_total", help: "Deal events ever consumed, by stage.", kind: MetricType::Counter, eval: Eval::Labelled { label: "stage", values: &DEAL_STAGES, f: |t, i| Value::Int(t.deals[i]) } },
-    Family { name: "funnel_revenue_won_total", help: "Amount of deals won, ever.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Money(t.revenue_won)) },
-    Family { name: "funnel_ad_spend_total", help: "Ad spend ever consumed.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Money(t.ad_spend)) },
-    Family { name: "funnel_spend_total", help: "Total spend ever consumed.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Money(t.spend)) },
-    Family { name: "funnel_mrr_movement_total", help: "Size of MRR movements ever consumed, by change.", kind: MetricType::Counter, eval: Eval::Labelled { label: "change", values: &CHANGES, f: |t, i| Value::Money(t.mrr_movement[i]) } },
+    Family { name: "funnel_impressions_total", help: "Impressions ever consumed.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Int(t.impressions)), gate: 0 },
+    Family { name: "funnel_clicks_total", help: "Clicks ever consumed.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Int(t.clicks)), gate: 0 },
+    Family { name: "funnel_leads_total", help: "Lead events ever consumed, by stage.", kind: MetricType::Counter, eval: Eval::Labelled { label: "stage", values: &LEAD_STAGES, f: |t, i| Value::Int(t.leads[i]) }, gate: 0 },
+    Family { name: "funnel_deals_total", help: "Deal events ever consumed, by stage.", kind: MetricType::Counter, eval: Eval::Labelled { label: "stage", values: &DEAL_STAGES, f: |t, i| Value::Int(t.deals[i]) }, gate: 0 },
+    Family { name: "funnel_revenue_won_total", help: "Amount of deals won, ever.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Money(t.revenue_won)), gate: 0 },
+    Family { name: "funnel_ad_spend_total", help: "Ad spend ever consumed.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Money(t.ad_spend)), gate: 0 },
+    Family { name: "funnel_spend_total", help: "Total spend ever consumed.", kind: MetricType::Counter, eval: Eval::Key(|t| Value::Money(t.spend)), gate: 0 },
+    Family { name: "funnel_mrr_movement_total", help: "Size of MRR movements ever consumed, by change.", kind: MetricType::Counter, eval: Eval::Labelled { label: "change", values: &CHANGES, f: |t, i| Value::Money(t.mrr_movement[i]) }, gate: 0 },
+    // --- v2: windowed counts, published once the key received the group.
+    gauge_g("funnel_pipeline_created", "Amount of deals opened (stage=open) in the window.", seen::DEAL, |_, w| cash(w.v2.deal_a[f2::PIPELINE_CREATED])),
+    fam("funnel_deals_won_by_origin", "Deals won in the window, by the deal's origin.", MetricType::Gauge, seen::DEAL, Eval::LabelledWindow { label: "origin", values: &ORIGINS, f: |w, o| count(w.v2.deal_a[f2::WON_BY_ORIGIN + o]) }),
+    fam("funnel_revenue_won_by_origin", "Amount of deals won in the window, by the deal's origin.", MetricType::Gauge, seen::DEAL, Eval::LabelledWindow { label: "origin", values: &ORIGINS, f: |w, o| cash(w.v2.deal_b[f2::REVENUE_BY_ORIGIN + o]) }),
+    fam("funnel_pipeline_created_by_origin", "Amount of deals opened in the window, by the deal's origin.", MetricType::Gauge, seen::DEAL, Eval::LabelledWindow { label: "origin", values: &ORIGINS, f: |w, o| cash(w.v2.deal_b[f2::PIPELINE_BY_ORIGIN + o]) }),
+    gauge_g("funnel_deals_won_influenced", "Deals won in the window with influenced=true.", seen::DEAL, |_, w| count(w.v2.deal_a[f2::WON_INFLUENCED])),
+    gauge_g("funnel_revenue_won_influenced", "Amount of deals won in the window with influenced=true.", seen::DEAL, |_, w| cash(w.v2.deal_a[f2::REVENUE_INFLUENCED])),
+    gauge_g("funnel_sessions", "Website sessions in the window.", seen::WEB, |_, w| count(w.v2.web[f2::SESSIONS])),
+    gauge_g("funnel_pageviews", "Page views in the window.", seen::WEB, |_, w| count(w.v2.web[f2::PAGEVIEWS])),
+    gauge_g("funnel_bounces", "Bounced sessions in the window.", seen::WEB, |_, w| count(w.v2.web[f2::BOUNCES])),
+    gauge_g("funnel_engaged_sessions", "Engaged sessions in the window.", seen::WEB, |_, w| count(w.v2.web[f2::ENGAGED])),
+    fam("funnel_conversions", "Conversions in the window, by action.", MetricType::Gauge, 0, Eval::ActionWindow(|_, c| Some(Value::Int(i128::from(c[f2::CONVERSIONS]))))),
+    fam("funnel_conversion_value", "Value of conversions in the window, by action.", MetricType::Gauge, 0, Eval::ActionWindow(|_, c| Some(Value::Money(i128::from(c[f2::CONVERSION_VALUE]))))),
+    gauge_g("funnel_emails_sent", "Email recipients sent to in the window.", seen::EMAIL, |_, w| count(w.v2.email[EmailAction::Sent as usize])),
+    gauge_g("funnel_emails_delivered", "Emails delivered in the window.", seen::EMAIL, |_, w| count(w.v2.email[EmailAction::Delivered as usize])),
+    gauge_g("funnel_emails_bounced", "Emails bounced in the window.", seen::EMAIL, |_, w| count(w.v2.email[EmailAction::Bounced as usize])),
+    gauge_g("funnel_emails_opened", "Emails opened (unique per recipient and message) in the window.", seen::EMAIL, |_, w| count(w.v2.email[EmailAction::Opened as usize])),
+    gauge_g("funnel_emails_clicked", "Emails clicked (unique per recipient and message) in the window.", seen::EMAIL, |_, w| count(w.v2.email[EmailAction::Clicked as usize])),
+    gauge_g("funnel_email_subscribes", "Email list subscribes in the window.", seen::EMAIL, |_, w| count(w.v2.email[EmailAction::Subscribed as usize])),
+    gauge_g("funnel_email_unsubscribes", "Email list unsubscribes in the window.", seen::EMAIL, |_, w| count(w.v2.email[EmailAction::Unsubscribed as usize])),
+    gauge_g("funnel_email_complaints", "Email spam complaints in the window.", seen::EMAIL, |_, w| count(w.v2.email[EmailAction::Complained as usize])),
+    gauge_g("funnel_nps_responses", "NPS survey responses in the window.", seen::SURVEY, |_, w| count(w.v2.survey[f2::NPS_RESPONSES])),
+    gauge_g("funnel_nps_promoters", "NPS promoters (score 9-10) in the window.", seen::SURVEY, |_, w| count(w.v2.survey[f2::NPS_PROMOTERS])),
+    gauge_g("funnel_nps_passives", "NPS passives (score 7-8) in the window.", seen::SURVEY, |_, w| count(w.v2.survey[f2::NPS_PASSIVES])),
+    gauge_g("funnel_nps_detractors", "NPS detractors (score 0-6) in the window.", seen::SURVEY, |_, w| count(w.v2.survey[f2::NPS_DETRACTORS])),
+    gauge_g("funnel_csat_responses", "CSAT survey responses in the window.", seen::SURVEY, |_, w| count(w.v2.survey[f2::CSAT_RESPONSES])),
+    gauge_g("funnel_csat_satisfied", "CSAT responses with score 4-5 in the window.", seen::SURVEY, |_, w| count(w.v2.survey[f2::CSAT_SATISFIED])),
+    // --- v2: windowed KPIs (absent while the denominator is 0).
+    gauge_w("funnel_mer_ratio", "Marketing efficiency ratio: revenue_won / spend.", |_, w| ratio(deals(w, f::REVENUE_WON), spend(w))),
+    gauge_w("funnel_sql_to_won_ratio", "SQL to won conversion: deals_won / sqls.", |_, w| ratio(deals(w, f::WON), leads(w, LeadStage::Sql))),
+    gauge_g("funnel_mrr_net_new", "Net new MRR: new + expansion + reactivation - contraction - churned.", seen::SUBS, |_, w| Some(Value::Money(mrr_net_new(w)))),
+    gauge_w("funnel_mrr_growth_ratio", "MRR growth: mrr_net_new / mrr_start.", |t, w| over_stock(mrr_net_new(w), mrr_start(t, w))),
+    gauge_w("funnel_net_mrr_churn_ratio", "Net MRR churn: (contraction + churned - expansion - reactivation) / mrr_start.", |t, w| {
+        over_stock(mrr(w, Change::Contraction) + mrr(w, Change::Churn) - mrr(w, Change::Expansion) - mrr(w, Change::Reactivation), mrr_start(t, w))
+    }),
+    gauge_w("funnel_quick_ratio", "SaaS quick ratio: (mrr_new + expansion) / (contraction + churned).", |_, w| {
+        ratio(mrr(w, Change::New) + mrr(w, Change::Expansion), mrr(w, Change::Contraction) + mrr(w, Change::Churn))
+    }),
+    gauge_w("funnel_ltv", "Customer lifetime value: arpa * gross_margin / monthly customer churn (30-day month).", |t, w| ltv(t, w).map(Value::Float)),
+    gauge_w("funnel_ltv_to_cac_ratio", "LTV to CAC: ltv / cac.", |t, w| {
+        let c = cac(w)?;
+        let l = ltv(t, w)?;
+        (c != 0.0).then(|| Value::Float(l / c))
+    }),
+    gauge_w("funnel_cac_payback_months", "CAC payback in months: spend / (mrr_new * gross_margin).", |_, w| cac_payback_months(w).map(Value::Float)),
+    gauge_w("funnel_marketing_originated_ratio", "Share of won deals that marketing originated: deals_won_by_origin{origin=marketing} / deals_won.", |_, w| {
+        ratio(i128::from(w.v2.deal_a[f2::WON_BY_ORIGIN + Origin::Marketing as usize]), deals(w, f::WON))
+    }),
+    gauge_w("funnel_marketing_influenced_ratio", "Share of won deals that marketing influenced: deals_won_influenced / deals_won.", |_, w| {
+        ratio(i128::from(w.v2.deal_a[f2::WON_INFLUENCED]), deals(w, f::WON))
+    }),
+    gauge_w("funnel_bounce_ratio", "Bounce rate: bounces / sessions.", |_, w| ratio(web(w, f2::BOUNCES), web(w, f2::SESSIONS))),
+    gauge_w("funnel_engagement_ratio", "Engagement rate: engaged_sessions / sessions.", |_, w| ratio(web(w, f2::ENGAGED), web(w, f2::SESSIONS))),
+    gauge_w("funnel_session_to_lead_ratio", "Traffic to lead conversion: leads / sessions.", |_, w| ratio(leads(w, LeadStage::New), web(w, f2::SESSIONS))),
+    fam("funnel_session_conversion_ratio", "Visitor conversion rate: conversions{action} / sessions.", MetricType::Gauge, 0, Eval::ActionWindow(|w, c| ratio(i128::from(c[f2::CONVERSIONS]), web(w, f2::SESSIONS)))),
+    fam("funnel_cpa", "Cost per action: ad_spend / conversions{action}.", MetricType::Gauge, 0, Eval::ActionWindow(|w, c| per(ad_spend(w), i128::from(c[f2::CONVERSIONS])))),
+    gauge_w("funnel_email_delivery_ratio", "Email delivery rate: delivered / sent.", |_, w| ratio(email(w, EmailAction::Delivered), email(w, EmailAction::Sent))),
+    gauge_w("funnel_email_bounce_ratio", "Email bounce rate: bounced / sent.", |_, w| ratio(email(w, EmailAction::Bounced), email(w, EmailAction::Sent))),
+    gauge_w("funnel_email_open_ratio", "Email open rate: opened / delivered.", |_, w| ratio(email(w, EmailAction::Opened), email(w, EmailAction::Delivered))),
+    gauge_w("funnel_email_click_ratio", "Email click rate: clicked / delivered.", |_, w| ratio(email(w, EmailAction::Clicked), email(w, EmailAction::Delivered))),
+    gauge_w("funnel_email_unsubscribe_ratio", "Email unsubscribe rate: unsubscribes / delivered.", |_, w| ratio(email(w, EmailAction::Unsubscribed), email(w, EmailAction::Delivered))),
+    gauge_w("funnel_email_click_to_open_ratio", "Email click-to-open rate: clicked / opened.", |_, w| ratio(email(w, EmailAction::Clicked), email(w, EmailAction::Opened))),
+    gauge_w("funnel_nps_score", "Net promoter score: 100 * (promoters - detractors) / nps_responses.", |_, w| nps_score(w).map(Value::Float)),
+    gauge_w("funnel_csat_ratio", "Customer satisfaction: csat_satisfied / csat_responses.", |_, w| ratio(survey(w, f2::CSAT_SATISFIED), survey(w, f2::CSAT_RESPONSES))),
+    // --- v2: current state.
+    fam("funnel_arpa", "Average revenue per account: funnel_mrr / funnel_customers (absent unless both are positive).", MetricType::Gauge, 0, Eval::KeyV2(|t, _| {
+        (t.mrr > 0 && t.customers > 0).then(|| Value::Float(t.mrr as f64 / 1e6 / t.customers as f64))
+    })),
+    fam("funnel_arr", "Annual recurring revenue: 12 * funnel_mrr.", MetricType::Gauge, 0, Eval::KeyV2(|t, _| Some(Value::Money(12 * t.mrr)))),
+    fam("funnel_email_subscribers", "Email subscribers: subscribes - unsubscribes - complaints over all email events ever consumed.", MetricType::Gauge, seen::EMAIL, Eval::KeyV2(|_, v| Some(Value::Int(v.email_subscribers())))),
+    // --- v2: all-time counters.
+    fam("funnel_pipeline_created_total", "Amount of deals opened, ever.", MetricType::Counter, seen::DEAL, Eval::KeyV2(|_, v| Some(Value::Money(v.pipeline_created)))),
+    fam("funnel_sessions_total", "Website sessions ever consumed.", MetricType::Counter, seen::WEB, Eval::KeyV2(|_, v| Some(Value::Int(v.sessions)))),
+    fam("funnel_pageviews_total", "Page views ever consumed.", MetricType::Counter, seen::WEB, Eval::KeyV2(|_, v| Some(Value::Int(v.pageviews)))),
+    fam("funnel_conversions_total", "Conversions ever consumed, by action.", MetricType::Counter, 0, Eval::ActionKey(Value::Int)),
+    fam("funnel_email_events_total", "Email recipients ever consumed, by action.", MetricType::Counter, seen::EMAIL, Eval::LabelledV2 { label: "action", values: &EMAIL_ACTIONS, f: |v, i| Value::Int(v.email[i]) }),
+    fam("funnel_survey_responses_total", "Survey responses ever consumed, by kind.", MetricType::Counter, seen::SURVEY, Eval::LabelledV2 { label: "kind", values: &SURVEY_KINDS, f: |v, i| Value::Int(v.survey[i]) }),
 ];
+
+const ORIGINS: [&str; 4] = [
+    Origin::ALL[0].as_str(),
+    Origin::ALL[1].as_str(),
+    Origin::ALL[2].as_str(),
+    Origin::ALL[3].as_str(),
+];
+const EMAIL_ACTIONS: [&str; 8] = [
+    EmailAction::ALL[0].as_str(),
+    EmailAction::ALL[1].as_str(),
+    EmailAction::ALL[2].as_str(),
+    EmailAction::ALL[3].as_str(),
+    EmailAction::ALL[4].as_str(),
+    EmailAction::ALL[5].as_str(),
+    EmailAction::ALL[6].as_str(),
+    EmailAction::ALL[7].as_str(),
+];
+const SURVEY_KINDS: [&str; 2] = [SurveyKind::ALL[0].as_str(), SurveyKind::ALL[1].as_str()];
 
 const LEAD_STAGES: [&str; 3] = [
     LeadStage::ALL[0].as_str(),

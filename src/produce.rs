@@ -244,6 +244,7 @@ pub fn run(args: &ProduceArgs) -> i32 {
                 seed: args.seed,
                 keys: args.keys.max(1),
                 step_ms: 0.0,
+                v2_ratio: crate::demo::DEMO_V2_RATIO,
                 ..SynthConfig::default()
             });
             let mut r = Ok(());

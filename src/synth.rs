@@ -59,6 +59,11 @@ pub struct SynthConfig {
     /// case for caches); 1 gives the key of rank `r` a share proportional
     /// to `1/r`, roughly how ad traffic spreads over campaigns.
     pub key_skew: f64,
+    /// Share of events of the v2 types (sessions, conversions, email,
+    /// surveys: EVENTS.md v2), with deal `origin`/`influenced` fields too
+    /// when positive. 0 (the default) keeps the v1-only stream exactly as
+    /// it was, so benches and fixtures built on it stay comparable.
+    pub v2_ratio: f64,
 }
 
 impl Default for SynthConfig {
@@ -71,6 +76,7 @@ impl Default for SynthConfig {
             duplicate_ratio: 0.0,
             invalid_ratio: 0.0,
             key_skew: 0.0,
+            v2_ratio: 0.0,
         }
     }
 }
@@ -176,6 +182,11 @@ impl Synth {
             self.seq,
             format_rfc3339_ms(ts)
         );
+        if self.cfg.v2_ratio > 0.0 && self.rng.unit() < self.cfg.v2_ratio {
+            self.v2_event(&mut s);
+            self.last.clone_from(&s);
+            return s;
+        }
         let p = self.rng.unit();
         // Shares: 40% impressions, 30% clicks, 16% leads, 7% deals,
         // 3% spend, 4% subscriptions.
@@ -234,9 +245,21 @@ impl Synth {
                 let (channel, campaign) = self.key_of(k);
                 let won = self.rng.unit() < 0.3;
                 let amount = 5_000 + self.rng.below(60_000);
+                // v2: the CRM's attribution on some closed deals (about
+                // 40% of won deals marketing-influenced; an explicit
+                // partner origin now and then).
+                let mut extra = String::new();
+                if self.cfg.v2_ratio > 0.0 {
+                    if won && self.rng.unit() < 0.4 {
+                        extra.push_str(r#","influenced":true"#);
+                    }
+                    if self.rng.unit() < 0.1 {
+                        extra.push_str(r#","origin":"partner""#);
+                    }
+                }
                 let _ = write!(
                     s,
-                    r#""type":"deal","channel":"{channel}","campaign":"{campaign}","deal_id":"D-{deal}","stage":"{}","amount":{amount},"created_ts":"{}"}}"#,
+                    r#""type":"deal","channel":"{channel}","campaign":"{campaign}","deal_id":"D-{deal}","stage":"{}","amount":{amount},"created_ts":"{}"{extra}}}"#,
                     if won { "won" } else { "lost" },
                     format_rfc3339_ms(created)
                 );
@@ -287,6 +310,83 @@ impl Synth {
         s
     }
 
+    /// One event of a v2 type, at believable rates (shared/background):
+    /// bounce rate about 45%, 2 to 3 pages a session, conversions a few
+    /// percent of sessions; email delivered ~97%, bounced ~3%, opened
+    /// ~22%, clicked ~3% of sent (click-to-open ~14%), unsubscribes ~0.3%;
+    /// NPS answers half promoters and ~15% detractors (NPS ~35), CSAT ~80%
+    /// satisfied.
+    fn v2_event(&mut self, s: &mut String) {
+        let p = self.rng.unit();
+        if p < 0.45 {
+            let (_, channel, campaign) = self.key();
+            let count = 1 + self.rng.below(40);
+            let pageviews = count + (count as f64 * (0.5 + 2.0 * self.rng.unit())) as u64;
+            let bounces = ((count as f64) * (0.3 + 0.3 * self.rng.unit())).round() as u64;
+            let _ = write!(
+                s,
+                r#""type":"session","channel":"{channel}","campaign":"{campaign}","count":{count},"pageviews":{pageviews},"bounces":{}}}"#,
+                bounces.min(count)
+            );
+        } else if p < 0.55 {
+            let (_, channel, campaign) = self.key();
+            const ACTIONS: [&str; 4] = ["signup", "demo_request", "download", "form_submit"];
+            let action = ACTIONS[self.rng.below(4) as usize];
+            let value = if action == "signup" {
+                20.0 + self.rng.unit() * 180.0
+            } else {
+                0.0
+            };
+            let _ = write!(
+                s,
+                r#""type":"conversion","channel":"{channel}","campaign":"{campaign}","action":"{action}","value":{value:.2}}}"#
+            );
+        } else if p < 0.9 {
+            // A newsletter of the key's campaign; channel defaults to email.
+            let (_, _, campaign) = self.key();
+            let n = 200 + self.rng.below(2000);
+            let (action, share) = match self.rng.below(8) {
+                0 => ("sent", 1.0),
+                1 => ("delivered", 0.97),
+                2 => ("bounced", 0.03),
+                3 => ("opened", 0.22),
+                4 => ("clicked", 0.03),
+                5 => ("subscribed", 0.01),
+                6 => ("unsubscribed", 0.003),
+                _ => ("complained", 0.0005),
+            };
+            let count = ((n as f64 * share).round() as u64).max(1);
+            let _ = write!(
+                s,
+                r#""type":"email","campaign":"{campaign}","action":"{action}","count":{count}}}"#
+            );
+        } else {
+            let (_, channel, campaign) = self.key();
+            let q = self.rng.unit();
+            let (kind, score) = if self.rng.unit() < 0.8 {
+                let score = if q < 0.5 {
+                    9 + self.rng.below(2)
+                } else if q < 0.85 {
+                    7 + self.rng.below(2)
+                } else {
+                    self.rng.below(7)
+                };
+                ("nps", score)
+            } else {
+                let score = if q < 0.8 {
+                    4 + self.rng.below(2)
+                } else {
+                    1 + self.rng.below(3)
+                };
+                ("csat", score)
+            };
+            let _ = write!(
+                s,
+                r#""type":"survey","channel":"{channel}","campaign":"{campaign}","kind":"{kind}","score":{score}}}"#
+            );
+        }
+    }
+
     fn invalid(&mut self) -> String {
         match self.rng.below(4) {
             0 => r#"{"id":"bad-1","type":"click","ts":"yesterday"}"#.to_string(),
@@ -321,6 +421,45 @@ mod tests {
         }
         let avg = bytes / 5000;
         assert!((150..=260).contains(&avg), "average event size {avg}");
+    }
+
+    /// With v2 events, every v2 type is there, valid, at the ratio asked;
+    /// without, the stream is the v1 one, line for line.
+    #[test]
+    fn v2_events_are_valid_and_off_by_default() {
+        let cfg = DecodeConfig::default();
+        let mut g = Synth::new(SynthConfig {
+            v2_ratio: 0.3,
+            ..SynthConfig::default()
+        });
+        let mut types = std::collections::BTreeMap::new();
+        for _ in 0..5000 {
+            let l = g.next_line();
+            let ev =
+                decode(l.as_bytes(), &cfg, i64::MAX / 2).unwrap_or_else(|r| panic!("{r}: {l}"));
+            *types.entry(ev.event_type().as_str()).or_insert(0) += 1;
+        }
+        for t in crate::decode::EventType::ALL {
+            assert!(
+                types.get(t.as_str()).copied().unwrap_or(0) > 20,
+                "{t:?}: {types:?}"
+            );
+        }
+        let v2: u32 = ["session", "conversion", "email", "survey"]
+            .iter()
+            .map(|t| types[t])
+            .sum();
+        assert!((1300..=1700).contains(&v2), "{v2} of 5000");
+        let mut a = Synth::new(SynthConfig::default());
+        let mut b = Synth::new(SynthConfig {
+            v2_ratio: 0.0,
+            ..SynthConfig::default()
+        });
+        for _ in 0..2000 {
+            let l = a.next_line();
+            assert_eq!(l, b.next_line());
+            assert!(!l.contains("\"influenced\"") && !l.contains("\"origin\""));
+        }
     }
 
     /// Share of the keyed events that the most frequent key received.

@@ -10,6 +10,8 @@
 //! python3 tests/golden/reference.py tests/golden/events.ndjson > tests/golden/expected.prom
 //! ```
 
+mod common;
+use common::{ALLOWED_EXTRA, FLOAT_KPIS, NON_BUSINESS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,46 +19,8 @@ use std::process::{Command, Output, Stdio};
 
 const EVENTS: &str = "tests/golden/events.ndjson";
 const EXPECTED: &str = "tests/golden/expected.prom";
-
-/// Series the engine publishes that the reference does not model.
-const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series"];
-
-/// Engine-health series: everything else is a business series, counted by
-/// `funnel_series`. (`funnel_events_*` is matched as a prefix.)
-const NON_BUSINESS: &[&str] = &[
-    "funnel_label_overflow_total",
-    "funnel_dedup_evicted_total",
-    "funnel_deals_untracked_total",
-    "funnel_series",
-    "funnel_build_info",
-];
-
-/// Windowed KPIs computed in floating point at render time (METRICS.md);
-/// every other golden series is an integer count or exact money.
-const FLOAT_KPIS: &[&str] = &[
-    "funnel_ctr_ratio",
-    "funnel_cpc",
-    "funnel_cpm",
-    "funnel_cpl",
-    "funnel_cost_per_mql",
-    "funnel_click_to_lead_ratio",
-    "funnel_lead_to_mql_ratio",
-    "funnel_mql_to_sql_ratio",
-    "funnel_sql_to_opportunity_ratio",
-    "funnel_win_ratio",
-    "funnel_lead_to_customer_ratio",
-    "funnel_avg_deal_size",
-    "funnel_cac",
-    "funnel_roas_ratio",
-    "funnel_roi_ratio",
-    "funnel_sales_cycle_mean_seconds",
-    "funnel_sales_cycle_p50_seconds",
-    "funnel_sales_cycle_p90_seconds",
-    "funnel_pipeline_velocity",
-    "funnel_nrr_ratio",
-    "funnel_gross_mrr_churn_ratio",
-    "funnel_customer_churn_ratio",
-];
+const EVENTS_V2: &str = "tests/golden/events-v2.ndjson";
+const EXPECTED_V2: &str = "tests/golden/expected-v2.prom";
 
 /// How many entries of each problem list a failure message shows.
 const SHOW: usize = 30;
@@ -92,7 +56,11 @@ fn funnelstream(args: &[&str]) -> Output {
 /// `funnelstream replay --clock event --from tests/golden/events.ndjson`,
 /// which must exit 0; returns its stdout.
 fn replay_golden() -> String {
-    let args = ["replay", "--clock", "event", "--from", EVENTS];
+    replay_file(EVENTS)
+}
+
+fn replay_file(events: &str) -> String {
+    let args = ["replay", "--clock", "event", "--from", events];
     let out = funnelstream(&args);
     assert!(
         out.status.success(),
@@ -250,15 +218,31 @@ fn section(report: &mut String, title: &str, items: &[String]) {
 
 #[test]
 fn golden_replay_matches_reference() {
-    let expected_text = std::fs::read_to_string(manifest_dir().join(EXPECTED))
-        .unwrap_or_else(|e| panic!("cannot read {EXPECTED}: {e}"));
+    matches_reference(EVENTS, EXPECTED);
+}
+
+/// The v2 event types and fields (EVENTS.md v2): `events-v2.ndjson`
+/// against `expected-v2.prom`, written by the same reference.
+#[test]
+fn golden_v2_replay_matches_reference() {
+    matches_reference(EVENTS_V2, EXPECTED_V2);
+}
+
+#[test]
+fn golden_v2_replay_passes_promtool() {
+    promtool_check(replay_file(EVENTS_V2));
+}
+
+fn matches_reference(events: &str, expected_path: &str) {
+    let expected_text = std::fs::read_to_string(manifest_dir().join(expected_path))
+        .unwrap_or_else(|e| panic!("cannot read {expected_path}: {e}"));
     let (expected, expected_problems) = parse_exposition(&expected_text);
     assert!(
         expected_problems.is_empty() && !expected.is_empty(),
-        "{EXPECTED} is malformed: {expected_problems:?}"
+        "{expected_path} is malformed: {expected_problems:?}"
     );
 
-    let actual_text = replay_golden();
+    let actual_text = replay_file(events);
     let (actual, parse_problems) = parse_exposition(&actual_text);
 
     let mut missing = Vec::new();
@@ -326,7 +310,7 @@ fn golden_replay_matches_reference() {
     section(&mut report, "funnel_series", &series_problems);
     assert!(
         report.is_empty(),
-        "replay of {EVENTS} differs from {EXPECTED} ({} expected series, {} published):{report}",
+        "replay of {events} differs from {expected_path} ({} expected series, {} published):{report}",
         expected.len(),
         actual.len()
     );
@@ -335,7 +319,10 @@ fn golden_replay_matches_reference() {
 #[test]
 #[ignore = "needs promtool: run scripts/test"]
 fn golden_replay_passes_promtool() {
-    let text = replay_golden();
+    promtool_check(replay_golden());
+}
+
+fn promtool_check(text: String) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -377,4 +364,18 @@ fn replay_with_bad_clock_is_bad_usage() {
         stderr.contains("clock"),
         "the error message must name the `clock` flag; stderr was:\n{stderr}"
     );
+}
+
+#[test]
+fn replay_with_bad_v2_settings_is_bad_usage() {
+    for (flag, value, key) in [
+        ("--gross-margin", "1.5", "gross_margin"),
+        ("--channel-origins", "outbound=ads", "channel_origins"),
+        ("--max-actions", "0", "max_actions"),
+    ] {
+        let out = funnelstream(&["replay", "--clock", "event", flag, value, "--from", EVENTS]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(key), "{flag} {value}: {stderr}");
+    }
 }

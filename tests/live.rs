@@ -204,7 +204,12 @@ fn broker_down_at_start_is_not_ready_then_recovers() {
     produce_file(&addr, "late-topic", &file);
     engine.wait_ready(Duration::from_secs(90));
     let live = engine.get("/metrics").1;
-    assert_eq!(processed(&live), golden_messages(), "log:\n{}", engine.log());
+    assert_eq!(
+        processed(&live),
+        golden_messages(),
+        "log:\n{}",
+        engine.log()
+    );
 }
 
 #[test]
@@ -547,7 +552,11 @@ fn dead_letter_write_failures_are_retried_and_counted() {
         metric(&m, "funnel_dead_letter_failures_total") > 0.0,
         "the injected failures are counted:\n{m}"
     );
-    assert_eq!(processed(&m), golden_messages(), "the partition kept flowing");
+    assert_eq!(
+        processed(&m),
+        golden_messages(),
+        "the partition kept flowing"
+    );
     // Everything applied and dead-lettered is committed, up to the end.
     let deadline = Instant::now() + Duration::from_secs(15);
     while (committed(&addr, "dlq-fail", "ev", 1)[0] as f64) < golden_messages() {

@@ -8,6 +8,7 @@
 //! them with the window rule of docs/SEMANTICS.md.
 
 use funnelstream::aggregate::ring::sketch;
+use funnelstream::aggregate::v2::{f2, seen};
 use funnelstream::aggregate::{field, Totals, WindowSums};
 use funnelstream::config::{parse_windows, ClockMode, EngineConfig, WindowSpec};
 use funnelstream::decode::{Change, RejectReason};
@@ -22,6 +23,28 @@ const DAY: i64 = 86_400_000;
 const MICRO_PER_CENT: i64 = 10_000;
 const CHANNELS: [&str; 2] = ["paid_search", "email"];
 const CAMPAIGNS: [&str; 3] = ["brand", "q4", "none"];
+/// Deal `origin` values: the four valid ones, then invalid ones (read as
+/// the default of the channel: marketing for both `CHANNELS`).
+const ORIGIN_VALUES: [&str; 6] = [
+    "\"marketing\"",
+    "\"sales\"",
+    "\"partner\"",
+    "\"other\"",
+    "\"Sales\"",
+    "null",
+];
+const INFLUENCED_VALUES: [&str; 3] = ["true", "false", "\"yes\""];
+const ACTIONS: [&str; 3] = ["signup", "demo_request", "download"];
+const EMAIL_ACTIONS: [&str; 8] = [
+    "sent",
+    "delivered",
+    "bounced",
+    "opened",
+    "clicked",
+    "subscribed",
+    "unsubscribed",
+    "complained",
+];
 
 #[derive(Debug, Clone)]
 enum Kind {
@@ -41,6 +64,29 @@ enum Kind {
         stage: usize,
         cents: i64,
         cycle_ms: i64,
+        /// v2: an index into `ORIGIN_VALUES` (`None`: no field).
+        origin: Option<usize>,
+        /// v2: an index into `INFLUENCED_VALUES` (`None`: no field).
+        influenced: Option<usize>,
+    },
+    Session {
+        count: u64,
+        extra_pageviews: Option<u64>,
+        bounces: Option<u64>,
+        engaged: Option<u64>,
+    },
+    Conversion {
+        action: usize,
+        count: u64,
+        cents: i64,
+    },
+    Email {
+        action: usize,
+        count: u64,
+    },
+    Survey {
+        csat: bool,
+        score: u64,
     },
     Spend {
         cents: i64,
@@ -114,12 +160,18 @@ impl Spec {
                 "\"type\":\"lead\",\"lead_id\":\"L{}\",\"stage\":\"{}\"",
                 self.id, stages[*stage]
             )),
-            Kind::Deal { deal, stage, cents, cycle_ms } => {
+            Kind::Deal { deal, stage, cents, cycle_ms, origin, influenced } => {
                 fields.push(format!(
                     "\"type\":\"deal\",\"deal_id\":\"D{deal}\",\"stage\":\"{}\",\"amount\":{}",
                     deal_stages[*stage],
                     money(*cents)
                 ));
+                if let Some(o) = origin {
+                    fields.push(format!("\"origin\":{}", ORIGIN_VALUES[*o]));
+                }
+                if let Some(i) = influenced {
+                    fields.push(format!("\"influenced\":{}", INFLUENCED_VALUES[*i]));
+                }
                 if *stage != 0 || matches!(self.broken, Some(Broken::CreatedAfterTs)) {
                     let created = if matches!(self.broken, Some(Broken::CreatedAfterTs)) {
                         ts + 1
@@ -138,6 +190,31 @@ impl Spec {
                 "\"type\":\"subscription\",\"account_id\":\"A1\",\"change\":\"{}\",\"mrr_delta\":{}",
                 changes[*change],
                 money(*cents)
+            )),
+            Kind::Session { count, extra_pageviews, bounces, engaged } => {
+                fields.push(format!("\"type\":\"session\",\"count\":{count}"));
+                if let Some(p) = extra_pageviews {
+                    fields.push(format!("\"pageviews\":{}", count + p));
+                }
+                if let Some(b) = bounces {
+                    fields.push(format!("\"bounces\":{}", b.min(count)));
+                }
+                if let Some(e) = engaged {
+                    fields.push(format!("\"engaged\":{}", e.min(count)));
+                }
+            }
+            Kind::Conversion { action, count, cents } => fields.push(format!(
+                "\"type\":\"conversion\",\"action\":\"{}\",\"count\":{count},\"value\":{}",
+                ACTIONS[*action],
+                money(*cents)
+            )),
+            Kind::Email { action, count } => fields.push(format!(
+                "\"type\":\"email\",\"action\":\"{}\",\"count\":{count}",
+                EMAIL_ACTIONS[*action]
+            )),
+            Kind::Survey { csat, score } => fields.push(format!(
+                "\"type\":\"survey\",\"kind\":\"{}\",\"score\":{score}",
+                if *csat { "csat" } else { "nps" }
             )),
         }
         match self.broken {
@@ -190,14 +267,46 @@ fn kind() -> impl Strategy<Value = Kind> {
             cents.clone(),
             prop_oneof![Just(0i64), 0..60 * DAY]
         )
-            .prop_map(|(deal, stage, cents, cycle_ms)| Kind::Deal {
-                deal,
-                stage,
-                cents,
-                cycle_ms
-            }),
+            .prop_map(|(deal, stage, cents, cycle_ms)| (deal, stage, cents, cycle_ms))
+            .prop_flat_map(|(deal, stage, cents, cycle_ms)| (
+                Just((deal, stage, cents, cycle_ms)),
+                prop::option::of(0usize..ORIGIN_VALUES.len()),
+                prop::option::of(0usize..INFLUENCED_VALUES.len()),
+            ))
+            .prop_map(
+                |((deal, stage, cents, cycle_ms), origin, influenced)| Kind::Deal {
+                    deal,
+                    stage,
+                    cents,
+                    cycle_ms,
+                    origin,
+                    influenced,
+                }
+            ),
         (cents.clone(), any::<bool>()).prop_map(|(cents, ads)| Kind::Spend { cents, ads }),
-        (0usize..5, cents).prop_map(|(change, cents)| Kind::Subscription { change, cents }),
+        (0usize..5, cents.clone()).prop_map(|(change, cents)| Kind::Subscription { change, cents }),
+        (
+            1u64..500,
+            prop::option::of(0u64..900),
+            prop::option::of(0u64..500),
+            prop::option::of(0u64..500)
+        )
+            .prop_map(|(count, extra_pageviews, bounces, engaged)| Kind::Session {
+                count,
+                extra_pageviews,
+                bounces,
+                engaged
+            }),
+        (0usize..3, 1u64..5, cents.clone()).prop_map(|(action, count, cents)| Kind::Conversion {
+            action,
+            count,
+            cents
+        }),
+        (0usize..8, 1u64..900).prop_map(|(action, count)| Kind::Email { action, count }),
+        prop_oneof![
+            (0u64..=10).prop_map(|score| Kind::Survey { csat: false, score }),
+            (1u64..=5).prop_map(|score| Kind::Survey { csat: true, score }),
+        ],
     ]
 }
 
@@ -254,8 +363,48 @@ fn included(ts_eff: i64, now: i64, w: &WindowSpec) -> bool {
     ts_eff.div_euclid(w.width_ms) > now.div_euclid(w.width_ms) - 60
 }
 
-/// Expected (totals, per-window sums, exact cycle samples) per key.
-type Expected = BTreeMap<(String, String), (Totals, Vec<WindowSums>, Vec<Vec<i64>>)>;
+/// Expected (totals, per-window sums, exact cycle samples, v2) per key.
+type Expected = BTreeMap<(String, String), (Totals, Vec<WindowSums>, Vec<Vec<i64>>, V2Want)>;
+
+/// The v2 part the model expects of a key: the v2 totals (without the
+/// conversions) and the conversions by action name, all-time and per
+/// window (label ids are the engine's business, so names are compared).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct V2Want {
+    totals: funnelstream::aggregate::v2::V2Totals,
+    conversions: BTreeMap<String, i128>,
+    windows: Vec<BTreeMap<String, [i64; 2]>>,
+}
+
+/// Moves the engine's conversions out of its window sums and totals into
+/// a [`V2Want`] keyed by action names.
+fn v2_got(
+    k: &funnelstream::aggregate::KeyState,
+    sums: &mut [WindowSums],
+    names: &[std::sync::Arc<str>],
+) -> V2Want {
+    let mut totals = k.v2_totals();
+    let conversions = totals
+        .conversions
+        .drain(..)
+        .map(|(a, c)| (names[a as usize].to_string(), c))
+        .collect();
+    let windows = sums
+        .iter_mut()
+        .map(|w| {
+            w.v2.conversions
+                .drain(..)
+                .filter(|(_, v)| *v != [0, 0])
+                .map(|(a, v)| (names[a as usize].to_string(), v))
+                .collect()
+        })
+        .collect();
+    V2Want {
+        totals,
+        conversions,
+        windows,
+    }
+}
 
 fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
     let mut out: Expected = BTreeMap::new();
@@ -267,9 +416,20 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
                 Totals::default(),
                 vec![WindowSums::default(); specs.len()],
                 vec![vec![]; specs.len()],
+                V2Want {
+                    windows: vec![BTreeMap::new(); specs.len()],
+                    ..V2Want::default()
+                },
             )
         });
         let t = &mut e.0;
+        let v = &mut e.3;
+        let mut deal_a = [0i64; 7];
+        let mut deal_b = [0i64; 8];
+        let mut web = [0i64; 4];
+        let mut email = [0i64; 8];
+        let mut survey = [0i64; 6];
+        let mut conv: Option<(String, [i64; 2])> = None;
         let mut traffic = [0i64; 4];
         let mut leads = [0i64; 3];
         let mut dl = [0i64; 5];
@@ -309,9 +469,35 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
                 stage,
                 cents,
                 cycle_ms,
+                origin,
+                influenced,
             } => {
                 let m = (cents * MICRO_PER_CENT) as i128;
                 t.deals[*stage] += 1;
+                // v2: the origin given if valid, else the channel's default
+                // (marketing for both channels here); influenced on won.
+                v.totals.seen |= seen::DEAL;
+                let o = match origin {
+                    Some(o) if *o < 4 => *o,
+                    _ => 0,
+                };
+                let infl = *stage == 1 && *influenced == Some(0);
+                match *stage {
+                    0 => {
+                        v.totals.pipeline_created += m;
+                        deal_a[f2::PIPELINE_CREATED] = m as i64;
+                        deal_b[f2::PIPELINE_BY_ORIGIN + o] = m as i64;
+                    }
+                    1 => {
+                        deal_a[f2::WON_BY_ORIGIN + o] = 1;
+                        deal_b[f2::REVENUE_BY_ORIGIN + o] = m as i64;
+                        if infl {
+                            deal_a[f2::WON_INFLUENCED] = 1;
+                            deal_a[f2::REVENUE_INFLUENCED] = m as i64;
+                        }
+                    }
+                    _ => {}
+                }
                 dl[*stage] = 1; // OPEN=0, WON=1, LOST=2
                 if *stage == 1 {
                     t.revenue_won += m;
@@ -336,7 +522,57 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
                     }
                 }
             }
+            Kind::Session {
+                count,
+                extra_pageviews,
+                bounces,
+                engaged,
+            } => {
+                v.totals.seen |= seen::WEB;
+                let pv = count + extra_pageviews.unwrap_or(0);
+                let b = bounces.map_or(0, |b| b.min(*count));
+                let en = engaged.map_or(count - b, |e| e.min(*count));
+                v.totals.sessions += *count as i128;
+                v.totals.pageviews += pv as i128;
+                web = [*count as i64, pv as i64, b as i64, en as i64];
+            }
+            Kind::Conversion {
+                action,
+                count,
+                cents,
+            } => {
+                *v.conversions
+                    .entry(ACTIONS[*action].to_string())
+                    .or_default() += *count as i128;
+                conv = Some((
+                    ACTIONS[*action].to_string(),
+                    [*count as i64, cents * MICRO_PER_CENT],
+                ));
+            }
+            Kind::Email { action, count } => {
+                v.totals.seen |= seen::EMAIL;
+                v.totals.email[*action] += *count as i128;
+                email[*action] = *count as i64;
+            }
+            Kind::Survey { csat, score } => {
+                v.totals.seen |= seen::SURVEY;
+                if *csat {
+                    v.totals.survey[1] += 1;
+                    survey[f2::CSAT_RESPONSES] = 1;
+                    survey[f2::CSAT_SATISFIED] = i64::from(*score >= 4);
+                } else {
+                    v.totals.survey[0] += 1;
+                    survey[f2::NPS_RESPONSES] = 1;
+                    let class = match score {
+                        9.. => f2::NPS_PROMOTERS,
+                        7..=8 => f2::NPS_PASSIVES,
+                        _ => f2::NPS_DETRACTORS,
+                    };
+                    survey[class] = 1;
+                }
+            }
             Kind::Subscription { change, cents } => {
+                v.totals.seen |= seen::SUBS;
                 let m = cents * MICRO_PER_CENT;
                 t.mrr_movement[*change] += m as i128;
                 let sign = if *change == Change::Contraction as usize
@@ -388,6 +624,20 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
             if let Some(c) = cycle {
                 ws.cycles.push((sketch::index(c), 1));
                 e.2[i].push(c);
+            }
+            let add = |a: &mut [i64], b: &[i64]| {
+                for (a, b) in a.iter_mut().zip(b) {
+                    *a += b;
+                }
+            };
+            add(&mut ws.v2.deal_a, &deal_a);
+            add(&mut ws.v2.deal_b, &deal_b);
+            add(&mut ws.v2.web, &web);
+            add(&mut ws.v2.email, &email);
+            add(&mut ws.v2.survey, &survey);
+            if let Some((a, c)) = &conv {
+                let x = e.3.windows[i].entry(a.clone()).or_default();
+                add(x, c);
             }
         }
     }
@@ -479,6 +729,7 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
     // Engine state by key names.
     let names_c = part.agg.labels().channel.names();
     let names_k = part.agg.labels().campaign.names();
+    let names_a = part.agg.labels().action.names();
     let mut got: BTreeMap<(String, String), (Totals, Vec<WindowSums>)> = BTreeMap::new();
     for k in part.agg.keys() {
         let mut sums = vec![WindowSums::default(); windows.len()];
@@ -486,20 +737,20 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
         for w in sums.iter_mut() {
             w.finish();
         }
-        got.insert(
-            (
-                names_c[k.channel as usize].to_string(),
-                names_k[k.campaign as usize].to_string(),
-            ),
-            (k.totals.clone(), sums),
+        let key = (
+            names_c[k.channel as usize].to_string(),
+            names_k[k.campaign as usize].to_string(),
         );
+        let v2 = v2_got(k, &mut sums, &names_a);
+        prop_assert_eq!(&v2, &want[&key].3, "v2 of {:?}", key);
+        got.insert(key, (k.totals.clone(), sums));
     }
     prop_assert_eq!(
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>()
     );
     for (key, (t, sums)) in &got {
-        let (wt, wsums, cycles) = &want[key];
+        let (wt, wsums, cycles, _) = &want[key];
         prop_assert_eq!(t, wt, "totals of {:?}", key);
         for (i, w) in windows.iter().enumerate() {
             prop_assert_eq!(&sums[i], &wsums[i], "sums of {:?} window {}", key, w.label);
@@ -567,6 +818,8 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
                         names_c[k.channel as usize].to_string(),
                         names_k[k.campaign as usize].to_string(),
                     );
+                    let v2 = v2_got(k, &mut sums, &names_a);
+                    prop_assert_eq!(&v2, &want[&key].3, "v2 of {:?} at {}", key, now);
                     prop_assert_eq!(
                         &sums,
                         &want[&key].1,

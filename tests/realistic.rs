@@ -25,9 +25,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod common;
-
-/// Series the engine publishes that the reference does not model.
-const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series"];
+use common::{ALLOWED_EXTRA, FLOAT_KPIS, NON_BUSINESS};
 
 /// Families only the live path publishes (lag, delay histogram, checkpoint
 /// and dead-letter health): not modelled, skipped in a scrape.
@@ -36,15 +34,6 @@ const LIVE_ONLY: &[&str] = &[
     "funnel_event_delay_seconds",
     "funnel_checkpoint",
     "funnel_dead_letter",
-];
-
-/// Engine-health families: everything else is a business series.
-const NON_BUSINESS: &[&str] = &[
-    "funnel_label_overflow_total",
-    "funnel_dedup_evicted_total",
-    "funnel_deals_untracked_total",
-    "funnel_series",
-    "funnel_build_info",
 ];
 
 /// How many lines of each kind of difference a failure shows.
@@ -198,31 +187,6 @@ fn value_matches(name: &str, want: f64, got: f64) -> bool {
     };
     (got - want).abs() <= rel * want.abs()
 }
-
-const FLOAT_KPIS: &[&str] = &[
-    "funnel_ctr_ratio",
-    "funnel_cpc",
-    "funnel_cpm",
-    "funnel_cpl",
-    "funnel_cost_per_mql",
-    "funnel_click_to_lead_ratio",
-    "funnel_lead_to_mql_ratio",
-    "funnel_mql_to_sql_ratio",
-    "funnel_sql_to_opportunity_ratio",
-    "funnel_win_ratio",
-    "funnel_lead_to_customer_ratio",
-    "funnel_avg_deal_size",
-    "funnel_cac",
-    "funnel_roas_ratio",
-    "funnel_roi_ratio",
-    "funnel_sales_cycle_mean_seconds",
-    "funnel_sales_cycle_p50_seconds",
-    "funnel_sales_cycle_p90_seconds",
-    "funnel_pipeline_velocity",
-    "funnel_nrr_ratio",
-    "funnel_gross_mrr_churn_ratio",
-    "funnel_customer_churn_ratio",
-];
 
 /// Every difference between the reference and the engine, grouped by kind
 /// and metric family, with the first few of each kind spelled out; empty

@@ -64,3 +64,44 @@ fn schema_agrees_with_the_reference() {
         "check_schema.py failed (is the `jsonschema` package installed? `pip install jsonschema`):\n{text}"
     );
 }
+
+#[test]
+fn expected_v2_exposition_is_the_reference_output() {
+    let out = python(&["tests/golden/reference.py", "tests/golden/events-v2.ndjson"]);
+    assert!(
+        out.status.success(),
+        "reference.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checked_in =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/expected-v2.prom"))
+            .unwrap();
+    assert!(
+        out.stdout == checked_in,
+        "tests/golden/expected-v2.prom is stale: regenerate it with \
+         `python3 tests/golden/reference.py tests/golden/events-v2.ndjson > tests/golden/expected-v2.prom`"
+    );
+}
+
+#[test]
+fn golden_v2_events_stay_clear_of_window_edges_and_agree_with_the_schema() {
+    for args in [
+        &[
+            "tests/golden/reference.py",
+            "--check-margins",
+            "tests/golden/events-v2.ndjson",
+        ][..],
+        &[
+            "tests/golden/check_schema.py",
+            "tests/golden/events-v2.ndjson",
+        ][..],
+    ] {
+        let out = python(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

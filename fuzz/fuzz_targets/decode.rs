@@ -48,6 +48,30 @@ fn check(data: &[u8], cfg: &DecodeConfig) -> Option<funnelstream::decode::Reject
                 }
                 Body::Spend { amount, .. } => money(*amount),
                 Body::Subscription { mrr_delta, .. } => money(*mrr_delta),
+                Body::Session {
+                    count,
+                    pageviews,
+                    bounces,
+                    engaged,
+                } => {
+                    assert!((1..=MAX_COUNT).contains(count));
+                    assert!(pageviews >= count && *pageviews <= MAX_COUNT);
+                    assert!(bounces <= count && engaged <= count);
+                }
+                Body::Conversion {
+                    action,
+                    count,
+                    value,
+                } => {
+                    assert!((1..=64).contains(&action.len()));
+                    assert!((1..=MAX_COUNT).contains(count));
+                    money(*value);
+                }
+                Body::Email { count, .. } => assert!((1..=MAX_COUNT).contains(count)),
+                Body::Survey { kind, score } => {
+                    let (lo, hi) = kind.range();
+                    assert!((lo..=hi).contains(&u64::from(*score)));
+                }
             }
             None
         }

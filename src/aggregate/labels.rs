@@ -71,18 +71,21 @@ impl LabelValues {
     }
 }
 
-/// The two business labels.
+/// The cardinality-limited labels: the two business labels and the
+/// conversion `action` (v2).
 #[derive(Debug)]
 pub struct LabelTable {
     pub channel: LabelValues,
     pub campaign: LabelValues,
+    pub action: LabelValues,
 }
 
 impl LabelTable {
-    pub fn new(max_channels: usize, max_campaigns: usize) -> Self {
+    pub fn new(max_channels: usize, max_campaigns: usize, max_actions: usize) -> Self {
         LabelTable {
             channel: LabelValues::new(max_channels),
             campaign: LabelValues::new(max_campaigns),
+            action: LabelValues::new(max_actions),
         }
     }
 }

@@ -10,16 +10,18 @@
 pub mod labels;
 pub mod pending;
 pub mod ring;
+pub mod v2;
 
 use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use crate::config::{EngineConfig, WindowSpec, MAX_WINDOWS};
 use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
-use crate::decode::{Body, DealStage, Event};
+use crate::decode::{Body, DealStage, Event, Origin, SurveyKind};
 use labels::LabelTable;
 use pending::{Entry, Group, Kind, LOG_LEN};
 use ring::{add_into, bucket_of, oldest_bucket, prefetch, prefetch_all, sketch, CycleRing, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
+use v2::{f2, seen, V2Key, V2Sums, V2Totals};
 
 /// Field positions inside the window groups.
 pub mod field {
@@ -73,6 +75,20 @@ pub struct WindowSums {
     pub subs: [i64; SUBS_N],
     /// Sales-cycle sketch `(index, count)`, sorted by index, merged.
     pub cycles: Vec<(u16, u64)>,
+    /// The v2 groups.
+    pub v2: V2Sums,
+    /// What the KPIs of this window need besides sums: set when rendering
+    /// (zero, and the KPIs that need them absent, otherwise).
+    pub params: KpiParams,
+}
+
+/// Settings and window facts some KPIs need (METRICS.md v2).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KpiParams {
+    /// The window's length `W`.
+    pub window_ms: i64,
+    /// `gross_margin`, 0 < gm <= 1.
+    pub gross_margin: f64,
 }
 
 impl WindowSums {
@@ -83,10 +99,15 @@ impl WindowSums {
         add_into(&mut self.deals, &o.deals);
         add_into(&mut self.subs, &o.subs);
         self.cycles.extend_from_slice(&o.cycles);
+        self.v2.add(&o.v2);
+        if self.params.window_ms == 0 {
+            self.params = o.params;
+        }
     }
 
     /// Sorts and merges the sketch entries collected from several buckets.
     pub fn finish(&mut self) {
+        self.v2.finish();
         self.cycles.sort_unstable_by_key(|e| e.0);
         self.cycles.dedup_by(|next, acc| {
             if next.0 == acc.0 {
@@ -216,6 +237,8 @@ pub struct KeyState {
     log_len: u8,
     /// Bits of the groups (`Group as u8`) that have entries in `log`.
     log_groups: u8,
+    /// The [`v2::seen`] groups this key has received an event of.
+    seen: u8,
     pend: [i64; TRAFFIC_N],
     traffic: Rings<Ring<TRAFFIC_N>>,
     pub totals: Totals,
@@ -225,6 +248,8 @@ pub struct KeyState {
     deals: Rings<Ring<DEALS_N>>,
     cycles: Rings<CycleRing>,
     subs: Rings<Ring<SUBS_N>>,
+    /// The v2 groups, allocated on the first event with something for them.
+    v2: Option<Box<V2Key>>,
     /// Window updates not yet in the rings (see [`pending`]).
     log: Log,
 }
@@ -267,7 +292,33 @@ impl KeyState {
             if let Some(r) = &self.subs {
                 r[i].sum_into(oldest, &mut o.subs);
             }
+            if let Some(v) = &self.v2 {
+                v.sums_into(i, oldest, &mut o.v2);
+            }
         }
+    }
+
+    /// The v2 totals of this key (its [`v2::seen`] bits included).
+    pub fn v2_totals(&self) -> V2Totals {
+        let mut t = self
+            .v2
+            .as_ref()
+            .map(|v| v.totals.clone())
+            .unwrap_or_default();
+        t.seen = self.seen;
+        t
+    }
+
+    /// Adds this key's v2 totals (and [`v2::seen`] bits) into `out`.
+    pub fn v2_totals_into(&self, out: &mut V2Totals) {
+        out.seen |= self.seen;
+        if let Some(v) = &self.v2 {
+            out.add(&v.totals);
+        }
+    }
+
+    fn v2_mut(&mut self) -> &mut V2Key {
+        self.v2.get_or_insert_with(Box::default)
     }
 
     /// Drops the buckets that have left their window at `now`, giving the
@@ -289,6 +340,9 @@ impl KeyState {
             }
             if let Some(r) = &mut self.subs {
                 r[i].evict(oldest, shrink);
+            }
+            if let Some(v) = &mut self.v2 {
+                v.evict(i, oldest, shrink);
             }
         }
     }
@@ -465,6 +519,10 @@ impl KeyState {
             + rings_heap(&self.deals, Ring::heap_bytes)
             + rings_heap(&self.cycles, CycleRing::heap_bytes)
             + rings_heap(&self.subs, Ring::heap_bytes)
+            + self
+                .v2
+                .as_ref()
+                .map_or(0, |v| std::mem::size_of::<V2Key>() + v.heap_bytes())
     }
 
     /// Adds another key's state (restored keys that fold into one; they
@@ -489,19 +547,27 @@ impl KeyState {
         merge(&mut self.deals, &o.deals, nw, Ring::merge_from);
         merge(&mut self.cycles, &o.cycles, nw, CycleRing::merge_from);
         merge(&mut self.subs, &o.subs, nw, Ring::merge_from);
+        self.seen |= o.seen;
+        if let Some(v) = &o.v2 {
+            self.v2_mut().merge_from(v, nw);
+        }
     }
 
     /// Checkpoint encoding; the pending traffic and the log must have been
     /// settled.
-    fn encode_into(&self, w: &mut Writer) {
+    fn encode_into(&self, w: &mut Writer, action_name: &dyn Fn(u32) -> String) {
         debug_assert!(!self.has_pending() && self.log_len == 0);
         self.totals.encode_into(w);
         let mask = u8::from(self.traffic.is_some())
             | u8::from(self.leads.is_some()) << 1
             | u8::from(self.deals.is_some()) << 2
             | u8::from(self.cycles.is_some()) << 3
-            | u8::from(self.subs.is_some()) << 4;
+            | u8::from(self.subs.is_some()) << 4
+            | u8::from(self.v2.is_some()) << 5;
         w.u8(mask);
+        // Format 3: the v2 seen bits, then (mask bit 5) the v2 block at
+        // the end.
+        w.u8(self.seen);
         fn each<T>(r: &Rings<T>, w: &mut Writer, f: impl Fn(&T, &mut Writer)) {
             for x in r.iter().flat_map(|r| r.iter()) {
                 f(x, w);
@@ -512,13 +578,29 @@ impl KeyState {
         each(&self.deals, w, Ring::encode_into);
         each(&self.cycles, w, CycleRing::encode_into);
         each(&self.subs, w, Ring::encode_into);
+        if let Some(v) = &self.v2 {
+            v.encode_into(w, action_name);
+        }
     }
 
-    fn decode_from(&mut self, r: &mut Reader<'_>, nw: usize) -> ReadResult<()> {
+    fn decode_from(
+        &mut self,
+        r: &mut Reader<'_>,
+        nw: usize,
+        version: u16,
+        intern: &mut dyn FnMut(&str) -> u32,
+    ) -> ReadResult<()> {
         self.totals = Totals::decode_from(r)?;
         let mask = r.u8()?;
-        if mask >> 5 != 0 {
+        let max_bits = if version >= 3 { 6 } else { 5 };
+        if mask >> max_bits != 0 {
             return Err(CheckpointError::Corrupt("key group mask".into()));
+        }
+        if version >= 3 {
+            self.seen = r.u8()?;
+            if self.seen & !seen::ALL != 0 {
+                return Err(CheckpointError::Corrupt("key seen bits".into()));
+            }
         }
         fn each<T>(
             present: bool,
@@ -540,6 +622,22 @@ impl KeyState {
         self.deals = each(mask & 4 != 0, r, nw, Ring::decode_from)?;
         self.cycles = each(mask & 8 != 0, r, nw, CycleRing::decode_from)?;
         self.subs = each(mask & 16 != 0, r, nw, Ring::decode_from)?;
+        if mask & 32 != 0 {
+            self.v2 = Some(Box::new(V2Key::decode_from(r, nw, intern)?));
+        }
+        if version < 3 {
+            // Formats 1 and 2 knew no v2 groups: a key had deal events if
+            // it counted any, subscription events if it holds any movement
+            // or subscription rings (one whose every movement was 0 and
+            // has left every window is not told apart).
+            let t = &self.totals;
+            if t.deals.iter().any(|&d| d != 0) {
+                self.seen |= seen::DEAL;
+            }
+            if self.subs.is_some() || t.mrr_movement.iter().any(|&m| m != 0) || t.customers != 0 {
+                self.seen |= seen::SUBS;
+            }
+        }
         Ok(())
     }
 
@@ -555,6 +653,8 @@ const _: () = {
     assert!(std::mem::offset_of!(KeyState, totals) == 64);
     assert!(std::mem::offset_of!(Totals, spend) + 16 <= 64);
     assert!(LOG_LEN <= u8::MAX as usize);
+    // The v2 pointer and seen bits took padding: a key costs what it did.
+    assert!(std::mem::size_of::<KeyState>() == 960);
 };
 
 /// A key lookup done ahead of applying an event: see
@@ -658,9 +758,12 @@ struct DealState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AggStats {
     pub late: u64,
-    /// Events whose channel (0) or campaign (1) was folded into
-    /// `__overflow__`.
-    pub label_overflow: [u64; 2],
+    /// Events whose channel (0), campaign (1) or conversion action (2)
+    /// was folded into `__overflow__`.
+    pub label_overflow: [u64; 3],
+    /// Deal events whose `origin` (0) or `influenced` (1) had an invalid
+    /// value, read as the default (`funnel_fields_ignored_total`).
+    pub fields_ignored: [u64; 2],
     /// Deal events not tracked for the open pipeline because
     /// `max_tracked_deals` was reached.
     pub deals_untracked: u64,
@@ -672,6 +775,9 @@ pub struct Aggregator {
     specs: Vec<WindowSpec>,
     late_before_ms: i64,
     max_tracked_deals: usize,
+    /// `channel_origins` overrides of the default origin of a channel.
+    channel_origins: Arc<[(String, Origin)]>,
+    gross_margin: f64,
     labels: Arc<LabelTable>,
     /// Label-id pair -> key, for every key.
     index: HashMap<u64, u32, ahash::RandomState>,
@@ -726,6 +832,8 @@ impl Aggregator {
                 .longest_window_ms()
                 .saturating_add(cfg.allowed_lateness_ms),
             max_tracked_deals: cfg.max_tracked_deals,
+            channel_origins: cfg.channel_origins.clone().into(),
+            gross_margin: cfg.gross_margin,
             labels,
             index: HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
             cache: PreHashedMap128::default(),
@@ -747,6 +855,19 @@ impl Aggregator {
 
     pub fn labels(&self) -> &Arc<LabelTable> {
         &self.labels
+    }
+
+    /// The `gross_margin` setting.
+    pub fn gross_margin(&self) -> f64 {
+        self.gross_margin
+    }
+
+    /// A deal's origin when its event names none (EVENTS.md v2).
+    fn default_origin(&self, channel: &str) -> Origin {
+        self.channel_origins
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map_or_else(|| Origin::default_for_channel(channel), |x| x.1)
     }
 
     #[inline]
@@ -823,6 +944,7 @@ impl Aggregator {
                     prefetch(&t.mrr_movement[*change as usize]);
                     prefetch(&t.mrr);
                 }
+                _ => {}
             }
         }
     }
@@ -973,6 +1095,7 @@ impl Aggregator {
                 log_event(key, &mut self.ts_span, specs, now, ts_eff, kind, 1, 0);
             }
             Body::Subscription { change, mrr_delta } => {
+                key.seen |= seen::SUBS;
                 let c = *change as usize;
                 t.mrr_movement[c] += i128::from(*mrr_delta);
                 t.mrr += i128::from(change.sign() * mrr_delta);
@@ -997,6 +1120,9 @@ impl Aggregator {
                 stage,
                 amount,
                 created_ts,
+                origin,
+                influenced,
+                ignored,
             } => {
                 t.deals[*stage as usize] += 1;
                 let cycle = ev.ts - created_ts.unwrap_or(ev.ts);
@@ -1005,8 +1131,106 @@ impl Aggregator {
                 }
                 let (kind, a, b) = Entry::deal(*stage, *amount, cycle);
                 log_event(key, &mut self.ts_span, specs, now, ts_eff, kind, a, b);
-                self.track_deal(k as u32, deal_id, *stage, *amount);
+                key.seen |= seen::DEAL;
+                if *ignored != 0 {
+                    self.stats.fields_ignored[0] += u64::from(ignored & 1);
+                    self.stats.fields_ignored[1] += u64::from(ignored >> 1 & 1);
+                }
+                let (stage, amount) = (*stage, *amount);
+                if stage != DealStage::Lost {
+                    let o = origin.unwrap_or_else(|| self.default_origin(&ev.channel)) as usize;
+                    let (mut da, mut db) = ([0; v2::DEAL_A_N], [0; v2::DEAL_B_N]);
+                    if stage == DealStage::Open {
+                        da[f2::PIPELINE_CREATED] = amount;
+                        db[f2::PIPELINE_BY_ORIGIN + o] = amount;
+                    } else {
+                        da[f2::WON_BY_ORIGIN + o] = 1;
+                        db[f2::REVENUE_BY_ORIGIN + o] = amount;
+                        if *influenced {
+                            da[f2::WON_INFLUENCED] = 1;
+                            da[f2::REVENUE_INFLUENCED] = amount;
+                        }
+                    }
+                    let v = self.keys[k].v2_mut();
+                    if stage == DealStage::Open {
+                        v.totals.pipeline_created += i128::from(amount);
+                    }
+                    v.deal(specs, now, ts_eff, &da, &db);
+                }
+                self.track_deal(k as u32, deal_id, stage, amount);
             }
+            _ => self.apply_v2(k, ev, late, ts_eff, now),
+        }
+    }
+
+    /// The v2 event types (rare next to traffic: out of the v1 path).
+    #[inline(never)]
+    fn apply_v2(&mut self, k: usize, ev: &Event<'_>, late: bool, ts: i64, now: i64) {
+        let action = match &ev.body {
+            Body::Conversion { action, .. } => {
+                let (id, over) = self.labels.action.intern(action);
+                self.stats.label_overflow[2] += u64::from(over);
+                id
+            }
+            _ => 0,
+        };
+        let specs: &[WindowSpec] = if late { &[] } else { &self.specs };
+        let key = &mut self.keys[k];
+        match &ev.body {
+            Body::Session {
+                count,
+                pageviews,
+                bounces,
+                engaged,
+            } => {
+                key.seen |= seen::WEB;
+                let v = key.v2_mut();
+                v.totals.sessions += i128::from(*count);
+                v.totals.pageviews += i128::from(*pageviews);
+                let mut d = [0; v2::WEB_N];
+                d[f2::SESSIONS] = *count as i64;
+                d[f2::PAGEVIEWS] = *pageviews as i64;
+                d[f2::BOUNCES] = *bounces as i64;
+                d[f2::ENGAGED] = *engaged as i64;
+                v.web(specs, now, ts, &d);
+            }
+            Body::Conversion { count, value, .. } => {
+                let mut d = [0; v2::CONV_N];
+                d[f2::CONVERSIONS] = *count as i64;
+                d[f2::CONVERSION_VALUE] = *value;
+                key.v2_mut().conversion(specs, now, ts, action, &d);
+            }
+            Body::Email { action, count } => {
+                key.seen |= seen::EMAIL;
+                let v = key.v2_mut();
+                v.totals.email[*action as usize] += i128::from(*count);
+                let mut d = [0; v2::EMAIL_N];
+                d[*action as usize] = *count as i64;
+                v.email(specs, now, ts, &d);
+            }
+            Body::Survey { kind, score } => {
+                key.seen |= seen::SURVEY;
+                let v = key.v2_mut();
+                v.totals.survey[*kind as usize] += 1;
+                let mut d = [0; v2::SURVEY_N];
+                match kind {
+                    SurveyKind::Nps => {
+                        d[f2::NPS_RESPONSES] = 1;
+                        let class = match score {
+                            9..=10 => f2::NPS_PROMOTERS,
+                            7..=8 => f2::NPS_PASSIVES,
+                            _ => f2::NPS_DETRACTORS,
+                        };
+                        d[class] = 1;
+                    }
+                    SurveyKind::Csat => {
+                        d[f2::CSAT_RESPONSES] = 1;
+                        d[f2::CSAT_SATISFIED] = i64::from(*score >= 4);
+                    }
+                }
+                v.survey(specs, now, ts, &d);
+            }
+            _ => {}
         }
     }
 
@@ -1081,6 +1305,10 @@ impl Aggregator {
         w.uvar(self.stats.label_overflow[0]);
         w.uvar(self.stats.label_overflow[1]);
         w.uvar(self.stats.deals_untracked);
+        // Format 3.
+        w.uvar(self.stats.label_overflow[2]);
+        w.uvar(self.stats.fields_ignored[0]);
+        w.uvar(self.stats.fields_ignored[1]);
         let channels = self.labels.channel.names();
         let campaigns = self.labels.campaign.names();
         let name = |names: &[Arc<str>], id: u32| -> Arc<str> {
@@ -1089,11 +1317,13 @@ impl Aggregator {
                 .cloned()
                 .unwrap_or_else(|| Arc::from(labels::OVERFLOW))
         };
+        let actions = self.labels.action.names();
+        let action_name = |id: u32| name(&actions, id).to_string();
         w.uvar(self.keys.len() as u64);
         for k in &self.keys {
             w.str(&name(&channels, k.channel));
             w.str(&name(&campaigns, k.campaign));
-            k.encode_into(w);
+            k.encode_into(w, &action_name);
         }
         w.uvar(self.deals.len() as u64);
         for (h, d) in &self.deals {
@@ -1106,11 +1336,18 @@ impl Aggregator {
 
     /// Inverse of [`encode_into`](Self::encode_into), into an empty
     /// aggregator.
-    pub(crate) fn decode_from(&mut self, r: &mut Reader<'_>) -> ReadResult<()> {
+    pub(crate) fn decode_from(&mut self, r: &mut Reader<'_>, version: u16) -> ReadResult<()> {
         self.stats.late = r.uvar()?;
         self.stats.label_overflow[0] = r.uvar()?;
         self.stats.label_overflow[1] = r.uvar()?;
         self.stats.deals_untracked = r.uvar()?;
+        if version >= 3 {
+            self.stats.label_overflow[2] = r.uvar()?;
+            self.stats.fields_ignored[0] = r.uvar()?;
+            self.stats.fields_ignored[1] = r.uvar()?;
+        }
+        let labels = self.labels.clone();
+        let mut intern = |name: &str| labels.action.intern(name).0;
         let nw = self.specs.len();
         let n = r.count(3)?;
         // Index in the checkpoint -> index here (keys can fold together
@@ -1119,7 +1356,7 @@ impl Aggregator {
         for _ in 0..n {
             let (channel, campaign) = (r.str()?, r.str()?);
             let mut key = KeyState::default();
-            key.decode_from(r, nw)?;
+            key.decode_from(r, nw, version, &mut intern)?;
             let (ch, ch_over) = self.labels.channel.intern(channel);
             let (ca, ca_over) = self.labels.campaign.intern(campaign);
             let composite = (u64::from(ch) << 32) | u64::from(ca);

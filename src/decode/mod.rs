@@ -73,7 +73,8 @@ impl fmt::Display for RejectReason {
     }
 }
 
-/// The six event types, in the order of EVENTS.md.
+/// The event types, in the order of EVENTS.md (the six of v1, then the
+/// four of v2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
     Impression,
@@ -82,17 +83,27 @@ pub enum EventType {
     Deal,
     Spend,
     Subscription,
+    Session,
+    Conversion,
+    Email,
+    Survey,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 10] = [
         Self::Impression,
         Self::Click,
         Self::Lead,
         Self::Deal,
         Self::Spend,
         Self::Subscription,
+        Self::Session,
+        Self::Conversion,
+        Self::Email,
+        Self::Survey,
     ];
+    /// Types of v1 (a format-1 or format-2 checkpoint counts these only).
+    pub const V1_COUNT: usize = 6;
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Impression => "impression",
@@ -101,6 +112,10 @@ impl EventType {
             Self::Deal => "deal",
             Self::Spend => "spend",
             Self::Subscription => "subscription",
+            Self::Session => "session",
+            Self::Conversion => "conversion",
+            Self::Email => "email",
+            Self::Survey => "survey",
         }
     }
     fn parse(s: &str) -> Option<Self> {
@@ -179,6 +194,106 @@ impl Change {
     }
 }
 
+/// Who sourced an opportunity (deal `origin`, v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    Marketing,
+    Sales,
+    Partner,
+    Other,
+}
+impl Origin {
+    pub const ALL: [Origin; 4] = [Self::Marketing, Self::Sales, Self::Partner, Self::Other];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Marketing => "marketing",
+            Self::Sales => "sales",
+            Self::Partner => "partner",
+            Self::Other => "other",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    /// The default of EVENTS.md v2 for a channel, before the
+    /// `channel_origins` setting overrides it.
+    pub fn default_for_channel(channel: &str) -> Self {
+        match channel {
+            "outbound" => Self::Sales,
+            "partner" => Self::Partner,
+            "unknown" => Self::Other,
+            _ => Self::Marketing,
+        }
+    }
+}
+
+/// Email event `action` (v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmailAction {
+    Sent,
+    Delivered,
+    Bounced,
+    Opened,
+    Clicked,
+    Subscribed,
+    Unsubscribed,
+    Complained,
+}
+impl EmailAction {
+    pub const ALL: [EmailAction; 8] = [
+        Self::Sent,
+        Self::Delivered,
+        Self::Bounced,
+        Self::Opened,
+        Self::Clicked,
+        Self::Subscribed,
+        Self::Unsubscribed,
+        Self::Complained,
+    ];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Bounced => "bounced",
+            Self::Opened => "opened",
+            Self::Clicked => "clicked",
+            Self::Subscribed => "subscribed",
+            Self::Unsubscribed => "unsubscribed",
+            Self::Complained => "complained",
+        }
+    }
+}
+
+/// Survey `kind` (v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SurveyKind {
+    Nps,
+    Csat,
+}
+impl SurveyKind {
+    pub const ALL: [SurveyKind; 2] = [Self::Nps, Self::Csat];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Nps => "nps",
+            Self::Csat => "csat",
+        }
+    }
+    /// The accepted scores.
+    pub const fn range(self) -> (u64, u64) {
+        match self {
+            Self::Nps => (0, 10),
+            Self::Csat => (1, 5),
+        }
+    }
+}
+
+/// Bits of [`Body::Deal`]'s `ignored`: v2 optional fields whose invalid
+/// value was read as the default (`funnel_fields_ignored_total{field}`).
+pub const IGNORED_ORIGIN: u8 = 1;
+pub const IGNORED_INFLUENCED: u8 = 2;
+/// The `field` label values, by bit position.
+pub const IGNORABLE_FIELDS: [&str; 2] = ["origin", "influenced"];
+
 /// Type-specific payload of a valid event. Money is in integer micro-units.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body<'a> {
@@ -199,6 +314,13 @@ pub enum Body<'a> {
         amount: i64,
         /// Present for `won` and `lost` (required), optional for `open`.
         created_ts: Option<i64>,
+        /// `None`: the default of the `channel_origins` setting (absent or
+        /// invalid in the event).
+        origin: Option<Origin>,
+        /// Read on `won` only; `false` otherwise.
+        influenced: bool,
+        /// [`IGNORED_ORIGIN`] | [`IGNORED_INFLUENCED`].
+        ignored: u8,
     },
     Spend {
         amount: i64,
@@ -208,6 +330,25 @@ pub enum Body<'a> {
     Subscription {
         change: Change,
         mrr_delta: i64,
+    },
+    Session {
+        count: u64,
+        pageviews: u64,
+        bounces: u64,
+        engaged: u64,
+    },
+    Conversion {
+        action: Cow<'a, str>,
+        count: u64,
+        value: i64,
+    },
+    Email {
+        action: EmailAction,
+        count: u64,
+    },
+    Survey {
+        kind: SurveyKind,
+        score: u8,
     },
 }
 
@@ -230,6 +371,10 @@ impl Event<'_> {
             Body::Deal { .. } => EventType::Deal,
             Body::Spend { .. } => EventType::Spend,
             Body::Subscription { .. } => EventType::Subscription,
+            Body::Session { .. } => EventType::Session,
+            Body::Conversion { .. } => EventType::Conversion,
+            Body::Email { .. } => EventType::Email,
+            Body::Survey { .. } => EventType::Survey,
         }
     }
 }
@@ -343,7 +488,9 @@ enum Scalar<'a> {
     /// A negative integer (serde_json reports non-negative ones as U64).
     Negative,
     F64(f64),
-    /// `null`, booleans, arrays and objects: always the wrong type here.
+    /// A boolean (deal `influenced`; the wrong type everywhere else).
+    Bool(bool),
+    /// `null`, arrays and objects: always the wrong type here.
     Other,
 }
 
@@ -373,8 +520,8 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
             fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
                 Ok(Scalar::F64(v))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Scalar::Other)
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(Scalar::Other)
@@ -414,6 +561,15 @@ enum Field {
     AccountId,
     Change,
     MrrDelta,
+    Pageviews,
+    Bounces,
+    Engaged,
+    Action,
+    Value,
+    Kind,
+    Score,
+    Origin,
+    Influenced,
     Unknown,
 }
 
@@ -436,6 +592,15 @@ impl Field {
             "account_id" => Field::AccountId,
             "change" => Field::Change,
             "mrr_delta" => Field::MrrDelta,
+            "pageviews" => Field::Pageviews,
+            "bounces" => Field::Bounces,
+            "engaged" => Field::Engaged,
+            "action" => Field::Action,
+            "value" => Field::Value,
+            "kind" => Field::Kind,
+            "score" => Field::Score,
+            "origin" => Field::Origin,
+            "influenced" => Field::Influenced,
             _ => Field::Unknown,
         }
     }
@@ -475,6 +640,15 @@ struct Raw<'a> {
     account_id: Option<Scalar<'a>>,
     change: Option<Scalar<'a>>,
     mrr_delta: Option<Scalar<'a>>,
+    pageviews: Option<Scalar<'a>>,
+    bounces: Option<Scalar<'a>>,
+    engaged: Option<Scalar<'a>>,
+    action: Option<Scalar<'a>>,
+    value: Option<Scalar<'a>>,
+    kind: Option<Scalar<'a>>,
+    score: Option<Scalar<'a>>,
+    origin: Option<Scalar<'a>>,
+    influenced: Option<Scalar<'a>>,
 }
 
 /// The top-level value: an object's known fields, written into the `Raw`
@@ -510,6 +684,15 @@ impl<'de> de::DeserializeSeed<'de> for TopSeed<'_, 'de> {
                         Field::AccountId => &mut r.account_id,
                         Field::Change => &mut r.change,
                         Field::MrrDelta => &mut r.mrr_delta,
+                        Field::Pageviews => &mut r.pageviews,
+                        Field::Bounces => &mut r.bounces,
+                        Field::Engaged => &mut r.engaged,
+                        Field::Action => &mut r.action,
+                        Field::Value => &mut r.value,
+                        Field::Kind => &mut r.kind,
+                        Field::Score => &mut r.score,
+                        Field::Origin => &mut r.origin,
+                        Field::Influenced => &mut r.influenced,
                         Field::Unknown => {
                             a.next_value::<Skip>()?;
                             continue;
@@ -606,23 +789,30 @@ fn timestamp(v: Scalar<'_>) -> Result<i64, RejectReason> {
             Ok(x as i64)
         }
         Scalar::F64(_) => Err(R::InvalidTimestamp),
-        Scalar::Other => Err(R::WrongType),
+        Scalar::Bool(_) | Scalar::Other => Err(R::WrongType),
     }
 }
 
 fn count(v: Option<Scalar<'_>>) -> Result<u64, RejectReason> {
     match v {
         None => Ok(1),
-        Some(Scalar::U64(n)) if (1..=MAX_COUNT).contains(&n) => Ok(n),
-        Some(Scalar::U64(_) | Scalar::Negative) => Err(R::InvalidNumber),
-        Some(Scalar::F64(x)) => {
-            if x.fract() == 0.0 && x >= 1.0 && x <= MAX_COUNT as f64 {
+        Some(v) => integer(v, 1, MAX_COUNT),
+    }
+}
+
+/// An integer in `lo..=hi` (integral floats accepted, like `count`).
+fn integer(v: Scalar<'_>, lo: u64, hi: u64) -> Result<u64, RejectReason> {
+    match v {
+        Scalar::U64(n) if (lo..=hi).contains(&n) => Ok(n),
+        Scalar::U64(_) | Scalar::Negative => Err(R::InvalidNumber),
+        Scalar::F64(x) => {
+            if x.fract() == 0.0 && x >= lo as f64 && x <= hi as f64 {
                 Ok(x as u64)
             } else {
                 Err(R::InvalidNumber)
             }
         }
-        Some(_) => Err(R::WrongType),
+        _ => Err(R::WrongType),
     }
 }
 
@@ -661,7 +851,12 @@ fn validate<'a>(r: &mut Raw<'a>) -> Result<Event<'a>, RejectReason> {
     let ty = enum_value(required(r.type_.take())?, EventType::parse)?;
     let id = bounded(string(required(r.id.take())?)?, 128)?;
     let ts = timestamp(required(r.ts.take())?)?;
-    let channel = optional_label(r.channel.take(), "unknown", 64)?;
+    let default_channel = if ty == EventType::Email {
+        "email"
+    } else {
+        "unknown"
+    };
+    let channel = optional_label(r.channel.take(), default_channel, 64)?;
     let campaign = optional_label(r.campaign.take(), "none", 128)?;
     let body = match ty {
         EventType::Impression | EventType::Click => {
@@ -694,11 +889,32 @@ fn validate<'a>(r: &mut Raw<'a>) -> Result<Event<'a>, RejectReason> {
                 (DealStage::Open, None) => None,
                 (_, v) => Some(timestamp(required(v)?)?),
             };
+            // Lenient v2 fields: an invalid value is read as the default.
+            let mut ignored = 0;
+            let origin = match r.origin.take() {
+                None => None,
+                Some(Scalar::Str(s)) if Origin::parse(&s).is_some() => Origin::parse(&s),
+                Some(_) => {
+                    ignored |= IGNORED_ORIGIN;
+                    None
+                }
+            };
+            let influenced = match (stage, r.influenced.take()) {
+                (DealStage::Won, Some(Scalar::Bool(b))) => b,
+                (DealStage::Won, Some(_)) => {
+                    ignored |= IGNORED_INFLUENCED;
+                    false
+                }
+                _ => false,
+            };
             Body::Deal {
                 deal_id,
                 stage,
                 amount,
                 created_ts,
+                origin,
+                influenced,
+                ignored,
             }
         }
         EventType::Spend => {
@@ -716,6 +932,55 @@ fn validate<'a>(r: &mut Raw<'a>) -> Result<Event<'a>, RejectReason> {
             })?;
             let mrr_delta = money(required(r.mrr_delta.take())?)?;
             Body::Subscription { change, mrr_delta }
+        }
+        EventType::Session => {
+            let count = count(r.count.take())?;
+            let pageviews = match r.pageviews.take() {
+                None => count,
+                Some(v) => integer(v, count, MAX_COUNT)?,
+            };
+            let bounces = match r.bounces.take() {
+                None => 0,
+                Some(v) => integer(v, 0, count)?,
+            };
+            let engaged = match r.engaged.take() {
+                None => count - bounces,
+                Some(v) => integer(v, 0, count)?,
+            };
+            Body::Session {
+                count,
+                pageviews,
+                bounces,
+                engaged,
+            }
+        }
+        EventType::Conversion => {
+            let action = optional_label(r.action.take(), "conversion", 64)?;
+            let count = count(r.count.take())?;
+            let value = optional_money(r.value.take())?;
+            Body::Conversion {
+                action,
+                count,
+                value,
+            }
+        }
+        EventType::Email => {
+            let action = enum_value(required(r.action.take())?, |s| {
+                EmailAction::ALL.into_iter().find(|x| x.as_str() == s)
+            })?;
+            let count = count(r.count.take())?;
+            Body::Email { action, count }
+        }
+        EventType::Survey => {
+            let kind = match r.kind.take() {
+                None => SurveyKind::Nps,
+                Some(v) => {
+                    enum_value(v, |s| SurveyKind::ALL.into_iter().find(|x| x.as_str() == s))?
+                }
+            };
+            let (lo, hi) = kind.range();
+            let score = integer(required(r.score.take())?, lo, hi)? as u8;
+            Body::Survey { kind, score }
         }
     };
     Ok(Event {

@@ -52,12 +52,40 @@ fn valid(s: &str) -> Event<'static> {
             stage,
             amount,
             created_ts,
+            origin,
+            influenced,
+            ignored,
         } => Body::Deal {
             deal_id: own(deal_id),
             stage,
             amount,
             created_ts,
+            origin,
+            influenced,
+            ignored,
         },
+        Body::Conversion {
+            action,
+            count,
+            value,
+        } => Body::Conversion {
+            action: own(action),
+            count,
+            value,
+        },
+        Body::Session {
+            count,
+            pageviews,
+            bounces,
+            engaged,
+        } => Body::Session {
+            count,
+            pageviews,
+            bounces,
+            engaged,
+        },
+        Body::Email { action, count } => Body::Email { action, count },
+        Body::Survey { kind, score } => Body::Survey { kind, score },
         Body::Impression { count, cost } => Body::Impression { count, cost },
         Body::Click { count, cost } => Body::Click { count, cost },
         Body::Lead { stage } => Body::Lead { stage },
@@ -1398,7 +1426,10 @@ fn defaults() {
             deal_id: "D".into(),
             stage: DealStage::Open,
             amount: 0,
-            created_ts: None
+            created_ts: None,
+            origin: None,
+            influenced: false,
+            ignored: 0
         }
     );
     let ev = ok(r#"{"id":"e1","type":"deal","ts":5,"deal_id":"D","stage":"lost","created_ts":1}"#);
@@ -1408,7 +1439,10 @@ fn defaults() {
             deal_id: "D".into(),
             stage: DealStage::Lost,
             amount: 0,
-            created_ts: Some(1)
+            created_ts: Some(1),
+            origin: None,
+            influenced: false,
+            ignored: 0
         }
     );
     let ev = ok(
@@ -1420,7 +1454,10 @@ fn defaults() {
             deal_id: "D".into(),
             stage: DealStage::Open,
             amount: 7_250_000,
-            created_ts: Some(2)
+            created_ts: Some(2),
+            origin: None,
+            influenced: false,
+            ignored: 0
         }
     );
 }
@@ -1882,6 +1919,9 @@ fn contract_examples_decode() {
                 stage: DealStage::Won,
                 amount: 24_000 * M,
                 created_ts: Some(1_790_856_000_000),
+                origin: None,
+                influenced: false,
+                ignored: 0,
             },
         ),
         ev(
@@ -2135,6 +2175,32 @@ fn check_invariants(ev: &Event<'_>, input: &[u8], c: &DecodeConfig, wall: i64) {
         }
         Body::Spend { amount, .. } => money(*amount),
         Body::Subscription { mrr_delta, .. } => money(*mrr_delta),
+        Body::Session {
+            count,
+            pageviews,
+            bounces,
+            engaged,
+        } => {
+            assert!((1..=MAX_COUNT).contains(count), "count: {}", ctx());
+            assert!(pageviews >= count && *pageviews <= MAX_COUNT, "{}", ctx());
+            assert!(bounces <= count && engaged <= count, "{}", ctx());
+        }
+        Body::Conversion {
+            action,
+            count,
+            value,
+        } => {
+            assert!((1..=64).contains(&action.len()), "action: {}", ctx());
+            assert!((1..=MAX_COUNT).contains(count), "count: {}", ctx());
+            money(*value);
+        }
+        Body::Email { count, .. } => {
+            assert!((1..=MAX_COUNT).contains(count), "count: {}", ctx())
+        }
+        Body::Survey { kind, score } => {
+            let (lo, hi) = kind.range();
+            assert!((lo..=hi).contains(&u64::from(*score)), "score: {}", ctx());
+        }
     }
     // Borrowed strings point into the input (or are the static defaults).
     let range = input.as_ptr_range();
@@ -2294,6 +2360,9 @@ fn reference(bytes: &[u8], c: &DecodeConfig, wall: i64) -> Result<Event<'static>
                 stage,
                 amount,
                 created_ts,
+                origin: None,
+                influenced: false,
+                ignored: 0,
             }
         }
         "spend" => {
@@ -2769,4 +2838,315 @@ proptest! {
             check_invariants(ev, s.as_bytes(), &cfg(), WALL);
         }
     }
+}
+
+// --- v2 types and fields (EVENTS.md v2) ---------------------------------------
+
+#[test]
+fn v2_contract_examples_decode() {
+    let e7 = ok(
+        r#"{"id":"e7","type":"session","ts":"2026-11-25T10:05:00Z","channel":"organic","campaign":"blog","count":120,"pageviews":310,"bounces":48}"#,
+    );
+    assert_eq!(
+        e7.body,
+        Body::Session {
+            count: 120,
+            pageviews: 310,
+            bounces: 48,
+            engaged: 72
+        }
+    );
+    let e8 = ok(
+        r#"{"id":"e8","type":"conversion","ts":"2026-11-25T10:06:00Z","channel":"organic","campaign":"blog","action":"demo_request"}"#,
+    );
+    assert_eq!(
+        e8.body,
+        Body::Conversion {
+            action: "demo_request".into(),
+            count: 1,
+            value: 0
+        }
+    );
+    let e9 = ok(
+        r#"{"id":"e9","type":"email","ts":"2026-11-25T11:00:00Z","campaign":"newsletter-48","action":"opened","count":412}"#,
+    );
+    assert_eq!(e9.channel, "email", "email events default to channel email");
+    assert_eq!(
+        e9.body,
+        Body::Email {
+            action: EmailAction::Opened,
+            count: 412
+        }
+    );
+    let e10 = ok(
+        r#"{"id":"e10","type":"survey","ts":"2026-11-25T12:00:00Z","channel":"paid_search","campaign":"brand-q4","kind":"nps","score":9}"#,
+    );
+    assert_eq!(
+        e10.body,
+        Body::Survey {
+            kind: SurveyKind::Nps,
+            score: 9
+        }
+    );
+    let e11 = ok(
+        r#"{"id":"e11","type":"deal","ts":"2026-11-25T13:00:00Z","channel":"outbound","campaign":"abm-q4","deal_id":"D-10","stage":"won","amount":18000,"created_ts":"2026-09-30T09:00:00Z","origin":"sales","influenced":true}"#,
+    );
+    assert!(matches!(
+        e11.body,
+        Body::Deal {
+            origin: Some(Origin::Sales),
+            influenced: true,
+            ignored: 0,
+            ..
+        }
+    ));
+    for ty in ["session", "conversion", "survey"] {
+        let line = format!(r#"{{"id":"x","type":"{ty}","ts":1,"action":"a","score":3}}"#);
+        assert_eq!(ok(&line).channel, "unknown", "{ty}");
+    }
+}
+
+#[test]
+fn v2_defaults() {
+    let s = ok(r#"{"id":"e","type":"session","ts":1}"#);
+    assert_eq!(
+        s.body,
+        Body::Session {
+            count: 1,
+            pageviews: 1,
+            bounces: 0,
+            engaged: 1
+        }
+    );
+    let s = ok(r#"{"id":"e","type":"session","ts":1,"count":10,"bounces":3,"engaged":9}"#);
+    assert_eq!(
+        s.body,
+        Body::Session {
+            count: 10,
+            pageviews: 10,
+            bounces: 3,
+            engaged: 9
+        }
+    );
+    let c = ok(r#"{"id":"e","type":"conversion","ts":1,"count":3,"value":12.5}"#);
+    assert_eq!(
+        c.body,
+        Body::Conversion {
+            action: "conversion".into(),
+            count: 3,
+            value: 12_500_000
+        }
+    );
+    let v = ok(r#"{"id":"e","type":"survey","ts":1,"score":0}"#);
+    assert_eq!(
+        v.body,
+        Body::Survey {
+            kind: SurveyKind::Nps,
+            score: 0
+        }
+    );
+    // An explicit channel on an email event is kept.
+    let e = ok(r#"{"id":"e","type":"email","ts":1,"action":"sent","channel":"crm"}"#);
+    assert_eq!(e.channel, "crm");
+}
+
+#[test]
+fn v2_ranges_and_rejections() {
+    for (line, want) in [
+        // session: pageviews >= count, bounces and engaged <= count.
+        (
+            r#"{"id":"e","type":"session","ts":1,"count":5,"pageviews":4}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"session","ts":1,"count":5,"bounces":6}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"session","ts":1,"count":5,"engaged":6}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"session","ts":1,"count":5,"bounces":-1}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"session","ts":1,"count":5,"bounces":1.5}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"session","ts":1,"count":0}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"session","ts":1,"pageviews":"3"}"#,
+            R::WrongType,
+        ),
+        // No pageviews given: default = count, whatever count is.
+        // conversion: action a label of 1..=64 bytes, value money.
+        (
+            r#"{"id":"e","type":"conversion","ts":1,"action":""}"#,
+            R::InvalidLength,
+        ),
+        (
+            &format!(
+                r#"{{"id":"e","type":"conversion","ts":1,"action":"{}"}}"#,
+                "a".repeat(65)
+            ),
+            R::InvalidLength,
+        ),
+        (
+            r#"{"id":"e","type":"conversion","ts":1,"action":5}"#,
+            R::WrongType,
+        ),
+        (
+            r#"{"id":"e","type":"conversion","ts":1,"value":-1}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"conversion","ts":1,"value":"1"}"#,
+            R::WrongType,
+        ),
+        // email: action required, from the fixed set.
+        (r#"{"id":"e","type":"email","ts":1}"#, R::MissingField),
+        (
+            r#"{"id":"e","type":"email","ts":1,"action":"forwarded"}"#,
+            R::InvalidValue,
+        ),
+        (
+            r#"{"id":"e","type":"email","ts":1,"action":null}"#,
+            R::WrongType,
+        ),
+        (
+            r#"{"id":"e","type":"email","ts":1,"action":"sent","count":0}"#,
+            R::InvalidNumber,
+        ),
+        // survey: kind from the set, score required and in range.
+        (
+            r#"{"id":"e","type":"survey","ts":1,"kind":"ces","score":3}"#,
+            R::InvalidValue,
+        ),
+        (r#"{"id":"e","type":"survey","ts":1}"#, R::MissingField),
+        (
+            r#"{"id":"e","type":"survey","ts":1,"score":11}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"survey","ts":1,"score":-1}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"survey","ts":1,"score":8.5}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"survey","ts":1,"kind":"csat","score":0}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"survey","ts":1,"kind":"csat","score":6}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"survey","ts":1,"score":"9"}"#,
+            R::WrongType,
+        ),
+        (
+            r#"{"id":"e","type":"survey","ts":1,"score":true}"#,
+            R::WrongType,
+        ),
+        // Type fields before future_timestamp, as for v1 types.
+        (
+            r#"{"id":"e","type":"survey","ts":253402300799999,"score":12}"#,
+            R::InvalidNumber,
+        ),
+        (
+            r#"{"id":"e","type":"email","ts":253402300799999,"action":"sent"}"#,
+            R::FutureTimestamp,
+        ),
+    ] {
+        rejects(line, want);
+    }
+    // Bounds are inclusive.
+    ok(r#"{"id":"e","type":"session","ts":1,"count":5,"pageviews":5,"bounces":5,"engaged":5}"#);
+    ok(r#"{"id":"e","type":"survey","ts":1,"kind":"csat","score":1}"#);
+    ok(r#"{"id":"e","type":"survey","ts":1,"kind":"csat","score":5}"#);
+    ok(r#"{"id":"e","type":"survey","ts":1,"score":10.0}"#);
+    ok(&format!(
+        r#"{{"id":"e","type":"conversion","ts":1,"action":"{}"}}"#,
+        "a".repeat(64)
+    ));
+    for a in EmailAction::ALL {
+        let line = format!(
+            r#"{{"id":"e","type":"email","ts":1,"action":"{}"}}"#,
+            a.as_str()
+        );
+        assert!(matches!(ok(&line).body, Body::Email { action, .. } if action == a));
+    }
+}
+
+#[test]
+fn v2_deal_fields_are_lenient() {
+    let deal = |stage: &str, extra: &str| {
+        format!(
+            r#"{{"id":"e","type":"deal","ts":10,"deal_id":"D","stage":"{stage}","amount":1,"created_ts":1{extra}}}"#
+        )
+    };
+    let body = |line: &str| valid(line).body;
+    let fields = |b: Body<'_>| match b {
+        Body::Deal {
+            origin,
+            influenced,
+            ignored,
+            ..
+        } => (origin, influenced, ignored),
+        other => panic!("{other:?}"),
+    };
+    for o in Origin::ALL {
+        let line = deal("open", &format!(r#","origin":"{}""#, o.as_str()));
+        assert_eq!(fields(body(&line)), (Some(o), false, 0));
+    }
+    // Invalid origin: another string, another type, null -> default, noted.
+    for bad in [r#""Marketing""#, r#""""#, "1", "null", "true", "[]"] {
+        for stage in ["open", "won", "lost"] {
+            let line = deal(stage, &format!(r#","origin":{bad}"#));
+            assert_eq!(fields(body(&line)), (None, false, IGNORED_ORIGIN), "{line}");
+        }
+    }
+    // influenced: read (and checked) on won only.
+    assert_eq!(
+        fields(body(&deal("won", r#","influenced":true"#))),
+        (None, true, 0)
+    );
+    assert_eq!(
+        fields(body(&deal("won", r#","influenced":false"#))),
+        (None, false, 0)
+    );
+    for bad in [r#""true""#, "1", "null", "{}"] {
+        let line = deal("won", &format!(r#","influenced":{bad}"#));
+        assert_eq!(
+            fields(body(&line)),
+            (None, false, IGNORED_INFLUENCED),
+            "{line}"
+        );
+        for stage in ["open", "lost"] {
+            let line = deal(stage, &format!(r#","influenced":{bad}"#));
+            assert_eq!(fields(body(&line)), (None, false, 0), "{line}");
+        }
+    }
+    assert_eq!(
+        fields(body(&deal("open", r#","influenced":true"#))),
+        (None, false, 0)
+    );
+    // Both invalid.
+    let line = deal("won", r#","origin":7,"influenced":"yes""#);
+    assert_eq!(
+        fields(body(&line)),
+        (None, false, IGNORED_ORIGIN | IGNORED_INFLUENCED)
+    );
+    // An invalid v2 field never hides a real rejection.
+    rejects(
+        r#"{"id":"e","type":"deal","ts":10,"deal_id":"D","stage":"won","created_ts":1,"origin":5}"#,
+        R::MissingField,
+    );
 }

@@ -85,7 +85,7 @@ impl SeriesVisitor for Collector<'_> {
         self.campaign = campaign.to_string();
     }
 
-    fn series(&mut self, family: usize, extra: Option<(&'static str, &str)>, value: Value) {
+    fn series(&mut self, family: usize, extra: &[(&'static str, &str)], value: Value) {
         if !self.keep_key {
             return;
         }
@@ -94,14 +94,14 @@ impl SeriesVisitor for Collector<'_> {
             return;
         }
         if let Some(w) = self.filter.window.as_deref() {
-            if extra.is_some_and(|(k, v)| k == "window" && v != w) {
+            if extra.iter().any(|(k, v)| *k == "window" && *v != w) {
                 return;
             }
         }
         let mut labels = BTreeMap::new();
         labels.insert("channel".to_string(), self.channel.clone());
         labels.insert("campaign".to_string(), self.campaign.clone());
-        if let Some((k, v)) = extra {
+        for (k, v) in extra {
             labels.insert(k.to_string(), v.to_string());
         }
         self.out.push(KpiSeries {

@@ -367,9 +367,9 @@ fn headline(live: &LiveState) -> Vec<(String, Totals, WindowSums)> {
     let specs = &live.engine.config.windows;
     let mut total = Totals::default();
     let mut sums = vec![WindowSums::default(); specs.len()];
-    for (_, _, t, ws) in keys.iter() {
-        total.add(t);
-        for (a, b) in sums.iter_mut().zip(ws) {
+    for key in keys.iter() {
+        total.add(key.totals);
+        for (a, b) in sums.iter_mut().zip(key.windows) {
             a.add(b);
         }
     }

@@ -6,9 +6,10 @@
 //! `benches/engine.rs`, `render_*`, for both measured side by side). The
 //! output is checked with `promtool check metrics` in the tests.
 
-use crate::aggregate::{Aggregator, Totals, WindowSums};
+use crate::aggregate::v2::V2Totals;
+use crate::aggregate::{Aggregator, KpiParams, Totals, WindowSums};
 use crate::config::WindowSpec;
-use crate::decode::{EventType, RejectReason};
+use crate::decode::{EventType, RejectReason, IGNORABLE_FIELDS};
 use crate::engine::Health;
 use crate::kpi::{Eval, Value, FAMILIES};
 use std::collections::BTreeMap;
@@ -125,6 +126,7 @@ fn render_lag(out: &mut String, lag: &[(String, i32, i64)]) {
 /// One (channel, campaign) key merged across partitions.
 struct MergedKey {
     totals: Totals,
+    v2: V2Totals,
     windows: Vec<WindowSums>,
 }
 
@@ -135,7 +137,7 @@ struct MergedKey {
 pub fn for_each_key(
     aggs: &[&Aggregator],
     now: i64,
-    mut f: impl FnMut(&str, &str, &Totals, &[WindowSums]),
+    mut f: impl FnMut(&str, &str, &Totals, &V2Totals, &[WindowSums]),
 ) {
     let Some(first) = aggs.first() else {
         return;
@@ -161,22 +163,37 @@ pub fn for_each_key(
     }
     let mut merged = MergedKey {
         totals: Totals::default(),
+        v2: V2Totals::default(),
         windows: vec![WindowSums::default(); specs.len()],
     };
+    let gross_margin = first.gross_margin();
     for ((channel, campaign), members) in &groups {
         merged.totals = Totals::default();
-        for w in merged.windows.iter_mut() {
+        merged.v2 = V2Totals::default();
+        for (w, spec) in merged.windows.iter_mut().zip(specs) {
             *w = WindowSums::default();
+            w.params = KpiParams {
+                window_ms: spec.len_ms,
+                gross_margin,
+            };
         }
         for &(ai, ki) in members {
             let k = &aggs[ai].keys()[ki];
             merged.totals.add(&k.totals);
+            k.v2_totals_into(&mut merged.v2);
             k.sums_into(specs, now, &mut merged.windows);
         }
+        merged.v2.finish();
         for w in merged.windows.iter_mut() {
             w.finish();
         }
-        f(channel, campaign, &merged.totals, &merged.windows);
+        f(
+            channel,
+            campaign,
+            &merged.totals,
+            &merged.v2,
+            &merged.windows,
+        );
     }
 }
 
@@ -212,8 +229,9 @@ pub trait SeriesVisitor {
     /// A new (channel, campaign) key starts; its series follow.
     fn key(&mut self, channel: &str, campaign: &str);
     /// One series of the current key: family index into [`FAMILIES`], the
-    /// extra label (`window`, `stage` or `change`) and the value.
-    fn series(&mut self, family: usize, extra: Option<(&'static str, &str)>, value: Value);
+    /// extra labels (`window`, `stage`, `change`, `origin`, `action`,
+    /// `kind`; `window` last) and the value.
+    fn series(&mut self, family: usize, extra: &[(&'static str, &str)], value: Value);
 }
 
 /// Evaluates every family of [`FAMILIES`] for every key, in label order.
@@ -222,62 +240,135 @@ pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) 
         .first()
         .map(|a| a.windows().to_vec())
         .unwrap_or_default();
-    for_each_key(aggs, now, |channel, campaign, totals, windows| {
-        visit_key(&specs, channel, campaign, totals, windows, v)
+    let actions = aggs
+        .first()
+        .map(|a| a.labels().action.names())
+        .unwrap_or_default();
+    let mut acts = Vec::new();
+    for_each_key(aggs, now, |channel, campaign, totals, v2, windows| {
+        let key = KeyView {
+            channel,
+            campaign,
+            totals,
+            v2,
+            windows,
+        };
+        visit_key(&specs, &actions, &key, &mut acts, v)
     });
 }
 
 /// [`visit_series`] over keys copied out of the partitions.
 pub fn visit_copied(keys: &KeyCopies, v: &mut impl SeriesVisitor) {
-    for (channel, campaign, totals, windows) in keys.iter() {
-        visit_key(&keys.specs, channel, campaign, totals, windows, v);
+    let actions = keys
+        .labels
+        .as_ref()
+        .map(|l| l.action.names())
+        .unwrap_or_default();
+    let mut acts = Vec::new();
+    for key in keys.iter() {
+        visit_key(&keys.specs, &actions, &key, &mut acts, v);
     }
 }
 
-fn visit_key(
+/// One (channel, campaign) key's merged state, as the families read it.
+pub struct KeyView<'a> {
+    pub channel: &'a str,
+    pub campaign: &'a str,
+    pub totals: &'a Totals,
+    pub v2: &'a V2Totals,
+    pub windows: &'a [WindowSums],
+}
+
+fn visit_key<'n>(
     specs: &[WindowSpec],
-    channel: &str,
-    campaign: &str,
-    totals: &Totals,
-    windows: &[WindowSums],
+    actions: &'n [Arc<str>],
+    key: &KeyView<'_>,
+    acts: &mut Vec<(&'n str, u32, i128)>,
     v: &mut impl SeriesVisitor,
 ) {
-    v.key(channel, campaign);
+    let (totals, v2, windows) = (key.totals, key.v2, key.windows);
+    let action_name = |id: u32| -> &'n str {
+        actions
+            .get(id as usize)
+            .map_or(crate::aggregate::labels::OVERFLOW, |a| a)
+    };
+    v.key(key.channel, key.campaign);
+    // Conversion actions in name order: ids depend on interning order.
+    acts.clear();
+    acts.extend(v2.conversions.iter().map(|&(a, c)| (action_name(a), a, c)));
+    acts.sort_unstable();
     for (fi, fam) in FAMILIES.iter().enumerate() {
+        if fam.gate != 0 && v2.seen & fam.gate == 0 {
+            continue;
+        }
         match fam.eval {
             Eval::Window(f) => {
                 for (w, spec) in windows.iter().zip(specs) {
                     if let Some(value) = f(totals, w) {
-                        v.series(fi, Some(("window", &spec.label)), value);
+                        v.series(fi, &[("window", &spec.label)], value);
                     }
                 }
             }
-            Eval::Key(f) => v.series(fi, None, f(totals)),
+            Eval::Key(f) => v.series(fi, &[], f(totals)),
             Eval::Labelled { label, values, f } => {
                 for (i, lv) in values.iter().enumerate() {
-                    v.series(fi, Some((label, lv)), f(totals, i));
+                    v.series(fi, &[(label, lv)], f(totals, i));
+                }
+            }
+            Eval::LabelledWindow { label, values, f } => {
+                for (i, lv) in values.iter().enumerate() {
+                    for (w, spec) in windows.iter().zip(specs) {
+                        if let Some(value) = f(w, i) {
+                            v.series(fi, &[(label, lv), ("window", &spec.label)], value);
+                        }
+                    }
+                }
+            }
+            Eval::ActionWindow(f) => {
+                for &(name, a, _) in acts.iter() {
+                    for (w, spec) in windows.iter().zip(specs) {
+                        if let Some(value) = f(w, &w.v2.conversion(a)) {
+                            v.series(fi, &[("action", name), ("window", &spec.label)], value);
+                        }
+                    }
+                }
+            }
+            Eval::ActionKey(f) => {
+                for &(name, _, total) in acts.iter() {
+                    v.series(fi, &[("action", name)], f(total));
+                }
+            }
+            Eval::KeyV2(f) => {
+                if let Some(value) = f(totals, v2) {
+                    v.series(fi, &[], value);
+                }
+            }
+            Eval::LabelledV2 { label, values, f } => {
+                for (i, lv) in values.iter().enumerate() {
+                    v.series(fi, &[(label, lv)], f(v2, i));
                 }
             }
         }
     }
 }
 
-/// One key's totals and window sums.
-type Sums = (Totals, Vec<WindowSums>);
+/// One key's totals, v2 totals and window sums.
+type Sums = (Totals, V2Totals, Vec<WindowSums>);
 
 /// Every key's totals and window sums at one engine time, copied out of
 /// the partitions one partition at a time (so that each partition is locked
 /// only while its own keys are copied) and merged across partitions. What
 /// it renders is exactly what [`render_as`] renders from the partitions
-/// themselves: the sums are integers and the sketches are merged by
-/// `finish`, so the order of the additions does not matter.
+/// themselves: the sums are integers and the sketches and conversion lists
+/// are merged by `finish`, so the order of the additions does not matter.
 #[derive(Debug, Default)]
 pub struct KeyCopies {
     specs: Vec<WindowSpec>,
+    gross_margin: f64,
     labels: Option<Arc<crate::aggregate::labels::LabelTable>>,
     /// (channel id, campaign id) -> position in `copied`.
     index: std::collections::HashMap<(u32, u32), usize>,
-    copied: Vec<(u32, u32, Totals, Vec<WindowSums>)>,
+    copied: Vec<(u32, u32, Sums)>,
     /// After [`finish`](Self::finish): by labels, in label order.
     merged: Vec<(Arc<str>, Arc<str>, Sums)>,
 }
@@ -287,6 +378,7 @@ impl KeyCopies {
     pub fn add(&mut self, agg: &Aggregator, now: i64) {
         if self.labels.is_none() {
             self.specs = agg.windows().to_vec();
+            self.gross_margin = agg.gross_margin();
             self.labels = Some(agg.labels().clone());
         }
         let n = self.specs.len();
@@ -298,13 +390,17 @@ impl KeyCopies {
                     self.copied.push((
                         k.channel,
                         k.campaign,
-                        Totals::default(),
-                        vec![WindowSums::default(); n],
+                        (
+                            Totals::default(),
+                            V2Totals::default(),
+                            vec![WindowSums::default(); n],
+                        ),
                     ));
                     self.copied.len() - 1
                 });
-            let (_, _, totals, windows) = &mut self.copied[at];
+            let (_, _, (totals, v2, windows)) = &mut self.copied[at];
             totals.add(&k.totals);
+            k.v2_totals_into(v2);
             k.sums_into(&self.specs, now, windows);
         }
     }
@@ -324,37 +420,48 @@ impl KeyCopies {
                 .unwrap_or_else(|| Arc::from(crate::aggregate::labels::OVERFLOW))
         };
         let mut by_name: BTreeMap<(Arc<str>, Arc<str>), Sums> = BTreeMap::new();
-        for (ch, ca, totals, windows) in self.copied.drain(..) {
+        for (ch, ca, sums) in self.copied.drain(..) {
             match by_name.entry((name(&channels, ch), name(&campaigns, ca))) {
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert((totals, windows));
+                    e.insert(sums);
                 }
                 std::collections::btree_map::Entry::Occupied(mut e) => {
-                    let (t, ws) = e.get_mut();
-                    t.add(&totals);
-                    for (a, b) in ws.iter_mut().zip(&windows) {
+                    let (t, v2, ws) = e.get_mut();
+                    t.add(&sums.0);
+                    v2.add(&sums.1);
+                    for (a, b) in ws.iter_mut().zip(&sums.2) {
                         a.add(b);
                     }
                 }
             }
         }
         self.index.clear();
+        let (specs, gross_margin) = (&self.specs, self.gross_margin);
         self.merged = by_name
             .into_iter()
-            .map(|((ch, ca), (t, mut ws))| {
-                for w in ws.iter_mut() {
+            .map(|((ch, ca), (t, mut v2, mut ws))| {
+                v2.finish();
+                for (w, spec) in ws.iter_mut().zip(specs) {
                     w.finish();
+                    w.params = KpiParams {
+                        window_ms: spec.len_ms,
+                        gross_margin,
+                    };
                 }
-                (ch, ca, (t, ws))
+                (ch, ca, (t, v2, ws))
             })
             .collect();
     }
 
     /// The merged keys in label order (after [`finish`](Self::finish)).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Totals, &[WindowSums])> {
-        self.merged
-            .iter()
-            .map(|(ch, ca, (t, ws))| (&**ch, &**ca, t, ws.as_slice()))
+    pub fn iter(&self) -> impl Iterator<Item = KeyView<'_>> {
+        self.merged.iter().map(|(ch, ca, (t, v2, ws))| KeyView {
+            channel: ch,
+            campaign: ca,
+            totals: t,
+            v2,
+            windows: ws,
+        })
     }
 
     pub fn specs(&self) -> &[WindowSpec] {
@@ -380,7 +487,7 @@ impl SeriesVisitor for TextWriter {
         self.prefix.push('"');
     }
 
-    fn series(&mut self, family: usize, extra: Option<(&'static str, &str)>, value: Value) {
+    fn series(&mut self, family: usize, extra: &[(&'static str, &str)], value: Value) {
         line(
             &mut self.bufs[family],
             FAMILIES[family].name,
@@ -460,10 +567,10 @@ fn family_header(out: &mut String, format: Format, name: &str, help: &str, kind:
 }
 
 #[inline]
-fn line(buf: &mut String, name: &str, prefix: &str, extra: Option<(&str, &str)>, v: Value) {
+fn line(buf: &mut String, name: &str, prefix: &str, extra: &[(&str, &str)], v: Value) {
     buf.push_str(name);
     buf.push_str(prefix);
-    if let Some((k, val)) = extra {
+    for (k, val) in extra {
         buf.push(',');
         buf.push_str(k);
         buf.push_str("=\"");
@@ -598,8 +705,20 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
         [
             ("channel", h.agg.label_overflow[0]),
             ("campaign", h.agg.label_overflow[1]),
+            ("action", h.agg.label_overflow[2]),
         ]
         .into_iter(),
+    );
+    labelled_counter(
+        out,
+        format,
+        "funnel_fields_ignored_total",
+        "Events whose optional v2 field had an invalid value, read as its default (the event kept).",
+        "field",
+        IGNORABLE_FIELDS
+            .iter()
+            .zip(h.agg.fields_ignored)
+            .map(|(f, v)| (*f, v)),
     );
     plain(
         out,

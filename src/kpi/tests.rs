@@ -122,7 +122,8 @@ fn kpis_are_absent_while_the_denominator_is_zero() {
     for (i, fam) in FAMILIES.iter().enumerate() {
         if let Eval::Window(f) = fam.eval {
             let value = f(&t, &w);
-            if i < first_kpi {
+            // Counts (v1 ones first; v2 ones are gated by their group).
+            if i < first_kpi || fam.gate != 0 {
                 assert!(value.is_some(), "{} should publish 0", fam.name);
             } else {
                 assert_eq!(value, None, "{} should be absent", fam.name);
@@ -209,11 +210,245 @@ fn catalogue_matches_the_contract_names() {
         );
         assert!(!f.help.is_empty());
     }
-    // 19 windowed counts + 22 windowed KPIs + 3 current + 8 all-time.
+    // v1: 19 windowed counts + 22 windowed KPIs + 3 current + 8 all-time.
+    // v2: 22 windowed counts of one series a window (pipeline created, 2
+    // influenced, 4 web, 8 email, 6 survey, mrr_net_new) and 21 such KPIs;
+    // 3 by origin, 4 by action (2 counts, 2 KPIs); 3 current; 6 all-time.
     let windowed = FAMILIES
         .iter()
         .filter(|f| matches!(f.eval, Eval::Window(_)))
         .count();
-    assert_eq!(windowed, 41);
-    assert_eq!(FAMILIES.len(), 52);
+    assert_eq!(windowed, 41 + 22 + 21);
+    assert_eq!(FAMILIES.len(), 52 + 43 + 3 + 4 + 3 + 6);
+}
+
+// --- v2 (METRICS.md v2), hand-worked ------------------------------------------
+
+const THIRTY_DAYS_MS: i64 = 30 * DAY_MS;
+
+/// A subscription business at the end of a window: MRR $9,600 from 48
+/// customers (ARPA $200); 2 customers churned in the window and none were
+/// won, so 50 were there at its start (customer churn 2 / 50 = 4%).
+fn subscriptions(window_ms: i64, gross_margin: f64) -> (Totals, WindowSums) {
+    let t = Totals {
+        mrr: 9_600 * M as i128,
+        customers: 48,
+        ..Totals::default()
+    };
+    let mut w = WindowSums::default();
+    w.subs[field::CUSTOMERS_CHURNED] = 2;
+    w.subs[Change::Churn as usize] = 400 * M;
+    w.params = crate::aggregate::KpiParams {
+        window_ms,
+        gross_margin,
+    };
+    (t, w)
+}
+
+#[test]
+fn ltv_with_a_30_day_month_and_gross_margin() {
+    // 30d window: monthly churn = 4% * 30 / 30 = 4%; LTV = $200 * 0.8 / 0.04.
+    let (t, w) = subscriptions(THIRTY_DAYS_MS, 0.8);
+    close(v("funnel_ltv", &t, &w), 4_000.0);
+    // 7d window, same 4%: monthly churn = 4% * 30 / 7 = 17.142857...%, so
+    // LTV = $160 / (0.04 * 30 / 7) = $933.33...
+    let (t, w) = subscriptions(7 * DAY_MS, 0.8);
+    close(v("funnel_ltv", &t, &w), 160.0 * 7.0 / 1.2);
+    // Gross margin 1: LTV is lifetime revenue, $200 / 4% = $5,000.
+    let (t, w) = subscriptions(THIRTY_DAYS_MS, 1.0);
+    close(v("funnel_ltv", &t, &w), 5_000.0);
+    // ARPA itself, and ARR, from the current state.
+    assert_eq!(family("funnel_arr").map(|f| f.gate), Some(0));
+    // No churn in the window: absent (a lifetime would be infinite).
+    let (t, mut w) = subscriptions(THIRTY_DAYS_MS, 0.8);
+    w.subs[field::CUSTOMERS_CHURNED] = 0;
+    assert_eq!(v("funnel_ltv", &t, &w), None);
+    // No customers now: absent.
+    let (mut t, w) = subscriptions(THIRTY_DAYS_MS, 0.8);
+    t.customers = 0;
+    assert_eq!(v("funnel_ltv", &t, &w), None);
+    // Render parameters not set (a bare WindowSums): absent, never inf.
+    let (t, mut w) = subscriptions(THIRTY_DAYS_MS, 0.8);
+    w.params = Default::default();
+    assert_eq!(v("funnel_ltv", &t, &w), None);
+}
+
+#[test]
+fn ltv_to_cac_and_cac_payback() {
+    // 30d, gm 0.8: LTV $4,000. Spend $15,000 for 3 won deals: CAC $5,000,
+    // so LTV:CAC = 0.8. New MRR $1,250 * 0.8 = $1,000 a month of gross
+    // profit pays the $15,000 back in 15 months.
+    let (t, mut w) = subscriptions(THIRTY_DAYS_MS, 0.8);
+    w.traffic[field::AD_SPEND] = 9_000 * M;
+    w.traffic[field::OTHER_SPEND] = 6_000 * M;
+    w.deals[field::WON] = 3;
+    w.subs[Change::New as usize] = 1_250 * M;
+    close(v("funnel_ltv_to_cac_ratio", &t, &w), 0.8);
+    close(v("funnel_cac_payback_months", &t, &w), 15.0);
+    // Gross margin 1: 15,000 / 1,250 = 12 months.
+    w.params.gross_margin = 1.0;
+    close(v("funnel_cac_payback_months", &t, &w), 12.0);
+    // No new MRR: absent.
+    w.subs[Change::New as usize] = 0;
+    assert_eq!(v("funnel_cac_payback_months", &t, &w), None);
+    // No won deal: no CAC, so no LTV:CAC.
+    w.deals[field::WON] = 0;
+    assert_eq!(v("funnel_ltv_to_cac_ratio", &t, &w), None);
+}
+
+#[test]
+fn mrr_growth_quick_ratio_and_net_churn() {
+    // MRR now $10,500; in the window new 1,000, expansion 500, contraction
+    // 200, churn 300: net new $1,000, so MRR at the start was $9,500.
+    let t = Totals {
+        mrr: 10_500 * M as i128,
+        ..Totals::default()
+    };
+    let mut w = WindowSums::default();
+    w.subs[Change::New as usize] = 1_000 * M;
+    w.subs[Change::Expansion as usize] = 500 * M;
+    w.subs[Change::Contraction as usize] = 200 * M;
+    w.subs[Change::Churn as usize] = 300 * M;
+    close(v("funnel_mrr_net_new", &t, &w), 1_000.0);
+    close(v("funnel_mrr_growth_ratio", &t, &w), 1_000.0 / 9_500.0);
+    close(v("funnel_quick_ratio", &t, &w), 1_500.0 / 500.0);
+    // Net MRR churn: (200 + 300 - 500) / 9,500 = 0.
+    close(v("funnel_net_mrr_churn_ratio", &t, &w), 0.0);
+}
+
+#[test]
+fn nps_from_promoters_and_detractors() {
+    // 50 answers: 30 promoters (9-10), 12 passives, 8 detractors (0-6):
+    // NPS = 100 * (30 - 8) / 50 = 44.
+    let t = Totals::default();
+    let mut w = WindowSums::default();
+    w.v2.survey = [50, 30, 12, 8, 20, 17];
+    close(v("funnel_nps_score", &t, &w), 44.0);
+    close(v("funnel_csat_ratio", &t, &w), 0.85); // 17 / 20
+                                                 // More detractors than promoters: negative, down to -100.
+    w.v2.survey = [4, 0, 0, 4, 0, 0];
+    close(v("funnel_nps_score", &t, &w), -100.0);
+    assert_eq!(v("funnel_csat_ratio", &t, &w), None);
+    w.v2.survey = [0; 6];
+    assert_eq!(v("funnel_nps_score", &t, &w), None);
+}
+
+#[test]
+fn web_and_email_ratios() {
+    let t = Totals::default();
+    let mut w = WindowSums::default();
+    // 120 sessions, 48 bounced, 72 engaged; 6 leads.
+    w.v2.web = [120, 310, 48, 72];
+    w.leads[0] = 6;
+    close(v("funnel_bounce_ratio", &t, &w), 0.4);
+    close(v("funnel_engagement_ratio", &t, &w), 0.6);
+    close(v("funnel_session_to_lead_ratio", &t, &w), 0.05);
+    // 1,000 sent, 980 delivered, 20 bounced, 245 opened, 49 clicked,
+    // 7 unsubscribed.
+    w.v2.email = [1_000, 980, 20, 245, 49, 0, 7, 1];
+    close(v("funnel_email_delivery_ratio", &t, &w), 0.98);
+    close(v("funnel_email_bounce_ratio", &t, &w), 0.02);
+    close(v("funnel_email_open_ratio", &t, &w), 0.25);
+    close(v("funnel_email_click_ratio", &t, &w), 0.05);
+    close(v("funnel_email_unsubscribe_ratio", &t, &w), 7.0 / 980.0);
+    close(v("funnel_email_click_to_open_ratio", &t, &w), 0.2);
+}
+
+/// Replays deal events through a partition and returns
+/// `funnel_marketing_originated_ratio` and `funnel_deals_won_by_origin` of
+/// one key in the 1d window, from the exposition.
+fn origin_figures(lines: &[&str], cfg: crate::config::EngineConfig) -> Vec<String> {
+    use crate::engine::{Engine, Health};
+    let e = Engine::new(crate::config::EngineConfig {
+        clock: crate::config::ClockMode::Event,
+        ..cfg
+    });
+    let mut p = e.partition();
+    for l in lines {
+        assert!(matches!(
+            p.process_at(l.as_bytes(), 1_900_000_000_000),
+            crate::engine::Outcome::Applied { .. }
+        ));
+    }
+    let text =
+        crate::export::prometheus::render(&[&p.agg], &Health::of(&[&p]), e.clock.current(), "t");
+    text.lines()
+        .filter(|l| {
+            l.contains("window=\"1d\"")
+                && (l.starts_with("funnel_marketing_originated_ratio")
+                    || l.starts_with("funnel_deals_won_by_origin"))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn marketing_originated_ratio_with_default_mapping_and_explicit_origin() {
+    let won = |id: &str, channel: &str, extra: &str| {
+        format!(
+            r#"{{"id":"{id}","type":"deal","ts":1795600000000,"channel":"{channel}","campaign":"c","deal_id":"{id}","stage":"won","amount":100,"created_ts":1795500000000{extra}}}"#
+        )
+    };
+    // outbound/c: two won deals sourced by an SDR (default: outbound ->
+    // sales), one of which the CRM says marketing sourced (explicit
+    // origin), one with an invalid origin (read as the default), and one
+    // more explicitly from a partner: marketing originated 1 of 4.
+    let lines = [
+        won("d1", "outbound", ""),
+        won("d2", "outbound", r#","origin":"marketing""#),
+        won("d3", "outbound", r#","origin":"MARKETING""#),
+        won("d4", "outbound", r#","origin":"partner""#),
+        // paid_search/c: default marketing, so 1 of 1.
+        won("d5", "paid_search", ""),
+    ];
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let got = origin_figures(&refs, crate::config::EngineConfig::default());
+    let has = |s: &str| got.iter().any(|l| l == s);
+    assert!(
+        has(
+            r#"funnel_marketing_originated_ratio{channel="outbound",campaign="c",window="1d"} 0.25"#
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            r#"funnel_deals_won_by_origin{channel="outbound",campaign="c",origin="sales",window="1d"} 2"#
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            r#"funnel_deals_won_by_origin{channel="outbound",campaign="c",origin="partner",window="1d"} 1"#
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            r#"funnel_marketing_originated_ratio{channel="paid_search",campaign="c",window="1d"} 1.0"#
+        ),
+        "{got:#?}"
+    );
+    // channel_origins overrides the default: outbound -> marketing makes
+    // d1 and d3 marketing too (3 of 4); paid_search -> other makes 0 of 1.
+    let cfg = crate::config::EngineConfig {
+        channel_origins: vec![
+            ("outbound".into(), crate::decode::Origin::Marketing),
+            ("paid_search".into(), crate::decode::Origin::Other),
+        ],
+        ..crate::config::EngineConfig::default()
+    };
+    let got = origin_figures(&refs, cfg);
+    let has = |s: &str| got.iter().any(|l| l == s);
+    assert!(
+        has(
+            r#"funnel_marketing_originated_ratio{channel="outbound",campaign="c",window="1d"} 0.75"#
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        has(
+            r#"funnel_marketing_originated_ratio{channel="paid_search",campaign="c",window="1d"} 0.0"#
+        ),
+        "{got:#?}"
+    );
 }

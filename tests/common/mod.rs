@@ -21,6 +21,7 @@ pub fn manifest(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
+#[allow(unused_imports)]
 pub use broker::{free_port, Broker};
 
 /// A `funnelstream run` process, killed on drop if still running.
@@ -284,3 +285,69 @@ pub fn processed(text: &str) -> f64 {
         + metric(text, "funnel_events_rejected_total")
         + metric(text, "funnel_events_duplicate_total")
 }
+
+/// Series the engine publishes that the reference does not model.
+pub const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series"];
+
+/// Engine-health series: everything else is a business series, counted by
+/// `funnel_series`. (`funnel_events_*` is matched as a prefix.)
+pub const NON_BUSINESS: &[&str] = &[
+    "funnel_label_overflow_total",
+    "funnel_fields_ignored_total",
+    "funnel_dedup_evicted_total",
+    "funnel_deals_untracked_total",
+    "funnel_series",
+    "funnel_build_info",
+];
+
+/// Windowed KPIs computed in floating point at render time (METRICS.md);
+/// every other golden series is an integer count or exact money.
+pub const FLOAT_KPIS: &[&str] = &[
+    "funnel_ctr_ratio",
+    "funnel_cpc",
+    "funnel_cpm",
+    "funnel_cpl",
+    "funnel_cost_per_mql",
+    "funnel_click_to_lead_ratio",
+    "funnel_lead_to_mql_ratio",
+    "funnel_mql_to_sql_ratio",
+    "funnel_sql_to_opportunity_ratio",
+    "funnel_win_ratio",
+    "funnel_lead_to_customer_ratio",
+    "funnel_avg_deal_size",
+    "funnel_cac",
+    "funnel_roas_ratio",
+    "funnel_roi_ratio",
+    "funnel_sales_cycle_mean_seconds",
+    "funnel_sales_cycle_p50_seconds",
+    "funnel_sales_cycle_p90_seconds",
+    "funnel_pipeline_velocity",
+    "funnel_nrr_ratio",
+    "funnel_gross_mrr_churn_ratio",
+    "funnel_customer_churn_ratio",
+    // v2
+    "funnel_mer_ratio",
+    "funnel_sql_to_won_ratio",
+    "funnel_mrr_growth_ratio",
+    "funnel_net_mrr_churn_ratio",
+    "funnel_quick_ratio",
+    "funnel_ltv",
+    "funnel_ltv_to_cac_ratio",
+    "funnel_cac_payback_months",
+    "funnel_marketing_originated_ratio",
+    "funnel_marketing_influenced_ratio",
+    "funnel_bounce_ratio",
+    "funnel_engagement_ratio",
+    "funnel_session_to_lead_ratio",
+    "funnel_session_conversion_ratio",
+    "funnel_cpa",
+    "funnel_email_delivery_ratio",
+    "funnel_email_bounce_ratio",
+    "funnel_email_open_ratio",
+    "funnel_email_click_ratio",
+    "funnel_email_unsubscribe_ratio",
+    "funnel_email_click_to_open_ratio",
+    "funnel_nps_score",
+    "funnel_csat_ratio",
+    "funnel_arpa",
+];

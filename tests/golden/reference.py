@@ -69,7 +69,7 @@ REASONS = [
     "invalid_value", "invalid_number", "invalid_length", "invalid_timestamp",
     "future_timestamp", "created_after_ts",
 ]
-HEALTH_LABELS = ["channel", "campaign"]  # funnel_label_overflow_total{label}
+HEALTH_LABELS = ["channel", "campaign", "action"]  # funnel_label_overflow_total{label}
 
 # Diagnosis only (`--v1-rules`): the two rules issue 15 corrected, as v1 and
 # docs/SEMANTICS.md stated them before: an id was a duplicate while the `ts`
@@ -278,7 +278,8 @@ def validate(obj, wall_ms):
     ev["type"] = t = get_enum(obj, "type", True, TYPES)
     ev["id"] = get_string(obj, "id", True, max_bytes=128)
     ev["ts"] = get_ts(obj, "ts", True)
-    ev["channel"] = get_string(obj, "channel", False, "unknown", max_bytes=64)
+    ev["channel"] = get_string(obj, "channel", False,
+                               "email" if t == "email" else "unknown", max_bytes=64)
     ev["campaign"] = get_string(obj, "campaign", False, "none", max_bytes=128)
     created = None
     if t in ("impression", "click"):
@@ -293,6 +294,9 @@ def validate(obj, wall_ms):
         ev["amount"] = get_money(obj, "amount", stage == "won")
         created = get_ts(obj, "created_ts", stage in ("won", "lost"))
         ev["created_ts"] = created
+        v2_deal_fields(obj, ev)
+    elif t in V2_TYPES:
+        v2_validate(obj, ev)
     elif t == "spend":
         ev["amount"] = get_money(obj, "amount", True)
         ev["category"] = get_string(obj, "category", False, "ads")
@@ -322,6 +326,7 @@ class KeyState:
         self.mrr = 0          # micro, signed
         self.customers = 0
         self.windowed = []    # applied, non-late events (normalized dicts)
+        self.v2 = V2KeyTotals()
 
 
 class Replay:
@@ -337,6 +342,7 @@ class Replay:
         self.rejected = {r: 0 for r in REASONS}
         self.duplicates = 0
         self.late = 0
+        self.fields_ignored = {f: 0 for f in IGNORABLE_FIELDS}
         self.trace = []       # (line number, outcome) for --classify
 
     def feed(self, lineno, raw):
@@ -347,7 +353,8 @@ class Replay:
             ev = validate(parse_line(raw), self.wall_ms)
         except Reject as r:
             self.rejected[r.reason] += 1
-            self.trace.append((lineno, "rejected " + r.reason))
+            self.trace.append((lineno, "rejected " + r.reason
+                               + (" (cross-field)" if getattr(r, "cross_field", False) else "")))
             return
         # Engine time first (event clock: greatest ts of any valid event).
         self.now = ev["ts"] if self.now is None else max(self.now, ev["ts"])
@@ -426,6 +433,7 @@ class Replay:
             k.mrr_movement[c] += m
             k.mrr += -m if c in ("contraction", "churn") else m
             k.customers += {"new": 1, "reactivation": 1, "churn": -1}.get(c, 0)
+        v2_apply(self, k, ev)
         if not late:
             k.windowed.append(ev)
 
@@ -451,6 +459,8 @@ class Replay:
         lines.append("funnel_events_late_total %d" % self.late)
         for lab in HEALTH_LABELS:
             lines.append('funnel_label_overflow_total{label="%s"} 0' % lab)
+        for f in IGNORABLE_FIELDS:
+            lines.append('funnel_fields_ignored_total{field="%s"} %d' % (f, self.fields_ignored[f]))
         lines.append("funnel_dedup_evicted_total 0")
         lines.append("funnel_deals_untracked_total 0")
         return lines
@@ -492,6 +502,7 @@ class Replay:
         for c in CHANGES:
             out.append(("funnel_mrr_movement_total", base + [("change", c)],
                         fmt_money(k.mrr_movement[c])))
+        v2_render_key(self, key, k, sums, out)
 
 
 def window_sums(events):
@@ -664,6 +675,331 @@ WINDOWED_COUNTS = [
     ("funnel_customers_new", "customers_new", str),
     ("funnel_customers_churned", "customers_churned", str),
     ("funnel_customers_reactivated", "customers_reactivated", str),
+]
+
+
+# ------------------------------------------------------- v2 (issue 18) ----
+# EVENTS.md v2 (deal origin/influenced, session, conversion, email, survey)
+# and METRICS.md v2 (their windowed counts, KPIs, current state, counters,
+# and the rule that a key publishes a group's families only once it has
+# received an event of that group). Written from the contract only.
+# Settings are the defaults: gross_margin 1, the default channel -> origin
+# mapping, max_actions 50 (this file's data stays below it).
+
+V2_TYPES = ["session", "conversion", "email", "survey"]
+TYPES = TYPES + V2_TYPES
+ORIGINS = ["marketing", "sales", "partner", "other"]
+EMAIL_ACTIONS = ["sent", "delivered", "bounced", "opened", "clicked",
+                 "subscribed", "unsubscribed", "complained"]
+SURVEY_KINDS = ["nps", "csat"]
+IGNORABLE_FIELDS = ["origin", "influenced"]
+GROSS_MARGIN = Fraction(1)
+CHANNEL_ORIGINS = {"outbound": "sales", "partner": "partner", "unknown": "other"}
+MONTH_MS = 30 * 86400 * 1000
+
+
+def get_int_in(obj, key, lo, hi, required, default):
+    """An integer field within lo..=hi (integral floats accepted)."""
+    if key not in obj:
+        if required:
+            raise Reject("missing_field")
+        return default
+    v = obj[key]
+    if not is_number(v):
+        raise Reject("wrong_type")
+    if isinstance(v, Decimal):
+        if v != v.to_integral_value():
+            raise Reject("invalid_number")
+        v = int(v)
+    if not lo <= v <= hi:
+        raise Reject("invalid_number")
+    return v
+
+
+def cross_field(ok, obj, key, default):
+    """A session field within its own range: check it against `count`
+    (invalid_number, marked cross-field: JSON Schema cannot say it)."""
+    if not ok:
+        r = Reject("invalid_number")
+        r.cross_field = True
+        raise r
+    if key not in obj:
+        return default
+    v = obj[key]
+    return int(v)
+
+
+def v2_deal_fields(obj, ev):
+    """Lenient: an invalid origin/influenced is read as the default and
+    noted in ev["ignored"]; influenced is read on won only."""
+    ev["ignored"] = []
+    origin = None
+    if "origin" in obj:
+        if isinstance(obj["origin"], str) and obj["origin"] in ORIGINS:
+            origin = obj["origin"]
+        else:
+            ev["ignored"].append("origin")
+    if origin is None:
+        origin = CHANNEL_ORIGINS.get(ev["channel"], "marketing")
+    ev["origin"] = origin
+    ev["influenced"] = False
+    if ev["stage"] == "won" and "influenced" in obj:
+        if isinstance(obj["influenced"], bool):
+            ev["influenced"] = obj["influenced"]
+        else:
+            ev["ignored"].append("influenced")
+
+
+def v2_validate(obj, ev):
+    t = ev["type"]
+    if t == "session":
+        n = ev["count"] = get_count(obj, "count")
+        ev["pageviews"] = cross_field(get_int_in(obj, "pageviews", 1, MAX_COUNT, False, n) >= n,
+                                      obj, "pageviews", n)
+        ev["bounces"] = cross_field(get_int_in(obj, "bounces", 0, MAX_COUNT, False, 0) <= n,
+                                    obj, "bounces", 0)
+        ev["engaged"] = cross_field(get_int_in(obj, "engaged", 0, MAX_COUNT, False, 0) <= n,
+                                    obj, "engaged", n - ev["bounces"])
+    elif t == "conversion":
+        ev["action"] = get_string(obj, "action", False, "conversion", max_bytes=64)
+        ev["count"] = get_count(obj, "count")
+        ev["value"] = get_money(obj, "value", False)
+    elif t == "email":
+        ev["action"] = get_enum(obj, "action", True, EMAIL_ACTIONS)
+        ev["count"] = get_count(obj, "count")
+    elif t == "survey":
+        ev["kind"] = kind = get_enum(obj, "kind", False, SURVEY_KINDS, "nps")
+        lo, hi = (0, 10) if kind == "nps" else (1, 5)
+        ev["score"] = get_int_in(obj, "score", lo, hi, True, None)
+
+
+class V2KeyTotals:
+    def __init__(self):
+        self.groups = set()   # "deal", "web", "email", "survey", "subs"
+        self.pipeline_created = 0  # micro
+        self.sessions = 0
+        self.pageviews = 0
+        self.conversions = {}  # action -> count
+        self.email = {a: 0 for a in EMAIL_ACTIONS}
+        self.survey = {k: 0 for k in SURVEY_KINDS}
+
+
+def v2_apply(replay, k, ev):
+    """All-time v2 state of an applied event (late ones included)."""
+    v = k.v2
+    t = ev["type"]
+    if t == "deal":
+        v.groups.add("deal")
+        for f in ev["ignored"]:
+            replay.fields_ignored[f] += 1
+        if ev["stage"] == "open":
+            v.pipeline_created += ev["amount"]
+    elif t == "subscription":
+        v.groups.add("subs")
+    elif t == "session":
+        v.groups.add("web")
+        v.sessions += ev["count"]
+        v.pageviews += ev["pageviews"]
+    elif t == "conversion":
+        v.conversions[ev["action"]] = v.conversions.get(ev["action"], 0) + ev["count"]
+    elif t == "email":
+        v.groups.add("email")
+        v.email[ev["action"]] += ev["count"]
+    elif t == "survey":
+        v.groups.add("survey")
+        v.survey[ev["kind"]] += 1
+
+
+def v2_window_sums(events):
+    s = {"pipeline_created": 0, "won_influenced": 0, "revenue_influenced": 0,
+         "sessions": 0, "pageviews": 0, "bounces": 0, "engaged": 0,
+         "nps": 0, "promoters": 0, "passives": 0, "detractors": 0,
+         "csat": 0, "satisfied": 0}
+    for o in ORIGINS:
+        s["won_" + o] = s["revenue_" + o] = s["pipeline_" + o] = 0
+    for a in EMAIL_ACTIONS:
+        s["email_" + a] = 0
+    s["conversions"] = {}  # action -> [count, value micro]
+    for e in events:
+        t = e["type"]
+        if t == "deal":
+            o = e["origin"]
+            if e["stage"] == "open":
+                s["pipeline_created"] += e["amount"]
+                s["pipeline_" + o] += e["amount"]
+            elif e["stage"] == "won":
+                s["won_" + o] += 1
+                s["revenue_" + o] += e["amount"]
+                if e["influenced"]:
+                    s["won_influenced"] += 1
+                    s["revenue_influenced"] += e["amount"]
+        elif t == "session":
+            for f in ("pageviews", "bounces", "engaged"):
+                s[f] += e[f]
+            s["sessions"] += e["count"]
+        elif t == "conversion":
+            c = s["conversions"].setdefault(e["action"], [0, 0])
+            c[0] += e["count"]
+            c[1] += e["value"]
+        elif t == "email":
+            s["email_" + e["action"]] += e["count"]
+        elif t == "survey":
+            if e["kind"] == "nps":
+                s["nps"] += 1
+                sc = e["score"]
+                s["promoters" if sc >= 9 else "passives" if sc >= 7 else "detractors"] += 1
+            else:
+                s["csat"] += 1
+                s["satisfied"] += 1 if e["score"] >= 4 else 0
+    return s
+
+
+def v2_ltv(s, w, k, w_ms):
+    """arpa * gm / monthly churn; arpa = MRR / customers (both > 0),
+    monthly churn = customer_churn_ratio * month / W (> 0)."""
+    if k.mrr <= 0 or k.customers <= 0:
+        return None
+    start = customers_start(s, k)
+    if start <= 0:
+        return None
+    churn = Fraction(s["customers_churned"], start)
+    monthly = churn * MONTH_MS / w_ms
+    if monthly <= 0:
+        return None
+    arpa = money(k.mrr) / k.customers
+    return arpa * GROSS_MARGIN / monthly
+
+
+def v2_render_key(replay, key, k, sums, out):
+    ch, camp = key
+    base = [("channel", ch), ("campaign", camp)]
+    v = k.v2
+    wins = dict(WINDOWS)
+    v2s = [(wl, s, v2_window_sums(replay.window_events(k, wins[wl]))) for wl, s in sums]
+
+    def windowed(name, fn, fmt, extra=()):
+        for wl, s, x in v2s:
+            val = fn(s, x, wl)
+            if val is not None:
+                out.append((name, base + list(extra) + [("window", wl)], fmt(val)))
+
+    def over_stock(num, stock):
+        return None if stock <= 0 else Fraction(num) / stock
+
+    def mrr_net(s):
+        return (s["mrr_new"] + s["mrr_expansion"] + s["mrr_reactivation"]
+                - s["mrr_contraction"] - s["mrr_churned"])
+
+    # Windowed counts, by group.
+    if "deal" in v.groups:
+        windowed("funnel_pipeline_created", lambda s, x, wl: x["pipeline_created"], fmt_money)
+        for o in ORIGINS:
+            lab = [("origin", o)]
+            windowed("funnel_deals_won_by_origin", lambda s, x, wl, o=o: x["won_" + o], str, lab)
+            windowed("funnel_revenue_won_by_origin", lambda s, x, wl, o=o: x["revenue_" + o], fmt_money, lab)
+            windowed("funnel_pipeline_created_by_origin", lambda s, x, wl, o=o: x["pipeline_" + o], fmt_money, lab)
+        windowed("funnel_deals_won_influenced", lambda s, x, wl: x["won_influenced"], str)
+        windowed("funnel_revenue_won_influenced", lambda s, x, wl: x["revenue_influenced"], fmt_money)
+        out.append(("funnel_pipeline_created_total", base, fmt_money(v.pipeline_created)))
+    if "web" in v.groups:
+        for name, f in (("funnel_sessions", "sessions"), ("funnel_pageviews", "pageviews"),
+                        ("funnel_bounces", "bounces"), ("funnel_engaged_sessions", "engaged")):
+            windowed(name, lambda s, x, wl, f=f: x[f], str)
+        out.append(("funnel_sessions_total", base, str(v.sessions)))
+        out.append(("funnel_pageviews_total", base, str(v.pageviews)))
+    for a in sorted(v.conversions):
+        lab = [("action", a)]
+        conv = lambda x, a=a: x["conversions"].get(a, [0, 0])
+        windowed("funnel_conversions", lambda s, x, wl, c=conv: c(x)[0], str, lab)
+        windowed("funnel_conversion_value", lambda s, x, wl, c=conv: c(x)[1], fmt_money, lab)
+        windowed("funnel_session_conversion_ratio",
+                 lambda s, x, wl, c=conv: ratio(c(x)[0], x["sessions"]), fmt_ratio, lab)
+        windowed("funnel_cpa",
+                 lambda s, x, wl, c=conv: ratio(money(s["ad_spend"]), c(x)[0]), fmt_ratio, lab)
+        out.append(("funnel_conversions_total", base + lab, str(v.conversions[a])))
+    if "email" in v.groups:
+        names = {"sent": "funnel_emails_sent", "delivered": "funnel_emails_delivered",
+                 "bounced": "funnel_emails_bounced", "opened": "funnel_emails_opened",
+                 "clicked": "funnel_emails_clicked", "subscribed": "funnel_email_subscribes",
+                 "unsubscribed": "funnel_email_unsubscribes",
+                 "complained": "funnel_email_complaints"}
+        for a in EMAIL_ACTIONS:
+            windowed(names[a], lambda s, x, wl, a=a: x["email_" + a], str)
+            out.append(("funnel_email_events_total", base + [("action", a)], str(v.email[a])))
+        out.append(("funnel_email_subscribers", base, str(
+            v.email["subscribed"] - v.email["unsubscribed"] - v.email["complained"])))
+    if "survey" in v.groups:
+        for name, f in (("funnel_nps_responses", "nps"), ("funnel_nps_promoters", "promoters"),
+                        ("funnel_nps_passives", "passives"), ("funnel_nps_detractors", "detractors"),
+                        ("funnel_csat_responses", "csat"), ("funnel_csat_satisfied", "satisfied")):
+            windowed(name, lambda s, x, wl, f=f: x[f], str)
+        for kd in SURVEY_KINDS:
+            out.append(("funnel_survey_responses_total", base + [("kind", kd)], str(v.survey[kd])))
+    if "subs" in v.groups:
+        windowed("funnel_mrr_net_new", lambda s, x, wl: mrr_net(s), fmt_money)
+
+    # Windowed KPIs (absence by denominator / stock only).
+
+    def cac(s):
+        return ratio(money(s["spend"]), s["won"])
+
+    def ltv(s, wl):
+        return v2_ltv(s, None, k, wins[wl])
+
+    def ltv_to_cac(s, wl):
+        l, c = ltv(s, wl), cac(s)
+        return None if l is None or not c else l / c
+
+    def payback(s):
+        return ratio(money(s["spend"]), money(s["mrr_new"]) * GROSS_MARGIN)
+
+    def nps(x):
+        return None if x["nps"] == 0 else Fraction(100 * (x["promoters"] - x["detractors"]), x["nps"])
+
+    kpis = [
+        ("funnel_mer_ratio", lambda s, x, wl: ratio(money(s["revenue_won"]), money(s["spend"]))),
+        ("funnel_sql_to_won_ratio", lambda s, x, wl: ratio(s["won"], s["sqls"])),
+        ("funnel_mrr_growth_ratio", lambda s, x, wl: over_stock(money(mrr_net(s)), mrr_start(s, k))),
+        ("funnel_net_mrr_churn_ratio", lambda s, x, wl: over_stock(
+            money(s["mrr_contraction"] + s["mrr_churned"] - s["mrr_expansion"] - s["mrr_reactivation"]),
+            mrr_start(s, k))),
+        ("funnel_quick_ratio", lambda s, x, wl: ratio(s["mrr_new"] + s["mrr_expansion"],
+                                                       s["mrr_contraction"] + s["mrr_churned"])),
+        ("funnel_ltv", lambda s, x, wl: ltv(s, wl)),
+        ("funnel_ltv_to_cac_ratio", lambda s, x, wl: ltv_to_cac(s, wl)),
+        ("funnel_cac_payback_months", lambda s, x, wl: payback(s)),
+        ("funnel_marketing_originated_ratio", lambda s, x, wl: ratio(x["won_marketing"], s["won"])),
+        ("funnel_marketing_influenced_ratio", lambda s, x, wl: ratio(x["won_influenced"], s["won"])),
+        ("funnel_bounce_ratio", lambda s, x, wl: ratio(x["bounces"], x["sessions"])),
+        ("funnel_engagement_ratio", lambda s, x, wl: ratio(x["engaged"], x["sessions"])),
+        ("funnel_session_to_lead_ratio", lambda s, x, wl: ratio(s["leads"], x["sessions"])),
+        ("funnel_email_delivery_ratio", lambda s, x, wl: ratio(x["email_delivered"], x["email_sent"])),
+        ("funnel_email_bounce_ratio", lambda s, x, wl: ratio(x["email_bounced"], x["email_sent"])),
+        ("funnel_email_open_ratio", lambda s, x, wl: ratio(x["email_opened"], x["email_delivered"])),
+        ("funnel_email_click_ratio", lambda s, x, wl: ratio(x["email_clicked"], x["email_delivered"])),
+        ("funnel_email_unsubscribe_ratio", lambda s, x, wl: ratio(x["email_unsubscribed"], x["email_delivered"])),
+        ("funnel_email_click_to_open_ratio", lambda s, x, wl: ratio(x["email_clicked"], x["email_opened"])),
+        ("funnel_nps_score", lambda s, x, wl: nps(x)),
+        ("funnel_csat_ratio", lambda s, x, wl: ratio(x["satisfied"], x["csat"])),
+    ]
+    for name, fn in kpis:
+        windowed(name, fn, fmt_ratio)
+    # Current state.
+    if k.mrr > 0 and k.customers > 0:
+        out.append(("funnel_arpa", base, fmt_ratio(money(k.mrr) / k.customers)))
+    out.append(("funnel_arr", base, fmt_money(12 * k.mrr)))
+
+
+V2_FLOAT_KPIS = [
+    "funnel_mer_ratio", "funnel_sql_to_won_ratio", "funnel_mrr_growth_ratio",
+    "funnel_net_mrr_churn_ratio", "funnel_quick_ratio", "funnel_ltv",
+    "funnel_ltv_to_cac_ratio", "funnel_cac_payback_months",
+    "funnel_marketing_originated_ratio", "funnel_marketing_influenced_ratio",
+    "funnel_bounce_ratio", "funnel_engagement_ratio", "funnel_session_to_lead_ratio",
+    "funnel_session_conversion_ratio", "funnel_cpa", "funnel_email_delivery_ratio",
+    "funnel_email_bounce_ratio", "funnel_email_open_ratio", "funnel_email_click_ratio",
+    "funnel_email_unsubscribe_ratio", "funnel_email_click_to_open_ratio",
+    "funnel_nps_score", "funnel_csat_ratio", "funnel_arpa",
 ]
 
 
