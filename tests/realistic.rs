@@ -25,16 +25,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{ALLOWED_EXTRA, FLOAT_KPIS, NON_BUSINESS};
-
-/// Families only the live path publishes (lag, delay histogram, checkpoint
-/// and dead-letter health): not modelled, skipped in a scrape.
-const LIVE_ONLY: &[&str] = &[
-    "funnel_consumer_lag_messages",
-    "funnel_event_delay_seconds",
-    "funnel_checkpoint",
-    "funnel_dead_letter",
-];
+use common::{ALLOWED_EXTRA, FLOAT_KPIS, LIVE_ONLY, NON_BUSINESS};
 
 /// How many lines of each kind of difference a failure shows.
 const SHOW: usize = 25;

@@ -188,20 +188,23 @@ pub fn replay(file: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Family-name prefixes only the live path publishes (lag, delay
+/// histogram, checkpoint, dead-letter and stream-client health): a replay
+/// has none of them, so comparisons with a replay or a reference skip them.
+pub const LIVE_ONLY: &[&str] = &[
+    "funnel_consumer_lag_messages",
+    "funnel_event_delay_seconds",
+    "funnel_checkpoint",
+    "funnel_dead_letter",
+    "funnel_stream_clients",
+];
+
 /// Series lines keyed by `name{labels}`, without the live-only families.
 pub fn series(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter(|l| {
-            ![
-                "funnel_consumer_lag_messages",
-                "funnel_event_delay_seconds",
-                "funnel_build_info",
-                "funnel_checkpoint",
-                "funnel_stream_clients",
-            ]
-            .iter()
-            .any(|p| l.starts_with(p))
+            !l.starts_with("funnel_build_info") && !LIVE_ONLY.iter().any(|p| l.starts_with(p))
         })
         .map(|l| {
             let (k, v) = l.rsplit_once(' ').unwrap();
