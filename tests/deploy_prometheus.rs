@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::V1_WINDOWED_KPIS;
+
 const BIN: &str = env!("CARGO_BIN_EXE_funnelstream");
 
 const RECORDING_RULES: &str = "deploy/prometheus/recording-rules.yml";
@@ -83,32 +86,6 @@ const V2_WINDOWED_COUNTS: &[&str] = &[
     "funnel_customers_new_previous",
     "funnel_sessions_previous",
     "funnel_conversions_previous",
-];
-
-/// Windowed KPIs of METRICS.md v1.
-const V1_WINDOWED_KPIS: &[&str] = &[
-    "funnel_ctr_ratio",
-    "funnel_cpc",
-    "funnel_cpm",
-    "funnel_cpl",
-    "funnel_cost_per_mql",
-    "funnel_click_to_lead_ratio",
-    "funnel_lead_to_mql_ratio",
-    "funnel_mql_to_sql_ratio",
-    "funnel_sql_to_opportunity_ratio",
-    "funnel_win_ratio",
-    "funnel_lead_to_customer_ratio",
-    "funnel_avg_deal_size",
-    "funnel_cac",
-    "funnel_roas_ratio",
-    "funnel_roi_ratio",
-    "funnel_sales_cycle_mean_seconds",
-    "funnel_sales_cycle_p50_seconds",
-    "funnel_sales_cycle_p90_seconds",
-    "funnel_pipeline_velocity",
-    "funnel_nrr_ratio",
-    "funnel_gross_mrr_churn_ratio",
-    "funnel_customer_churn_ratio",
 ];
 
 /// Windowed KPIs new in METRICS.md v2, the growth ratios included.

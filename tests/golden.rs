@@ -11,7 +11,7 @@
 //! ```
 
 mod common;
-use common::{ALLOWED_EXTRA, FLOAT_KPIS, NON_BUSINESS};
+use common::{ALLOWED_EXTRA, NON_BUSINESS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -190,7 +190,7 @@ fn is_business(name: &str) -> bool {
 fn value_matches(name: &str, expected: f64, actual: f64) -> bool {
     let rel = if name.ends_with("_p50_seconds") || name.ends_with("_p90_seconds") {
         0.01
-    } else if FLOAT_KPIS.contains(&name) {
+    } else if common::is_float_kpi(name) {
         1e-9
     } else {
         return expected == actual;

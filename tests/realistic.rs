@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{ALLOWED_EXTRA, FLOAT_KPIS, LIVE_ONLY, NON_BUSINESS};
+use common::{ALLOWED_EXTRA, LIVE_ONLY, NON_BUSINESS};
 
 /// How many lines of each kind of difference a failure shows.
 const SHOW: usize = 25;
@@ -171,7 +171,7 @@ fn value_matches(name: &str, want: f64, got: f64) -> bool {
     }
     let rel = if name.ends_with("_p50_seconds") || name.ends_with("_p90_seconds") {
         0.01
-    } else if FLOAT_KPIS.contains(&name) {
+    } else if common::is_float_kpi(name) {
         1e-9
     } else {
         return false;

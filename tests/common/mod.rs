@@ -303,9 +303,9 @@ pub const NON_BUSINESS: &[&str] = &[
     "funnel_build_info",
 ];
 
-/// Windowed KPIs computed in floating point at render time (METRICS.md);
-/// every other golden series is an integer count or exact money.
-pub const FLOAT_KPIS: &[&str] = &[
+/// Windowed KPIs of METRICS.md v1, computed in floating point at render
+/// time.
+pub const V1_WINDOWED_KPIS: &[&str] = &[
     "funnel_ctr_ratio",
     "funnel_cpc",
     "funnel_cpm",
@@ -328,7 +328,10 @@ pub const FLOAT_KPIS: &[&str] = &[
     "funnel_nrr_ratio",
     "funnel_gross_mrr_churn_ratio",
     "funnel_customer_churn_ratio",
-    // v2
+];
+
+/// KPIs new in METRICS.md v2 computed in floating point at render time.
+pub const V2_FLOAT_KPIS: &[&str] = &[
     "funnel_mer_ratio",
     "funnel_sql_to_won_ratio",
     "funnel_mrr_growth_ratio",
@@ -354,3 +357,9 @@ pub const FLOAT_KPIS: &[&str] = &[
     "funnel_csat_ratio",
     "funnel_arpa",
 ];
+
+/// Whether a family is a KPI computed in floating point (METRICS.md); every
+/// other series of a replay is an integer count or exact money.
+pub fn is_float_kpi(name: &str) -> bool {
+    V1_WINDOWED_KPIS.contains(&name) || V2_FLOAT_KPIS.contains(&name)
+}
