@@ -16,8 +16,9 @@
 mod support;
 
 use funnelstream::checkpoint::{decode, encode, CheckpointMeta};
+use funnelstream::clock::wall_clock_ms;
 use funnelstream::config::{ClockMode, EngineConfig};
-use funnelstream::engine::{wall_clock_ms, Engine};
+use funnelstream::engine::Engine;
 use funnelstream::live::LiveState;
 use funnelstream::source::checkpoint::{CheckpointSettings, Loaded, Policy, Store};
 use funnelstream::source::{KafkaSettings, Source};

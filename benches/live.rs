@@ -14,14 +14,14 @@
 
 mod support;
 
+use funnelstream::clock::wall_clock_ms;
 use funnelstream::config::{ClockMode, EngineConfig};
-use funnelstream::engine::{wall_clock_ms, Engine};
+use funnelstream::engine::Engine;
 use funnelstream::live::LiveState;
-use funnelstream::produce::{producer, send};
+use funnelstream::source::producer::{producer, send};
 use funnelstream::source::{KafkaSettings, Source};
 use funnelstream::synth::{Synth, SynthConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::Producer;
 use rdkafka::ClientConfig;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -203,7 +203,7 @@ fn scrape(keys: u64, events: u64) {
             ..SynthConfig::default()
         });
         for _ in 0..events {
-            p.process(g.next_line().as_bytes());
+            p.process_at(g.next_line().as_bytes(), wall_clock_ms());
         }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

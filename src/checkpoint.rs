@@ -32,6 +32,9 @@
 
 use crate::config::WindowSpec;
 use crate::engine::{Engine, Partition};
+use crate::util::codec::{ReadResult, Reader, Writer};
+
+pub use crate::util::codec::CheckpointError;
 
 pub const MAGIC: [u8; 8] = *b"FNLSTCKP";
 /// Bump on any change of the body layout, and keep reading the previous
@@ -45,14 +48,6 @@ pub const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;
 /// (label values of `funnel_checkpoint_rebuilds_total`).
 pub const REBUILD_REASONS: [&str; 3] = ["missing", "corrupt", "incompatible"];
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointError {
-    #[error("corrupt checkpoint: {0}")]
-    Corrupt(String),
-    #[error("incompatible checkpoint: {0}")]
-    Incompatible(String),
-}
-
 /// What a checkpoint is about, besides the state itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointMeta {
@@ -64,169 +59,6 @@ pub struct CheckpointMeta {
     pub written_at_ms: i64,
     /// Engine time at the snapshot.
     pub engine_now_ms: i64,
-}
-
-/// Appends `v` as a LEB128 varint.
-#[inline]
-fn put_uvar(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Maps signed to unsigned so that small magnitudes make short varints
-/// (also in the packed ring buckets).
-#[inline]
-pub(crate) fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-#[inline]
-pub(crate) fn unzigzag(z: u64) -> i64 {
-    ((z >> 1) as i64) ^ -((z & 1) as i64)
-}
-
-/// Appends varint-encoded values.
-#[derive(Debug, Default)]
-pub struct Writer {
-    pub buf: Vec<u8>,
-}
-
-impl Writer {
-    #[inline]
-    pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
-    }
-    #[inline]
-    pub fn u64_fixed(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    #[inline]
-    pub fn uvar(&mut self, v: u64) {
-        put_uvar(&mut self.buf, v);
-    }
-    #[inline]
-    pub fn ivar(&mut self, v: i64) {
-        self.uvar(zigzag(v));
-    }
-    pub fn i128var(&mut self, v: i128) {
-        let mut z = ((v << 1) ^ (v >> 127)) as u128;
-        while z >= 0x80 {
-            self.buf.push((z as u8) | 0x80);
-            z >>= 7;
-        }
-        self.buf.push(z as u8);
-    }
-    pub fn str(&mut self, s: &str) {
-        self.uvar(s.len() as u64);
-        self.buf.extend_from_slice(s.as_bytes());
-    }
-}
-
-/// Reads what [`Writer`] wrote; every read is bounds-checked.
-#[derive(Debug)]
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-pub type ReadResult<T> = Result<T, CheckpointError>;
-
-fn truncated<T>(what: &str) -> ReadResult<T> {
-    Err(CheckpointError::Corrupt(format!(
-        "truncated or malformed {what}"
-    )))
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    #[inline]
-    pub fn u8(&mut self) -> ReadResult<u8> {
-        let Some(&b) = self.buf.get(self.pos) else {
-            return truncated("byte");
-        };
-        self.pos += 1;
-        Ok(b)
-    }
-
-    pub fn u64_fixed(&mut self) -> ReadResult<u64> {
-        let Some(b) = self.buf.get(self.pos..self.pos + 8) else {
-            return truncated("u64");
-        };
-        self.pos += 8;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-
-    #[inline]
-    pub fn uvar(&mut self) -> ReadResult<u64> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            if shift == 63 && b > 1 {
-                return truncated("varint");
-            }
-            v |= u64::from(b & 0x7F) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        truncated("varint")
-    }
-
-    #[inline]
-    pub fn ivar(&mut self) -> ReadResult<i64> {
-        Ok(unzigzag(self.uvar()?))
-    }
-
-    pub fn i128var(&mut self) -> ReadResult<i128> {
-        let mut z: u128 = 0;
-        for shift in (0..128).step_by(7) {
-            let b = self.u8()?;
-            if shift == 126 && b > 3 {
-                return truncated("varint");
-            }
-            z |= u128::from(b & 0x7F) << shift;
-            if b & 0x80 == 0 {
-                return Ok(((z >> 1) as i128) ^ -((z & 1) as i128));
-            }
-        }
-        truncated("varint")
-    }
-
-    pub fn i32(&mut self) -> ReadResult<i32> {
-        i32::try_from(self.ivar()?).or_else(|_| truncated("i32"))
-    }
-
-    pub fn u32(&mut self) -> ReadResult<u32> {
-        u32::try_from(self.uvar()?).or_else(|_| truncated("u32"))
-    }
-
-    /// A count of items that each take at least `min_bytes`: refused when
-    /// the input cannot hold that many, so a corrupt count cannot make the
-    /// decoder allocate.
-    pub fn count(&mut self, min_bytes: usize) -> ReadResult<usize> {
-        let n = self.uvar()?;
-        if n > (self.remaining() / min_bytes.max(1)) as u64 {
-            return truncated("count");
-        }
-        Ok(n as usize)
-    }
-
-    pub fn str(&mut self) -> ReadResult<&'a str> {
-        let n = self.count(1)?;
-        let b = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        std::str::from_utf8(b).or_else(|_| truncated("string"))
-    }
 }
 
 /// Writes the windows' fingerprint: a checkpoint only fits an engine with

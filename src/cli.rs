@@ -3,11 +3,12 @@
 //! commands. `main.rs` only calls [`main`].
 
 use crate::config::{parse_duration_ms, parse_windows, ClockMode, ConfigError, EngineConfig};
+pub use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::path::PathBuf;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::VERSION;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +30,7 @@ pub enum Command {
     /// realistic synthetic event stream, and the engine on it.
     Demo(DemoArgs),
     /// Write synthetic or file-supplied events to a Kafka topic.
-    Produce(crate::produce::ProduceArgs),
+    Produce(ProduceArgs),
     /// Read events from a file (one JSON event a line; `-` for stdin), apply
     /// them exactly as `run` would, and print the /metrics exposition.
     Replay(ReplayArgs),
@@ -132,6 +133,40 @@ pub struct DemoArgs {
     /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub duration: u64,
+}
+
+/// Settings of `produce`.
+#[derive(Args, Debug, Clone)]
+pub struct ProduceArgs {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        value_name = "HOST:PORT[,..]",
+        env = "FUNNELSTREAM_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+    /// Topic to write to.
+    #[arg(long, value_name = "T", default_value = "funnel-events")]
+    pub topic: String,
+    /// NDJSON file of events (`-` for stdin); synthetic events without it.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Events per second, 0 = as fast as possible [default: 0 with --from, 1000 synthetic].
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    pub rate: Option<f64>,
+    /// Synthetic events to write.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub count: u64,
+    /// Distinct (channel, campaign) keys of synthetic events.
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    pub keys: u64,
+    /// Seed of the synthetic generator.
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    pub seed: u64,
+    /// Extra librdkafka property; repeatable.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_property: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -399,26 +434,6 @@ impl EngineArgs {
     }
 }
 
-/// Runs the command line; returns the process exit code.
-pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = e.exit_code();
-            let _ = e.print();
-            return code;
-        }
-    };
-    match cli.command {
-        Command::Run(args) => crate::run::run(&args),
-        Command::Demo(args) => crate::demo::run(&args),
-        Command::Produce(args) => crate::produce::run(&args),
-        Command::Replay(args) => crate::replay::run(&args),
-        Command::Tail(args) => crate::tail::run(&args),
-        Command::CheckConfig(args) => check_config(&args),
-    }
-}
-
 /// Everything `run` needs, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -431,12 +446,6 @@ pub struct RunConfig {
     pub security: crate::export::security::Security,
     pub probe_listen: Option<std::net::SocketAddr>,
     pub http: crate::export::http::HttpLimits,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -682,28 +691,6 @@ pub fn is_secret(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
-fn check_config(args: &RunArgs) -> i32 {
-    let cfg = match args.resolve("0.0.0.0:9490") {
-        Ok(c) => c,
-        Err(e) => return config_error(&e),
-    };
-    // Let librdkafka validate the properties (names and values).
-    match crate::source::client_config(&cfg.kafka) {
-        Ok(c) => {
-            if let Err(e) = c.create::<rdkafka::consumer::BaseConsumer>() {
-                eprintln!("funnelstream: invalid configuration: kafka: {e}");
-                return 2;
-            }
-        }
-        Err(e) => {
-            eprintln!("funnelstream: invalid configuration: {e}");
-            return 2;
-        }
-    }
-    print!("{}", effective_settings(&cfg));
-    0
-}
-
 /// The effective settings as TOML, secrets masked.
 pub fn effective_settings(cfg: &RunConfig) -> String {
     use crate::config::format_duration_ms;
@@ -812,25 +799,6 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
         }
     }
     out
-}
-
-/// Installs the tracing subscriber (stderr, text or JSON).
-pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// Prints a configuration error the way every command does; exit code 2.
-pub fn config_error(e: &ConfigError) -> i32 {
-    eprintln!("funnelstream: invalid configuration: {e}");
-    2
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::fmt;
 use thiserror::Error;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{key}: {problem}")]
     Invalid { key: String, problem: String },

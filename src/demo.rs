@@ -4,14 +4,15 @@
 //! rhythm, ~1% duplicates and ~0.5% malformed events), and the engine
 //! consuming it through exactly the code path of `run`.
 
-use crate::cli::{init_logging, DemoArgs, LogFormat, RunConfig};
-use crate::config::{ClockMode, EngineConfig};
-use crate::engine::wall_clock_ms;
-use crate::produce::{producer, send};
+use crate::cli::{DemoArgs, RunConfig};
+use crate::clock::wall_clock_ms;
+use crate::config::{ClockMode, ConfigError, EngineConfig};
+use crate::error::Error;
+use crate::logging::{init_logging, LogFormat};
+use crate::source::mock::MockBroker;
+use crate::source::producer::{producer, send};
 use crate::source::KafkaSettings;
 use crate::synth::{Synth, SynthConfig};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::Producer;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,32 +23,20 @@ pub const TOPIC: &str = "funnel-events";
 pub const DEMO_V2_RATIO: f64 = 0.25;
 const DAY_MS: f64 = 86_400_000.0;
 
-pub fn run(args: &DemoArgs) -> i32 {
+pub fn run(args: &DemoArgs) -> Result<(), Error> {
     init_logging(LogFormat::Text, "info,librdkafka=error");
     let listen_s = args
         .listen
         .clone()
         .unwrap_or_else(|| "127.0.0.1:9490".into());
-    let listen = match listen_s.parse() {
-        Ok(a) => a,
-        Err(_) => {
-            eprintln!(
-                "funnelstream: invalid configuration: listen: `{listen_s}` is not an ADDR:PORT"
-            );
-            return 2;
-        }
-    };
-    let cluster = match MockCluster::new(1) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("funnelstream: cannot start the embedded broker: {e}");
-            return 1;
-        }
-    };
-    if let Err(e) = cluster.create_topic(TOPIC, 3, 1) {
-        eprintln!("funnelstream: cannot create the demo topic: {e}");
-        return 1;
-    }
+    let listen = listen_s
+        .parse()
+        .map_err(|_| ConfigError::invalid("listen", format!("`{listen_s}` is not an ADDR:PORT")))?;
+    let cluster = MockBroker::start()
+        .map_err(|e| Error::Runtime(format!("cannot start the embedded broker: {e}")))?;
+    cluster
+        .create_topic(TOPIC, 3)
+        .map_err(|e| Error::Runtime(format!("cannot create the demo topic: {e}")))?;
     let bootstrap = cluster.bootstrap_servers();
     let stop = Arc::new(AtomicBool::new(false));
     let gen = {
@@ -87,7 +76,7 @@ pub fn run(args: &DemoArgs) -> i32 {
         probe_listen: None,
         http: Default::default(),
     };
-    let code = crate::run::serve(cfg, Some(stop.clone()), |addr| {
+    let result = crate::serve::serve(cfg, Some(stop.clone()), |addr| {
         println!(
             "funnelstream demo is running\n\
              \x20 metrics:       http://{addr}/metrics\n\
@@ -100,7 +89,7 @@ pub fn run(args: &DemoArgs) -> i32 {
     stop.store(true, Ordering::Release);
     let _ = gen.join();
     drop(cluster);
-    code
+    result
 }
 
 /// History, then live traffic until `stop`.

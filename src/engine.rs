@@ -5,21 +5,13 @@
 
 use crate::aggregate::labels::LabelTable;
 use crate::aggregate::{AggStats, Aggregator, KeyHint, KeyHints};
-use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use crate::config::{ClockMode, EngineConfig};
-use crate::decode::dedup::{id_hash, Dedup};
+use crate::decode::dedup::Dedup;
 use crate::decode::{self, DecodeConfig, Event, EventType, RejectReason};
+use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
+use crate::util::hash::id_hash;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch, from the system clock.
-pub fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Engine time, shared by every partition. Monotonic in both modes: in
 /// `wall` mode a clock step backwards does not move it back.
@@ -204,12 +196,6 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Processes one message value, reading the wall clock.
-    #[inline]
-    pub fn process(&mut self, bytes: &[u8]) -> Outcome {
-        self.process_at(bytes, wall_clock_ms())
-    }
-
     /// Processes one message value with the given wall-clock reading.
     pub fn process_at(&mut self, bytes: &[u8], wall_ms: i64) -> Outcome {
         match decode::decode(bytes, &self.decode, wall_ms) {

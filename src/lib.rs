@@ -18,20 +18,29 @@
 //! `docs/SEMANTICS.md` pins down every exact rule, `ARCHITECTURE.md` the
 //! invariants.
 
+#[cfg(test)]
+mod architecture;
+
 pub mod aggregate;
 pub mod checkpoint;
 pub mod cli;
+pub mod clock;
+pub mod cmd;
 pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod engine;
+pub mod error;
 pub mod export;
 pub mod kpi;
 pub mod live;
-pub mod produce;
+pub mod logging;
 pub mod progress;
-pub mod replay;
-pub mod run;
+pub mod serve;
 pub mod source;
 pub mod synth;
 pub mod tail;
+pub mod util;
+
+/// The version of this build (`funnel_build_info`, `--version`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,12 +1,13 @@
 //! State shared by the live path: the source writes it, the HTTP export
 //! reads it. One `Mutex<Partition>` per Kafka partition, locked by the one
 //! worker that owns the partition and, briefly, by a render: there is no
-//! global lock on the hot path. Knows neither Kafka nor HTTP.
+//! global lock on the hot path. Knows neither Kafka nor HTTP nor the
+//! exposition format: `export::exposition` renders it.
 
-use crate::engine::{wall_clock_ms, Engine, Health, Partition};
-use crate::export::prometheus::{render_copied, Format, KeyCopies};
+use crate::clock::wall_clock_ms;
+use crate::engine::{Engine, Partition};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// One Kafka partition's processing state and progress.
@@ -95,9 +96,9 @@ pub struct LiveState {
     pub brokers_down: Mutex<Option<String>>,
     pub version: &'static str,
     /// Dead-letter counters, when a dead-letter topic is configured.
-    pub dead_letter: std::sync::OnceLock<Arc<crate::source::dead_letter::DeadLetterStats>>,
+    pub dead_letter: std::sync::OnceLock<Arc<DeadLetterStats>>,
     /// Checkpoint counters, when a checkpoint topic is configured.
-    pub checkpoint: std::sync::OnceLock<Arc<crate::source::checkpoint::CheckpointStats>>,
+    pub checkpoint: std::sync::OnceLock<Arc<CheckpointStats>>,
     /// Set when the engine must stop with an error (a refused checkpoint).
     pub fatal: Mutex<Option<String>>,
     /// Counters of `/api/v1/kpis/stream` (written by the HTTP export).
@@ -119,7 +120,7 @@ impl LiveState {
             assigned_once: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             brokers_down: Mutex::new(None),
-            version: crate::cli::VERSION,
+            version: crate::VERSION,
             dead_letter: std::sync::OnceLock::new(),
             checkpoint: std::sync::OnceLock::new(),
             fatal: Mutex::new(None),
@@ -221,85 +222,42 @@ impl LiveState {
         f(&parts, now)
     }
 
-    fn assigned(&self) -> Vec<Arc<Slot>> {
+    /// The slots of the partitions assigned to this instance.
+    pub fn assigned(&self) -> Vec<Arc<Slot>> {
         self.slots()
             .into_iter()
             .filter(|s| s.assigned.load(Ordering::Acquire))
             .collect()
     }
+}
 
-    /// Every assigned partition's keys (summed at the engine time returned)
-    /// and health counters, copied out one partition at a time: each
-    /// partition is locked only while its own state is copied, so a render
-    /// never stalls ingestion on the other partitions, nor on this one for
-    /// longer than the copy. Revoked partitions are left out as in
-    /// [`with_partitions`](Self::with_partitions).
-    pub fn copy_partitions(&self) -> (KeyCopies, Health, i64) {
-        let now = self.engine.clock.now(wall_clock_ms());
-        let mut keys = KeyCopies::default();
-        let mut health = Health::default();
-        for s in self.assigned() {
-            let p = s.state.lock().unwrap_or_else(|e| e.into_inner());
-            keys.add(&p.agg, now);
-            health.add(&p);
-        }
-        keys.finish();
-        (keys, health, now)
-    }
+/// Dead-letter counters (written by the source, published on /metrics).
+#[derive(Debug, Default)]
+pub struct DeadLetterStats {
+    pub written: AtomicU64,
+    pub failures: AtomicU64,
+    pub pending: AtomicI64,
+}
 
-    /// The exposition of everything consumed so far.
-    pub fn render(&self, format: Format) -> String {
-        let lag: Vec<(String, i32, i64)> = self
-            .slots()
-            .iter()
-            .filter(|s| s.assigned.load(Ordering::Acquire) && s.lag.load(Ordering::Acquire) >= 0)
-            .map(|s| (s.topic.clone(), s.partition, s.lag.load(Ordering::Acquire)))
-            .collect();
-        let (keys, mut health, _now) = self.copy_partitions();
-        health.lag = lag;
-        health.dead_letter = self.dead_letter.get().map(|d| {
-            [
-                d.written.load(Ordering::Relaxed),
-                d.failures.load(Ordering::Relaxed),
-                d.pending.load(Ordering::Relaxed).max(0) as u64,
-            ]
-        });
-        health.checkpoint = self.checkpoint.get().map(|c| {
-            let now = wall_clock_ms();
-            let mut h = crate::engine::CheckpointHealth {
-                written: c.written.load(Ordering::Relaxed),
-                failures: c.failures.load(Ordering::Relaxed),
-                restored: c.restored.load(Ordering::Relaxed),
-                rebuilds: std::array::from_fn(|i| c.rebuilds[i].load(Ordering::Relaxed)),
-                ..Default::default()
-            };
-            for s in self.slots() {
-                if s.assigned.load(Ordering::Acquire) {
-                    h.bytes += s.checkpoint_bytes.load(Ordering::Relaxed);
-                    let at = s.checkpoint_at_ms.load(Ordering::Relaxed);
-                    if at >= 0 {
-                        h.age_ms = h.age_ms.max(now - at);
-                    }
-                }
-            }
-            h
-        });
-        health.streams = Some([
-            self.streams.clients.load(Ordering::Relaxed),
-            self.streams.dropped.load(Ordering::Relaxed),
-        ]);
-        if health.delay.is_none() {
-            health.delay = Some(Default::default());
-        }
-        render_copied(&keys, &health, self.version, format)
-    }
+/// Checkpoint counters (written by the source, published on /metrics).
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    pub written: AtomicU64,
+    pub failures: AtomicU64,
+    pub restored: AtomicU64,
+    pub rebuilds: [AtomicU64; 3],
+    pub written_bytes: AtomicU64,
+    /// Microseconds spent encoding (partition locked) and writing.
+    pub encode_us: AtomicU64,
+    pub write_us: AtomicU64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{ClockMode, EngineConfig};
-    use crate::export::prometheus::render_as;
+    use crate::engine::Health;
+    use crate::export::prometheus::{render_as, Format};
     use crate::synth::{Synth, SynthConfig};
 
     /// The live render copies one partition at a time; what it publishes
@@ -327,15 +285,15 @@ mod tests {
                 ..SynthConfig::default()
             });
             for _ in 0..20_000 {
-                p.process(g.next_line().as_bytes());
+                p.process_at(g.next_line().as_bytes(), wall_clock_ms());
             }
         }
         // A revoked partition is not published by either.
         let gone = live.slot("t", 3);
-        gone.state
-            .lock()
-            .unwrap()
-            .process(Synth::new(SynthConfig::default()).next_line().as_bytes());
+        gone.state.lock().unwrap().process_at(
+            Synth::new(SynthConfig::default()).next_line().as_bytes(),
+            wall_clock_ms(),
+        );
         for format in [Format::Text, Format::OpenMetrics] {
             let locked = live.with_partitions(|parts, now| {
                 let mut health = Health::of(parts);

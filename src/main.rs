@@ -1,5 +1,24 @@
-//! The `funnelstream` binary: a thin shell over the library (see `lib.rs`).
+//! The `funnelstream` binary: parses the command line, runs the command
+//! (`funnelstream::cmd`) and is the one place that exits, with the code the
+//! error knows (CLI.md: 0, 1 or 2).
+
+use clap::Parser;
+use funnelstream::cli::Cli;
 
 fn main() {
-    std::process::exit(funnelstream::cli::main());
+    let code = match Cli::try_parse() {
+        // --help and --version print and exit 0, bad usage exits 2.
+        Err(e) => {
+            let _ = e.print();
+            e.exit_code()
+        }
+        Ok(cli) => match funnelstream::cmd::dispatch(cli) {
+            Ok(()) => 0,
+            Err(e) => {
+                e.report();
+                e.exit_code()
+            }
+        },
+    };
+    std::process::exit(code);
 }

@@ -380,7 +380,7 @@ fn two_topics_many_partitions_on_the_mock_cluster_equal_replay() {
     let (mut all, mut ads, mut crm) = (String::new(), String::new(), String::new());
     for _ in 0..8000 {
         let line = g.next_line();
-        let key = funnelstream::produce::campaign_key(line.as_bytes());
+        let key = funnelstream::source::producer::campaign_key(line.as_bytes());
         let to = if key.bytes().map(u32::from).sum::<u32>() % 2 == 0 {
             &mut ads
         } else {
@@ -446,7 +446,7 @@ fn rejected_events_are_dead_lettered_unchanged() {
             decode(
                 l,
                 &DecodeConfig::default(),
-                funnelstream::engine::wall_clock_ms(),
+                funnelstream::clock::wall_clock_ms(),
             )
             .err()
             .map(|r| (l.to_vec(), r.as_str().to_string()))

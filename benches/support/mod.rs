@@ -7,10 +7,9 @@
 pub mod broker;
 pub use broker::Broker;
 
-use funnelstream::engine::wall_clock_ms;
-use funnelstream::produce::{producer, send};
+use funnelstream::clock::wall_clock_ms;
+use funnelstream::source::producer::{producer, send};
 use funnelstream::synth::{Synth, SynthConfig};
-use rdkafka::producer::Producer;
 use std::time::Duration;
 
 /// Writes `n` synthetic events over `keys` keys, stamped with the wall

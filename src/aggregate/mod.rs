@@ -12,10 +12,10 @@ pub mod pending;
 pub mod ring;
 pub mod v2;
 
-use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use crate::config::{EngineConfig, WindowSpec, MAX_WINDOWS};
-use crate::decode::dedup::{id_hash, PreHashedMap, PreHashedMap128};
 use crate::decode::{Body, DealStage, Event, Origin, SurveyKind};
+use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
+use crate::util::hash::{id_hash, PreHashedMap, PreHashedMap128};
 use labels::LabelTable;
 use pending::{Entry, Group, Kind, LOG_LEN};
 use ring::{add_into, bucket_of, oldest_bucket, prefetch, prefetch_all, sketch, CycleRing, Ring};

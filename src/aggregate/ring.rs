@@ -6,7 +6,8 @@
 //! are summed with wrapping integer arithmetic, which is exact whenever the
 //! true sum fits in an `i64` and never panics on input.
 
-use crate::checkpoint::{unzigzag, zigzag, CheckpointError, ReadResult, Reader, Writer};
+use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
+use crate::util::varint::{get_uvar, put_uvar_at, unzigzag, zigzag};
 use std::collections::VecDeque;
 
 /// Bucket index of a timestamp for a bucket width.
@@ -69,34 +70,6 @@ struct Packed<const N: usize> {
 /// Most bytes one bucket can take: gap, mask, up to 8 values (a mask
 /// byte has 8 bits).
 const MAX_BUCKET_BYTES: usize = 10 + 1 + 10 * 8;
-
-/// Writes `v` as a varint into `buf` at `at`, returning the end.
-#[inline]
-fn put_uvar_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
-    while v >= 0x80 {
-        buf[at] = v as u8 | 0x80;
-        v >>= 7;
-        at += 1;
-    }
-    buf[at] = v as u8;
-    at + 1
-}
-
-/// Reads a varint written by `put_uvar` (trusted bytes: the ring's own).
-#[inline]
-fn get_uvar(b: &[u8], p: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0u32;
-    loop {
-        let x = b[*p];
-        *p += 1;
-        v |= u64::from(x & 0x7f).wrapping_shl(shift);
-        if x < 0x80 {
-            return v;
-        }
-        shift += 7;
-    }
-}
 
 impl<const N: usize> Packed<N> {
     const ONE_MASK_BIT_PER_VALUE: () = assert!(N <= 8);

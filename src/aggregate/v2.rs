@@ -15,8 +15,8 @@
 
 use super::ring::{bucket_of, oldest_bucket, Ring};
 use super::{rings, rings_heap, Rings};
-use crate::checkpoint::{CheckpointError, ReadResult, Reader, Writer};
 use crate::config::WindowSpec;
+use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
 
 /// Bits of `KeyState::seen`: the groups a key has received an event of.
 pub mod seen {

@@ -3,6 +3,8 @@
 //! and the engine's health counters.
 
 pub mod api;
+mod exposition;
 pub mod http;
 pub mod prometheus;
 pub mod security;
+pub mod server;

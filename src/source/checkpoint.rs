@@ -18,6 +18,7 @@
 
 use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
 use crate::engine::{Engine, Partition};
+pub use crate::live::CheckpointStats;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -96,19 +97,6 @@ pub const CREATED_TOPIC_CONFIG: [(&str, &str); 4] = [
     ("segment.bytes", "67108864"),
     ("segment.ms", "86400000"),
 ];
-
-/// Counters published on /metrics.
-#[derive(Debug, Default)]
-pub struct CheckpointStats {
-    pub written: AtomicU64,
-    pub failures: AtomicU64,
-    pub restored: AtomicU64,
-    pub rebuilds: [AtomicU64; 3],
-    pub written_bytes: AtomicU64,
-    /// Microseconds spent encoding (partition locked) and writing.
-    pub encode_us: AtomicU64,
-    pub write_us: AtomicU64,
-}
 
 /// A checkpoint's manifest record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -257,7 +245,7 @@ impl Store {
             stats: Arc::new(CheckpointStats::default()),
             generation: AtomicU64::new(
                 xxhash_rust::xxh3::xxh3_64(
-                    format!("{}-{}", std::process::id(), crate::engine::wall_clock_ms()).as_bytes(),
+                    format!("{}-{}", std::process::id(), crate::clock::wall_clock_ms()).as_bytes(),
                 ) & 0xFFFF_FFFF_0000_0000,
             ),
             write_lock: Mutex::new(()),

@@ -5,12 +5,13 @@
 //! (`funnel_dead_letter_failures_total`) and visible
 //! (`funnel_dead_letter_pending`), and never blocks the partition.
 
+pub use crate::live::DeadLetterStats;
 use crate::live::Slot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -20,14 +21,6 @@ pub const HEADER_REASON: &str = "funnelstream.reason";
 pub const HEADER_TOPIC: &str = "funnelstream.source.topic";
 pub const HEADER_PARTITION: &str = "funnelstream.source.partition";
 pub const HEADER_OFFSET: &str = "funnelstream.source.offset";
-
-/// Counters published on /metrics.
-#[derive(Debug, Default)]
-pub struct DeadLetterStats {
-    pub written: AtomicU64,
-    pub failures: AtomicU64,
-    pub pending: AtomicI64,
-}
 
 /// One copy on its way; kept until acknowledged, so it can be re-sent.
 pub struct Copy {

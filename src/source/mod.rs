@@ -12,9 +12,13 @@
 //! applied offsets are committed synchronously.
 
 pub mod checkpoint;
+pub mod client;
 pub mod dead_letter;
+pub mod mock;
+pub mod producer;
 
-use crate::engine::{wall_clock_ms, Outcome};
+use crate::clock::wall_clock_ms;
+use crate::engine::Outcome;
 use crate::live::{LiveState, Slot};
 use checkpoint::{CheckpointSettings, Loaded, Policy, Store};
 use dead_letter::DeadLetter;

@@ -326,7 +326,7 @@ fn fail(e: &str) -> i32 {
 
 pub fn run(args: &TailArgs) -> i32 {
     if !(args.interval.is_finite() && args.interval > 0.0) {
-        return crate::cli::config_error(&crate::config::ConfigError::invalid(
+        return crate::error::config_error(&crate::config::ConfigError::invalid(
             "interval",
             "must be a positive number of seconds",
         ));
@@ -343,7 +343,7 @@ pub fn run(args: &TailArgs) -> i32 {
     }
     let settings = match settings(args) {
         Ok(s) => s,
-        Err(e) => return crate::cli::config_error(&e),
+        Err(e) => return crate::error::config_error(&e),
     };
     if args.once {
         once_board(args, settings)
@@ -371,7 +371,7 @@ fn once_board(args: &TailArgs, mut s: Settings) -> i32 {
     let served = store.windows();
     s.window = pick_window(&s.window, &served);
     if !served.is_empty() && !served.contains(&s.window) {
-        return crate::cli::config_error(&crate::config::ConfigError::invalid(
+        return crate::error::config_error(&crate::config::ConfigError::invalid(
             "window",
             format!(
                 "`{}` is not served (served: {})",

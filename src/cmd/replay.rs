@@ -1,14 +1,17 @@
 //! `funnelstream replay`: NDJSON in, the /metrics exposition out, through
 //! exactly the stages `run` uses (one partition).
 
-use crate::cli::{config_error, ReplayArgs, VERSION};
-use crate::engine::{wall_clock_ms, Engine, Health, Outcome, Partition};
+use crate::cli::ReplayArgs;
+use crate::clock::wall_clock_ms;
+use crate::engine::{Engine, Health, Outcome, Partition};
+use crate::error::Error;
 use crate::export::prometheus::render;
+use crate::VERSION;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 /// One line of input, or a line longer than the limit (skipped unread).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line<'a> {
+enum Line<'a> {
     Event(&'a [u8]),
     TooLong,
 }
@@ -16,7 +19,7 @@ pub enum Line<'a> {
 /// Calls `f` for every line of `r`, without ever buffering more than
 /// `max + 1` bytes of one line. `\r\n` endings are accepted; blank lines are
 /// skipped.
-pub fn for_each_line<R: Read>(r: R, max: usize, mut f: impl FnMut(Line<'_>)) -> io::Result<()> {
+fn for_each_line<R: Read>(r: R, max: usize, mut f: impl FnMut(Line<'_>)) -> io::Result<()> {
     let mut r = BufReader::with_capacity(1 << 16, r);
     let mut line: Vec<u8> = Vec::new();
     let mut too_long = false;
@@ -69,15 +72,15 @@ fn memchr_nl(b: &[u8]) -> Option<usize> {
 }
 
 /// Feeds every line of `input` into `p`; returns (lines, applied, duplicates, rejected).
-pub fn feed<R: Read>(p: &mut Partition, input: R, max: usize) -> io::Result<[u64; 4]> {
+fn feed<R: Read>(p: &mut Partition, input: R, max: usize) -> io::Result<[u64; 4]> {
     let mut n = [0u64; 4];
     for_each_line(input, max, |line| {
         n[0] += 1;
         // A line over the limit is handed over as is, so the decoder's size
         // check rejects it as too_large like any other oversized message.
         let outcome = match line {
-            Line::Event(b) => p.process(b),
-            Line::TooLong => p.process(&vec![b' '; max + 1]),
+            Line::Event(b) => p.process_at(b, wall_clock_ms()),
+            Line::TooLong => p.process_at(&vec![b' '; max + 1], wall_clock_ms()),
         };
         match outcome {
             Outcome::Applied { .. } => n[1] += 1,
@@ -88,11 +91,8 @@ pub fn feed<R: Read>(p: &mut Partition, input: R, max: usize) -> io::Result<[u64
     Ok(n)
 }
 
-pub fn run(args: &ReplayArgs) -> i32 {
-    let cfg = match args.engine.resolve() {
-        Ok(c) => c,
-        Err(e) => return config_error(&e),
-    };
+pub fn run(args: &ReplayArgs) -> Result<(), Error> {
+    let cfg = args.engine.resolve()?;
     let max = cfg.max_event_bytes;
     let engine = Engine::new(cfg);
     let mut part = engine.partition();
@@ -111,32 +111,24 @@ pub fn run(args: &ReplayArgs) -> i32 {
                 r
             }
             Err(e) => {
-                eprintln!("funnelstream: --from {}: {e}", args.from.display());
-                return 2;
+                return Err(Error::Usage(format!("--from {}: {e}", args.from.display())));
             }
         }
     };
-    let n = match result {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("funnelstream: reading {}: {e}", args.from.display());
-            return 1;
-        }
-    };
+    let n = result.map_err(|e| Error::Runtime(format!("reading {}: {e}", args.from.display())))?;
     let now = engine.clock.now(wall_clock_ms());
     let text = render(&[&part.agg], &Health::of(&[&part]), now, VERSION);
     let mut out = io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("funnelstream: writing the exposition: {e}");
-            return 1;
+            return Err(Error::Runtime(format!("writing the exposition: {e}")));
         }
     }
     eprintln!(
         "funnelstream: replayed {} events: {} applied, {} duplicates, {} rejected",
         n[0], n[1], n[2], n[3]
     );
-    0
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,24 @@
+//! The commands of CLI.md, one file each (`demo` keeps its stream
+//! generator in `crate::demo`, `tail` its terminal in `crate::tail`). Each
+//! returns `Result<(), Error>`; `main.rs` turns the error into the message
+//! and the exit code.
+
+mod check_config;
+mod produce;
+mod replay;
+mod run;
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+
+/// Runs one parsed command line.
+pub fn dispatch(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Demo(args) => crate::demo::run(&args),
+        Command::Produce(args) => produce::run(&args),
+        Command::Replay(args) => replay::run(&args),
+        Command::Tail(args) => Error::from_exit_code(crate::tail::run(&args)),
+        Command::CheckConfig(args) => check_config::run(&args),
+    }
+}

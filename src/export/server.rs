@@ -1,0 +1,170 @@
+//! The engine's HTTP side as one unit: a small tokio runtime of its own,
+//! the main listener (metrics, landing page, API, probes) and the optional
+//! plain probe listener. The live engine binds it, starts it once the
+//! source runs, waits on it for SIGTERM/SIGINT, and stops it.
+
+use crate::error::Error;
+use crate::export::http::{self, HttpLimits};
+use crate::export::security::Security;
+use crate::live::LiveState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+/// Where and how the HTTP side serves.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    pub probe_listen: Option<SocketAddr>,
+    pub security: Security,
+    pub limits: HttpLimits,
+}
+
+pub struct Server {
+    rt: tokio::runtime::Runtime,
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    main: Option<JoinHandle<std::io::Result<()>>>,
+    probes: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Starts the runtime and binds the main address (not serving yet).
+    pub fn bind(listen: SocketAddr) -> Result<Server, Error> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("funnel-http")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
+        let listener = rt.block_on(TcpListener::bind(listen)).map_err(|e| {
+            error!("cannot listen on {listen}: {e}");
+            Error::Runtime(format!("cannot listen on {listen}: {e}"))
+        })?;
+        let addr = listener.local_addr().unwrap_or(listen);
+        Ok(Server {
+            rt,
+            listener: Some(listener),
+            addr,
+            stop: watch::channel(false).0,
+            main: None,
+            probes: None,
+        })
+    }
+
+    /// The bound main address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves `live`: binds the probe address if any, then serves both.
+    pub fn start(&mut self, live: &Arc<LiveState>, s: &HttpSettings) -> Result<(), Error> {
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let _guard = self.rt.enter();
+        if let Some(addr) = s.probe_listen {
+            let l = self.rt.block_on(TcpListener::bind(addr)).map_err(|e| {
+                Error::Runtime(format!("cannot listen on {addr} (probe_listen): {e}"))
+            })?;
+            info!(%addr, "serving /healthz and /readyz for probes");
+            let app = http::probe_router(live.clone());
+            let shutdown = stopped(self.stop.subscribe());
+            self.probes = Some(tokio::spawn(http::serve_app(
+                l,
+                app,
+                None,
+                Default::default(),
+                shutdown,
+            )));
+        }
+        let Some(listener) = self.listener.take() else {
+            return Ok(());
+        };
+        self.main = Some(tokio::spawn(http::serve_with(
+            listener,
+            live.clone(),
+            s.security.clone(),
+            s.limits.clone(),
+            stopped(self.stop.subscribe()),
+        )));
+        info!(addr = %self.addr, "serving /metrics, /, /healthz, /readyz");
+        Ok(())
+    }
+
+    /// Blocks until SIGTERM/SIGINT, or until `stop()` holds (polled every
+    /// 100 ms).
+    pub fn wait_for_stop(&self, stop: impl Fn() -> bool) {
+        self.rt.block_on(wait_for_stop(stop));
+    }
+
+    /// Stops accepting: streams get their final event, other requests a
+    /// bounded grace period.
+    pub fn begin_shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits for the listeners to finish (the main one only when the
+    /// engine did not stop on `fatal`, which is the error then).
+    pub fn finish(mut self, fatal: Option<String>) -> Result<(), Error> {
+        let (probes, main) = (self.probes.take(), self.main.take());
+        let result = self.rt.block_on(async move {
+            if let Some(p) = probes {
+                let _ = p.await;
+            }
+            if let Some(m) = fatal {
+                return Err(Error::Runtime(m));
+            }
+            match main {
+                Some(server) => match server.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => {
+                        error!("http server: {e}");
+                        Err(Error::Reported(1))
+                    }
+                    Err(_) => Err(Error::Reported(1)),
+                },
+                None => Ok(()),
+            }
+        });
+        // A render or snapshot still running on a blocking thread must not
+        // hold the exit: the server has already let every connection go.
+        self.rt.shutdown_timeout(Duration::from_secs(2));
+        result
+    }
+}
+
+/// Waits for SIGTERM/SIGINT or `stop()`.
+async fn wait_for_stop(stop: impl Fn() -> bool) {
+    let flag = async {
+        loop {
+            if stop() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return flag.await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = flag => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = flag => {}
+    }
+}
