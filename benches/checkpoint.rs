@@ -16,13 +16,13 @@
 mod support;
 
 use funnelstream::checkpoint::{decode, encode, CheckpointMeta};
-use funnelstream::clock::wall_clock_ms;
 use funnelstream::config::{ClockMode, EngineConfig};
 use funnelstream::engine::Engine;
 use funnelstream::live::LiveState;
 use funnelstream::source::checkpoint::{CheckpointSettings, Loaded, Policy, Store};
 use funnelstream::source::{KafkaSettings, Source};
 use funnelstream::synth::{Synth, SynthConfig};
+use funnelstream::wall_clock_ms;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -14,13 +14,13 @@
 
 mod support;
 
-use funnelstream::clock::wall_clock_ms;
 use funnelstream::config::{ClockMode, EngineConfig};
 use funnelstream::engine::Engine;
 use funnelstream::live::LiveState;
 use funnelstream::source::producer::{producer, send};
 use funnelstream::source::{KafkaSettings, Source};
 use funnelstream::synth::{Synth, SynthConfig};
+use funnelstream::wall_clock_ms;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use std::io::{Read, Write};

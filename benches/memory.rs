@@ -40,7 +40,8 @@ fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
     }
     let secs = t.elapsed().as_secs_f64();
     let now = g.current_ms();
-    p.agg.trim(now);
+    // Drops the buckets that have left their windows (as a checkpoint does).
+    p.agg.settle(now);
     let after = rss_kib();
     let active = p.agg.keys().len() as u64;
     println!(

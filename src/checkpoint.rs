@@ -120,17 +120,6 @@ pub fn encode(part: &mut Partition, meta: &CheckpointMeta) -> Vec<u8> {
     w.buf
 }
 
-/// Reads only the metadata (after checking magic, version and checksum).
-pub fn read_meta(bytes: &[u8]) -> Result<CheckpointMeta, CheckpointError> {
-    let (mut r, _) = open(bytes)?;
-    let n = r.count(2)?;
-    for _ in 0..n {
-        r.ivar()?;
-        r.ivar()?;
-    }
-    read_meta_fields(&mut r)
-}
-
 fn read_meta_fields(r: &mut Reader<'_>) -> ReadResult<CheckpointMeta> {
     Ok(CheckpointMeta {
         topic: r.str()?.to_string(),

@@ -4,11 +4,23 @@
 
 use crate::config::{parse_duration_ms, parse_windows, ClockMode, ConfigError, EngineConfig};
 pub use crate::logging::LogFormat;
+
+/// The defaults of the settings that are not engine settings (those are
+/// `EngineConfig::default()`), each defined here only.
+pub mod defaults {
+    pub const BROKERS: &str = "127.0.0.1:9092";
+    pub const TOPIC: &str = "funnel-events";
+    pub const GROUP: &str = "funnelstream";
+    /// `--listen` of `run` and `check-config`.
+    pub const LISTEN: &str = "0.0.0.0:9490";
+    /// `--listen` of `demo`.
+    pub const DEMO_LISTEN: &str = "127.0.0.1:9490";
+    pub const CHECKPOINT_INTERVAL_MS: i64 = 30_000;
+}
+use crate::source::checkpoint::{CheckpointSettings, Policy};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::path::PathBuf;
-
-pub use crate::VERSION;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -143,11 +155,11 @@ pub struct ProduceArgs {
         long,
         value_name = "HOST:PORT[,..]",
         env = "FUNNELSTREAM_BROKERS",
-        default_value = "127.0.0.1:9092"
+        default_value = defaults::BROKERS
     )]
     pub brokers: String,
     /// Topic to write to.
-    #[arg(long, value_name = "T", default_value = "funnel-events")]
+    #[arg(long, value_name = "T", default_value = defaults::TOPIC)]
     pub topic: String,
     /// NDJSON file of events (`-` for stdin); synthetic events without it.
     #[arg(long, value_name = "FILE")]
@@ -346,6 +358,17 @@ pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// The value of a setting: the flag (or its environment variable, both
+/// through clap) over the file.
+fn pick(flag: &Option<String>, file: &Option<String>) -> Option<String> {
+    flag.clone().or_else(|| file.clone())
+}
+
+/// [`pick`] for a setting the file gives as a number.
+fn pick_n(flag: &Option<String>, file: Option<u64>) -> Option<String> {
+    flag.clone().or_else(|| file.map(|n| n.to_string()))
+}
+
 fn duration(key: &str, v: &str) -> Result<i64, ConfigError> {
     parse_duration_ms(v).map_err(|p| ConfigError::invalid(key, p))
 }
@@ -375,25 +398,22 @@ impl EngineArgs {
     }
 
     pub fn resolve_with(&self, file: &FileConfig) -> Result<EngineConfig, ConfigError> {
-        let pick_s = |cli: &Option<String>, f: &Option<String>| cli.clone().or_else(|| f.clone());
-        let pick_n =
-            |cli: &Option<String>, f: Option<u64>| cli.clone().or_else(|| f.map(|n| n.to_string()));
         let mut c = EngineConfig::default();
-        if let Some(v) = pick_s(&self.windows, &file.windows) {
+        if let Some(v) = pick(&self.windows, &file.windows) {
             c.windows = parse_windows(&v).map_err(|p| ConfigError::invalid("windows", p))?;
         }
-        if let Some(v) = pick_s(&self.clock, &file.clock) {
+        if let Some(v) = pick(&self.clock, &file.clock) {
             c.clock = v
                 .parse::<ClockMode>()
                 .map_err(|p| ConfigError::invalid("clock", p))?;
         }
-        if let Some(v) = pick_s(&self.max_future_skew, &file.max_future_skew) {
+        if let Some(v) = pick(&self.max_future_skew, &file.max_future_skew) {
             c.max_future_skew_ms = duration("max_future_skew", &v)?;
         }
-        if let Some(v) = pick_s(&self.allowed_lateness, &file.allowed_lateness) {
+        if let Some(v) = pick(&self.allowed_lateness, &file.allowed_lateness) {
             c.allowed_lateness_ms = duration("allowed_lateness", &v)?;
         }
-        if let Some(v) = pick_s(&self.dedup_horizon, &file.dedup_horizon) {
+        if let Some(v) = pick(&self.dedup_horizon, &file.dedup_horizon) {
             c.dedup_horizon_ms = duration("dedup_horizon", &v)?;
         }
         if let Some(v) = pick_n(&self.dedup_capacity, file.dedup_capacity) {
@@ -466,8 +486,7 @@ impl RunArgs {
     fn checkpoint_settings(
         &self,
         file: &FileConfig,
-    ) -> Result<Option<crate::source::checkpoint::CheckpointSettings>, ConfigError> {
-        let pick = |cli: &Option<String>, f: &Option<String>| cli.clone().or_else(|| f.clone());
+    ) -> Result<Option<CheckpointSettings>, ConfigError> {
         let topic = pick(&self.checkpoint_topic, &file.checkpoint_topic);
         let interval = pick(&self.checkpoint_interval, &file.checkpoint_interval);
         let policy = pick(&self.checkpoint_policy, &file.checkpoint_policy);
@@ -502,7 +521,7 @@ impl RunArgs {
         let interval_ms = match interval {
             Some(v) => crate::config::parse_duration_ms(&v)
                 .map_err(|e| ConfigError::invalid("checkpoint_interval", e))?,
-            None => 30_000,
+            None => defaults::CHECKPOINT_INTERVAL_MS,
         };
         if !(100..=86_400_000).contains(&interval_ms) {
             return Err(ConfigError::invalid(
@@ -514,9 +533,9 @@ impl RunArgs {
             Some(v) => v
                 .parse()
                 .map_err(|e: String| ConfigError::invalid("checkpoint_policy", e))?,
-            None => crate::source::checkpoint::Policy::Rebuild,
+            None => Policy::Rebuild,
         };
-        Ok(Some(crate::source::checkpoint::CheckpointSettings {
+        Ok(Some(CheckpointSettings {
             topic,
             interval: std::time::Duration::from_millis(interval_ms as u64),
             policy,
@@ -527,115 +546,29 @@ impl RunArgs {
     pub fn resolve(&self, default_listen: &str) -> Result<RunConfig, ConfigError> {
         let file = self.engine.file()?;
         let engine = self.engine.resolve_with(&file)?;
-        let pick = |cli: &Option<String>, f: &Option<String>| cli.clone().or_else(|| f.clone());
-        let dead_letter_topic = pick(&self.dead_letter_topic, &file.dead_letter_topic);
-        if dead_letter_topic
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
-            return Err(ConfigError::invalid(
-                "dead_letter_topic",
-                "empty topic name",
-            ));
-        }
-        let checkpoint = self.checkpoint_settings(&file)?;
-        let brokers = pick(&self.brokers, &file.brokers).unwrap_or_else(|| "127.0.0.1:9092".into());
-        if brokers.trim().is_empty() {
-            return Err(ConfigError::invalid("brokers", "empty broker list"));
-        }
-        let topics = match (&self.topics, &file.topics) {
-            (Some(t), _) => split_list(t),
-            (None, Some(t)) => t.clone(),
-            (None, None) => vec!["funnel-events".into()],
-        };
-        if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
-            return Err(ConfigError::invalid(
-                "topics",
-                "at least one non-empty topic name is needed",
-            ));
-        }
-        // The engine must not read its own output back as events.
-        for (key, t) in [
-            ("dead_letter_topic", dead_letter_topic.as_ref()),
-            ("checkpoint_topic", checkpoint.as_ref().map(|c| &c.topic)),
-        ] {
-            if let Some(t) = t.filter(|t| topics.contains(t)) {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("`{t}` is also one of the consumed topics"),
-                ));
-            }
-        }
-        if let (Some(d), Some(c)) = (&dead_letter_topic, &checkpoint) {
-            if *d == c.topic {
-                return Err(ConfigError::invalid(
-                    "checkpoint_topic",
-                    "must differ from dead_letter_topic",
-                ));
-            }
-        }
-        let group = pick(&self.group, &file.group).unwrap_or_else(|| "funnelstream".into());
+        let (dead_letter_topic, checkpoint) = self.outputs(&file)?;
+        let brokers = self.brokers(&file)?;
+        let topics = self.topics(&file, dead_letter_topic.as_ref(), checkpoint.as_ref())?;
+        let group = pick(&self.group, &file.group).unwrap_or_else(|| defaults::GROUP.into());
         if group.trim().is_empty() {
             return Err(ConfigError::invalid("group", "empty group id"));
         }
         let listen_s = pick(&self.listen, &file.listen).unwrap_or_else(|| default_listen.into());
         let listen = listen_addr("listen", &listen_s)?;
         let mut http = crate::export::http::HttpLimits::default();
-        match (&self.max_stream_clients, file.max_stream_clients) {
-            (Some(n), _) => http.streams.max_clients = positive("max_stream_clients", n)?,
-            (None, Some(n)) => {
-                http.streams.max_clients = positive("max_stream_clients", &n.to_string())?
-            }
-            (None, None) => {}
+        if let Some(n) = pick_n(&self.max_stream_clients, file.max_stream_clients) {
+            http.streams.max_clients = positive("max_stream_clients", &n)?;
         }
-        let workers = match (&self.workers, file.workers) {
-            (Some(w), _) => positive("workers", w)?,
-            (None, Some(w)) => positive("workers", &w.to_string())?,
-            (None, None) => std::thread::available_parallelism()
+        let workers = match pick_n(&self.workers, file.workers) {
+            Some(w) => positive("workers", &w)?,
+            None => std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .saturating_sub(1)
                 .max(1),
         };
-        let mut properties: Vec<(String, String)> =
-            file.kafka.clone().unwrap_or_default().into_iter().collect();
-        for kv in &self.kafka_property {
-            let Some((k, v)) = kv.split_once('=') else {
-                return Err(ConfigError::invalid(
-                    "kafka-property",
-                    format!("`{kv}` is not KEY=VALUE"),
-                ));
-            };
-            properties.retain(|(pk, _)| pk != k.trim());
-            properties.push((k.trim().to_string(), v.to_string()));
-        }
-        for (k, _) in &properties {
-            if crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
-                return Err(ConfigError::invalid(
-                    &format!("kafka.{k}"),
-                    "set by funnelstream itself (use brokers / group, or leave it out)",
-                ));
-            }
-        }
-        let log_format = match pick(&self.log_format, &file.log_format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "log_format",
-                    format!("`{other}`: use text or json"),
-                ))
-            }
-        };
-        let log_level = pick(&self.log_level, &file.log_level)
-            .or_else(|| std::env::var("RUST_LOG").ok())
-            .unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            return Err(ConfigError::invalid(
-                "log_level",
-                format!("`{log_level}` is not a log filter"),
-            ));
-        }
+        let properties = self.kafka_properties(&file)?;
+        let (log_format, log_level) = self.logging(&file)?;
         let web_config_file = self
             .web_config_file
             .clone()
@@ -673,6 +606,124 @@ impl RunArgs {
             web_config_file,
             security,
         })
+    }
+
+    fn brokers(&self, file: &FileConfig) -> Result<String, ConfigError> {
+        let brokers =
+            pick(&self.brokers, &file.brokers).unwrap_or_else(|| defaults::BROKERS.into());
+        if brokers.trim().is_empty() {
+            return Err(ConfigError::invalid("brokers", "empty broker list"));
+        }
+        Ok(brokers)
+    }
+
+    /// Where the engine writes: the dead-letter topic and the checkpoints.
+    fn outputs(
+        &self,
+        file: &FileConfig,
+    ) -> Result<(Option<String>, Option<CheckpointSettings>), ConfigError> {
+        let dead_letter_topic = pick(&self.dead_letter_topic, &file.dead_letter_topic);
+        if dead_letter_topic
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::invalid(
+                "dead_letter_topic",
+                "empty topic name",
+            ));
+        }
+        let checkpoint = self.checkpoint_settings(file)?;
+        if let (Some(d), Some(c)) = (&dead_letter_topic, &checkpoint) {
+            if *d == c.topic {
+                return Err(ConfigError::invalid(
+                    "checkpoint_topic",
+                    "must differ from dead_letter_topic",
+                ));
+            }
+        }
+        Ok((dead_letter_topic, checkpoint))
+    }
+
+    /// The consumed topics: none of them may be one the engine writes, or
+    /// it would read its own output back as events.
+    fn topics(
+        &self,
+        file: &FileConfig,
+        dead_letter_topic: Option<&String>,
+        checkpoint: Option<&CheckpointSettings>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let topics = match (&self.topics, &file.topics) {
+            (Some(t), _) => split_list(t),
+            (None, Some(t)) => t.clone(),
+            (None, None) => vec![defaults::TOPIC.into()],
+        };
+        if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "topics",
+                "at least one non-empty topic name is needed",
+            ));
+        }
+        for (key, t) in [
+            ("dead_letter_topic", dead_letter_topic),
+            ("checkpoint_topic", checkpoint.map(|c| &c.topic)),
+        ] {
+            if let Some(t) = t.filter(|t| topics.contains(t)) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("`{t}` is also one of the consumed topics"),
+                ));
+            }
+        }
+        Ok(topics)
+    }
+
+    /// The file's `[kafka]` table, overridden by `--kafka-property`; the
+    /// properties funnelstream sets itself are refused.
+    fn kafka_properties(&self, file: &FileConfig) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut properties: Vec<(String, String)> =
+            file.kafka.clone().unwrap_or_default().into_iter().collect();
+        for kv in &self.kafka_property {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(ConfigError::invalid(
+                    "kafka-property",
+                    format!("`{kv}` is not KEY=VALUE"),
+                ));
+            };
+            properties.retain(|(pk, _)| pk != k.trim());
+            properties.push((k.trim().to_string(), v.to_string()));
+        }
+        for (k, _) in &properties {
+            if crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
+                return Err(ConfigError::invalid(
+                    &format!("kafka.{k}"),
+                    "set by funnelstream itself (use brokers / group, or leave it out)",
+                ));
+            }
+        }
+        Ok(properties)
+    }
+
+    fn logging(&self, file: &FileConfig) -> Result<(LogFormat, String), ConfigError> {
+        let log_format = match pick(&self.log_format, &file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "log_format",
+                    format!("`{other}`: use text or json"),
+                ))
+            }
+        };
+        let log_level = pick(&self.log_level, &file.log_level)
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError::invalid(
+                "log_level",
+                format!("`{log_level}` is not a log filter"),
+            ));
+        }
+        Ok((log_format, log_level))
     }
 }
 

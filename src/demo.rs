@@ -4,7 +4,7 @@
 //! rhythm, ~1% duplicates and ~0.5% malformed events), and the engine
 //! consuming it through exactly the code path of `run`.
 
-use crate::cli::{DemoArgs, RunConfig};
+use crate::cli::{defaults, DemoArgs, RunConfig};
 use crate::clock::wall_clock_ms;
 use crate::config::{ClockMode, ConfigError, EngineConfig};
 use crate::error::Error;
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const TOPIC: &str = "funnel-events";
+pub const TOPIC: &str = defaults::TOPIC;
 /// Share of v2 events (sessions, conversions, email, surveys) in the
 /// demo's and `produce`'s synthetic streams.
 pub const DEMO_V2_RATIO: f64 = 0.25;
@@ -28,7 +28,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     let listen_s = args
         .listen
         .clone()
-        .unwrap_or_else(|| "127.0.0.1:9490".into());
+        .unwrap_or_else(|| defaults::DEMO_LISTEN.into());
     let listen = listen_s
         .parse()
         .map_err(|_| ConfigError::invalid("listen", format!("`{listen_s}` is not an ADDR:PORT")))?;

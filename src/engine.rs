@@ -29,10 +29,6 @@ impl EngineClock {
         }
     }
 
-    pub fn mode(&self) -> ClockMode {
-        self.mode
-    }
-
     /// Engine time after seeing a valid event at `ts`.
     #[inline]
     pub fn observe(&self, ts: i64, wall_ms: i64) -> i64 {

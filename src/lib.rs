@@ -1,4 +1,7 @@
-//! funnelstream: exact rolling-window marketing and sales KPIs.
+//! funnelstream: exact rolling-window marketing and sales KPIs, from Kafka
+//! to Prometheus.
+//!
+//! # Layout
 //!
 //! Data flows one way, one module per stage:
 //!
@@ -7,40 +10,69 @@
 //!     -> decode         validate against EVENTS.md, dedup by id   (decode, decode::dedup)
 //!     -> aggregate      per-partition windows, totals, deals      (aggregate)
 //!     -> kpi            formulas of METRICS.md over exact sums    (kpi)
-//!     -> export         Prometheus exposition                     (export)
+//!     -> export         Prometheus exposition, HTTP               (export)
 //! ```
 //!
-//! [`checkpoint`] turns one partition's whole state into versioned,
-//! checksummed bytes and back (pure; the source stores them in Kafka).
-//! [`engine`] wires decode, dedup and aggregate for one partition around a
-//! shared engine clock; it does no I/O. [`replay`] feeds it from a file,
-//! [`cli`] parses the command line, [`config`] holds the typed settings.
-//! `docs/SEMANTICS.md` pins down every exact rule, `ARCHITECTURE.md` the
-//! invariants.
+//! The crate has three layers; each uses only the layers above it in this
+//! list (`src/architecture.rs` tests it, see ARCHITECTURE.md):
+//!
+//! - **The core**, pure: [`util`](crate) (varints, the state codec, id
+//!   hashing), [`config`] (typed engine settings), [`decode`], [`aggregate`],
+//!   [`kpi`], [`engine`] (decode -> dedup -> aggregate for one partition
+//!   around a shared engine clock) and [`checkpoint`] (one partition's state
+//!   as versioned, checksummed bytes). No I/O, no clock reads (the time is
+//!   passed in), no async runtime.
+//! - **The shell**, one owner per outside system: [`source`] is the only
+//!   module that talks to Kafka (consumer, producers, admin, the demo's mock
+//!   broker), [`export`] the only one that serves HTTP. [`live`] is the state
+//!   they share, [`clock`] the one reader of the system clock, [`synth`] the
+//!   synthetic event generator.
+//! - **The commands** (private): `cmd` has one file per subcommand of
+//!   CLI.md, each returning `Result<(), Error>`; `cli` parses the command
+//!   line and resolves the settings; `serve` runs the live engine for `run`
+//!   and `demo`; `main.rs` is the one place that exits.
+//!
+//! The modules the benchmarks, the integration tests and the fuzzer drive
+//! directly are public; the rest is private. The most used items are
+//! re-exported here.
 
 #[cfg(test)]
 mod architecture;
 
+// The core.
 pub mod aggregate;
 pub mod checkpoint;
-pub mod cli;
-pub mod clock;
-pub mod cmd;
 pub mod config;
 pub mod decode;
-pub mod demo;
 pub mod engine;
-pub mod error;
-pub mod export;
 pub mod kpi;
+mod util;
+
+// The shell.
+mod clock;
+pub mod export;
 pub mod live;
-pub mod logging;
-pub mod progress;
-pub mod serve;
+mod progress;
 pub mod source;
 pub mod synth;
-pub mod tail;
-pub mod util;
+
+// The commands.
+mod cli;
+mod cmd;
+mod demo;
+mod error;
+mod logging;
+mod serve;
+mod tail;
+
+pub use cli::Cli;
+pub use clock::wall_clock_ms;
+pub use cmd::dispatch;
+pub use config::{ClockMode, ConfigError, EngineConfig};
+pub use engine::{Engine, Health, Outcome, Partition};
+pub use error::Error;
+pub use live::LiveState;
+pub use synth::{Synth, SynthConfig};
 
 /// The version of this build (`funnel_build_info`, `--version`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,11 +4,10 @@
 //! global lock on the hot path. Knows neither Kafka nor HTTP nor the
 //! exposition format: `export::exposition` renders it.
 
-use crate::clock::wall_clock_ms;
 use crate::engine::{Engine, Partition};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// One Kafka partition's processing state and progress.
 #[derive(Debug)]
@@ -211,7 +210,10 @@ impl LiveState {
     /// owner publishes it, so `sum` across instances counts it once.
     /// Holds every lock for the whole of `f`: the live exports use
     /// [`copy_partitions`](Self::copy_partitions) instead.
+    #[cfg(test)]
     pub fn with_partitions<R>(&self, f: impl FnOnce(&[&Partition], i64) -> R) -> R {
+        use crate::clock::wall_clock_ms;
+        use std::sync::MutexGuard;
         let slots = self.assigned();
         let guards: Vec<MutexGuard<'_, Partition>> = slots
             .iter()
@@ -255,6 +257,7 @@ pub struct CheckpointStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::wall_clock_ms;
     use crate::config::{ClockMode, EngineConfig};
     use crate::engine::Health;
     use crate::export::prometheus::{render_as, Format};

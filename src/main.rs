@@ -3,7 +3,7 @@
 //! error knows (CLI.md: 0, 1 or 2).
 
 use clap::Parser;
-use funnelstream::cli::Cli;
+use funnelstream::Cli;
 
 fn main() {
     let code = match Cli::try_parse() {
@@ -12,7 +12,7 @@ fn main() {
             let _ = e.print();
             e.exit_code()
         }
-        Ok(cli) => match funnelstream::cmd::dispatch(cli) {
+        Ok(cli) => match funnelstream::dispatch(cli) {
             Ok(()) => 0,
             Err(e) => {
                 e.report();

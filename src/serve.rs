@@ -20,7 +20,12 @@ pub fn serve(
     stop: Option<Arc<AtomicBool>>,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), Error> {
-    let mut server = Server::bind(cfg.listen)?;
+    let mut server = Server::bind(HttpSettings {
+        listen: cfg.listen,
+        probe_listen: cfg.probe_listen,
+        security: cfg.security.clone(),
+        limits: cfg.http.clone(),
+    })?;
     let live = LiveState::new(Engine::new(cfg.engine.clone()));
     let source = Source::new(live.clone(), cfg.kafka.clone()).map_err(|e| match e {
         SourceError::Config(m) => Error::Refused(m),
@@ -32,15 +37,7 @@ pub fn serve(
         .name("funnel-poll".into())
         .spawn(move || source.run(&src_halt))
         .expect("spawn poll thread");
-    server.start(
-        &live,
-        &HttpSettings {
-            listen: cfg.listen,
-            probe_listen: cfg.probe_listen,
-            security: cfg.security.clone(),
-            limits: cfg.http.clone(),
-        },
-    )?;
+    server.start(&live)?;
     on_listening(server.addr());
     server.wait_for_stop(|| {
         stop.as_ref().is_some_and(|s| s.load(Ordering::Acquire)) || live.fatal().is_some()

@@ -443,13 +443,9 @@ fn rejected_events_are_dead_lettered_unchanged() {
         .split(|&b| b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .filter_map(|l| {
-            decode(
-                l,
-                &DecodeConfig::default(),
-                funnelstream::clock::wall_clock_ms(),
-            )
-            .err()
-            .map(|r| (l.to_vec(), r.as_str().to_string()))
+            decode(l, &DecodeConfig::default(), funnelstream::wall_clock_ms())
+                .err()
+                .map(|r| (l.to_vec(), r.as_str().to_string()))
         })
         .collect();
     want.sort();

@@ -7,9 +7,9 @@
 pub mod broker;
 pub use broker::Broker;
 
-use funnelstream::clock::wall_clock_ms;
 use funnelstream::source::producer::{producer, send};
 use funnelstream::synth::{Synth, SynthConfig};
+use funnelstream::wall_clock_ms;
 use std::time::Duration;
 
 /// Writes `n` synthetic events over `keys` keys, stamped with the wall

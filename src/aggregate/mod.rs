@@ -1290,14 +1290,6 @@ impl Aggregator {
         }
     }
 
-    /// Drops every bucket that has left its window at `now`, so idle keys
-    /// give their memory back. Never changes a published value.
-    pub fn trim(&mut self, now: i64) {
-        for k in &mut self.keys {
-            k.evict(&self.specs, now, true);
-        }
-    }
-
     /// Checkpoint encoding: counters, keys (by label names, since label ids
     /// are per process), open deals.
     pub(crate) fn encode_into(&self, w: &mut Writer) {

@@ -82,7 +82,7 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
         }
         Ok(())
     };
-    let result: Result<(), String> = match &args.from {
+    let result: Result<(), Error> = match &args.from {
         Some(path) => {
             let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
                 Box::new(std::io::BufReader::new(
@@ -108,12 +108,12 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
                         }
                         // Sent byte for byte: invalid UTF-8 included.
                         if let Err(e) = emit(&bytes) {
-                            r = Err(e.to_string());
+                            r = Err(Error::Runtime(e.to_string()));
                             break;
                         }
                     }
                     Err(e) => {
-                        r = Err(format!("reading {}: {e}", path.display()));
+                        r = Err(Error::Runtime(format!("reading {}: {e}", path.display())));
                         break;
                     }
                 }
@@ -132,7 +132,7 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
             for _ in 0..args.count {
                 g.set_time_ms(wall_clock_ms());
                 if let Err(e) = emit(g.next_line().as_bytes()) {
-                    r = Err(e.to_string());
+                    r = Err(Error::Runtime(e.to_string()));
                     break;
                 }
             }
@@ -152,7 +152,7 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
         args.topic,
         start.elapsed().as_secs_f64()
     );
-    result.map_err(Error::Runtime)?;
+    result?;
     if failed > 0 || ok < sent {
         // The summary above says how many failed.
         return Err(Error::Reported(1));

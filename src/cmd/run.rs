@@ -1,11 +1,11 @@
 //! `funnelstream run`: the live engine on the resolved settings.
 
-use crate::cli::RunArgs;
+use crate::cli::{defaults, RunArgs};
 use crate::error::Error;
 use crate::logging::init_logging;
 
 pub fn run(args: &RunArgs) -> Result<(), Error> {
-    let cfg = args.resolve("0.0.0.0:9490")?;
+    let cfg = args.resolve(defaults::LISTEN)?;
     init_logging(cfg.log_format, &cfg.log_level);
     crate::serve::serve(cfg, None, |_| {})
 }

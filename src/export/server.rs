@@ -25,6 +25,7 @@ pub struct HttpSettings {
 }
 
 pub struct Server {
+    settings: HttpSettings,
     rt: tokio::runtime::Runtime,
     listener: Option<TcpListener>,
     addr: SocketAddr,
@@ -35,7 +36,8 @@ pub struct Server {
 
 impl Server {
     /// Starts the runtime and binds the main address (not serving yet).
-    pub fn bind(listen: SocketAddr) -> Result<Server, Error> {
+    pub fn bind(settings: HttpSettings) -> Result<Server, Error> {
+        let listen = settings.listen;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("funnel-http")
@@ -48,6 +50,7 @@ impl Server {
         })?;
         let addr = listener.local_addr().unwrap_or(listen);
         Ok(Server {
+            settings,
             rt,
             listener: Some(listener),
             addr,
@@ -63,7 +66,8 @@ impl Server {
     }
 
     /// Serves `live`: binds the probe address if any, then serves both.
-    pub fn start(&mut self, live: &Arc<LiveState>, s: &HttpSettings) -> Result<(), Error> {
+    pub fn start(&mut self, live: &Arc<LiveState>) -> Result<(), Error> {
+        let s = &self.settings;
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
