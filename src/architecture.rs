@@ -1,8 +1,8 @@
 //! The layering of ARCHITECTURE.md, checked on the sources: the top-level
 //! module graph (from `crate::` paths outside tests) has no cycle, the core
-//! imports neither the shell nor an I/O crate nor the clock, and each
-//! outside system has one owner (rdkafka: `source`; HTTP serving:
-//! `export`). `cargo test architecture -- --nocapture` prints the graph.
+//! imports neither the shell nor an I/O crate nor the clock, each outside
+//! system has one owner (rdkafka: `source`; HTTP serving: `export`), `live`
+//! is shared state only and `main.rs` is the one exit point. `cargo test architecture -- --nocapture` prints the graph.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -298,6 +298,32 @@ fn one_owner_per_outside_system() {
         );
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn live_is_shared_state_only() {
+    let all = sources();
+    for s in all.iter().filter(|s| s.module == "live") {
+        for m in crate_paths(&s.code) {
+            let module = all.iter().any(|o| o.module == m);
+            assert!(
+                !module || CORE.contains(&m.as_str()) || m == "clock",
+                "{} uses crate::{m}: live may use only the core and the clock",
+                s.file
+            );
+        }
+    }
+}
+
+/// `main.rs` is the one place that exits: commands return their error.
+#[test]
+fn one_exit_point() {
+    let bad: Vec<String> = sources()
+        .iter()
+        .filter(|s| s.code.contains("process::exit"))
+        .map(|s| s.file.clone())
+        .collect();
+    assert!(bad.is_empty(), "exit outside main.rs: {bad:?}");
 }
 
 /// The checker itself: it must see the paths and the cycles it guards.

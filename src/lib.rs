@@ -16,7 +16,7 @@
 //! The crate has three layers; each uses only the layers above it in this
 //! list (`src/architecture.rs` tests it, see ARCHITECTURE.md):
 //!
-//! - **The core**, pure: [`util`](crate) (varints, the state codec, id
+//! - **The core**, pure: `util` (varints, the state codec, id
 //!   hashing), [`config`] (typed engine settings), [`decode`], [`aggregate`],
 //!   [`kpi`], [`engine`] (decode -> dedup -> aggregate for one partition
 //!   around a shared engine clock) and [`checkpoint`] (one partition's state
@@ -25,7 +25,7 @@
 //! - **The shell**, one owner per outside system: [`source`] is the only
 //!   module that talks to Kafka (consumer, producers, admin, the demo's mock
 //!   broker), [`export`] the only one that serves HTTP. [`live`] is the state
-//!   they share, [`clock`] the one reader of the system clock, [`synth`] the
+//!   they share, `clock` the one reader of the system clock, [`synth`] the
 //!   synthetic event generator.
 //! - **The commands** (private): `cmd` has one file per subcommand of
 //!   CLI.md, each returning `Result<(), Error>`; `cli` parses the command

@@ -12,8 +12,8 @@ impl LiveState {
     /// and health counters, copied out one partition at a time: each
     /// partition is locked only while its own state is copied, so a render
     /// never stalls ingestion on the other partitions, nor on this one for
-    /// longer than the copy. Revoked partitions are left out as in
-    /// [`with_partitions`](Self::with_partitions).
+    /// longer than the copy. Partitions revoked from this instance are left
+    /// out: their new owner publishes them.
     pub fn copy_partitions(&self) -> (KeyCopies, Health, i64) {
         let now = self.engine.clock.now(wall_clock_ms());
         let mut keys = KeyCopies::default();
