@@ -46,6 +46,19 @@ const OWNERS: [(&str, &str); 6] = [
 
 const CLOCK_READS: [&str; 2] = ["SystemTime::now", "Instant::now"];
 
+/// I/O of the standard library the core must not do either (files,
+/// sockets, environment, processes, the terminal).
+const STD_IO: [&str; 8] = [
+    "std::fs",
+    "std::net",
+    "std::env",
+    "std::process",
+    "print!",
+    "println!",
+    "stdout()",
+    "stdin()",
+];
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("read src") {
         let p = e.expect("dir entry").path();
@@ -271,6 +284,11 @@ fn core_imports_neither_the_shell_nor_io_nor_the_clock() {
         for c in CLOCK_READS {
             if s.code.contains(c) {
                 bad.push(format!("{} reads the clock ({c})", s.file));
+            }
+        }
+        for c in STD_IO {
+            if s.code.contains(c) {
+                bad.push(format!("{} does I/O ({c})", s.file));
             }
         }
     }
