@@ -2,7 +2,9 @@
 //! (flag > `FUNNELSTREAM_*` env > `--config` TOML file > default) and the
 //! commands. `main.rs` only calls [`main`].
 
-use crate::config::{parse_duration_ms, parse_windows, ClockMode, ConfigError, EngineConfig};
+use crate::config::{
+    format_duration_ms, parse_duration_ms, parse_windows, ClockMode, ConfigError, EngineConfig,
+};
 pub use crate::logging::LogFormat;
 
 /// The defaults of the settings that are not engine settings (those are
@@ -17,9 +19,10 @@ pub mod defaults {
     pub const DEMO_LISTEN: &str = "127.0.0.1:9490";
     pub const CHECKPOINT_INTERVAL_MS: i64 = 30_000;
 }
+use crate::settings::{layer, ChannelOrigins, Properties, Settings};
 use crate::source::checkpoint::{CheckpointSettings, Policy};
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
+use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -53,14 +56,14 @@ pub enum Command {
 }
 
 /// Settings of `run` (and `check-config`).
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Serialize, Debug, Clone, Default)]
 pub struct RunArgs {
     /// Kafka bootstrap servers [default: 127.0.0.1:9092].
     #[arg(long, value_name = "HOST:PORT[,..]", env = "FUNNELSTREAM_BROKERS")]
     pub brokers: Option<String>,
     /// Topics to consume [default: funnel-events].
-    #[arg(long, value_name = "T[,..]", env = "FUNNELSTREAM_TOPICS")]
-    pub topics: Option<String>,
+    #[arg(long, value_name = "T[,..]", env = "FUNNELSTREAM_TOPICS", value_parser = list)]
+    pub topics: Option<List>,
     /// Consumer group id [default: funnelstream].
     #[arg(long, value_name = "ID", env = "FUNNELSTREAM_GROUP")]
     pub group: Option<String>,
@@ -99,17 +102,19 @@ pub struct RunArgs {
     #[arg(
         long,
         value_name = "true|false",
-        env = "FUNNELSTREAM_CHECKPOINT_TOPIC_CREATE"
+        env = "FUNNELSTREAM_CHECKPOINT_TOPIC_CREATE",
+        value_parser = boolean("checkpoint_topic_create")
     )]
-    pub checkpoint_topic_create: Option<String>,
+    pub checkpoint_topic_create: Option<bool>,
     /// Threads applying events [default: cores - 1, at least 1].
-    #[arg(long, value_name = "N", env = "FUNNELSTREAM_WORKERS")]
-    pub workers: Option<String>,
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_WORKERS", value_parser = whole("workers"))]
+    pub workers: Option<u64>,
     /// Most clients following /api/v1/kpis/stream at once; more get 503 [default: 1000].
-    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_STREAM_CLIENTS")]
-    pub max_stream_clients: Option<String>,
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_STREAM_CLIENTS", value_parser = whole("max_stream_clients"))]
+    pub max_stream_clients: Option<u64>,
     /// Extra librdkafka property (security.protocol, sasl.*, ssl.*, ...); repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    #[serde(skip)]
     pub kafka_property: Vec<String>,
     /// Extra plain-HTTP address serving only /healthz and /readyz, without
     /// TLS or auth (for kubelet probes when --web-config-file protects the
@@ -127,6 +132,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILTER", env = "FUNNELSTREAM_LOG_LEVEL")]
     pub log_level: Option<String>,
     #[command(flatten)]
+    #[serde(flatten)]
     pub engine: EngineArgs,
 }
 
@@ -191,10 +197,11 @@ pub struct ReplayArgs {
 }
 
 /// Engine settings shared by every command that aggregates.
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Serialize, Debug, Default, Clone)]
 pub struct EngineArgs {
     /// TOML config file; its keys are the flag names with `_` for `-`.
     #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Rolling windows [default: 5m,1h,1d,7d,30d,90d].
     #[arg(long, value_name = "W,..", env = "FUNNELSTREAM_WINDOWS")]
@@ -212,44 +219,36 @@ pub struct EngineArgs {
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_DEDUP_HORIZON")]
     pub dedup_horizon: Option<String>,
     /// Event ids remembered per partition at most [default: 1000000].
-    #[arg(long, value_name = "N", env = "FUNNELSTREAM_DEDUP_CAPACITY")]
-    pub dedup_capacity: Option<String>,
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_DEDUP_CAPACITY", value_parser = whole("dedup_capacity"))]
+    pub dedup_capacity: Option<u64>,
     /// Distinct `channel` values before folding into __overflow__ [default: 100].
-    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_CHANNELS")]
-    pub max_channels: Option<String>,
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_CHANNELS", value_parser = whole("max_channels"))]
+    pub max_channels: Option<u64>,
     /// Distinct `campaign` values before folding into __overflow__ [default: 10000].
-    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_CAMPAIGNS")]
-    pub max_campaigns: Option<String>,
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_CAMPAIGNS", value_parser = whole("max_campaigns"))]
+    pub max_campaigns: Option<u64>,
     /// Deals remembered per partition for open-pipeline matching [default: 1000000].
-    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_TRACKED_DEALS")]
-    pub max_tracked_deals: Option<String>,
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_TRACKED_DEALS", value_parser = whole("max_tracked_deals"))]
+    pub max_tracked_deals: Option<u64>,
     /// Longest accepted event, in bytes [default: 1048576].
-    #[arg(long, value_name = "BYTES", env = "FUNNELSTREAM_MAX_EVENT_BYTES")]
-    pub max_event_bytes: Option<String>,
+    #[arg(long, value_name = "BYTES", env = "FUNNELSTREAM_MAX_EVENT_BYTES", value_parser = whole("max_event_bytes"))]
+    pub max_event_bytes: Option<u64>,
     /// Gross margin for LTV and CAC payback, 0 < gm <= 1 [default: 1].
-    #[arg(long, value_name = "GM", env = "FUNNELSTREAM_GROSS_MARGIN")]
-    pub gross_margin: Option<String>,
+    #[arg(long, value_name = "GM", env = "FUNNELSTREAM_GROSS_MARGIN", value_parser = margin)]
+    pub gross_margin: Option<f64>,
     /// `channel=origin` pairs overriding the default origin of a deal's
     /// channel (outbound=sales, partner=partner, unknown=other, else
     /// marketing).
     #[arg(
         long,
         value_name = "CHANNEL=ORIGIN,..",
-        env = "FUNNELSTREAM_CHANNEL_ORIGINS"
+        env = "FUNNELSTREAM_CHANNEL_ORIGINS",
+        value_parser = origins
     )]
-    pub channel_origins: Option<String>,
+    pub channel_origins: Option<ChannelOrigins>,
     /// Distinct conversion `action` values before folding into __overflow__ [default: 50].
-    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS")]
-    pub max_actions: Option<String>,
-}
-
-/// `channel_origins` in the TOML file: a table `{ outbound = "marketing" }`
-/// or the flag's string form.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(untagged)]
-pub enum ChannelOriginsToml {
-    Table(std::collections::BTreeMap<String, String>),
-    Text(String),
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS", value_parser = whole("max_actions"))]
+    pub max_actions: Option<u64>,
 }
 
 /// Parses `channel=origin` pairs (the `channel_origins` setting).
@@ -299,159 +298,140 @@ fn channel_origin_pairs(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
         .collect()
 }
 
-fn gross_margin(v: &str) -> Result<f64, ConfigError> {
-    match v.trim().parse::<f64>() {
-        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+fn gross_margin(x: f64) -> Result<f64, ConfigError> {
+    match x > 0.0 && x <= 1.0 {
+        true => Ok(x),
+        false => Err(margin_error(&x.to_string())),
+    }
+}
+
+fn margin_error(v: &str) -> ConfigError {
+    ConfigError::invalid(
+        "gross_margin",
+        format!("`{v}` is not a number with 0 < gross_margin <= 1"),
+    )
+}
+
+// Parsers of flag and environment values into the file's types (clap
+// calls them; `main.rs` prints their errors like any invalid setting).
+
+fn margin(v: &str) -> Result<f64, ConfigError> {
+    v.trim().parse().map_err(|_| margin_error(v))
+}
+
+fn whole(key: &'static str) -> impl Fn(&str) -> Result<u64, ConfigError> + Clone {
+    move |v| {
+        v.trim()
+            .parse()
+            .map_err(|_| ConfigError::invalid(key, format!("`{v}` is not a positive whole number")))
+    }
+}
+
+fn boolean(key: &'static str) -> impl Fn(&str) -> Result<bool, ConfigError> + Clone {
+    move |v| match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
         _ => Err(ConfigError::invalid(
-            "gross_margin",
-            format!("`{v}` is not a number with 0 < gross_margin <= 1"),
+            key,
+            format!("`{v}` is not a boolean: use true or false"),
         )),
     }
 }
 
-/// The TOML file: every key optional, unknown keys are an error.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub brokers: Option<String>,
-    pub topics: Option<Vec<String>>,
-    pub group: Option<String>,
-    pub listen: Option<String>,
-    pub dead_letter_topic: Option<String>,
-    pub checkpoint_topic: Option<String>,
-    pub checkpoint_interval: Option<String>,
-    pub checkpoint_policy: Option<String>,
-    pub checkpoint_topic_create: Option<bool>,
-    pub workers: Option<u64>,
-    pub max_stream_clients: Option<u64>,
-    pub log_format: Option<String>,
-    pub log_level: Option<String>,
-    pub web_config_file: Option<PathBuf>,
-    pub probe_listen: Option<String>,
-    /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
-    pub kafka: Option<std::collections::BTreeMap<String, String>>,
-    pub windows: Option<String>,
-    pub clock: Option<String>,
-    pub max_future_skew: Option<String>,
-    pub allowed_lateness: Option<String>,
-    pub dedup_horizon: Option<String>,
-    pub dedup_capacity: Option<u64>,
-    pub max_channels: Option<u64>,
-    pub max_campaigns: Option<u64>,
-    pub max_tracked_deals: Option<u64>,
-    pub max_event_bytes: Option<u64>,
-    pub gross_margin: Option<f64>,
-    pub channel_origins: Option<ChannelOriginsToml>,
-    pub max_actions: Option<u64>,
+/// A `T[,..]` flag: the file's array of strings.
+#[derive(Serialize, Debug, Clone)]
+#[serde(transparent)]
+pub struct List(pub Vec<String>);
+
+fn list(v: &str) -> Result<List, ConfigError> {
+    Ok(List(split_list(v)))
 }
 
-pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::invalid("config", format!("cannot read {}: {e}", path.display()))
-    })?;
-    toml::from_str(&text).map_err(|e| {
-        // toml's message names the unknown or mistyped key and its line.
-        ConfigError::invalid(
-            "config",
-            format!("{}: {}", path.display(), e.to_string().trim()),
-        )
-    })
-}
-
-/// The value of a setting: the flag (or its environment variable, both
-/// through clap) over the file.
-fn pick(flag: &Option<String>, file: &Option<String>) -> Option<String> {
-    flag.clone().or_else(|| file.clone())
-}
-
-/// [`pick`] for a setting the file gives as a number.
-fn pick_n(flag: &Option<String>, file: Option<u64>) -> Option<String> {
-    flag.clone().or_else(|| file.map(|n| n.to_string()))
+fn origins(v: &str) -> Result<ChannelOrigins, ConfigError> {
+    Ok(ChannelOrigins::Text(v.to_string()))
 }
 
 fn duration(key: &str, v: &str) -> Result<i64, ConfigError> {
     parse_duration_ms(v).map_err(|p| ConfigError::invalid(key, p))
 }
 
-fn positive(key: &str, v: &str) -> Result<usize, ConfigError> {
-    match v.trim().parse::<usize>() {
+fn positive(key: &str, n: u64) -> Result<usize, ConfigError> {
+    match usize::try_from(n) {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(ConfigError::invalid(
             key,
-            format!("`{v}` is not a positive whole number"),
+            format!("`{n}` is not a positive whole number"),
         )),
     }
 }
 
 impl EngineArgs {
-    pub fn file(&self) -> Result<FileConfig, ConfigError> {
+    /// The `--config` file's settings (none without it).
+    pub fn file(&self) -> Result<Settings, ConfigError> {
         match &self.config {
-            Some(p) => load_file(p),
-            None => Ok(FileConfig::default()),
+            Some(p) => Settings::load(p),
+            None => Ok(Settings::default()),
         }
     }
 
-    /// Resolves flag > env (both via clap) > file > default.
+    /// The engine settings: flag > env (both via clap) > file > default.
     pub fn resolve(&self) -> Result<EngineConfig, ConfigError> {
-        let file = self.file()?;
-        self.resolve_with(&file)
+        engine_config(&layer(self, self.file()?)?)
     }
+}
 
-    pub fn resolve_with(&self, file: &FileConfig) -> Result<EngineConfig, ConfigError> {
-        let mut c = EngineConfig::default();
-        if let Some(v) = pick(&self.windows, &file.windows) {
-            c.windows = parse_windows(&v).map_err(|p| ConfigError::invalid("windows", p))?;
-        }
-        if let Some(v) = pick(&self.clock, &file.clock) {
-            c.clock = v
-                .parse::<ClockMode>()
-                .map_err(|p| ConfigError::invalid("clock", p))?;
-        }
-        if let Some(v) = pick(&self.max_future_skew, &file.max_future_skew) {
-            c.max_future_skew_ms = duration("max_future_skew", &v)?;
-        }
-        if let Some(v) = pick(&self.allowed_lateness, &file.allowed_lateness) {
-            c.allowed_lateness_ms = duration("allowed_lateness", &v)?;
-        }
-        if let Some(v) = pick(&self.dedup_horizon, &file.dedup_horizon) {
-            c.dedup_horizon_ms = duration("dedup_horizon", &v)?;
-        }
-        if let Some(v) = pick_n(&self.dedup_capacity, file.dedup_capacity) {
-            c.dedup_capacity = positive("dedup_capacity", &v)?;
-        }
-        if let Some(v) = pick_n(&self.max_channels, file.max_channels) {
-            c.max_channels = positive("max_channels", &v)?;
-        }
-        if let Some(v) = pick_n(&self.max_campaigns, file.max_campaigns) {
-            c.max_campaigns = positive("max_campaigns", &v)?;
-        }
-        if let Some(v) = pick_n(&self.max_tracked_deals, file.max_tracked_deals) {
-            c.max_tracked_deals = positive("max_tracked_deals", &v)?;
-        }
-        if let Some(v) = pick_n(&self.max_event_bytes, file.max_event_bytes) {
-            c.max_event_bytes = positive("max_event_bytes", &v)?;
-        }
-        let gm = (self.gross_margin.clone()).or_else(|| file.gross_margin.map(|x| x.to_string()));
-        if let Some(v) = gm {
-            c.gross_margin = gross_margin(&v)?;
-        }
-        let pairs = match (&self.channel_origins, &file.channel_origins) {
-            (Some(s), _) | (None, Some(ChannelOriginsToml::Text(s))) => {
-                Some(channel_origin_pairs(s)?)
-            }
-            (None, Some(ChannelOriginsToml::Table(t))) => {
-                Some(t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            }
-            (None, None) => None,
-        };
-        if let Some(pairs) = pairs {
-            c.channel_origins = parse_channel_origins(&pairs)?;
-        }
-        if let Some(v) = pick_n(&self.max_actions, file.max_actions) {
-            c.max_actions = positive("max_actions", &v)?;
-        }
-        Ok(c)
+/// The engine settings of `s`, defaults for what it leaves out.
+pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
+    let mut c = EngineConfig::default();
+    if let Some(v) = &s.windows {
+        c.windows = parse_windows(v).map_err(|p| ConfigError::invalid("windows", p))?;
     }
+    if let Some(v) = &s.clock {
+        c.clock = v
+            .parse::<ClockMode>()
+            .map_err(|p| ConfigError::invalid("clock", p))?;
+    }
+    if let Some(v) = &s.max_future_skew {
+        c.max_future_skew_ms = duration("max_future_skew", v)?;
+    }
+    if let Some(v) = &s.allowed_lateness {
+        c.allowed_lateness_ms = duration("allowed_lateness", v)?;
+    }
+    if let Some(v) = &s.dedup_horizon {
+        c.dedup_horizon_ms = duration("dedup_horizon", v)?;
+    }
+    for (key, value, field) in [
+        ("dedup_capacity", s.dedup_capacity, &mut c.dedup_capacity),
+        ("max_channels", s.max_channels, &mut c.max_channels),
+        ("max_campaigns", s.max_campaigns, &mut c.max_campaigns),
+        (
+            "max_tracked_deals",
+            s.max_tracked_deals,
+            &mut c.max_tracked_deals,
+        ),
+        ("max_event_bytes", s.max_event_bytes, &mut c.max_event_bytes),
+    ] {
+        if let Some(n) = value {
+            *field = positive(key, n)?;
+        }
+    }
+    if let Some(x) = s.gross_margin {
+        c.gross_margin = gross_margin(x)?;
+    }
+    let pairs = match &s.channel_origins {
+        Some(ChannelOrigins::Text(t)) => Some(channel_origin_pairs(t)?),
+        Some(ChannelOrigins::Table(t)) => {
+            Some(t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        None => None,
+    };
+    if let Some(pairs) = pairs {
+        c.channel_origins = parse_channel_origins(&pairs)?;
+    }
+    if let Some(n) = s.max_actions {
+        c.max_actions = positive("max_actions", n)?;
+    }
+    Ok(c)
 }
 
 /// Everything `run` needs, resolved and validated.
@@ -483,102 +463,45 @@ fn listen_addr(key: &str, v: &str) -> Result<std::net::SocketAddr, ConfigError> 
 }
 
 impl RunArgs {
-    fn checkpoint_settings(
-        &self,
-        file: &FileConfig,
-    ) -> Result<Option<CheckpointSettings>, ConfigError> {
-        let topic = pick(&self.checkpoint_topic, &file.checkpoint_topic);
-        let interval = pick(&self.checkpoint_interval, &file.checkpoint_interval);
-        let policy = pick(&self.checkpoint_policy, &file.checkpoint_policy);
-        let create = match &self.checkpoint_topic_create {
-            Some(v) => Some(match v.as_str() {
-                "true" => true,
-                "false" => false,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "checkpoint_topic_create",
-                        format!("`{v}` is not a boolean: use true or false"),
-                    ))
-                }
-            }),
-            None => file.checkpoint_topic_create,
-        };
-        let Some(topic) = topic else {
-            for (key, v) in [
-                ("checkpoint_interval", &interval),
-                ("checkpoint_policy", &policy),
-                ("checkpoint_topic_create", &create.map(|c| c.to_string())),
-            ] {
-                if v.is_some() {
-                    return Err(ConfigError::invalid(key, "needs checkpoint_topic"));
-                }
-            }
-            return Ok(None);
-        };
-        if topic.trim().is_empty() {
-            return Err(ConfigError::invalid("checkpoint_topic", "empty topic name"));
-        }
-        let interval_ms = match interval {
-            Some(v) => crate::config::parse_duration_ms(&v)
-                .map_err(|e| ConfigError::invalid("checkpoint_interval", e))?,
-            None => defaults::CHECKPOINT_INTERVAL_MS,
-        };
-        if !(100..=86_400_000).contains(&interval_ms) {
-            return Err(ConfigError::invalid(
-                "checkpoint_interval",
-                "must be between 100ms and 1d",
-            ));
-        }
-        let policy = match policy {
-            Some(v) => v
-                .parse()
-                .map_err(|e: String| ConfigError::invalid("checkpoint_policy", e))?,
-            None => Policy::Rebuild,
-        };
-        Ok(Some(CheckpointSettings {
-            topic,
-            interval: std::time::Duration::from_millis(interval_ms as u64),
-            policy,
-            create: create.unwrap_or(true),
-        }))
-    }
-
+    /// Everything `run` needs: flag > env (both via clap) > file > default.
     pub fn resolve(&self, default_listen: &str) -> Result<RunConfig, ConfigError> {
-        let file = self.engine.file()?;
-        let engine = self.engine.resolve_with(&file)?;
-        let (dead_letter_topic, checkpoint) = self.outputs(&file)?;
-        let brokers = self.brokers(&file)?;
-        let topics = self.topics(&file, dead_letter_topic.as_ref(), checkpoint.as_ref())?;
-        let group = pick(&self.group, &file.group).unwrap_or_else(|| defaults::GROUP.into());
+        let s = layer(self, self.engine.file()?)?;
+        let engine = engine_config(&s)?;
+        let (dead_letter_topic, checkpoint) = outputs(&s)?;
+        let brokers = s
+            .brokers
+            .clone()
+            .unwrap_or_else(|| defaults::BROKERS.into());
+        if brokers.trim().is_empty() {
+            return Err(ConfigError::invalid("brokers", "empty broker list"));
+        }
+        let topics = topics(&s, dead_letter_topic.as_ref(), checkpoint.as_ref())?;
+        let group = s.group.clone().unwrap_or_else(|| defaults::GROUP.into());
         if group.trim().is_empty() {
             return Err(ConfigError::invalid("group", "empty group id"));
         }
-        let listen_s = pick(&self.listen, &file.listen).unwrap_or_else(|| default_listen.into());
+        let listen_s = s.listen.clone().unwrap_or_else(|| default_listen.into());
         let listen = listen_addr("listen", &listen_s)?;
         let mut http = crate::export::http::HttpLimits::default();
-        if let Some(n) = pick_n(&self.max_stream_clients, file.max_stream_clients) {
-            http.streams.max_clients = positive("max_stream_clients", &n)?;
+        if let Some(n) = s.max_stream_clients {
+            http.streams.max_clients = positive("max_stream_clients", n)?;
         }
-        let workers = match pick_n(&self.workers, file.workers) {
-            Some(w) => positive("workers", &w)?,
+        let workers = match s.workers {
+            Some(w) => positive("workers", w)?,
             None => std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .saturating_sub(1)
                 .max(1),
         };
-        let properties = self.kafka_properties(&file)?;
-        let (log_format, log_level) = self.logging(&file)?;
-        let web_config_file = self
-            .web_config_file
-            .clone()
-            .or_else(|| file.web_config_file.clone());
-        let security = match &web_config_file {
+        let properties = kafka_properties(&s, &self.kafka_property)?;
+        let (log_format, log_level) = logging(&s)?;
+        let security = match &s.web_config_file {
             Some(p) => crate::export::security::load(p)?,
             None => Default::default(),
         };
-        let probe_listen = match pick(&self.probe_listen, &file.probe_listen) {
-            Some(v) => Some(listen_addr("probe_listen", &v)?),
+        let probe_listen = match &s.probe_listen {
+            Some(v) => Some(listen_addr("probe_listen", v)?),
             None => None,
         };
         if probe_listen.is_some() && probe_listen == Some(listen) {
@@ -603,128 +526,158 @@ impl RunArgs {
             listen,
             log_format,
             log_level,
-            web_config_file,
+            web_config_file: s.web_config_file,
             security,
         })
     }
+}
 
-    fn brokers(&self, file: &FileConfig) -> Result<String, ConfigError> {
-        let brokers =
-            pick(&self.brokers, &file.brokers).unwrap_or_else(|| defaults::BROKERS.into());
-        if brokers.trim().is_empty() {
-            return Err(ConfigError::invalid("brokers", "empty broker list"));
-        }
-        Ok(brokers)
+/// Where the engine writes: the dead-letter topic and the checkpoints.
+fn outputs(s: &Settings) -> Result<(Option<String>, Option<CheckpointSettings>), ConfigError> {
+    let dead_letter_topic = s.dead_letter_topic.clone();
+    if dead_letter_topic
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return Err(ConfigError::invalid(
+            "dead_letter_topic",
+            "empty topic name",
+        ));
     }
-
-    /// Where the engine writes: the dead-letter topic and the checkpoints.
-    fn outputs(
-        &self,
-        file: &FileConfig,
-    ) -> Result<(Option<String>, Option<CheckpointSettings>), ConfigError> {
-        let dead_letter_topic = pick(&self.dead_letter_topic, &file.dead_letter_topic);
-        if dead_letter_topic
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
+    let checkpoint = checkpoint_settings(s)?;
+    if let (Some(d), Some(c)) = (&dead_letter_topic, &checkpoint) {
+        if *d == c.topic {
             return Err(ConfigError::invalid(
-                "dead_letter_topic",
-                "empty topic name",
+                "checkpoint_topic",
+                "must differ from dead_letter_topic",
             ));
         }
-        let checkpoint = self.checkpoint_settings(file)?;
-        if let (Some(d), Some(c)) = (&dead_letter_topic, &checkpoint) {
-            if *d == c.topic {
-                return Err(ConfigError::invalid(
-                    "checkpoint_topic",
-                    "must differ from dead_letter_topic",
-                ));
-            }
-        }
-        Ok((dead_letter_topic, checkpoint))
     }
+    Ok((dead_letter_topic, checkpoint))
+}
 
-    /// The consumed topics: none of them may be one the engine writes, or
-    /// it would read its own output back as events.
-    fn topics(
-        &self,
-        file: &FileConfig,
-        dead_letter_topic: Option<&String>,
-        checkpoint: Option<&CheckpointSettings>,
-    ) -> Result<Vec<String>, ConfigError> {
-        let topics = match (&self.topics, &file.topics) {
-            (Some(t), _) => split_list(t),
-            (None, Some(t)) => t.clone(),
-            (None, None) => vec![defaults::TOPIC.into()],
-        };
-        if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
-            return Err(ConfigError::invalid(
-                "topics",
-                "at least one non-empty topic name is needed",
-            ));
-        }
-        for (key, t) in [
-            ("dead_letter_topic", dead_letter_topic),
-            ("checkpoint_topic", checkpoint.map(|c| &c.topic)),
+fn checkpoint_settings(s: &Settings) -> Result<Option<CheckpointSettings>, ConfigError> {
+    let Some(topic) = s.checkpoint_topic.clone() else {
+        for (key, set) in [
+            ("checkpoint_interval", s.checkpoint_interval.is_some()),
+            ("checkpoint_policy", s.checkpoint_policy.is_some()),
+            (
+                "checkpoint_topic_create",
+                s.checkpoint_topic_create.is_some(),
+            ),
         ] {
-            if let Some(t) = t.filter(|t| topics.contains(t)) {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("`{t}` is also one of the consumed topics"),
-                ));
+            if set {
+                return Err(ConfigError::invalid(key, "needs checkpoint_topic"));
             }
         }
-        Ok(topics)
+        return Ok(None);
+    };
+    if topic.trim().is_empty() {
+        return Err(ConfigError::invalid("checkpoint_topic", "empty topic name"));
     }
-
-    /// The file's `[kafka]` table, overridden by `--kafka-property`; the
-    /// properties funnelstream sets itself are refused.
-    fn kafka_properties(&self, file: &FileConfig) -> Result<Vec<(String, String)>, ConfigError> {
-        let mut properties: Vec<(String, String)> =
-            file.kafka.clone().unwrap_or_default().into_iter().collect();
-        for kv in &self.kafka_property {
-            let Some((k, v)) = kv.split_once('=') else {
-                return Err(ConfigError::invalid(
-                    "kafka-property",
-                    format!("`{kv}` is not KEY=VALUE"),
-                ));
-            };
-            properties.retain(|(pk, _)| pk != k.trim());
-            properties.push((k.trim().to_string(), v.to_string()));
-        }
-        for (k, _) in &properties {
-            if crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
-                return Err(ConfigError::invalid(
-                    &format!("kafka.{k}"),
-                    "set by funnelstream itself (use brokers / group, or leave it out)",
-                ));
-            }
-        }
-        Ok(properties)
+    let interval_ms = match &s.checkpoint_interval {
+        Some(v) => duration("checkpoint_interval", v)?,
+        None => defaults::CHECKPOINT_INTERVAL_MS,
+    };
+    if !(100..=86_400_000).contains(&interval_ms) {
+        return Err(ConfigError::invalid(
+            "checkpoint_interval",
+            "must be between 100ms and 1d",
+        ));
     }
+    let policy = match &s.checkpoint_policy {
+        Some(v) => v
+            .parse()
+            .map_err(|e: String| ConfigError::invalid("checkpoint_policy", e))?,
+        None => Policy::Rebuild,
+    };
+    Ok(Some(CheckpointSettings {
+        topic,
+        interval: std::time::Duration::from_millis(interval_ms as u64),
+        policy,
+        create: s.checkpoint_topic_create.unwrap_or(true),
+    }))
+}
 
-    fn logging(&self, file: &FileConfig) -> Result<(LogFormat, String), ConfigError> {
-        let log_format = match pick(&self.log_format, &file.log_format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "log_format",
-                    format!("`{other}`: use text or json"),
-                ))
-            }
-        };
-        let log_level = pick(&self.log_level, &file.log_level)
-            .or_else(|| std::env::var("RUST_LOG").ok())
-            .unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+/// The consumed topics: none of them may be one the engine writes, or it
+/// would read its own output back as events.
+fn topics(
+    s: &Settings,
+    dead_letter_topic: Option<&String>,
+    checkpoint: Option<&CheckpointSettings>,
+) -> Result<Vec<String>, ConfigError> {
+    let topics = s
+        .topics
+        .clone()
+        .unwrap_or_else(|| vec![defaults::TOPIC.into()]);
+    if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
+        return Err(ConfigError::invalid(
+            "topics",
+            "at least one non-empty topic name is needed",
+        ));
+    }
+    for (key, t) in [
+        ("dead_letter_topic", dead_letter_topic),
+        ("checkpoint_topic", checkpoint.map(|c| &c.topic)),
+    ] {
+        if let Some(t) = t.filter(|t| topics.contains(t)) {
             return Err(ConfigError::invalid(
-                "log_level",
-                format!("`{log_level}` is not a log filter"),
+                key,
+                format!("`{t}` is also one of the consumed topics"),
             ));
         }
-        Ok((log_format, log_level))
     }
+    Ok(topics)
+}
+
+/// The file's `[kafka]` table, overridden by `--kafka-property`; the
+/// properties funnelstream sets itself are refused.
+fn kafka_properties(s: &Settings, flags: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut properties = s.kafka.clone().unwrap_or_default().0;
+    for kv in flags {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(ConfigError::invalid(
+                "kafka-property",
+                format!("`{kv}` is not KEY=VALUE"),
+            ));
+        };
+        properties.retain(|(pk, _)| pk != k.trim());
+        properties.push((k.trim().to_string(), v.to_string()));
+    }
+    for (k, _) in &properties {
+        if crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
+            return Err(ConfigError::invalid(
+                &format!("kafka.{k}"),
+                "set by funnelstream itself (use brokers / group, or leave it out)",
+            ));
+        }
+    }
+    Ok(properties)
+}
+
+fn logging(s: &Settings) -> Result<(LogFormat, String), ConfigError> {
+    let log_format = match s.log_format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "log_format",
+                format!("`{other}`: use text or json"),
+            ))
+        }
+    };
+    let log_level = s
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        return Err(ConfigError::invalid(
+            "log_level",
+            format!("`{log_level}` is not a log filter"),
+        ));
+    }
+    Ok((log_format, log_level))
 }
 
 /// Property names whose values are secrets: never printed or logged.
@@ -742,114 +695,78 @@ pub fn is_secret(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
-/// The effective settings as TOML, secrets masked.
-pub fn effective_settings(cfg: &RunConfig) -> String {
-    use crate::config::format_duration_ms;
-    let q = |s: &str| format!("{s:?}");
+/// The effective settings as TOML, secrets masked: the resolved values,
+/// serialized as the [`Settings`] the file would hold.
+pub fn effective_settings(cfg: &RunConfig) -> Result<String, ConfigError> {
     let e = &cfg.engine;
-    let mut out = String::new();
-    out.push_str(&format!("brokers = {}\n", q(&cfg.kafka.brokers)));
-    out.push_str(&format!(
-        "topics = [{}]\n",
-        cfg.kafka
-            .topics
-            .iter()
-            .map(|t| q(t))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    out.push_str(&format!("group = {}\n", q(&cfg.kafka.group)));
-    if let Some(t) = &cfg.kafka.dead_letter_topic {
-        out.push_str(&format!("dead_letter_topic = {}\n", q(t)));
-    }
-    if let Some(c) = &cfg.kafka.checkpoint {
-        out.push_str(&format!("checkpoint_topic = {}\n", q(&c.topic)));
-        out.push_str(&format!(
-            "checkpoint_interval = {}\n",
-            q(&crate::config::format_duration_ms(
-                c.interval.as_millis() as i64
-            ))
-        ));
-        out.push_str(&format!(
-            "checkpoint_policy = {}\n",
-            q(&c.policy.to_string())
-        ));
-        out.push_str(&format!("checkpoint_topic_create = {}\n", c.create));
-    }
-    out.push_str(&format!("listen = {}\n", q(&cfg.listen.to_string())));
-    out.push_str(&format!("workers = {}\n", cfg.kafka.workers));
-    out.push_str(&format!(
-        "max_stream_clients = {}\n",
-        cfg.http.streams.max_clients
-    ));
-    if let Some(p) = &cfg.probe_listen {
-        out.push_str(&format!("probe_listen = {}\n", q(&p.to_string())));
-    }
-    if let Some(p) = &cfg.web_config_file {
-        out.push_str(&format!(
-            "web_config_file = {}  # tls: {}, basic auth users: {}\n",
-            q(&p.display().to_string()),
-            cfg.security.tls.is_some(),
-            cfg.security.auth.is_some()
-        ));
-    }
-    out.push_str(&format!(
-        "log_format = {}\nlog_level = {}\n",
-        q(if cfg.log_format == LogFormat::Json {
-            "json"
-        } else {
-            "text"
+    let k = &cfg.kafka;
+    let checkpoint = k.checkpoint.as_ref();
+    let masked = k
+        .properties
+        .iter()
+        .map(|(p, v)| {
+            (
+                p.clone(),
+                if is_secret(p) {
+                    "***".into()
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect();
+    let s = Settings {
+        brokers: Some(k.brokers.clone()),
+        topics: Some(k.topics.clone()),
+        group: Some(k.group.clone()),
+        dead_letter_topic: k.dead_letter_topic.clone(),
+        checkpoint_topic: checkpoint.map(|c| c.topic.clone()),
+        checkpoint_interval: checkpoint.map(|c| format_duration_ms(c.interval.as_millis() as i64)),
+        checkpoint_policy: checkpoint.map(|c| c.policy.to_string()),
+        checkpoint_topic_create: checkpoint.map(|c| c.create),
+        listen: Some(cfg.listen.to_string()),
+        workers: Some(k.workers as u64),
+        max_stream_clients: Some(cfg.http.streams.max_clients as u64),
+        probe_listen: cfg.probe_listen.map(|p| p.to_string()),
+        web_config_file: cfg.web_config_file.clone(),
+        log_format: Some(match cfg.log_format {
+            LogFormat::Json => "json".into(),
+            LogFormat::Text => "text".into(),
         }),
-        q(&cfg.log_level)
-    ));
-    out.push_str(&format!(
-        "windows = {}\n",
-        q(&e.windows
-            .iter()
-            .map(|w| w.label.clone())
-            .collect::<Vec<_>>()
-            .join(","))
-    ));
-    out.push_str(&format!("clock = {}\n", q(&e.clock.to_string())));
-    out.push_str(&format!(
-        "max_future_skew = {}\n",
-        q(&format_duration_ms(e.max_future_skew_ms))
-    ));
-    out.push_str(&format!(
-        "allowed_lateness = {}\n",
-        q(&format_duration_ms(e.allowed_lateness_ms))
-    ));
-    out.push_str(&format!(
-        "dedup_horizon = {}\n",
-        q(&format_duration_ms(e.dedup_horizon_ms))
-    ));
-    out.push_str(&format!("dedup_capacity = {}\n", e.dedup_capacity));
-    out.push_str(&format!("max_channels = {}\n", e.max_channels));
-    out.push_str(&format!("max_campaigns = {}\n", e.max_campaigns));
-    out.push_str(&format!("max_tracked_deals = {}\n", e.max_tracked_deals));
-    out.push_str(&format!("max_event_bytes = {}\n", e.max_event_bytes));
-    out.push_str(&format!("gross_margin = {:?}\n", e.gross_margin));
-    out.push_str(&format!("max_actions = {}\n", e.max_actions));
-    out.push_str(&format!(
-        "channel_origins = {}\n",
-        q(&e.channel_origins
-            .iter()
-            .map(|(c, o)| format!("{c}={}", o.as_str()))
-            .collect::<Vec<_>>()
-            .join(","))
-    ));
-    if !cfg.kafka.properties.is_empty() {
-        out.push_str("\n[kafka]\n");
-        for (k, v) in &cfg.kafka.properties {
-            let v = if is_secret(k) {
-                "***".to_string()
-            } else {
-                v.clone()
-            };
-            out.push_str(&format!("{} = {}\n", q(k), q(&v)));
-        }
-    }
-    out
+        log_level: Some(cfg.log_level.clone()),
+        windows: Some(
+            e.windows
+                .iter()
+                .map(|w| w.label.clone())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        clock: Some(e.clock.to_string()),
+        max_future_skew: Some(format_duration_ms(e.max_future_skew_ms)),
+        allowed_lateness: Some(format_duration_ms(e.allowed_lateness_ms)),
+        dedup_horizon: Some(format_duration_ms(e.dedup_horizon_ms)),
+        dedup_capacity: Some(e.dedup_capacity as u64),
+        max_channels: Some(e.max_channels as u64),
+        max_campaigns: Some(e.max_campaigns as u64),
+        max_tracked_deals: Some(e.max_tracked_deals as u64),
+        max_event_bytes: Some(e.max_event_bytes as u64),
+        gross_margin: Some(e.gross_margin),
+        max_actions: Some(e.max_actions as u64),
+        channel_origins: Some(ChannelOrigins::Text(
+            e.channel_origins
+                .iter()
+                .map(|(c, o)| format!("{c}={}", o.as_str()))
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        kafka: (!k.properties.is_empty()).then_some(Properties(masked)),
+    };
+    let web = format!(
+        "tls: {}, basic auth users: {}",
+        cfg.security.tls.is_some(),
+        cfg.security.auth.is_some()
+    );
+    s.to_toml(&[("web_config_file", web)])
 }
 
 #[cfg(test)]
@@ -857,22 +774,38 @@ mod tests {
     use super::*;
     use crate::decode::Origin;
 
-    fn toml(text: &str) -> FileConfig {
+    fn toml(text: &str) -> Settings {
         toml::from_str(text).expect("valid TOML")
+    }
+
+    /// The engine settings of `flags` (parsed as clap does, with its
+    /// value errors) over `file`.
+    fn resolve(flags: &[&str], file: &Settings) -> Result<EngineConfig, ConfigError> {
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            engine: EngineArgs,
+        }
+        let args =
+            T::try_parse_from(std::iter::once("t").chain(flags.iter().copied())).map_err(|e| {
+                std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<ConfigError>())
+                    .expect("a setting's error")
+                    .clone()
+            })?;
+        engine_config(&layer(&args.engine, file.clone())?)
     }
 
     #[test]
     fn v2_settings_resolve_from_flags_and_file() {
-        let d = EngineArgs::default()
-            .resolve_with(&FileConfig::default())
-            .unwrap();
+        let d = resolve(&[], &Settings::default()).unwrap();
         assert_eq!(d.gross_margin, 1.0);
         assert_eq!(d.max_actions, 50);
         assert!(d.channel_origins.is_empty());
         let file = toml(
             "gross_margin = 0.75\nmax_actions = 7\n[channel_origins]\noutbound = \"marketing\"\n",
         );
-        let c = EngineArgs::default().resolve_with(&file).unwrap();
+        let c = resolve(&[], &file).unwrap();
         assert_eq!(c.gross_margin, 0.75);
         assert_eq!(c.max_actions, 7);
         assert_eq!(
@@ -882,7 +815,7 @@ mod tests {
         // The string form in the file, and an integer margin.
         let file =
             toml("gross_margin = 1\nchannel_origins = \"events=partner, paid_social=other\"\n");
-        let c = EngineArgs::default().resolve_with(&file).unwrap();
+        let c = resolve(&[], &file).unwrap();
         assert_eq!(c.gross_margin, 1.0);
         assert_eq!(
             c.channel_origins,
@@ -892,13 +825,15 @@ mod tests {
             ]
         );
         // Flags win over the file.
-        let args = EngineArgs {
-            gross_margin: Some("0.5".into()),
-            channel_origins: Some("partner=sales".into()),
-            max_actions: Some("3".into()),
-            ..EngineArgs::default()
-        };
-        let c = args.resolve_with(&file).unwrap();
+        let flags = [
+            "--gross-margin",
+            "0.5",
+            "--channel-origins",
+            "partner=sales",
+            "--max-actions",
+            "3",
+        ];
+        let c = resolve(&flags, &file).unwrap();
         assert_eq!(c.gross_margin, 0.5);
         assert_eq!(c.max_actions, 3);
         assert_eq!(c.channel_origins, vec![("partner".into(), Origin::Sales)]);
@@ -906,39 +841,46 @@ mod tests {
 
     #[test]
     fn bad_v2_settings_name_the_key() {
-        let bad = |args: EngineArgs, key: &str| {
-            let e = args.resolve_with(&FileConfig::default()).unwrap_err();
+        let bad = |flag: &str, v: &str, key: &str| {
+            let arg = format!("{flag}={v}");
+            let e = resolve(&[&arg], &Settings::default()).unwrap_err();
             assert!(e.to_string().starts_with(&format!("{key}: ")), "{e}");
         };
         for gm in ["0", "-0.5", "1.01", "NaN", "inf", "x", ""] {
-            bad(
-                EngineArgs {
-                    gross_margin: Some(gm.into()),
-                    ..EngineArgs::default()
-                },
-                "gross_margin",
-            );
+            bad("--gross-margin", gm, "gross_margin");
         }
         for co in ["outbound", "outbound=ads", "=sales", "a=sales,a=other"] {
-            bad(
-                EngineArgs {
-                    channel_origins: Some(co.into()),
-                    ..EngineArgs::default()
-                },
-                "channel_origins",
-            );
+            bad("--channel-origins", co, "channel_origins");
         }
         for n in ["0", "-1", "x"] {
-            bad(
-                EngineArgs {
-                    max_actions: Some(n.into()),
-                    ..EngineArgs::default()
-                },
-                "max_actions",
-            );
+            bad("--max-actions", n, "max_actions");
         }
         let file = toml("gross_margin = 2.0\n");
-        let e = EngineArgs::default().resolve_with(&file).unwrap_err();
+        let e = resolve(&[], &file).unwrap_err();
         assert!(e.to_string().starts_with("gross_margin: "), "{e}");
+    }
+
+    /// The file layered under the flags round-trips through the one
+    /// struct: what `check-config` prints reads back as the same settings.
+    #[test]
+    fn effective_settings_read_back_as_the_same_settings() {
+        let args = RunArgs {
+            engine: EngineArgs {
+                windows: Some("1h,7d".into()),
+                ..EngineArgs::default()
+            },
+            kafka_property: vec!["client.id=x".into()],
+            ..RunArgs::default()
+        };
+        let cfg = args.resolve(defaults::LISTEN).unwrap();
+        let text = effective_settings(&cfg).unwrap();
+        let back: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(back.windows.as_deref(), Some("1h,7d"));
+        assert_eq!(back.topics, Some(vec![defaults::TOPIC.to_string()]));
+        assert_eq!(
+            back.kafka,
+            Some(Properties(vec![("client.id".into(), "x".into())]))
+        );
+        assert_eq!(layer(&RunArgs::default(), back.clone()).unwrap(), back);
     }
 }

@@ -29,7 +29,8 @@
 //!   synthetic event generator.
 //! - **The commands** (private): `cmd` has one file per subcommand of
 //!   CLI.md, each returning `Result<(), Error>`; `cli` parses the command
-//!   line and resolves the settings; `serve` runs the live engine for `run`
+//!   line and resolves the settings (`settings`: one typed struct, layered
+//!   flag > env > file > default); `serve` runs the live engine for `run`
 //!   and `demo`; `main.rs` is the one place that exits.
 //!
 //! The modules the benchmarks, the integration tests and the fuzzer drive
@@ -63,6 +64,7 @@ mod demo;
 mod error;
 mod logging;
 mod serve;
+mod settings;
 mod tail;
 
 pub use cli::Cli;

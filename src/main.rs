@@ -3,15 +3,25 @@
 //! error knows (CLI.md: 0, 1 or 2).
 
 use clap::Parser;
-use funnelstream::Cli;
+use funnelstream::{Cli, ConfigError, Error};
 
 fn main() {
     let code = match Cli::try_parse() {
-        // --help and --version print and exit 0, bad usage exits 2.
-        Err(e) => {
-            let _ = e.print();
-            e.exit_code()
-        }
+        // A flag or variable with an invalid value is an invalid setting
+        // like any other; --help and --version print and exit 0, other bad
+        // usage exits 2.
+        Err(e) => match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<ConfigError>())
+        {
+            Some(invalid) => {
+                let e = Error::Config(invalid.clone());
+                e.report();
+                e.exit_code()
+            }
+            None => {
+                let _ = e.print();
+                e.exit_code()
+            }
+        },
         Ok(cli) => match funnelstream::dispatch(cli) {
             Ok(()) => 0,
             Err(e) => {

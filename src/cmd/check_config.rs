@@ -7,6 +7,6 @@ use crate::error::Error;
 pub fn run(args: &RunArgs) -> Result<(), Error> {
     let cfg = args.resolve(defaults::LISTEN)?;
     crate::source::client::validate(&cfg.kafka).map_err(|e| Error::Refused(e.to_string()))?;
-    print!("{}", effective_settings(&cfg));
+    print!("{}", effective_settings(&cfg)?);
     Ok(())
 }
