@@ -241,13 +241,17 @@ pub struct HealthReply {
 }
 
 pub fn health_now(live: &LiveState) -> HealthReply {
-    let (h, now) = live.with_partitions(|ps, now| (crate::engine::Health::of(ps), now));
-    let lag = live
-        .slots()
-        .iter()
-        .filter(|s| s.assigned.load(Ordering::Acquire))
-        .map(|s| s.lag.load(Ordering::Acquire).max(0))
-        .sum();
+    // One partition locked at a time, only to read its counters.
+    let mut h = crate::engine::Health::default();
+    let mut lag = 0;
+    for s in live.slots() {
+        if !s.assigned.load(Ordering::Acquire) {
+            continue;
+        }
+        h.add(&s.state.lock().unwrap_or_else(|e| e.into_inner()));
+        lag += s.lag.load(Ordering::Acquire).max(0);
+    }
+    let now = live.engine.clock.now(crate::engine::wall_clock_ms());
     let ready = live.readiness();
     HealthReply {
         ready: ready.is_ok(),
