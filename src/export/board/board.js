@@ -373,7 +373,11 @@
     const nowEl = $('now');
     nowEl.dataset.value = String(now);
     nowEl.textContent = now ? new Date(now).toISOString().replace('T', ' ').slice(0, 19) + ' UTC' : '–';
-    if (!win) { $('empty').hidden = false; return; }
+    if (!win) {
+      $('empty').hidden = false;
+      for (const [id] of V2) $('card-' + id).hidden = true;
+      return;
+    }
     const c = constants(win);
     const roll = rollup(win, view);
     $('empty').hidden = roll.any;
