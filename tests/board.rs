@@ -6,6 +6,8 @@
 //! `target/artefacts/`; behind the web config's TLS and basic auth its
 //! stream and API requests get through.
 
+mod common;
+
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use std::collections::BTreeMap;
@@ -819,6 +821,217 @@ fn every_kpi_on_the_board_equals_the_apis_roll_up() {
         }
         assert!(checked >= 5, "window {window}: {checked} rows");
     }
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+/// Behind TLS and basic auth, with data: `run` on a real Kafka broker
+/// (tests/common), a handful of events whose KPIs are worked out here by
+/// hand; the board shows them, then, when more events arrive, the new
+/// values without a reload.
+#[test]
+#[ignore = "needs chromium, openssl and Kafka (Java, Maven): run scripts/test"]
+fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
+    let broker = common::Broker::start();
+    broker.create_topic("board", 1);
+    let d = std::env::temp_dir().join(format!("funnelstream-board-kafka-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    openssl(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+        ],
+    );
+    let password = "k4fka-b0ard";
+    std::fs::write(
+        d.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  ops: {}\n",
+            bcrypt::hash(password, 4).unwrap()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _engine = Proc(
+        Command::new(BIN)
+            .args([
+                "run",
+                "--brokers",
+                &broker.addr(),
+                "--topics",
+                "board",
+                "--group",
+                "board",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--web-config-file")
+            .arg(d.join("web.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (ts, day) = (now - 60_000, 86_400_000i64);
+    let ev = |id: &str, ch: &str, rest: &str| {
+        format!(r#"{{"id":"{id}","ts":{ts},"channel":"{ch}","campaign":"c-{ch}",{rest}}}"#)
+    };
+    let mut first = vec![
+        ev(
+            "i1",
+            "paid_search",
+            r#""type":"impression","count":1000,"cost":50.5"#,
+        ),
+        ev(
+            "c1",
+            "paid_search",
+            r#""type":"click","count":40,"cost":20.25"#,
+        ),
+        ev(
+            "o1",
+            "paid_search",
+            r#""type":"deal","deal_id":"D1","stage":"open","amount":1200"#,
+        ),
+        ev(
+            "w1",
+            "paid_search",
+            &format!(
+                r#""type":"deal","deal_id":"D1","stage":"won","amount":1200,"created_ts":{}"#,
+                ts - 30 * day
+            ),
+        ),
+        ev(
+            "x1",
+            "paid_search",
+            &format!(
+                r#""type":"deal","deal_id":"D2","stage":"lost","amount":500,"created_ts":{}"#,
+                ts - 10 * day
+            ),
+        ),
+        ev(
+            "s1",
+            "organic",
+            r#""type":"spend","amount":100,"category":"tools""#,
+        ),
+    ];
+    for i in 0..4 {
+        first.push(ev(
+            &format!("lp{i}"),
+            "paid_search",
+            &format!(r#""type":"lead","lead_id":"LP{i}""#),
+        ));
+    }
+    for i in 0..2 {
+        first.push(ev(
+            &format!("lo{i}"),
+            "organic",
+            &format!(r#""type":"lead","lead_id":"LO{i}""#),
+        ));
+    }
+    let file = d.join("first.ndjson");
+    std::fs::write(&file, first.join("\n") + "\n").unwrap();
+    common::produce_file(&broker.addr(), "board", &file);
+
+    let browser = Browser::new(
+        LaunchOptions::default_builder()
+            .path(Some(PathBuf::from(CHROMIUM)))
+            .headless(true)
+            .sandbox(false)
+            .window_size(Some((1400, 1300)))
+            .ignore_certificate_errors(true)
+            .idle_browser_timeout(Duration::from_secs(120))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let tab = browser.new_tab().unwrap();
+    let errors = watch_errors(&tab);
+    tab.navigate_to(&format!("https://ops:{password}@127.0.0.1:{port}/"))
+        .unwrap();
+    tab.wait_until_navigated().unwrap();
+    // By hand: spend = 50.5 + 20.25 + 100 = 170.75 (ad spend 70.75), six
+    // leads, one deal won of 1200 and one lost.
+    wait_for(
+        &tab,
+        "document.getElementById('kpi-leads').dataset.value === '6' && \
+         document.getElementById('ready').textContent === 'ready'",
+        Duration::from_secs(60),
+    );
+    eval(&tab, "(window.__not_reloaded = 7)");
+    let want = [
+        ("kpi-spend", 170.75),
+        ("kpi-cpl", 170.75 / 6.0),
+        ("kpi-cac", 170.75),
+        ("kpi-roas", 1200.0 / 70.75),
+        ("kpi-win", 0.5),
+        ("funnel-impressions", 1000.0),
+        ("funnel-clicks", 40.0),
+        ("funnel-opportunities", 1.0),
+        ("funnel-won", 1.0),
+        ("cell-organic-spend", 100.0),
+        ("cell-organic-cpl", 50.0),
+        ("cell-paid_search-cpl", 70.75 / 4.0),
+        ("cell-paid_search-win", 0.5),
+        // 1 opportunity x 1200 x 0.5 / 30 days.
+        ("cell-paid_search-velocity", 20.0),
+    ];
+    for (id, w) in want {
+        let v = value(&tab, id).unwrap_or_else(|| panic!("#{id} shows nothing"));
+        assert!(close(v, w), "#{id}: page {v}, by hand {w}");
+    }
+    assert_eq!(text(&tab, "rate-clicks"), "↓ 4.00%");
+
+    // Three more leads: the page follows without a reload.
+    let more: Vec<String> = (0..3)
+        .map(|i| {
+            ev(
+                &format!("lm{i}"),
+                "organic",
+                &format!(r#""type":"lead","lead_id":"LM{i}""#),
+            )
+        })
+        .collect();
+    let file = d.join("more.ndjson");
+    std::fs::write(&file, more.join("\n") + "\n").unwrap();
+    common::produce_file(&broker.addr(), "board", &file);
+    wait_for(
+        &tab,
+        "document.getElementById('kpi-leads').dataset.value === '9'",
+        Duration::from_secs(30),
+    );
+    assert!(close(value(&tab, "kpi-cpl").unwrap(), 170.75 / 9.0));
+    assert_eq!(eval(&tab, "window.__not_reloaded"), 7, "the page reloaded");
+    let png = tab
+        .capture_screenshot(
+            headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption::Png,
+            None,
+            None,
+            true,
+        )
+        .unwrap();
+    let path = artefacts().join("board-tls-kafka.png");
+    std::fs::write(&path, png).unwrap();
+    println!(
+        "board screenshot, Kafka behind TLS and basic auth: {}",
+        path.display()
+    );
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
