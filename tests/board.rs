@@ -314,18 +314,31 @@ fn the_board_shows_the_demo_live_in_chromium() {
             );
         }
     }
-    // What is shown is what is in data-value: the visible text of a count.
-    let leads_text = text(&tab, "kpi-leads").replace(',', "");
+    // What is shown is what is in data-value: the visible text of a count
+    // (both read at once: the page keeps updating).
+    let both = eval(
+        &tab,
+        "[document.getElementById('kpi-leads').textContent, document.getElementById('kpi-leads').dataset.value]",
+    );
     assert_eq!(
-        leads_text.parse::<f64>().ok(),
-        value(&tab, "kpi-leads"),
+        both[0]
+            .as_str()
+            .unwrap()
+            .replace(',', "")
+            .parse::<f64>()
+            .ok(),
+        both[1].as_str().unwrap().parse::<f64>().ok(),
         "visible leads"
     );
     // Ratios are the page's own sums over sums: CPL = spend / leads.
+    let v = eval(
+        &tab,
+        "['kpi-spend', 'kpi-leads', 'kpi-cpl'].map(id => Number(document.getElementById(id).dataset.value))",
+    );
     let (spend, leads, cpl) = (
-        value(&tab, "kpi-spend").unwrap(),
-        value(&tab, "kpi-leads").unwrap(),
-        value(&tab, "kpi-cpl").unwrap(),
+        v[0].as_f64().unwrap(),
+        v[1].as_f64().unwrap(),
+        v[2].as_f64().unwrap(),
     );
     assert!(close(cpl, spend / leads), "CPL {cpl} vs {spend}/{leads}");
     // The demo has v2 events: their cards show values in range.

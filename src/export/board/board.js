@@ -59,9 +59,16 @@
     }
   }
 
+  // The windows the engine serves (from a small API call); until known,
+  // those in the store.
+  let served = [];
   function windows() {
+    if (served.length) return served;
     const set = new Set();
     for (const k of keys.values()) for (const [w, m] of k.w) if (m.size) set.add(w);
+    return sortWindows(set);
+  }
+  function sortWindows(set) {
     return [...set].sort((a, b) => {
       const da = parseDur(a), db = parseDur(b);
       if (da !== null && db !== null) return da - db;
@@ -356,7 +363,7 @@
         b.type = 'button';
         b.textContent = w;
         b.dataset.window = w;
-        b.addEventListener('click', () => { win = w; shown.clear(); loadHistory(w); render(); });
+        b.addEventListener('click', () => { setWindow(w); render(); });
         return b;
       }));
     }
@@ -365,10 +372,7 @@
 
   function render() {
     const ws = windows();
-    if (ws.length && !ws.includes(win)) {
-      win = ws.includes('1d') ? '1d' : ws[0];
-      loadHistory(win);
-    }
+    if (ws.length && !ws.includes(win)) setWindow(ws.includes('1d') ? '1d' : ws[0]);
     drawWindows(ws);
     const nowEl = $('now');
     nowEl.dataset.value = String(now);
@@ -398,9 +402,34 @@
     drawTable(roll, c);
   }
 
-  // Totals of every window at this tick, for the sparklines.
+  // The stream carries the chosen window only (a sixth of all series with
+  // the default windows): switching reconnects, and the new snapshot
+  // replaces the store.
+  function setWindow(w) {
+    win = w;
+    shown.clear();
+    livePts.delete(w);
+    loadHistory(w);
+    connect();
+  }
+
+  async function loadWindows() {
+    try {
+      const r = await fetch(api('/api/v1/kpis?metric=funnel_spend'), { cache: 'no-store' });
+      if (r.ok) {
+        const set = new Set();
+        for (const s of (await r.json()).series) if (s.labels.window) set.add(s.labels.window);
+        if (set.size) served = sortWindows(set);
+      }
+    } catch (e) {
+      // Retried below; until then the store's windows serve.
+    }
+    setTimeout(loadWindows, 30000);
+  }
+
+  // Totals of the window at this tick, for the sparklines.
   function recordTick() {
-    for (const w of windows()) {
+    for (const w of win ? [win] : []) {
       const roll = rollup(w, 'channel');
       const k = kpis(roll.total, constants(w));
       let l = livePts.get(w);
@@ -437,29 +466,38 @@
     b.className = 'badge ' + cls;
     b.textContent = text;
   }
+  let gen = 0;
   function connect() {
-    es = new EventSource(api('/api/v1/kpis/stream?interval=' + STREAM_INTERVAL));
-    es.addEventListener('snapshot', (e) => {
+    if (es) es.close();
+    const me = ++gen;
+    const again = () => { if (me === gen) connect(); };
+    const q = '/api/v1/kpis/stream?interval=' + STREAM_INTERVAL + (win ? '&window=' + encodeURIComponent(win) : '');
+    const src = new EventSource(api(q));
+    es = src;
+    src.addEventListener('snapshot', (e) => {
+      if (me !== gen) return;
       apply(JSON.parse(e.data), true);
       retry = 500;
       badge('stream', 'ok', 'live');
       recordTick();
       render();
     });
-    es.addEventListener('changes', (e) => {
+    src.addEventListener('changes', (e) => {
+      if (me !== gen) return;
       apply(JSON.parse(e.data), false);
       recordTick();
       render();
     });
-    es.addEventListener('shutdown', () => {
+    src.addEventListener('shutdown', () => {
       badge('stream', 'bad', 'engine stopping');
-      es.close();
-      setTimeout(connect, retry);
+      src.close();
+      setTimeout(again, retry);
     });
-    es.onerror = () => {
+    src.onerror = () => {
+      if (me !== gen) return;
       badge('stream', 'wait', 'reconnecting');
-      if (es.readyState === EventSource.CLOSED) {
-        setTimeout(connect, retry);
+      if (src.readyState === EventSource.CLOSED) {
+        setTimeout(again, retry);
         retry = Math.min(retry * 2, 10000);
       }
     };
@@ -515,6 +553,10 @@
     render();
   }));
   window.addEventListener('error', (e) => errors.push(String(e.message)));
-  connect();
+  loadWindows().finally(() => {
+    const ws = windows();
+    if (ws.length) setWindow(ws.includes('1d') ? '1d' : ws[0]);
+    else connect();
+  });
   pollHealth();
 })();
