@@ -1,15 +1,16 @@
 //! `funnelstream demo`: the embedded default. An in-process Kafka-protocol
-//! broker (librdkafka's mock cluster), a realistic synthetic stream written
-//! into it (89 days of history first, then live traffic with a daily
-//! rhythm, ~1% duplicates and ~0.5% malformed events), and the engine
-//! consuming it through exactly the code path of `run`.
+//! broker (librdkafka's mock cluster), a believable B2B SaaS company
+//! written into it (src/company.rs: 90 days of history first, then live
+//! traffic in real time at the same pace, ~1% duplicates and ~0.3%
+//! malformed events), and the engine consuming it through exactly the code
+//! path of `run`.
 
 use crate::cli::{init_logging, DemoArgs, LogFormat, RunConfig};
+use crate::company::{Company, CompanyConfig};
 use crate::config::{ClockMode, EngineConfig};
 use crate::engine::wall_clock_ms;
 use crate::produce::{producer, send};
 use crate::source::KafkaSettings;
-use crate::synth::{Synth, SynthConfig};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::Producer;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,10 +18,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const TOPIC: &str = "funnel-events";
-/// Share of v2 events (sessions, conversions, email, surveys) in the
-/// demo's and `produce`'s synthetic streams.
+/// Share of v2 events (sessions, conversions, email, surveys) in
+/// `produce`'s synthetic stream.
 pub const DEMO_V2_RATIO: f64 = 0.25;
-const DAY_MS: f64 = 86_400_000.0;
+/// Partitions of the demo topic: librdkafka's mock broker keeps at most
+/// 5 MB a partition, and the history must fit before the engine reads it.
+const PARTITIONS: i32 = 6;
+/// The longest history the demo writes: its longest window.
+pub const MAX_HISTORY_DAYS: u64 = 90;
+/// Live traffic is simulated in slots of this length (ad platforms and
+/// analytics tools report in batches).
+pub const LIVE_SLOT_MS: i64 = 10_000;
 
 pub fn run(args: &DemoArgs) -> i32 {
     init_logging(LogFormat::Text, "info,librdkafka=error");
@@ -44,7 +52,7 @@ pub fn run(args: &DemoArgs) -> i32 {
             return 1;
         }
     };
-    if let Err(e) = cluster.create_topic(TOPIC, 3, 1) {
+    if let Err(e) = cluster.create_topic(TOPIC, PARTITIONS, 1) {
         eprintln!("funnelstream: cannot create the demo topic: {e}");
         return 1;
     }
@@ -92,7 +100,7 @@ pub fn run(args: &DemoArgs) -> i32 {
             "funnelstream demo is running\n\
              \x20 metrics:       http://{addr}/metrics\n\
              \x20 landing page:  http://{addr}/\n\
-             \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, 3 partitions)\n\
+             \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, {PARTITIONS} partitions)\n\
              \x20 add events:    funnelstream produce --brokers {bootstrap} --topic {TOPIC} --from FILE\n\
              Press Ctrl-C to stop."
         );
@@ -103,8 +111,11 @@ pub fn run(args: &DemoArgs) -> i32 {
     code
 }
 
-/// History, then live traffic until `stop`.
-fn generate(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
+/// History, then live traffic until `stop`: the demo company
+/// ([`Company`]) over its last `history_days` days (at most 90), then in
+/// real time, a slot every [`LIVE_SLOT_MS`], at most `rate` messages a
+/// second (0: no live traffic).
+fn generate(bootstrap: &str, history_days: u64, rate: u64, stop: &AtomicBool) {
     let (p, _acks) = match producer(bootstrap, &[]) {
         Ok(p) => p,
         Err(e) => {
@@ -113,50 +124,52 @@ fn generate(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
         }
     };
     let now = wall_clock_ms();
-    let span = 89.0 * DAY_MS;
-    let mut g = Synth::new(SynthConfig {
+    let mut company = Company::new(CompanyConfig {
         seed: now as u64,
-        keys: 24,
-        start_ms: now - span as i64,
-        // Duplicates and malformed events do not advance event time: spread
-        // the valid ones over the whole span, up to now.
-        step_ms: if history > 0 {
-            span / (history as f64 * (1.0 - 0.01 - 0.005))
-        } else {
-            0.0
-        },
-        duplicate_ratio: 0.01,
-        invalid_ratio: 0.005,
-        // Every v2 family has values within seconds (issue 18).
-        v2_ratio: DEMO_V2_RATIO,
-        ..SynthConfig::default()
+        ..CompanyConfig::default()
     });
-    for _ in 0..history {
-        if stop.load(Ordering::Acquire) {
-            return;
+    let days = history_days.min(MAX_HISTORY_DAYS) as i64;
+    let started = Instant::now();
+    let mut stopped = false;
+    let history = company.history(now, days, &mut |line| {
+        if !stopped && stop.load(Ordering::Acquire) {
+            stopped = true;
         }
-        let _ = send(&p, TOPIC, g.next_line().as_bytes());
+        if !stopped {
+            let _ = send(&p, TOPIC, line.as_bytes());
+        }
+    });
+    if stopped {
+        return;
     }
     let _ = p.flush(Duration::from_secs(30));
     tracing::info!(
-        events = history,
-        "demo history written; live traffic follows"
+        days,
+        secs = started.elapsed().as_secs_f64(),
+        "demo history written; live traffic follows events={history}"
     );
-    g.set_step_ms(0.0);
-    let start = Instant::now();
-    let mut sent = 0f64;
+    // Live: the company goes on in real time, at its own pace.
+    let mut second = Instant::now();
+    let mut in_second = 0u64;
     while !stop.load(Ordering::Acquire) {
-        // A daily rhythm: busiest mid-afternoon UTC, quietest at night.
+        std::thread::sleep(Duration::from_millis(200));
         let t = wall_clock_ms();
-        let day_frac = (t as f64 % DAY_MS) / DAY_MS;
-        let factor = 1.0 + 0.6 * (std::f64::consts::TAU * (day_frac - 0.375)).sin();
-        let target = rate as f64 * factor * start.elapsed().as_secs_f64();
-        while sent < target {
-            g.set_time_ms(wall_clock_ms());
-            let _ = send(&p, TOPIC, g.next_line().as_bytes());
-            sent += 1.0;
+        if rate == 0 || t - company.time_ms() < LIVE_SLOT_MS {
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        company.advance(t, &mut |line| {
+            if in_second >= rate {
+                // The cap: wait for the next second.
+                let left = Duration::from_secs(1).saturating_sub(second.elapsed());
+                std::thread::sleep(left);
+            }
+            if second.elapsed() >= Duration::from_secs(1) {
+                second = Instant::now();
+                in_second = 0;
+            }
+            in_second += 1;
+            let _ = send(&p, TOPIC, line.as_bytes());
+        });
     }
     let _ = p.flush(Duration::from_secs(5));
 }
