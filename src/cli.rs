@@ -132,6 +132,11 @@ pub struct DemoArgs {
     /// values mean 90) [default: 90].
     #[arg(long, value_name = "DAYS", default_value_t = 90)]
     pub history: u64,
+    /// Load-test mode: instead of the company, src/synth.rs's benchmark
+    /// stream (random keys, KPIs changing all the time): 20,000 events of
+    /// history, then --rate events a second; --history is ignored.
+    #[arg(long)]
+    pub firehose: bool,
     /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub duration: u64,

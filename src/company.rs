@@ -238,6 +238,8 @@ struct Carry {
     clicks: f64,
     leads: f64,
     sessions: f64,
+    bounces: f64,
+    pageviews: f64,
     mql: f64,
     sql: f64,
     opp: f64,
@@ -268,8 +270,10 @@ pub struct Company {
     churned: Vec<Account>,
     sends: Vec<Send>,
     /// Company-wide accumulators: churn, contraction, expansion,
-    /// reactivation, NPS, CSAT, nurture e-mails, list sign-ups.
-    acc: [f64; 8],
+    /// reactivation, NPS, CSAT, newsletter sign-ups.
+    acc: [f64; 7],
+    /// Nurture e-mails: sent, bounced, opened, clicked.
+    nurture: [f64; 4],
     /// Event time simulated so far.
     t: i64,
     /// Events before this time are simulated but not emitted (warm-up).
@@ -312,7 +316,8 @@ impl Company {
             accounts: Vec::new(),
             churned: Vec::new(),
             sends: Vec::new(),
-            acc: [0.0; 8],
+            acc: [0.0; 7],
+            nurture: [0.0; 4],
             t: 0,
             emit_from: 0,
             seq: 0,
@@ -424,8 +429,11 @@ impl Company {
                     clicks * 0.92 + s.sessions_per_day * size * days * rhythm * self.jitter(0.1);
                 let n = take(&mut self.carry[i].sessions, want);
                 if n > 0 {
-                    let bounces = ((n as f64 * s.bounce * self.jitter(0.1)).round() as u64).min(n);
-                    let pageviews = n + (n as f64 * (1.2 + 0.4 * self.rng.unit())).round() as u64;
+                    let want = n as f64 * s.bounce * self.jitter(0.1);
+                    let bounces = take(&mut self.carry[i].bounces, want).min(n);
+                    // About 2.4 pages a session.
+                    let want = n as f64 * (1.2 + 0.4 * self.rng.unit());
+                    let pageviews = n + take(&mut self.carry[i].pageviews, want);
                     let extra = format!(r#","pageviews":{pageviews},"bounces":{bounces}"#);
                     lines.push((t0, self.batch(t0, &s, "session", n, 0.0, &extra)));
                 }
@@ -791,22 +799,26 @@ impl Company {
         self.sends = sends;
         // Nurture: ~1,500 e-mails a day to new leads and trial users.
         let want = 1_500.0 * size * days * rhythm * self.jitter(0.1);
-        let sent = take(&mut self.acc[6], want);
+        let sent = take(&mut self.nurture[0], want);
         if sent > 0 {
-            let delivered = ((sent as f64) * 0.985).round() as u64;
+            // Fractions carried over, so that slots of one e-mail add up.
+            let bounced = take(&mut self.nurture[1], sent as f64 * 0.015).min(sent);
+            let delivered = sent - bounced;
+            let opened = take(&mut self.nurture[2], delivered as f64 * 0.31);
+            let clicked = take(&mut self.nurture[3], delivered as f64 * 0.045);
             for (action, n) in [
                 ("sent", sent),
                 ("delivered", delivered),
-                ("bounced", sent - delivered),
-                ("opened", (delivered as f64 * 0.31).round() as u64),
-                ("clicked", (delivered as f64 * 0.045).round() as u64),
+                ("bounced", bounced),
+                ("opened", opened),
+                ("clicked", clicked),
             ] {
                 if n > 0 {
                     lines.push((t0, self.email(t0, "nurture-onboarding", action, n)));
                 }
             }
         }
-        let subs = take(&mut self.acc[7], 45.0 * size * days * rhythm);
+        let subs = take(&mut self.acc[6], 45.0 * size * days * rhythm);
         if subs > 0 {
             lines.push((t0, self.email(t0, "newsletter", "subscribed", subs)));
         }

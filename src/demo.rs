@@ -11,6 +11,7 @@ use crate::config::{ClockMode, EngineConfig};
 use crate::engine::wall_clock_ms;
 use crate::produce::{producer, send};
 use crate::source::KafkaSettings;
+use crate::synth::{Synth, SynthConfig};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::Producer;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,9 @@ pub const TOPIC: &str = "funnel-events";
 /// Share of v2 events (sessions, conversions, email, surveys) in
 /// `produce`'s synthetic stream.
 pub const DEMO_V2_RATIO: f64 = 0.25;
+/// History events of `--firehose`.
+const FIREHOSE_HISTORY: u64 = 20_000;
+const DAY_MS: f64 = 86_400_000.0;
 /// Partitions of the demo topic: librdkafka's mock broker keeps at most
 /// 5 MB a partition, and the history must fit before the engine reads it.
 const PARTITIONS: i32 = 6;
@@ -59,11 +63,22 @@ pub fn run(args: &DemoArgs) -> i32 {
     let bootstrap = cluster.bootstrap_servers();
     let stop = Arc::new(AtomicBool::new(false));
     let gen = {
-        let (stop, bootstrap, rate, history) =
-            (stop.clone(), bootstrap.clone(), args.rate, args.history);
+        let (stop, bootstrap, rate, history, firehose_mode) = (
+            stop.clone(),
+            bootstrap.clone(),
+            args.rate,
+            args.history,
+            args.firehose,
+        );
         std::thread::Builder::new()
             .name("funnel-demo-gen".into())
-            .spawn(move || generate(&bootstrap, history, rate, &stop))
+            .spawn(move || {
+                if firehose_mode {
+                    firehose(&bootstrap, FIREHOSE_HISTORY, rate, &stop)
+                } else {
+                    generate(&bootstrap, history, rate, &stop)
+                }
+            })
             .expect("spawn generator")
     };
     if args.duration > 0 {
@@ -170,6 +185,67 @@ fn generate(bootstrap: &str, history_days: u64, rate: u64, stop: &AtomicBool) {
             in_second += 1;
             let _ = send(&p, TOPIC, line.as_bytes());
         });
+    }
+    let _ = p.flush(Duration::from_secs(5));
+}
+
+/// `--firehose`: src/synth.rs's benchmark stream instead of the company,
+/// `history` events spread over the last 89 days, then `rate` events a
+/// second until `stop`, random keys with every event: KPIs that change
+/// all the time, for tests of slow stream clients and scrapes under load.
+fn firehose(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
+    let (p, _acks) = match producer(bootstrap, &[]) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("demo generator: {e}");
+            return;
+        }
+    };
+    let now = wall_clock_ms();
+    let span = 89.0 * DAY_MS;
+    let mut g = Synth::new(SynthConfig {
+        seed: now as u64,
+        keys: 24,
+        start_ms: now - span as i64,
+        // Duplicates and malformed events do not advance event time: spread
+        // the valid ones over the whole span, up to now.
+        step_ms: if history > 0 {
+            span / (history as f64 * (1.0 - 0.01 - 0.005))
+        } else {
+            0.0
+        },
+        duplicate_ratio: 0.01,
+        invalid_ratio: 0.005,
+        // Every v2 family has values within seconds (issue 18).
+        v2_ratio: DEMO_V2_RATIO,
+        ..SynthConfig::default()
+    });
+    for _ in 0..history {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = send(&p, TOPIC, g.next_line().as_bytes());
+    }
+    let _ = p.flush(Duration::from_secs(30));
+    tracing::info!(
+        events = history,
+        "demo history written; live traffic follows"
+    );
+    g.set_step_ms(0.0);
+    let start = Instant::now();
+    let mut sent = 0f64;
+    while !stop.load(Ordering::Acquire) {
+        // A daily rhythm: busiest mid-afternoon UTC, quietest at night.
+        let t = wall_clock_ms();
+        let day_frac = (t as f64 % DAY_MS) / DAY_MS;
+        let factor = 1.0 + 0.6 * (std::f64::consts::TAU * (day_frac - 0.375)).sin();
+        let target = rate as f64 * factor * start.elapsed().as_secs_f64();
+        while sent < target {
+            g.set_time_ms(wall_clock_ms());
+            let _ = send(&p, TOPIC, g.next_line().as_bytes());
+            sent += 1.0;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let _ = p.flush(Duration::from_secs(5));
 }
