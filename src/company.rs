@@ -32,10 +32,11 @@
 //! per campaign per slot (4 hours in the history older than a week, down
 //! to a minute in the last hour, 10 seconds live); leads, deals,
 //! subscriptions, conversions and surveys are single events. The 90 days
-//! of history are about 65,000 messages (about 12 MB: librdkafka's mock
-//! broker keeps at most 5 MB per partition). Rare events are paced by accumulators
-//! (expected count plus jitter) rather than coin flips, so that the
-//! company's rates hold in every window long enough to contain them.
+//! of history are about 67,000 messages, 13 MB (librdkafka's mock broker
+//! keeps at most 5 MB a partition: the demo topic has 12, and its busiest
+//! held 4 MB with 6). Rare events are paced by accumulators (expected
+//! count plus jitter) rather than coin flips, so that the company's rates
+//! hold in every window long enough to contain them.
 
 use crate::decode::time::format_rfc3339_ms;
 use crate::synth::Rng;

@@ -26,8 +26,9 @@ pub const DEMO_V2_RATIO: f64 = 0.25;
 const FIREHOSE_HISTORY: u64 = 20_000;
 const DAY_MS: f64 = 86_400_000.0;
 /// Partitions of the demo topic: librdkafka's mock broker keeps at most
-/// 5 MB a partition, and the history must fit before the engine reads it.
-const PARTITIONS: i32 = 6;
+/// 5 MB a partition, and the whole history (about 13 MB, keyed by
+/// campaign, so unevenly spread) must fit before the engine reads it.
+const PARTITIONS: i32 = 12;
 /// The longest history the demo writes: its longest window.
 pub const MAX_HISTORY_DAYS: u64 = 90;
 /// Live traffic is simulated in slots of this length (ad platforms and
@@ -62,6 +63,10 @@ pub fn run(args: &DemoArgs) -> i32 {
     }
     let bootstrap = cluster.bootstrap_servers();
     let stop = Arc::new(AtomicBool::new(false));
+    // The engine starts once the history is in the broker, so that
+    // /readyz (caught up with the offsets found at start) means the whole
+    // history is counted.
+    let (written_tx, written) = std::sync::mpsc::channel::<()>();
     let gen = {
         let (stop, bootstrap, rate, history, firehose_mode) = (
             stop.clone(),
@@ -74,9 +79,9 @@ pub fn run(args: &DemoArgs) -> i32 {
             .name("funnel-demo-gen".into())
             .spawn(move || {
                 if firehose_mode {
-                    firehose(&bootstrap, FIREHOSE_HISTORY, rate, &stop)
+                    firehose(&bootstrap, FIREHOSE_HISTORY, rate, &stop, written_tx)
                 } else {
-                    generate(&bootstrap, history, rate, &stop)
+                    generate(&bootstrap, history, rate, &stop, written_tx)
                 }
             })
             .expect("spawn generator")
@@ -110,6 +115,8 @@ pub fn run(args: &DemoArgs) -> i32 {
         probe_listen: None,
         http: Default::default(),
     };
+    // Dropped without a message if the generator fails: start anyway.
+    let _ = written.recv_timeout(Duration::from_secs(300));
     let code = crate::run::serve(cfg, Some(stop.clone()), |addr| {
         println!(
             "funnelstream demo is running\n\
@@ -130,7 +137,13 @@ pub fn run(args: &DemoArgs) -> i32 {
 /// ([`Company`]) over its last `history_days` days (at most 90), then in
 /// real time, a slot every [`LIVE_SLOT_MS`], at most `rate` messages a
 /// second (0: no live traffic).
-fn generate(bootstrap: &str, history_days: u64, rate: u64, stop: &AtomicBool) {
+fn generate(
+    bootstrap: &str,
+    history_days: u64,
+    rate: u64,
+    stop: &AtomicBool,
+    written: std::sync::mpsc::Sender<()>,
+) {
     let (p, _acks) = match producer(bootstrap, &[]) {
         Ok(p) => p,
         Err(e) => {
@@ -158,6 +171,7 @@ fn generate(bootstrap: &str, history_days: u64, rate: u64, stop: &AtomicBool) {
         return;
     }
     let _ = p.flush(Duration::from_secs(30));
+    let _ = written.send(());
     tracing::info!(
         days,
         secs = started.elapsed().as_secs_f64(),
@@ -193,7 +207,13 @@ fn generate(bootstrap: &str, history_days: u64, rate: u64, stop: &AtomicBool) {
 /// `history` events spread over the last 89 days, then `rate` events a
 /// second until `stop`, random keys with every event: KPIs that change
 /// all the time, for tests of slow stream clients and scrapes under load.
-fn firehose(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
+fn firehose(
+    bootstrap: &str,
+    history: u64,
+    rate: u64,
+    stop: &AtomicBool,
+    written: std::sync::mpsc::Sender<()>,
+) {
     let (p, _acks) = match producer(bootstrap, &[]) {
         Ok(p) => p,
         Err(e) => {
@@ -227,6 +247,7 @@ fn firehose(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
         let _ = send(&p, TOPIC, g.next_line().as_bytes());
     }
     let _ = p.flush(Duration::from_secs(30));
+    let _ = written.send(());
     tracing::info!(
         events = history,
         "demo history written; live traffic follows"
