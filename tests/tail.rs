@@ -60,8 +60,8 @@ fn demo_on(port: u16, extra: &[&str]) -> Demo {
             "demo",
             "--listen",
             &format!("127.0.0.1:{port}"),
-            "--history",
-            "5000",
+            // The benchmark stream: KPIs change all the time.
+            "--firehose",
             "--duration",
             "300",
         ])
