@@ -121,7 +121,7 @@ pub fn run(args: &DemoArgs) -> i32 {
         println!(
             "funnelstream demo is running\n\
              \x20 metrics:       http://{addr}/metrics\n\
-             \x20 landing page:  http://{addr}/\n\
+             \x20 KPI board:     http://{addr}/\n\
              \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, {PARTITIONS} partitions)\n\
              \x20 add events:    funnelstream produce --brokers {bootstrap} --topic {TOPIC} --from FILE\n\
              Press Ctrl-C to stop."
