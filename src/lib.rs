@@ -51,6 +51,7 @@ mod util;
 
 // The shell.
 mod clock;
+mod company;
 pub mod export;
 pub mod live;
 mod progress;

@@ -195,7 +195,15 @@ fn tls_and_basic_auth_on_every_endpoint() {
     let (engine, port, probe_port) = start(&d);
     let a = agent(&d);
     let base = format!("https://127.0.0.1:{port}");
-    for path in ["/metrics", "/healthz", "/readyz", "/", "/api/v1/kpis"] {
+    for path in [
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/",
+        "/api/v1/kpis",
+        "/api/v1/kpis/history",
+        "/api/v1/health",
+    ] {
         let (code, body, www) = get(&a, &format!("{base}{path}"), None);
         assert_eq!(code, 401, "{path} without credentials");
         assert_eq!(body, "Unauthorized\n", "nothing else on 401");

@@ -46,8 +46,9 @@ fn demo(name: &str) -> Demo {
             "demo",
             "--listen",
             &format!("127.0.0.1:{port}"),
-            "--history",
-            "20000",
+            // The benchmark stream: KPIs change all the time, so that a
+            // stalled client's buffers fill within seconds.
+            "--firehose",
             "--duration",
             "300",
         ])
