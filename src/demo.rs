@@ -12,7 +12,7 @@ use crate::config::{ClockMode, ConfigError, EngineConfig};
 use crate::error::Error;
 use crate::logging::{init_logging, LogFormat};
 use crate::source::mock::MockBroker;
-use crate::source::producer::{producer, send};
+use crate::source::producer::{producer, send, EventProducer};
 use crate::source::KafkaSettings;
 use crate::synth::{Synth, SynthConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,6 +122,14 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     result
 }
 
+/// The generator's producer (`None`, logged, when it cannot be made).
+fn demo_producer(bootstrap: &str) -> Option<EventProducer> {
+    producer(bootstrap, &[])
+        .map(|(p, _acks)| p)
+        .map_err(|e| tracing::error!("demo generator: {e}"))
+        .ok()
+}
+
 /// History, then live traffic until `stop`: the demo company
 /// ([`Company`]) over its last `history_days` days (at most 90), then in
 /// real time, a slot every [`LIVE_SLOT_MS`], at most `rate` messages a
@@ -133,12 +141,8 @@ fn generate(
     stop: &AtomicBool,
     written: std::sync::mpsc::Sender<()>,
 ) {
-    let (p, _acks) = match producer(bootstrap, &[]) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("demo generator: {e}");
-            return;
-        }
+    let Some(p) = demo_producer(bootstrap) else {
+        return;
     };
     let now = wall_clock_ms();
     let mut company = Company::new(CompanyConfig {
@@ -203,12 +207,8 @@ fn firehose(
     stop: &AtomicBool,
     written: std::sync::mpsc::Sender<()>,
 ) {
-    let (p, _acks) = match producer(bootstrap, &[]) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("demo generator: {e}");
-            return;
-        }
+    let Some(p) = demo_producer(bootstrap) else {
+        return;
     };
     let now = wall_clock_ms();
     let span = 89.0 * DAY_MS;
