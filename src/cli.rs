@@ -132,6 +132,12 @@ pub struct DemoArgs {
     /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub duration: u64,
+    /// Distinct (channel, campaign) keys of the synthetic stream (benchmarks: series count).
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub keys: u64,
+    /// The series budget (see `run --max-series`) [default: 200000].
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub max_series: usize,
 }
 
 #[derive(Args, Debug)]
@@ -194,6 +200,9 @@ pub struct EngineArgs {
     /// Distinct conversion `action` values before folding into __overflow__ [default: 50].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS")]
     pub max_actions: Option<String>,
+    /// Business series published at most; whole (channel, campaign) keys past it fold into __overflow__ [default: 200000].
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_SERIES")]
+    pub max_series: Option<String>,
 }
 
 /// `channel_origins` in the TOML file: a table `{ outbound = "marketing" }`
@@ -296,6 +305,7 @@ pub struct FileConfig {
     pub gross_margin: Option<f64>,
     pub channel_origins: Option<ChannelOriginsToml>,
     pub max_actions: Option<u64>,
+    pub max_series: Option<u64>,
 }
 
 pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
@@ -394,6 +404,9 @@ impl EngineArgs {
         }
         if let Some(v) = pick_n(&self.max_actions, file.max_actions) {
             c.max_actions = positive("max_actions", &v)?;
+        }
+        if let Some(v) = pick_n(&self.max_series, file.max_series) {
+            c.max_series = positive("max_series", &v)?;
         }
         Ok(c)
     }
@@ -792,6 +805,7 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
     out.push_str(&format!("max_event_bytes = {}\n", e.max_event_bytes));
     out.push_str(&format!("gross_margin = {:?}\n", e.gross_margin));
     out.push_str(&format!("max_actions = {}\n", e.max_actions));
+    out.push_str(&format!("max_series = {}\n", e.max_series));
     out.push_str(&format!(
         "channel_origins = {}\n",
         q(&e.channel_origins

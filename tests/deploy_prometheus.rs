@@ -174,6 +174,7 @@ const CONTRACT_HEALTH: &[&str] = &[
 const ENGINE_EXTRAS: &[&str] = &[
     "funnel_label_overflow_total",
     "funnel_deals_untracked_total",
+    "funnel_series_budget",
 ];
 
 /// KPIs the dashboard may read directly. Every other KPI is a ratio that must
