@@ -51,11 +51,16 @@ pub fn run(args: &DemoArgs) -> i32 {
     let bootstrap = cluster.bootstrap_servers();
     let stop = Arc::new(AtomicBool::new(false));
     let gen = {
-        let (stop, bootstrap, rate, history) =
-            (stop.clone(), bootstrap.clone(), args.rate, args.history);
+        let (stop, bootstrap, rate, history, keys) = (
+            stop.clone(),
+            bootstrap.clone(),
+            args.rate,
+            args.history,
+            args.keys.max(1),
+        );
         std::thread::Builder::new()
             .name("funnel-demo-gen".into())
-            .spawn(move || generate(&bootstrap, history, rate, &stop))
+            .spawn(move || generate(&bootstrap, history, rate, keys, &stop))
             .expect("spawn generator")
     };
     if args.duration > 0 {
@@ -68,6 +73,7 @@ pub fn run(args: &DemoArgs) -> i32 {
     let cfg = RunConfig {
         engine: EngineConfig {
             clock: ClockMode::Wall,
+            max_series: args.max_series.max(1),
             ..EngineConfig::default()
         },
         kafka: KafkaSettings {
@@ -104,7 +110,7 @@ pub fn run(args: &DemoArgs) -> i32 {
 }
 
 /// History, then live traffic until `stop`.
-fn generate(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
+fn generate(bootstrap: &str, history: u64, rate: u64, keys: u64, stop: &AtomicBool) {
     let (p, _acks) = match producer(bootstrap, &[]) {
         Ok(p) => p,
         Err(e) => {
@@ -116,7 +122,7 @@ fn generate(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
     let span = 89.0 * DAY_MS;
     let mut g = Synth::new(SynthConfig {
         seed: now as u64,
-        keys: 24,
+        keys,
         start_ms: now - span as i64,
         // Duplicates and malformed events do not advance event time: spread
         // the valid ones over the whole span, up to now.
