@@ -138,6 +138,9 @@ pub struct DemoArgs {
     /// The series budget (see `run --max-series`) [default: 200000].
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub max_series: usize,
+    /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks) [default: 1000000].
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub max_tracked_deals: usize,
 }
 
 #[derive(Args, Debug)]

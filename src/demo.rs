@@ -74,6 +74,7 @@ pub fn run(args: &DemoArgs) -> i32 {
         engine: EngineConfig {
             clock: ClockMode::Wall,
             max_series: args.max_series.max(1),
+            max_tracked_deals: args.max_tracked_deals.max(1),
             ..EngineConfig::default()
         },
         kafka: KafkaSettings {
