@@ -943,7 +943,7 @@ fn every_alert_has_severity_and_annotations() {
     let yaml = read(ALERT_RULES);
     let runbook = read("deploy/prometheus/RUNBOOK.md");
     let blocks: Vec<&str> = yaml.split("- alert: ").skip(1).collect();
-    assert_eq!(blocks.len(), 14, "expected 14 alerts in {ALERT_RULES}");
+    assert_eq!(blocks.len(), 15, "expected 15 alerts in {ALERT_RULES}");
     for block in blocks {
         let name = block.lines().next().unwrap().trim();
         for key in ["severity: ", "summary: ", "description: ", "runbook_url: "] {
