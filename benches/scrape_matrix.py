@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
-"""Scrape time against series and stream clients, and ingestion while
-scraping (issue 21), on `funnelstream demo`; figures printed, each next to
-its baseline measured in the same engine, configurations alternated round
-by round. Load stays on 127.0.0.1.
+"""Scrape time against series and stream clients (issue 21), on
+`funnelstream demo`; figures printed, each next to its baseline measured in
+the same engine, configurations alternated round by round. Load stays on
+127.0.0.1.
 
     benches/scrape_matrix.py BIN scrape KEYS [--clients 0,50,300] [--rounds 3]
-    benches/scrape_matrix.py BIN ingest KEYS [--history 3000000] [--rounds 2]
 
 scrape: starts `BIN demo --keys KEYS --history 40*KEYS --max-series 10000000
 --rate 200`, waits until the history is consumed (funnel_series stable),
@@ -14,14 +13,6 @@ following /api/v1/kpis/stream?interval=1 (threads reading everything),
 waits 3 s, times 5 GET /metrics 1 s apart (connect to last byte, 60 s
 timeout), closes the clients. Prints one JSON line per configuration
 (median and max ms, scrapes, failures) and the ratios to 0 clients.
-
-ingest: per round, twice (alternating which goes first): a fresh
-`BIN demo --keys KEYS --history HISTORY --rate 0`, whose generator writes the
-history into the embedded broker while the engine drains it; events taken
-(ingested + duplicate + rejected) are read from /metrics every 10 s in the
-baseline and every 1 s in the scraping run (the baseline needs some scrapes
-to see progress: 10% of the load). The rate is taken between 10% and 90%
-of the history. Prints events/s per run and the ratio of the medians.
 """
 
 import argparse
@@ -186,64 +177,16 @@ def scrape_bench(a):
         stop_demo(p)
 
 
-def ingest_run(a, every):
-    p, port = start_demo(a.binary, a.keys, a.history, 0)
-    try:
-        points = []
-        scrapes = 0
-        deadline = time.time() + 900
-        series = 0.0
-        while time.time() < deadline:
-            t0 = time.time()
-            _, text = get(port, "/metrics")
-            scrapes += 1
-            n = taken(text)
-            series = sample(text, "funnel_series ")
-            points.append((time.time(), n))
-            if n >= a.history * 0.9:
-                break
-            time.sleep(max(0.0, every - (time.time() - t0)))
-        lo = next(p for p in points if p[1] >= a.history * 0.1)
-        hi = points[-1]
-        return (hi[1] - lo[1]) / (hi[0] - lo[0]), scrapes, series
-    finally:
-        stop_demo(p)
-
-
-def ingest_bench(a):
-    base, scraping = [], []
-    for r in range(a.rounds):
-        order = [(10, base), (1, scraping)]
-        if r % 2:
-            order.reverse()
-        for every, out in order:
-            rate, scrapes, series = ingest_run(a, every)
-            out.append(rate)
-            print(json.dumps({
-                "round": r, "scrape_every_s": every, "events_per_s": round(rate),
-                "scrapes": scrapes, "series": int(series),
-            }), flush=True)
-    print(json.dumps({
-        "median_events_per_s_every_10s": round(statistics.median(base)),
-        "median_events_per_s_every_1s": round(statistics.median(scraping)),
-        "ratio": round(statistics.median(scraping) / statistics.median(base), 3),
-    }), flush=True)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
-    ap.add_argument("mode", choices=["scrape", "ingest"])
+    ap.add_argument("mode", choices=["scrape"])
     ap.add_argument("keys", type=int)
     ap.add_argument("--clients", default="0,50,300")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--history", type=int, default=0)
     a = ap.parse_args()
-    if a.mode == "scrape":
-        scrape_bench(a)
-    else:
-        a.history = a.history or 3_000_000
-        ingest_bench(a)
+    scrape_bench(a)
 
 
 if __name__ == "__main__":
