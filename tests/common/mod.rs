@@ -290,7 +290,7 @@ pub fn processed(text: &str) -> f64 {
 }
 
 /// Series the engine publishes that the reference does not model.
-pub const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series"];
+pub const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series", "funnel_series_budget"];
 
 /// Engine-health series: everything else is a business series, counted by
 /// `funnel_series`. (`funnel_events_*` is matched as a prefix.)
@@ -300,6 +300,7 @@ pub const NON_BUSINESS: &[&str] = &[
     "funnel_dedup_evicted_total",
     "funnel_deals_untracked_total",
     "funnel_series",
+    "funnel_series_budget",
     "funnel_build_info",
 ];
 
