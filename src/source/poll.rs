@@ -13,12 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+/// A partition's slot and the worker that applies its messages.
+type Routed = (Arc<Slot>, usize);
+
 impl Source {
     /// Polls until `stop` is set, then drains, commits and returns.
     pub fn run(mut self, stop: &AtomicBool) {
         info!(topics = ?self.settings.topics, group = %self.settings.group, "consuming");
         // Each partition's slot and worker, looked up once.
-        let mut slots: HashMap<String, Vec<Option<(Arc<Slot>, usize)>>> = HashMap::new();
+        let mut slots: HashMap<String, Vec<Option<Routed>>> = HashMap::new();
         let mut last_upkeep = Instant::now();
         let mut last_commit = Instant::now();
         let mut last_error_log = Instant::now() - Duration::from_secs(60);
