@@ -424,6 +424,9 @@ pub struct Health {
     pub delay: Option<DelayHistogram>,
     /// `(topic, partition, lag)` of assigned partitions (live use only).
     pub lag: Vec<(String, i32, i64)>,
+    /// `(topic, partition)` of the partitions whose state this exposition
+    /// holds (live use only): `funnel_partition_owned`.
+    pub owned: Vec<(String, i32)>,
     /// Dead-letter copies written, failed writes, copies pending.
     pub dead_letter: Option<[u64; 3]>,
     /// Checkpoint counters (live use with a checkpoint topic only).

@@ -759,6 +759,7 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
         render_delay(out, d);
     }
     render_lag(out, &h.lag);
+    crate::source::ownership::render(out, &h.owned);
     if let Some([written, failures, pending]) = h.dead_letter {
         plain(
             out,

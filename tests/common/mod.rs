@@ -197,6 +197,7 @@ pub const LIVE_ONLY: &[&str] = &[
     "funnel_checkpoint",
     "funnel_dead_letter",
     "funnel_stream_clients",
+    "funnel_partition_owned",
 ];
 
 /// Series lines keyed by `name{labels}`, without the live-only families.
