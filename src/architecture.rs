@@ -72,9 +72,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The code of a file that is compiled outside tests: comments dropped,
 /// and nothing from the first `#[cfg(test)]` on (test modules close each
-/// file). `None` for a file that is a test module itself.
+/// file). `None` for a file that is a test module itself (`tests.rs`,
+/// `*_tests.rs`).
 fn production_code(path: &Path, text: &str) -> Option<String> {
-    if path.file_name().is_some_and(|n| n == "tests.rs") {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    if name.is_some_and(|n| n == "tests.rs" || n.ends_with("_tests.rs")) {
         return None;
     }
     let end = text.find("#[cfg(test)]").unwrap_or(text.len());

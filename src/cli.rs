@@ -152,13 +152,31 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 90)]
     pub history: u64,
     /// Load-test mode: instead of the company, src/synth.rs's benchmark
-    /// stream (random keys, KPIs changing all the time): 20,000 events of
-    /// history, then --rate events a second; --history is ignored.
+    /// stream (random keys, KPIs changing all the time): --events events of
+    /// history over the last 89 days, then --rate events a second;
+    /// --history is ignored.
     #[arg(long)]
     pub firehose: bool,
+    /// With --firehose: events of history written at start [default: 20000].
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 20_000,
+        requires = "firehose"
+    )]
+    pub events: u64,
     /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub duration: u64,
+    /// With --firehose: distinct (channel, campaign) keys of the stream (benchmarks: series count).
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub keys: u64,
+    /// The series budget (see `run --max-series`) [default: 200000].
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub max_series: usize,
+    /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks) [default: 1000000].
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub max_tracked_deals: usize,
 }
 
 /// Settings of `produce`.
@@ -257,6 +275,9 @@ pub struct EngineArgs {
     /// Distinct conversion `action` values before folding into __overflow__ [default: 50].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS", value_parser = whole("max_actions"))]
     pub max_actions: Option<u64>,
+    /// Business series published at most; whole (channel, campaign) keys past it fold into __overflow__ [default: 200000].
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_SERIES", value_parser = whole("max_series"))]
+    pub max_series: Option<u64>,
 }
 
 /// Parses `channel=origin` pairs (the `channel_origins` setting).
@@ -438,6 +459,9 @@ pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
     }
     if let Some(n) = s.max_actions {
         c.max_actions = positive("max_actions", n)?;
+    }
+    if let Some(n) = s.max_series {
+        c.max_series = positive("max_series", n)?;
     }
     Ok(c)
 }
@@ -760,6 +784,7 @@ pub fn effective_settings(cfg: &RunConfig) -> Result<String, ConfigError> {
         max_event_bytes: Some(e.max_event_bytes as u64),
         gross_margin: Some(e.gross_margin),
         max_actions: Some(e.max_actions as u64),
+        max_series: Some(e.max_series as u64),
         channel_origins: Some(ChannelOrigins::Text(
             e.channel_origins
                 .iter()

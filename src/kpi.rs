@@ -6,6 +6,7 @@
 //! A KPI is `None` (absent) while its denominator is exactly zero, so no NaN
 //! or infinity is ever produced from valid sums.
 
+use crate::aggregate::labels::{OVER_V2_SUMS, V1_TYPE_GROUPS};
 use crate::aggregate::ring::sketch;
 use crate::aggregate::v2::{f2, seen, V2Totals, CONV_N};
 use crate::aggregate::{field as f, Totals, WindowSums};
@@ -469,6 +470,27 @@ pub fn window_value(name: &str, t: &Totals, w: &WindowSums) -> Option<Value> {
         Eval::Window(f) => f(t, w),
         _ => None,
     }
+}
+
+/// The most series one key publishes from the v1 event types, with
+/// `windows` windows: the families without a gate (v1, and the v2 KPIs
+/// over v1 sums) and those of the groups v1 types open, windowed families
+/// once per window (KPIs counted as present), labelled ones once per label
+/// value. The groups of the v2 types (web, email, survey), the KPIs over
+/// their sums and conversion actions are not included (docs/PERFORMANCE.md,
+/// "Series budget", gives what they add).
+pub fn series_per_key(windows: usize) -> usize {
+    FAMILIES
+        .iter()
+        .filter(|f| f.gate & !V1_TYPE_GROUPS == 0 && !OVER_V2_SUMS.contains(&f.name))
+        .map(|f| match f.eval {
+            Eval::Window(_) => windows,
+            Eval::Key(_) | Eval::KeyV2(_) => 1,
+            Eval::Labelled { values, .. } | Eval::LabelledV2 { values, .. } => values.len(),
+            Eval::LabelledWindow { values, .. } => values.len() * windows,
+            Eval::ActionWindow(_) | Eval::ActionKey(_) => 0,
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -300,6 +300,12 @@ mod tests {
         for format in [Format::Text, Format::OpenMetrics] {
             let locked = live.with_partitions(|parts, now| {
                 let mut health = Health::of(parts);
+                // The partitions rendered are the ones owned.
+                health.owned = live
+                    .assigned()
+                    .iter()
+                    .map(|s| (s.topic.clone(), s.partition))
+                    .collect();
                 health.streams = Some([0, 0]);
                 health.delay = health.delay.or(Some(Default::default()));
                 let aggs: Vec<_> = parts.iter().map(|p| &p.agg).collect();

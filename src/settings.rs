@@ -69,6 +69,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_actions: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_series: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub channel_origins: Option<ChannelOrigins>,
     /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod board;
 mod exposition;
 pub mod http;
+pub mod ownership;
 pub mod prometheus;
 pub mod security;
 pub mod server;
