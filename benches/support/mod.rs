@@ -1,9 +1,9 @@
 //! Helpers shared by the benchmarks that need a broker: the end-to-end
-//! tests' Apache Kafka processes (`tests/common/broker.rs`), and loading
+//! tests' Apache Kafka processes (`tests/it/support/broker.rs`), and loading
 //! events.
 #![allow(dead_code)]
 
-#[path = "../../tests/common/broker.rs"]
+#[path = "../../tests/it/support/broker.rs"]
 pub mod broker;
 pub use broker::Broker;
 

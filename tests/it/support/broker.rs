@@ -1,4 +1,4 @@
-//! Apache Kafka for the end-to-end tests (`tests/common`) and the benches
+//! Apache Kafka for the end-to-end tests (`tests/it/support`) and the benches
 //! that need a broker (`benches/support`, which includes this file by path):
 //! one combined broker+controller, or a three-node KRaft cluster, on free
 //! loopback ports, run from the jars `scripts/kafka fetch` keeps in a cache

@@ -5,69 +5,17 @@
 //! never read, a half-sent request, an idle keep-alive connection); a
 //! stream client that stops reading is dropped and counted.
 
+use crate::support::http::{agent, keep_alive_agent};
+use crate::support::{free_port, Engine, BIN};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_funnelstream");
-
-struct Demo {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout_read(Duration::from_secs(30))
-        .build()
-}
-
-fn demo(name: &str) -> Demo {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::env::temp_dir().join(format!("funnel-{name}-{}.log", std::process::id()));
-    let child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--history",
-            "20000",
-            "--duration",
-            "300",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let a = agent();
-    loop {
-        if a.get(&format!("http://127.0.0.1:{port}/readyz"))
-            .call()
-            .is_ok()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "demo not ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Demo { child, port, log }
+/// A demo with 20,000 events of history, ready.
+fn demo() -> Engine {
+    Engine::demo(&["--history", "20000", "--duration", "300"])
 }
 
 /// The value of an unlabelled sample of the exposition.
@@ -112,7 +60,7 @@ fn follow(port: u16, ready: mpsc::Sender<()>) -> Vec<(String, String)> {
 
 #[test]
 fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
-    let mut d = demo("shutdown");
+    let mut d = demo();
     let port = d.port;
     let (ready_tx, ready_rx) = mpsc::channel();
     let readers: Vec<_> = (0..3)
@@ -138,7 +86,7 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .unwrap();
     // An idle keep-alive connection: one request, then nothing.
-    let idle = agent();
+    let idle = keep_alive_agent();
     idle.get(&format!("http://127.0.0.1:{port}/healthz"))
         .call()
         .unwrap()
@@ -148,24 +96,7 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
     // Let the silent client's buffers fill a little.
     std::thread::sleep(Duration::from_secs(2));
 
-    let t = Instant::now();
-    let ok = Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let status = loop {
-        if let Some(s) = d.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let took = t.elapsed();
+    let (status, took) = d.sigterm_within(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "exit status");
     eprintln!("exited {took:?} after SIGTERM");
 
@@ -186,7 +117,7 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
     assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
     drop(silent);
 
-    let log = std::fs::read_to_string(&d.log).unwrap();
+    let log = d.log();
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(
         log.contains("stopping: applying in-flight events, checkpointing and committing offsets"),
@@ -198,7 +129,7 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
 
 #[test]
 fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
-    let d = demo("stall");
+    let d = demo();
     let port = d.port;
     assert_eq!(sample(port, "funnel_stream_clients_dropped_total"), 0.0);
     // Deliberately broken client: a small receive window, and it never
@@ -229,7 +160,7 @@ fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
     let mut sink = Vec::new();
     s.read_to_end(&mut sink)
         .expect("the server closes the stalled connection");
-    let log = std::fs::read_to_string(&d.log).unwrap();
+    let log = d.log();
     assert!(log.contains("dropping a stream client"), "{log}");
     drop(d);
     let events = reader.join().unwrap();
@@ -239,25 +170,20 @@ fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
 #[test]
 fn stream_clients_are_bounded_by_the_setting() {
     // `run` against no broker at all: the HTTP side serves regardless.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BIN)
-        .args([
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut e = Engine::spawn(
+        port,
+        [
             "run",
             "--brokers",
             "127.0.0.1:1",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &listen,
             "--max-stream-clients",
             "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    );
     let a = agent();
     let url = format!("http://127.0.0.1:{port}/api/v1/kpis/stream?interval=0.5");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -296,8 +222,7 @@ fn stream_clients_are_bounded_by_the_setting() {
         .unwrap();
     assert_eq!(line, "event: snapshot\n");
     drop(second);
-    let _ = child.kill();
-    let _ = child.wait();
+    e.sigkill();
 
     let out = Command::new(BIN)
         .args(["check-config", "--max-stream-clients", "0"])
@@ -335,7 +260,7 @@ fn stalled(port: u16) -> TcpStream {
 /// was once the clients were connected.
 #[test]
 fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
-    let d = demo("abuse");
+    let d = demo();
     let port = d.port;
     let (tx, rx) = mpsc::channel();
     let readers: Vec<_> = (0..50)
@@ -389,12 +314,12 @@ fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
 /// the grace period (5 s) that in-flight requests get.
 #[test]
 fn half_sent_and_idle_connections_do_not_hold_the_grace_period() {
-    let mut d = demo("idle");
+    let mut d = demo();
     let port = d.port;
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .unwrap();
-    let idle = agent();
+    let idle = keep_alive_agent();
     idle.get(&format!("http://127.0.0.1:{port}/healthz"))
         .call()
         .unwrap()
@@ -403,22 +328,9 @@ fn half_sent_and_idle_connections_do_not_hold_the_grace_period() {
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || follow(port, tx));
     rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let t = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let status = loop {
-        if let Some(s) = d.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(4),
-            "a connection without a request held the shutdown"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // Within 4 s: a connection without a request must not hold the
+    // shutdown for the 5 s grace period.
+    let (status, _) = d.sigterm_within(Duration::from_secs(4));
     assert_eq!(status.code(), Some(0));
     let events = reader.join().unwrap();
     assert_eq!(events.last().unwrap().0, "shutdown");
