@@ -726,17 +726,11 @@ fn write_records(broker: &str, topic: &str, records: &[(String, Vec<u8>)]) -> Ve
         .set("bootstrap.servers", broker)
         .create()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     records
         .iter()
         .map(|(k, v)| {
             let r = FutureRecord::to(topic).partition(0).key(k).payload(v);
-            rt.block_on(p.send(r, Duration::from_secs(10)))
-                .unwrap()
-                .offset
+            block_on(p.send(r, Duration::from_secs(10))).unwrap().offset
         })
         .collect()
 }

@@ -8,7 +8,8 @@
 
 use crate::support::prometheus::{get, promtool, query, PROMETHEUS_PKG};
 use crate::support::{
-    free_port, manifest, python, read, show, Engine, V1_WINDOWED_KPIS, V2_WINDOWED_FLOAT_KPIS,
+    free_port, manifest, processed, python, read, show, Engine, V1_WINDOWED_KPIS,
+    V2_WINDOWED_FLOAT_KPIS,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -1663,6 +1664,7 @@ fn dashboard_v2_panels_agree_with_recording_rules() {
 #[test]
 #[ignore = "needs prometheus and python3: run scripts/test"]
 fn end_to_end_prometheus_scrapes_demo() {
+    let _one_at_a_time = crate::support::serial();
     let started = Instant::now();
     let tmp = TempDir::new("deploy-e2e");
 
@@ -1680,7 +1682,7 @@ fn end_to_end_prometheus_scrapes_demo() {
     assert!(out.status.success(), "render-alerts.py:\n{}", show(&out));
     let rendered = std::fs::read_to_string(&alerts_file).unwrap();
 
-    let mut engine = Engine::demo(&["--duration", "120"]);
+    let mut engine = Engine::demo(&["--duration", "120", "--history", "60000"]);
     let engine_addr = format!("127.0.0.1:{}", engine.port);
 
     let prom_port = free_port();
@@ -1711,6 +1713,14 @@ fn end_to_end_prometheus_scrapes_demo() {
         PROMETHEUS_PKG,
     );
 
+    // Every family has data once the history is in (on a busy machine that
+    // takes a while after /readyz).
+    wait_until(
+        "the demo's 60,000 events of history consumed",
+        Duration::from_secs(120),
+        || processed(&engine.scrape()) >= 60_000.0,
+        &mut [&mut prometheus],
+    );
     wait_until(
         "Prometheus to be ready",
         Duration::from_secs(30),

@@ -329,12 +329,7 @@ fn check_config_prints_effective_settings_without_secrets() {
         .env("FUNNELSTREAM_CLOCK", "event")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of(&out);
     assert!(
         text.contains("brokers = \"kafka-1:9092,kafka-2:9092\""),
         "{text}"

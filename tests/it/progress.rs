@@ -31,6 +31,7 @@ fn big_file(name: &str, times: usize) -> (PathBuf, usize) {
 #[test]
 #[ignore = "needs tmux: run scripts/test"]
 fn replay_shows_progress_on_a_terminal_only() {
+    let _one_at_a_time = crate::support::serial();
     let (input, n) = big_file("progress-replay.ndjson", 2000);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("progress-replay.prom");
     let t = Tmux::run(&format!(
@@ -74,6 +75,7 @@ fn replay_shows_progress_on_a_terminal_only() {
 #[test]
 #[ignore = "needs tmux: run scripts/test"]
 fn produce_from_shows_progress_on_a_terminal_only() {
+    let _one_at_a_time = crate::support::serial();
     // The demo's embedded broker (its address is on the demo's stdout).
     let demo = Engine::demo(&["--history", "100", "--rate", "0", "--duration", "120"]);
     let brokers = demo

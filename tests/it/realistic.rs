@@ -272,6 +272,7 @@ fn generate_and_expect() -> (PathBuf, String) {
 
 #[test]
 fn realistic_stream_through_replay_equals_the_contract_reference() {
+    let _one_at_a_time = crate::support::serial();
     let (file, expected) = stream_and_expectation();
     let actual = replay(&file);
     let report = compare(&expected, &actual);
@@ -293,6 +294,7 @@ fn realistic_stream_through_replay_equals_the_contract_reference() {
 #[test]
 #[ignore = "needs a Kafka broker and python3: run scripts/test"]
 fn realistic_stream_through_a_broker_equals_the_contract_reference() {
+    let _one_at_a_time = crate::support::serial();
     let (file, expected) = stream_and_expectation();
     let exp = parse_exposition(&expected, "reference");
     let want_processed: f64 = exp

@@ -3,7 +3,7 @@
 //! Needs `openssl` (Debian package) to make a throw-away certificate.
 
 use crate::support::http::{builder, fetch};
-use crate::support::{free_port, Engine, BIN};
+use crate::support::{free_port, stdout_of, Engine, BIN};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -103,37 +103,27 @@ fn setup(d: &Path) -> String {
 }
 
 fn start(d: &Path) -> (Engine, u16, u16) {
-    let (port, probe_port) = (free_port(), free_port());
-    let (listen, probe) = (
-        format!("127.0.0.1:{port}"),
-        format!("127.0.0.1:{probe_port}"),
-    );
+    let probe_port = free_port();
+    let probe = format!("127.0.0.1:{probe_port}");
     let web = d.join("web.yml");
     let sasl_password = format!("sasl.password={SASL_PASSWORD}");
-    let engine = Engine::spawn(
-        port,
-        [
-            "run",
-            "--brokers",
-            "127.0.0.1:1",
-            "--listen",
-            &listen,
-            "--web-config-file",
-            web.to_str().unwrap(),
-            "--probe-listen",
-            &probe,
-            "--kafka-property",
-            "security.protocol=SASL_PLAINTEXT",
-            "--kafka-property",
-            "sasl.mechanism=PLAIN",
-            "--kafka-property",
-            "sasl.username=funnel",
-            "--kafka-property",
-            &sasl_password,
-            "--log-level",
-            "debug",
-        ],
-    );
+    let engine = Engine::without_broker(&[
+        "--web-config-file",
+        web.to_str().unwrap(),
+        "--probe-listen",
+        &probe,
+        "--kafka-property",
+        "security.protocol=SASL_PLAINTEXT",
+        "--kafka-property",
+        "sasl.mechanism=PLAIN",
+        "--kafka-property",
+        "sasl.username=funnel",
+        "--kafka-property",
+        &sasl_password,
+        "--log-level",
+        "debug",
+    ]);
+    let port = engine.port;
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "not listening");
@@ -273,12 +263,7 @@ fn tls_and_basic_auth_on_every_endpoint() {
         .arg(d.join("web.yml"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of(&out);
     assert!(text.contains("tls: true, basic auth users: true"), "{text}");
     for secret in [SASL_PASSWORD, PASSWORD, hash.as_str()] {
         assert!(!text.contains(secret), "secret in check-config:\n{text}");

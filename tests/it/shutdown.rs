@@ -6,11 +6,12 @@
 //! stream client that stops reading is dropped and counted.
 
 use crate::support::http::{agent, keep_alive_agent};
-use crate::support::{free_port, Engine, BIN};
+use crate::support::{Engine, BIN};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A demo with 20,000 events of history, ready.
@@ -31,6 +32,22 @@ fn sample(port: u16, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} not in the exposition"))
         .parse()
         .unwrap()
+}
+
+/// Two connections with no request in progress, to keep open: a slowloris
+/// (half a request head, never finished) and an idle keep-alive
+/// connection (one request, then nothing).
+fn without_a_request(port: u16) -> (TcpStream, ureq::Agent) {
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let idle = keep_alive_agent();
+    idle.get(&format!("http://127.0.0.1:{port}/healthz"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    (slow, idle)
 }
 
 /// Events (name, data) of one stream, read until the server closes it.
@@ -58,22 +75,28 @@ fn follow(port: u16, ready: mpsc::Sender<()>) -> Vec<(String, String)> {
     events
 }
 
+/// `n` threads, each following a stream ([`follow`]), once each has had
+/// its first event (within `timeout`).
+fn followers(port: u16, n: usize, timeout: Duration) -> Vec<JoinHandle<Vec<(String, String)>>> {
+    let (tx, rx) = mpsc::channel();
+    let readers: Vec<_> = (0..n)
+        .map(|_| {
+            let tx = tx.clone();
+            std::thread::spawn(move || follow(port, tx))
+        })
+        .collect();
+    for _ in 0..n {
+        rx.recv_timeout(timeout)
+            .expect("a stream client got no snapshot");
+    }
+    readers
+}
+
 #[test]
 fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
     let mut d = demo();
     let port = d.port;
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let readers: Vec<_> = (0..3)
-        .map(|_| {
-            let tx = ready_tx.clone();
-            std::thread::spawn(move || follow(port, tx))
-        })
-        .collect();
-    for _ in 0..3 {
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a stream client got no snapshot");
-    }
+    let readers = followers(port, 3, Duration::from_secs(30));
     // A stream client that never reads past the response head.
     let silent = agent()
         .get(&format!(
@@ -81,17 +104,7 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
         ))
         .call()
         .unwrap();
-    // Slowloris: half a request head, never finished.
-    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .unwrap();
-    // An idle keep-alive connection: one request, then nothing.
-    let idle = keep_alive_agent();
-    idle.get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let (mut slow, _idle) = without_a_request(port);
     assert_eq!(sample(port, "funnel_stream_clients"), 4.0);
     // Let the silent client's buffers fill a little.
     std::thread::sleep(Duration::from_secs(2));
@@ -134,17 +147,9 @@ fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
     assert_eq!(sample(port, "funnel_stream_clients_dropped_total"), 0.0);
     // Deliberately broken client: a small receive window, and it never
     // reads after the request.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
-        .unwrap();
-    let mut s: TcpStream = sock.into();
-    s.write_all(b"GET /api/v1/kpis/stream?interval=0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    let mut s = stalled(port);
     // A reading client of the same feed keeps being served meanwhile.
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || follow(port, tx));
-    rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let reader = followers(port, 1, Duration::from_secs(30)).remove(0);
     let deadline = Instant::now() + Duration::from_secs(60);
     while sample(port, "funnel_stream_clients_dropped_total") < 1.0 {
         assert!(
@@ -169,21 +174,8 @@ fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
 
 #[test]
 fn stream_clients_are_bounded_by_the_setting() {
-    // `run` against no broker at all: the HTTP side serves regardless.
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut e = Engine::spawn(
-        port,
-        [
-            "run",
-            "--brokers",
-            "127.0.0.1:1",
-            "--listen",
-            &listen,
-            "--max-stream-clients",
-            "2",
-        ],
-    );
+    let mut e = Engine::without_broker(&["--max-stream-clients", "2"]);
+    let port = e.port;
     let a = agent();
     let url = format!("http://127.0.0.1:{port}/api/v1/kpis/stream?interval=0.5");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -262,16 +254,7 @@ fn stalled(port: u16) -> TcpStream {
 fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
     let d = demo();
     let port = d.port;
-    let (tx, rx) = mpsc::channel();
-    let readers: Vec<_> = (0..50)
-        .map(|_| {
-            let tx = tx.clone();
-            std::thread::spawn(move || follow(port, tx))
-        })
-        .collect();
-    for _ in 0..50 {
-        rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    }
+    let readers = followers(port, 50, Duration::from_secs(60));
     let _stalled = [stalled(port), stalled(port)];
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
@@ -316,18 +299,8 @@ fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
 fn half_sent_and_idle_connections_do_not_hold_the_grace_period() {
     let mut d = demo();
     let port = d.port;
-    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .unwrap();
-    let idle = keep_alive_agent();
-    idle.get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || follow(port, tx));
-    rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (_slow, _idle) = without_a_request(port);
+    let reader = followers(port, 1, Duration::from_secs(30)).remove(0);
     // Within 4 s: a connection without a request must not hold the
     // shutdown for the 5 s grace period.
     let (status, _) = d.sigterm_within(Duration::from_secs(4));

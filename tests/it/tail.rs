@@ -3,7 +3,7 @@
 //! pseudo-terminal (tmux; `.ci/run` installs it).
 
 use crate::support::tmux::{keep, Tmux};
-use crate::support::{free_port, http_get, wait_until, Engine, BIN};
+use crate::support::{free_port, http_get, stdout_of, wait_until, Engine, BIN};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -51,12 +51,7 @@ fn api_once_and_follow() {
         "--window",
         "1d",
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of(&out);
     let mut lines = text.lines();
     assert!(lines.next().unwrap().starts_with("METRIC"));
     let rows: Vec<&str> = lines.collect();

@@ -64,6 +64,16 @@ impl Engine {
         Engine::spawn(port, args)
     }
 
+    /// `funnelstream run EXTRA` against no broker at all (`127.0.0.1:1`):
+    /// the HTTP side serves regardless. Not waited for.
+    pub fn without_broker(extra: &[&str]) -> Engine {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["run", "--brokers", "127.0.0.1:1", "--listen", &listen];
+        args.extend_from_slice(extra);
+        Engine::spawn(port, args)
+    }
+
     /// `funnelstream demo EXTRA` on a free port, ready.
     pub fn demo(extra: &[&str]) -> Engine {
         Engine::demo_on(free_port(), extra)

@@ -11,7 +11,7 @@ pub mod http;
 pub mod prometheus;
 pub mod tmux;
 
-pub use broker::{free_port, Broker};
+pub use broker::{block_on, free_port, Broker};
 pub use engine::Engine;
 pub use http::{http_get, try_http_get};
 pub use prometheus::promtool_check;
@@ -131,6 +131,21 @@ pub fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// All tests run in one process, two at a time by default. Those that keep
+/// the machine busy (property tests, large replays) and those whose
+/// timeouts assume a calm one (Prometheus scraping every second) hold this
+/// guard, so that no two of them run at once.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The stdout of a finished command, which must have exited 0.
+pub fn stdout_of(out: &Output) -> String {
+    assert!(out.status.success(), "{}", show(out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Polls `f` every 300 ms until it is `Ok`, for at most `secs`; panics
