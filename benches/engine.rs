@@ -405,6 +405,26 @@ fn bench_engine(c: &mut Criterion) {
                 |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
             );
             drop(bed);
+            // The same backfill stream with a quarter of its events of
+            // the v2 types (sessions, conversions, emails, surveys) and v2
+            // deal fields: a mixed v1+v2 stream (issue 18's target row).
+            let mixed = synth_lines(
+                SynthConfig {
+                    keys,
+                    step_ms: 100.0,
+                    v2_ratio: 0.25,
+                    ..SynthConfig::default()
+                },
+                WARM + TIMED,
+            );
+            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &mixed);
+            g.bench_with_input(
+                BenchmarkId::new("decode+aggregate/6windows/mixed/batch", keys),
+                &keys,
+                |b, _| b.iter_custom(|iters| bed.run_batch(iters)),
+            );
+            drop(bed);
+            drop(mixed);
             // Keys drawn by popularity (Zipf, exponent 1) instead of
             // uniformly: how traffic spreads over campaigns in practice.
             let zipf = lines_skewed(keys, WARM + TIMED, 1.0);

@@ -26,9 +26,16 @@ fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
     let before = rss_kib();
     let engine = Engine::new(cfg);
     let mut p = engine.partition();
+    // MEMORY_BENCH_V2: the share of v2 events (sessions, conversions,
+    // emails, surveys), to compare memory per key with and without them.
+    let v2_ratio = std::env::var("MEMORY_BENCH_V2")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     let mut g = Synth::new(SynthConfig {
         keys,
         step_ms: step,
+        v2_ratio,
         ..SynthConfig::default()
     });
     let t = std::time::Instant::now();
@@ -41,7 +48,7 @@ fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
     let after = rss_kib();
     let active = p.agg.keys().len() as u64;
     println!(
-        "{active} keys, {events_per_key} events/key over {span_days} days: RSS +{} MiB = {:.0} bytes/key; engine accounting {:.0} bytes/key (dedup memory {} ids, deals {}); {:.2} M events/s incl. generation",
+        "{active} keys, {events_per_key} events/key over {span_days} days, v2 share {v2_ratio}: RSS +{} MiB = {:.0} bytes/key; engine accounting {:.0} bytes/key (dedup memory {} ids, deals {}); {:.2} M events/s incl. generation",
         (after.saturating_sub(before)) / 1024,
         (after.saturating_sub(before)) as f64 * 1024.0 / active as f64,
         p.agg.memory_bytes() as f64 / active as f64,
@@ -81,9 +88,16 @@ fn main() {
         Err(_) => {}
     }
     let me = std::env::current_exe().unwrap();
-    for which in ["dedup", "20", "100"] {
+    for (which, v2) in [
+        ("dedup", "0"),
+        ("20", "0"),
+        ("100", "0"),
+        ("20", "0.25"),
+        ("100", "0.25"),
+    ] {
         let out = std::process::Command::new(&me)
             .env("MEMORY_BENCH_SCENARIO", which)
+            .env("MEMORY_BENCH_V2", v2)
             .output()
             .unwrap();
         print!("{}", String::from_utf8_lossy(&out.stdout));

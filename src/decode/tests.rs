@@ -161,6 +161,19 @@ impl Obj {
                 ("change", "\"new\""),
                 ("mrr_delta", "2000"),
             ],
+            "session" => &[
+                ("count", "120"),
+                ("pageviews", "310"),
+                ("bounces", "48"),
+                ("engaged", "70"),
+            ],
+            "conversion" => &[
+                ("action", "\"demo_request\""),
+                ("count", "2"),
+                ("value", "150.5"),
+            ],
+            "email" => &[("action", "\"opened\""), ("count", "412")],
+            "survey" => &[("kind", "\"nps\""), ("score", "9")],
             _ => panic!("unknown type {ty}"),
         };
         for (k, v) in own {
@@ -209,6 +222,14 @@ const TYPES: [&str; 6] = [
     "spend",
     "subscription",
 ];
+
+/// The event types EVENTS.md v2 adds.
+const TYPES_V2: [&str; 4] = ["session", "conversion", "email", "survey"];
+
+/// Every type of EVENTS.md v2, in its table order.
+fn all_types() -> Vec<&'static str> {
+    TYPES.iter().chain(TYPES_V2.iter()).copied().collect()
+}
 
 /// The type's own fields, in EVENTS.md table order.
 fn own_fields(ty: &str) -> &'static [&'static str] {
@@ -2205,14 +2226,16 @@ fn check_invariants(ev: &Event<'_>, input: &[u8], c: &DecodeConfig, wall: i64) {
     // Borrowed strings point into the input (or are the static defaults).
     let range = input.as_ptr_range();
     let mut strs = vec![&ev.id, &ev.channel, &ev.campaign];
-    if let Body::Deal { deal_id, .. } = &ev.body {
-        strs.push(deal_id);
+    match &ev.body {
+        Body::Deal { deal_id, .. } => strs.push(deal_id),
+        Body::Conversion { action, .. } => strs.push(action),
+        _ => {}
     }
     for s in strs {
         if let Cow::Borrowed(b) = s {
             let inside = range.contains(&b.as_ptr()) && b.len() <= input.len();
             assert!(
-                inside || *b == "unknown" || *b == "none",
+                inside || ["unknown", "none", "email", "conversion"].contains(b),
                 "borrowed {b:?}: {}",
                 ctx()
             );
@@ -2327,16 +2350,43 @@ fn reference(bytes: &[u8], c: &DecodeConfig, wall: i64) -> Result<Event<'static>
         }
     };
 
-    let ty = enumerated("type", true, &TYPES)?.unwrap();
+    // An integer field: JSON integers, or floats with no fraction (like
+    // `count`), within `lo..=2^53-1`; `None` when absent.
+    let int_of = |k: &str, lo: u64| -> Result<Option<u64>, R> {
+        match get(k, false)? {
+            None => Ok(None),
+            Some(Value::Number(n)) => {
+                if let Some(u) = n.as_u64() {
+                    return if (lo..=MAX_COUNT).contains(&u) {
+                        Ok(Some(u))
+                    } else {
+                        Err(R::InvalidNumber)
+                    };
+                }
+                let x = n.as_f64().unwrap();
+                if x == x.trunc() && x >= lo as f64 && x <= MAX_COUNT as f64 {
+                    Ok(Some(x as u64))
+                } else {
+                    Err(R::InvalidNumber)
+                }
+            }
+            Some(_) => Err(R::WrongType),
+        }
+    };
+
+    let types = all_types();
+    let ty = types[enumerated("type", true, &types)?.unwrap()];
     let id = bounded("id", 128, "", true)?;
     let ts = ts_of("ts", true)?.unwrap();
-    let channel = bounded("channel", 64, "unknown", false)?;
+    // EVENTS.md v2: an email event's channel defaults to `email`.
+    let default_channel = if ty == "email" { "email" } else { "unknown" };
+    let channel = bounded("channel", 64, default_channel, false)?;
     let campaign = bounded("campaign", 128, "none", false)?;
-    let body = match TYPES[ty] {
+    let body = match ty {
         "impression" | "click" => {
             let count = count_of("count")?;
             let cost = money_of("cost", false)?;
-            if TYPES[ty] == "impression" {
+            if ty == "impression" {
                 Body::Impression { count, cost }
             } else {
                 Body::Click { count, cost }
@@ -2355,14 +2405,37 @@ fn reference(bytes: &[u8], c: &DecodeConfig, wall: i64) -> Result<Event<'static>
                 DealStage::ALL[enumerated("stage", true, &["open", "won", "lost"])?.unwrap()];
             let amount = money_of("amount", stage == DealStage::Won)?;
             let created_ts = ts_of("created_ts", stage != DealStage::Open)?;
+            // v2: `origin` (every stage) and `influenced` (won only) never
+            // reject; an invalid value reads as the default and is noted.
+            let mut ignored = 0;
+            let origin = match o.get("origin") {
+                None => None,
+                Some(Value::String(s))
+                    if ["marketing", "sales", "partner", "other"].contains(&s.as_str()) =>
+                {
+                    Origin::ALL.iter().copied().find(|x| x.as_str() == s)
+                }
+                Some(_) => {
+                    ignored |= IGNORED_ORIGIN;
+                    None
+                }
+            };
+            let influenced = match (stage, o.get("influenced")) {
+                (DealStage::Won, Some(Value::Bool(b))) => *b,
+                (DealStage::Won, Some(_)) => {
+                    ignored |= IGNORED_INFLUENCED;
+                    false
+                }
+                _ => false,
+            };
             Body::Deal {
                 deal_id: Cow::Owned(deal_id),
                 stage,
                 amount,
                 created_ts,
-                origin: None,
-                influenced: false,
-                ignored: 0,
+                origin,
+                influenced,
+                ignored,
             }
         }
         "spend" => {
@@ -2370,7 +2443,7 @@ fn reference(bytes: &[u8], c: &DecodeConfig, wall: i64) -> Result<Event<'static>
             let ads = string("category", false)?.is_none_or(|c| c == "ads");
             Body::Spend { amount, ads }
         }
-        _ => {
+        "subscription" => {
             string("account_id", true)?;
             let change = enumerated(
                 "change",
@@ -2383,6 +2456,76 @@ fn reference(bytes: &[u8], c: &DecodeConfig, wall: i64) -> Result<Event<'static>
                 mrr_delta,
             }
         }
+        "session" => {
+            let count = count_of("count")?;
+            let pageviews = int_of("pageviews", 1)?.unwrap_or(count);
+            if pageviews < count {
+                return Err(R::InvalidNumber);
+            }
+            let bounces = int_of("bounces", 0)?.unwrap_or(0);
+            if bounces > count {
+                return Err(R::InvalidNumber);
+            }
+            let engaged = int_of("engaged", 0)?.unwrap_or(count - bounces);
+            if engaged > count {
+                return Err(R::InvalidNumber);
+            }
+            Body::Session {
+                count,
+                pageviews,
+                bounces,
+                engaged,
+            }
+        }
+        "conversion" => {
+            let action = bounded("action", 64, "conversion", false)?;
+            let count = count_of("count")?;
+            let value = money_of("value", false)?;
+            Body::Conversion {
+                action: Cow::Owned(action),
+                count,
+                value,
+            }
+        }
+        "email" => {
+            const ACTIONS: [&str; 8] = [
+                "sent",
+                "delivered",
+                "bounced",
+                "opened",
+                "clicked",
+                "subscribed",
+                "unsubscribed",
+                "complained",
+            ];
+            let action = ACTIONS[enumerated("action", true, &ACTIONS)?.unwrap()];
+            let count = count_of("count")?;
+            Body::Email {
+                action: EmailAction::ALL
+                    .into_iter()
+                    .find(|a| a.as_str() == action)
+                    .unwrap(),
+                count,
+            }
+        }
+        "survey" => {
+            let nps = enumerated("kind", false, &["nps", "csat"])?.unwrap_or(0) == 0;
+            let (lo, hi) = if nps { (0, 10) } else { (1, 5) };
+            let score = match int_of("score", 0)? {
+                None => return Err(R::MissingField),
+                Some(v) if (lo..=hi).contains(&v) => v as u8,
+                _ => return Err(R::InvalidNumber),
+            };
+            Body::Survey {
+                kind: if nps {
+                    SurveyKind::Nps
+                } else {
+                    SurveyKind::Csat
+                },
+                score,
+            }
+        }
+        other => unreachable!("type {other}"),
     };
     if ts > wall.saturating_add(c.max_future_skew_ms) {
         return Err(R::FutureTimestamp);
@@ -2475,8 +2618,26 @@ const TOKENS: [&[u8]; 40] = [
     b"\"\"",
 ];
 
-const VALUES: [&str; 44] = [
+const VALUES: [&str; 62] = [
     "\"e1\"",
+    "\"session\"",
+    "\"conversion\"",
+    "\"email\"",
+    "\"survey\"",
+    "\"opened\"",
+    "\"complained\"",
+    "\"delivered\"",
+    "\"demo_request\"",
+    "\"nps\"",
+    "\"csat\"",
+    "\"marketing\"",
+    "\"partner\"",
+    "\"Sales\"",
+    "false",
+    "5",
+    "10",
+    "11",
+    "9.0",
     "\"impression\"",
     "\"click\"",
     "\"lead\"",
@@ -2522,8 +2683,17 @@ const VALUES: [&str; 44] = [
     "\"a\\\"b\\u00e9\"",
 ];
 
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 29] = [
     "id",
+    "pageviews",
+    "bounces",
+    "engaged",
+    "action",
+    "value",
+    "kind",
+    "score",
+    "origin",
+    "influenced",
     "type",
     "ts",
     "channel",
@@ -2666,8 +2836,15 @@ fn robustness_random_and_mutated_inputs() {
     let wall = synth.current_ms() + 400_000_000; // after every synthetic event
     let mut pool: Vec<Vec<u8>> = (0..400).map(|_| synth.next_line().into_bytes()).collect();
     pool.extend(CONTRACT_EXAMPLES.iter().map(|s| s.as_bytes().to_vec()));
-    for ty in TYPES {
+    for ty in all_types() {
         pool.push(Obj::full(ty).json().into_bytes());
+    }
+    // v2 deals with their optional fields, valid and invalid.
+    for (origin, influenced) in [("\"partner\"", "true"), ("7", "\"yes\"")] {
+        let deal = Obj::full("deal")
+            .set("origin", origin)
+            .set("influenced", influenced);
+        pool.push(deal.json().into_bytes());
     }
     // Deals created at their own ts: most edits of either time reject.
     for stage in ["\"won\"", "\"lost\"", "\"open\""] {
@@ -2775,7 +2952,7 @@ fn event_like() -> impl Strategy<Value = String> {
         prop::sample::select(VALUES.to_vec()),
     );
     (
-        prop::sample::select(TYPES.to_vec()),
+        prop::sample::select(all_types()),
         prop::sample::select(VALUES.to_vec()),
         prop::collection::vec(pair, 0..10),
         0u8..4,
@@ -2837,6 +3014,64 @@ proptest! {
         if let Ok(ev) = &got {
             check_invariants(ev, s.as_bytes(), &cfg(), WALL);
         }
+    }
+}
+
+/// Small integers around the edges of the v2 ranges (`bounces` and
+/// `engaged` up to `count`, `pageviews` from `count`, survey scores 0..=10
+/// or 1..=5), each field sometimes absent: decoder and model agree.
+fn v2_numbers() -> impl Strategy<Value = String> {
+    let small = || prop::option::of(-1i64..=12);
+    (
+        prop::sample::select(TYPES_V2.to_vec()),
+        (small(), small(), small(), small()),
+        prop::option::of(prop::sample::select(vec![
+            "\"nps\"", "\"csat\"", "\"ces\"", "3",
+        ])),
+        prop::option::of(prop::sample::select(vec![
+            "\"sent\"",
+            "\"bounced\"",
+            "\"unsubscribed\"",
+            "\"spam\"",
+            "\"\"",
+        ])),
+    )
+        .prop_map(|(ty, (count, pageviews, bounces, engaged), kind, action)| {
+            let mut o = Obj::new(&[
+                ("id", "\"e1\""),
+                ("type", &format!("\"{ty}\"")),
+                ("ts", "1"),
+            ]);
+            let fields = [
+                ("count", count),
+                ("pageviews", pageviews),
+                ("bounces", bounces),
+                ("engaged", engaged),
+                ("score", pageviews),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = v {
+                    o = o.push(k, &v.to_string());
+                }
+            }
+            if let Some(k) = kind {
+                o = o.push("kind", k);
+            }
+            if let Some(a) = action {
+                o = o.push("action", a);
+            }
+            o.json()
+        })
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    #[test]
+    fn proptest_v2_ranges_match_the_model(s in v2_numbers()) {
+        let got = decode(s.as_bytes(), &cfg(), WALL);
+        let want = reference(s.as_bytes(), &cfg(), WALL);
+        prop_assert_eq!(&got, &want, "input: {}", s);
     }
 }
 
