@@ -417,7 +417,7 @@ fn bench_engine(c: &mut Criterion) {
                 },
                 WARM + TIMED,
             );
-            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &mixed);
+            let mut bed = Bed::new(engine_config("5m,1h,1d,7d,30d,90d"), &mixed);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/6windows/mixed/batch", keys),
                 &keys,

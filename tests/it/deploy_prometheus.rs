@@ -1693,7 +1693,7 @@ fn end_to_end_prometheus_scrapes_demo() {
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - {rec:?}\n  - {alerts:?}\n\
-             scrape_configs:\n  - job_name: funnelstream\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    \
+             scrape_configs:\n  - job_name: funnelstream\n    scrape_interval: 2s\n    scrape_timeout: 2s\n    \
              static_configs:\n      - targets: [\"{engine_addr}\"]\n",
             rec = manifest(RECORDING_RULES),
             alerts = alerts_file,

@@ -6,7 +6,7 @@
 //! stream client that stops reading is dropped and counted.
 
 use crate::support::http::{agent, keep_alive_agent};
-use crate::support::{Engine, BIN};
+use crate::support::{serial, Engine, BIN};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -94,6 +94,7 @@ fn followers(port: u16, n: usize, timeout: Duration) -> Vec<JoinHandle<Vec<(Stri
 
 #[test]
 fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
+    let _one_at_a_time = serial();
     let mut d = demo();
     let port = d.port;
     let readers = followers(port, 3, Duration::from_secs(30));
@@ -252,6 +253,7 @@ fn stalled(port: u16) -> TcpStream {
 /// was once the clients were connected.
 #[test]
 fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
+    let _one_at_a_time = serial();
     let d = demo();
     let port = d.port;
     let readers = followers(port, 50, Duration::from_secs(60));
@@ -297,6 +299,7 @@ fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
 /// the grace period (5 s) that in-flight requests get.
 #[test]
 fn half_sent_and_idle_connections_do_not_hold_the_grace_period() {
+    let _one_at_a_time = serial();
     let mut d = demo();
     let port = d.port;
     let (_slow, _idle) = without_a_request(port);
