@@ -123,12 +123,20 @@ pub struct DemoArgs {
     /// HTTP listen address [default: 127.0.0.1:9490].
     #[arg(long, value_name = "ADDR:PORT", env = "FUNNELSTREAM_LISTEN")]
     pub listen: Option<String>,
-    /// Live events per second produced after the history [default: 200].
+    /// Live traffic after the history: at most N messages a second (the
+    /// demo company's own pace is a few a second); 0 = none, the KPIs stay
+    /// put [default: 200].
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub rate: u64,
-    /// Events of history (spread over the last 89 days) produced at start [default: 60000].
-    #[arg(long, value_name = "N", default_value_t = 60_000)]
+    /// Days of history written at start, up to the longest window (larger
+    /// values mean 90) [default: 90].
+    #[arg(long, value_name = "DAYS", default_value_t = 90)]
     pub history: u64,
+    /// Load-test mode: instead of the company, src/synth.rs's benchmark
+    /// stream (random keys, KPIs changing all the time): 20,000 events of
+    /// history, then --rate events a second; --history is ignored.
+    #[arg(long)]
+    pub firehose: bool,
     /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub duration: u64,

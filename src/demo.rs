@@ -1,10 +1,12 @@
 //! `funnelstream demo`: the embedded default. An in-process Kafka-protocol
-//! broker (librdkafka's mock cluster), a realistic synthetic stream written
-//! into it (89 days of history first, then live traffic with a daily
-//! rhythm, ~1% duplicates and ~0.5% malformed events), and the engine
-//! consuming it through exactly the code path of `run`.
+//! broker (librdkafka's mock cluster), a believable B2B SaaS company
+//! written into it (src/company.rs: 90 days of history first, then live
+//! traffic in real time at the same pace, ~1% duplicates and ~0.3%
+//! malformed events), and the engine consuming it through exactly the code
+//! path of `run`.
 
 use crate::cli::{init_logging, DemoArgs, LogFormat, RunConfig};
+use crate::company::{Company, CompanyConfig};
 use crate::config::{ClockMode, EngineConfig};
 use crate::engine::wall_clock_ms;
 use crate::produce::{producer, send};
@@ -17,10 +19,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const TOPIC: &str = "funnel-events";
-/// Share of v2 events (sessions, conversions, email, surveys) in the
-/// demo's and `produce`'s synthetic streams.
+/// Share of v2 events (sessions, conversions, email, surveys) in
+/// `produce`'s synthetic stream.
 pub const DEMO_V2_RATIO: f64 = 0.25;
+/// History events of `--firehose`.
+const FIREHOSE_HISTORY: u64 = 20_000;
 const DAY_MS: f64 = 86_400_000.0;
+/// Partitions of the demo topic: librdkafka's mock broker keeps at most
+/// 5 MB a partition, and the whole history (about 13 MB, keyed by
+/// campaign, so unevenly spread) must fit before the engine reads it.
+const PARTITIONS: i32 = 12;
+/// The longest history the demo writes: its longest window.
+pub const MAX_HISTORY_DAYS: u64 = 90;
+/// Live traffic is simulated in slots of this length (ad platforms and
+/// analytics tools report in batches).
+pub const LIVE_SLOT_MS: i64 = 10_000;
 
 pub fn run(args: &DemoArgs) -> i32 {
     init_logging(LogFormat::Text, "info,librdkafka=error");
@@ -44,18 +57,33 @@ pub fn run(args: &DemoArgs) -> i32 {
             return 1;
         }
     };
-    if let Err(e) = cluster.create_topic(TOPIC, 3, 1) {
+    if let Err(e) = cluster.create_topic(TOPIC, PARTITIONS, 1) {
         eprintln!("funnelstream: cannot create the demo topic: {e}");
         return 1;
     }
     let bootstrap = cluster.bootstrap_servers();
     let stop = Arc::new(AtomicBool::new(false));
+    // The engine starts once the history is in the broker, so that
+    // /readyz (caught up with the offsets found at start) means the whole
+    // history is counted.
+    let (written_tx, written) = std::sync::mpsc::channel::<()>();
     let gen = {
-        let (stop, bootstrap, rate, history) =
-            (stop.clone(), bootstrap.clone(), args.rate, args.history);
+        let (stop, bootstrap, rate, history, firehose_mode) = (
+            stop.clone(),
+            bootstrap.clone(),
+            args.rate,
+            args.history,
+            args.firehose,
+        );
         std::thread::Builder::new()
             .name("funnel-demo-gen".into())
-            .spawn(move || generate(&bootstrap, history, rate, &stop))
+            .spawn(move || {
+                if firehose_mode {
+                    firehose(&bootstrap, FIREHOSE_HISTORY, rate, &stop, written_tx)
+                } else {
+                    generate(&bootstrap, history, rate, &stop, written_tx)
+                }
+            })
             .expect("spawn generator")
     };
     if args.duration > 0 {
@@ -87,12 +115,14 @@ pub fn run(args: &DemoArgs) -> i32 {
         probe_listen: None,
         http: Default::default(),
     };
+    // Dropped without a message if the generator fails: start anyway.
+    let _ = written.recv_timeout(Duration::from_secs(300));
     let code = crate::run::serve(cfg, Some(stop.clone()), |addr| {
         println!(
             "funnelstream demo is running\n\
              \x20 metrics:       http://{addr}/metrics\n\
-             \x20 landing page:  http://{addr}/\n\
-             \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, 3 partitions)\n\
+             \x20 KPI board:     http://{addr}/\n\
+             \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, {PARTITIONS} partitions)\n\
              \x20 add events:    funnelstream produce --brokers {bootstrap} --topic {TOPIC} --from FILE\n\
              Press Ctrl-C to stop."
         );
@@ -103,8 +133,87 @@ pub fn run(args: &DemoArgs) -> i32 {
     code
 }
 
-/// History, then live traffic until `stop`.
-fn generate(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
+/// History, then live traffic until `stop`: the demo company
+/// ([`Company`]) over its last `history_days` days (at most 90), then in
+/// real time, a slot every [`LIVE_SLOT_MS`], at most `rate` messages a
+/// second (0: no live traffic).
+fn generate(
+    bootstrap: &str,
+    history_days: u64,
+    rate: u64,
+    stop: &AtomicBool,
+    written: std::sync::mpsc::Sender<()>,
+) {
+    let (p, _acks) = match producer(bootstrap, &[]) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("demo generator: {e}");
+            return;
+        }
+    };
+    let now = wall_clock_ms();
+    let mut company = Company::new(CompanyConfig {
+        seed: now as u64,
+        ..CompanyConfig::default()
+    });
+    let days = history_days.min(MAX_HISTORY_DAYS) as i64;
+    let started = Instant::now();
+    let mut stopped = false;
+    let history = company.history(now, days, &mut |line| {
+        if !stopped && stop.load(Ordering::Acquire) {
+            stopped = true;
+        }
+        if !stopped {
+            let _ = send(&p, TOPIC, line.as_bytes());
+        }
+    });
+    if stopped {
+        return;
+    }
+    let _ = p.flush(Duration::from_secs(30));
+    let _ = written.send(());
+    tracing::info!(
+        days,
+        secs = started.elapsed().as_secs_f64(),
+        "demo history written; live traffic follows events={history}"
+    );
+    // Live: the company goes on in real time, at its own pace.
+    let mut second = Instant::now();
+    let mut in_second = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(200));
+        let t = wall_clock_ms();
+        if rate == 0 || t - company.time_ms() < LIVE_SLOT_MS {
+            continue;
+        }
+        company.advance(t, &mut |line| {
+            if in_second >= rate {
+                // The cap: wait for the next second.
+                let left = Duration::from_secs(1).saturating_sub(second.elapsed());
+                std::thread::sleep(left);
+            }
+            if second.elapsed() >= Duration::from_secs(1) {
+                second = Instant::now();
+                in_second = 0;
+            }
+            in_second += 1;
+            let _ = send(&p, TOPIC, line.as_bytes());
+        });
+    }
+    let _ = p.flush(Duration::from_secs(5));
+}
+
+/// `--firehose`: src/synth.rs's benchmark stream instead of the company,
+/// `history` events spread over the last 89 days, then `rate` events a
+/// second until `stop`, random keys with every event: KPIs that change
+/// all the time, for tests of slow stream clients and scrapes under load.
+fn firehose(
+    bootstrap: &str,
+    history: u64,
+    rate: u64,
+    stop: &AtomicBool,
+    written: std::sync::mpsc::Sender<()>,
+) {
     let (p, _acks) = match producer(bootstrap, &[]) {
         Ok(p) => p,
         Err(e) => {
@@ -138,6 +247,7 @@ fn generate(bootstrap: &str, history: u64, rate: u64, stop: &AtomicBool) {
         let _ = send(&p, TOPIC, g.next_line().as_bytes());
     }
     let _ = p.flush(Duration::from_secs(30));
+    let _ = written.send(());
     tracing::info!(
         events = history,
         "demo history written; live traffic follows"

@@ -21,6 +21,7 @@
 pub mod aggregate;
 pub mod checkpoint;
 pub mod cli;
+pub mod company;
 pub mod config;
 pub mod decode;
 pub mod demo;

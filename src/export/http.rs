@@ -1,20 +1,20 @@
 //! The HTTP endpoints: `/metrics` (Prometheus text, OpenMetrics when the
 //! scraper's `Accept` asks for it, gzip when `Accept-Encoding` allows),
-//! `/` (landing page with the headline KPIs), `/healthz` (process alive) and
-//! `/readyz` (assigned partitions caught up, brokers reachable, not
+//! `/` (the live KPI board, [`crate::export::board`], with its
+//! `/api/v1/kpis/history` and `/api/v1/health`), `/healthz` (process alive)
+//! and `/readyz` (assigned partitions caught up, brokers reachable, not
 //! shutting down).
 
-use crate::aggregate::{Totals, WindowSums};
 use crate::export::api::{ConnectionCloser, StreamHub};
-use crate::export::prometheus::{write_value, Format};
+use crate::export::board::History;
+use crate::export::prometheus::Format;
 use crate::export::security::{require_auth, BasicAuth, Security};
-use crate::kpi::{window_value, Value};
 use crate::live::LiveState;
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
@@ -83,6 +83,7 @@ pub fn router(
     live: Arc<LiveState>,
     auth: Option<Arc<BasicAuth>>,
     hub: Arc<StreamHub>,
+    history: Arc<History>,
     limits: &HttpLimits,
 ) -> Router {
     let timeout =
@@ -95,8 +96,11 @@ pub fn router(
         .with_state(live.clone())
         .layer(timeout);
     let api = Router::new()
-        .route("/", get(landing))
+        .route("/", get(crate::export::board::page))
         .route("/api/v1/kpis", get(crate::export::api::kpis))
+        .route("/api/v1/kpis/history", get(crate::export::board::history))
+        .route("/api/v1/health", get(crate::export::board::health))
+        .layer(axum::Extension(history))
         .with_state(live)
         .layer(
             tower::ServiceBuilder::new()
@@ -159,10 +163,13 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let hub = StreamHub::new(live.clone(), limits.streams.clone());
-    let app = router(live, security.auth.clone(), hub.clone(), &limits);
+    let stop_history = CancellationToken::new();
+    let history = History::start(live.clone(), stop_history.clone());
+    let app = router(live, security.auth.clone(), hub.clone(), history, &limits);
     let shutdown = async move {
         shutdown.await;
         hub.stop();
+        stop_history.cancel();
     };
     serve_app(listener, app, security.tls, limits, shutdown).await
 }
@@ -359,119 +366,4 @@ async fn readyz(State(live): State<Arc<LiveState>>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// Sums of every key, for one window: the engine-wide headline.
-fn headline(live: &LiveState) -> Vec<(String, Totals, WindowSums)> {
-    let (keys, _, _) = live.copy_partitions();
-    let specs = &live.engine.config.windows;
-    let mut total = Totals::default();
-    let mut sums = vec![WindowSums::default(); specs.len()];
-    for key in keys.iter() {
-        total.add(key.totals);
-        for (a, b) in sums.iter_mut().zip(key.windows) {
-            a.add(b);
-        }
-    }
-    specs
-        .iter()
-        .zip(sums)
-        .map(|(s, mut w)| {
-            w.finish();
-            (s.label.clone(), total.clone(), w)
-        })
-        .collect()
-}
-
-const HEADLINE: [(&str, &str); 10] = [
-    ("funnel_spend", "Spend"),
-    ("funnel_ctr_ratio", "CTR"),
-    ("funnel_cpl", "Cost per lead"),
-    ("funnel_win_ratio", "Win rate"),
-    ("funnel_cac", "CAC"),
-    ("funnel_roas_ratio", "ROAS"),
-    ("funnel_sales_cycle_mean_seconds", "Sales cycle (days)"),
-    ("funnel_pipeline_velocity", "Pipeline velocity / day"),
-    ("funnel_nrr_ratio", "NRR"),
-    ("funnel_customer_churn_ratio", "Customer churn"),
-];
-
-fn cell(v: Option<Value>, name: &str) -> String {
-    match v {
-        None => "&ndash;".into(),
-        Some(v) => {
-            let x = v.as_f64();
-            if name.ends_with("_ratio") {
-                format!("{:.1}%", x * 100.0)
-            } else if name.ends_with("_seconds") {
-                format!("{:.1}", x / 86_400.0)
-            } else {
-                let mut s = String::new();
-                write_value(&mut s, Value::Float((x * 100.0).round() / 100.0));
-                s
-            }
-        }
-    }
-}
-
-async fn landing(State(live): State<Arc<LiveState>>) -> Html<String> {
-    let l = live.clone();
-    let rows = tokio::task::spawn_blocking(move || headline(&l))
-        .await
-        .unwrap_or_default();
-    let ready = match live.readiness() {
-        Ok(()) => "ready".to_string(),
-        Err(e) => format!("not ready: {e}"),
-    };
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>funnelstream</title>\
-         <style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}\
-         td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}th{background:#f4f4f4}\
-         td:first-child,th:first-child{text-align:left}</style></head><body>\
-         <h1>funnelstream</h1><p>Exact rolling-window marketing and sales KPIs from Kafka, \
-         for Prometheus. Endpoints: <a href=\"/metrics\">/metrics</a> \
-         <a href=\"/healthz\">/healthz</a> <a href=\"/readyz\">/readyz</a>.</p>",
-    );
-    html.push_str(&format!(
-        "<p>Version {} &middot; {}</p><h2>Headline KPIs, all channels and campaigns</h2><table><tr><th>KPI</th>",
-        live.version,
-        html_escape(&ready)
-    ));
-    for (label, _, _) in &rows {
-        html.push_str(&format!("<th>{}</th>", html_escape(label)));
-    }
-    html.push_str("</tr>");
-    for (name, title) in HEADLINE {
-        html.push_str(&format!("<tr><td>{title}</td>"));
-        for (_, t, w) in &rows {
-            html.push_str(&format!(
-                "<td>{}</td>",
-                cell(window_value(name, t, w), name)
-            ));
-        }
-        html.push_str("</tr>");
-    }
-    if let Some((_, t, _)) = rows.first() {
-        let mut mrr = String::new();
-        write_value(&mut mrr, Value::Money(t.mrr));
-        html.push_str(&format!(
-            "</table><p>Current MRR {mrr} &middot; customers {} &middot; open pipeline {}</p>",
-            t.customers,
-            {
-                let mut s = String::new();
-                write_value(&mut s, Value::Money(t.open_pipeline));
-                s
-            }
-        ));
-    } else {
-        html.push_str("</table>");
-    }
-    html.push_str("</body></html>");
-    Html(html)
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

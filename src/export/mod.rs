@@ -3,6 +3,7 @@
 //! and the engine's health counters.
 
 pub mod api;
+pub mod board;
 pub mod http;
 pub mod prometheus;
 pub mod security;

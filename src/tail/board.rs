@@ -23,7 +23,28 @@ pub const INPUTS: &[&str] = &[
     "funnel_deals_lost",
     "funnel_revenue_won",
     "funnel_sales_cycle_mean_seconds",
+    // v2 (METRICS.md v2): web, email, NPS, and what LTV and CAC payback
+    // need.
+    "funnel_sessions",
+    "funnel_bounces",
+    "funnel_emails_delivered",
+    "funnel_emails_opened",
+    "funnel_nps_responses",
+    "funnel_nps_promoters",
+    "funnel_nps_detractors",
+    "funnel_mrr_new",
+    "funnel_customers_new",
+    "funnel_customers_reactivated",
+    "funnel_customers_churned",
+    // Per-key KPIs, not summed: the engine's gross margin and LTV constant
+    // are recovered from them (see [`Constants`]).
+    "funnel_cac_payback_months",
+    "funnel_ltv",
+    "funnel_customer_churn_ratio",
 ];
+
+/// The current-state series the board reads (no window).
+pub const STATE_INPUTS: &[&str] = &["funnel_mrr", "funnel_customers"];
 
 // Indices into INPUTS.
 const SPEND: usize = 0;
@@ -38,6 +59,32 @@ const WON: usize = 8;
 const LOST: usize = 9;
 const REVENUE: usize = 10;
 const CYCLE_MEAN: usize = 11;
+const SESSIONS: usize = 12;
+const BOUNCES: usize = 13;
+const DELIVERED: usize = 14;
+const OPENED: usize = 15;
+const NPS_RESPONSES: usize = 16;
+const PROMOTERS: usize = 17;
+const DETRACTORS: usize = 18;
+const MRR_NEW: usize = 19;
+const CUSTOMERS_NEW: usize = 20;
+const CUSTOMERS_REACTIVATED: usize = 21;
+const CUSTOMERS_CHURNED: usize = 22;
+const PAYBACK: usize = 23;
+const LTV: usize = 24;
+const CHURN_RATIO: usize = 25;
+
+/// Two settings of the engine that LTV and CAC payback need and that are
+/// no series: `gross_margin`, and `gross_margin * W / month` for the
+/// window. Recovered exactly from the engine's own per-key KPIs, as the
+/// recording rules do (deploy/prometheus/recording-rules.yml):
+/// gross_margin = spend / (mrr_new * cac_payback_months) and
+/// gross_margin * W / month = ltv * customer_churn_ratio / arpa.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Constants {
+    pub gross_margin: Option<f64>,
+    pub gm_w_month: Option<f64>,
+}
 
 /// Sums of the inputs over a group of keys. `cycle_s` is the sum of the won
 /// deals' sales cycles (mean times deals won, per key), so that the mean of
@@ -46,16 +93,24 @@ const CYCLE_MEAN: usize = 11;
 pub struct Sums {
     pub v: [f64; INPUTS.len()],
     pub cycle_s: f64,
+    /// Current MRR and customers of the group's keys (state, no window).
+    pub mrr: f64,
+    pub customers: f64,
+    pub c: Constants,
 }
 
 impl Sums {
-    fn add_key(&mut self, key: &HashMap<usize, f64>) {
+    fn add_key(&mut self, key: &HashMap<usize, f64>, state: Option<&[f64; 2]>) {
         for (i, x) in key {
-            if *i == CYCLE_MEAN {
-                self.cycle_s += x * key.get(&WON).copied().unwrap_or(0.0);
-            } else {
-                self.v[*i] += x;
+            match *i {
+                CYCLE_MEAN => self.cycle_s += x * key.get(&WON).copied().unwrap_or(0.0),
+                PAYBACK | LTV | CHURN_RATIO => {}
+                i => self.v[i] += x,
             }
+        }
+        if let Some([mrr, customers]) = state {
+            self.mrr += mrr;
+            self.customers += customers;
         }
     }
 }
@@ -70,6 +125,8 @@ pub enum Unit {
     Count,
     Money,
     Percent,
+    /// A plain number, two decimals (LTV:CAC, months, NPS points).
+    Number,
 }
 
 pub struct Column {
@@ -79,6 +136,8 @@ pub struct Column {
     pub metric: &'static str,
     pub unit: Unit,
     pub value: fn(&Sums) -> Option<f64>,
+    /// A v2 column: shown only while the board's total has a value.
+    pub v2: bool,
 }
 
 /// The board's KPI columns, in display order.
@@ -88,86 +147,163 @@ pub static COLUMNS: &[Column] = &[
         metric: "funnel_spend",
         unit: Unit::Money,
         value: |s| Some(s.v[SPEND]),
+        v2: false,
     },
     Column {
         header: "CLICKS",
         metric: "funnel_clicks",
         unit: Unit::Count,
         value: |s| Some(s.v[CLICKS]),
+        v2: false,
     },
     Column {
         header: "CTR",
         metric: "funnel_ctr_ratio",
         unit: Unit::Percent,
         value: |s| div(s.v[CLICKS], s.v[IMPRESSIONS]),
+        v2: false,
     },
     Column {
         header: "LEADS",
         metric: "funnel_leads",
         unit: Unit::Count,
         value: |s| Some(s.v[LEADS]),
+        v2: false,
     },
     Column {
         header: "CPL",
         metric: "funnel_cpl",
         unit: Unit::Money,
         value: |s| div(s.v[SPEND], s.v[LEADS]),
+        v2: false,
     },
     Column {
         header: "MQLS",
         metric: "funnel_mqls",
         unit: Unit::Count,
         value: |s| Some(s.v[MQLS]),
+        v2: false,
     },
     Column {
         header: "SQLS",
         metric: "funnel_sqls",
         unit: Unit::Count,
         value: |s| Some(s.v[SQLS]),
+        v2: false,
     },
     Column {
         header: "OPPS",
         metric: "funnel_opportunities",
         unit: Unit::Count,
         value: |s| Some(s.v[OPPS]),
+        v2: false,
     },
     Column {
         header: "WON",
         metric: "funnel_deals_won",
         unit: Unit::Count,
         value: |s| Some(s.v[WON]),
+        v2: false,
     },
     Column {
         header: "WIN",
         metric: "funnel_win_ratio",
         unit: Unit::Percent,
         value: |s| div(s.v[WON], s.v[WON] + s.v[LOST]),
+        v2: false,
     },
     Column {
         header: "CAC",
         metric: "funnel_cac",
         unit: Unit::Money,
         value: |s| div(s.v[SPEND], s.v[WON]),
+        v2: false,
     },
     Column {
         header: "REVENUE",
         metric: "funnel_revenue_won",
         unit: Unit::Money,
         value: |s| Some(s.v[REVENUE]),
+        v2: false,
     },
     Column {
         header: "ROAS",
         metric: "funnel_roas_ratio",
         unit: Unit::Percent,
         value: |s| div(s.v[REVENUE], s.v[AD_SPEND]),
+        v2: false,
     },
     Column {
         header: "VELOCITY/D",
         metric: "funnel_pipeline_velocity",
         unit: Unit::Money,
         value: velocity,
+        v2: false,
+    },
+    Column {
+        header: "LTV:CAC",
+        metric: "funnel_ltv_to_cac_ratio",
+        unit: Unit::Number,
+        value: ltv_to_cac,
+        v2: true,
+    },
+    Column {
+        header: "PAYBACK/MO",
+        metric: "funnel_cac_payback_months",
+        unit: Unit::Number,
+        value: |s| {
+            let gm = s.c.gross_margin?;
+            div(s.v[SPEND], s.v[MRR_NEW] * gm).filter(|_| s.v[MRR_NEW] > 0.0)
+        },
+        v2: true,
+    },
+    Column {
+        header: "BOUNCE",
+        metric: "funnel_bounce_ratio",
+        unit: Unit::Percent,
+        value: |s| div(s.v[BOUNCES], s.v[SESSIONS]),
+        v2: true,
+    },
+    Column {
+        header: "OPEN",
+        metric: "funnel_email_open_ratio",
+        unit: Unit::Percent,
+        value: |s| div(s.v[OPENED], s.v[DELIVERED]),
+        v2: true,
+    },
+    Column {
+        header: "NPS",
+        metric: "funnel_nps_score",
+        unit: Unit::Number,
+        value: |s| {
+            div(
+                100.0 * (s.v[PROMOTERS] - s.v[DETRACTORS]),
+                s.v[NPS_RESPONSES],
+            )
+        },
+        v2: true,
     },
 ];
+
+/// ltv / cac with ltv = arpa * gross_margin / monthly churn, every factor
+/// from the group's sums (METRICS.md v2): arpa = MRR / customers (both
+/// positive), churn = churned / customers at the window's start (positive).
+fn ltv_to_cac(s: &Sums) -> Option<f64> {
+    let gm_w = s.c.gm_w_month?;
+    if s.mrr <= 0.0 || s.customers <= 0.0 {
+        return None;
+    }
+    let arpa = s.mrr / s.customers;
+    let start =
+        s.customers - (s.v[CUSTOMERS_NEW] + s.v[CUSTOMERS_REACTIVATED] - s.v[CUSTOMERS_CHURNED]);
+    if start <= 0.0 || s.v[CUSTOMERS_CHURNED] <= 0.0 {
+        return None;
+    }
+    let churn = s.v[CUSTOMERS_CHURNED] / start;
+    let ltv = arpa * gm_w / churn;
+    let cac = div(s.v[SPEND], s.v[WON])?;
+    div(ltv, cac)
+}
 
 /// opportunities * avg_deal_size * win_ratio / (sales_cycle_mean_seconds / 86400),
 /// each factor from the group's sums.
@@ -202,6 +338,7 @@ pub fn format(unit: Unit, v: Option<f64>) -> String {
         (Unit::Count, Some(x)) => format!("{x:.0}"),
         (Unit::Money, Some(x)) => format!("{x:.2}"),
         (Unit::Percent, Some(x)) => format!("{:.2}%", x * 100.0),
+        (Unit::Number, Some(x)) => format!("{x:.2}"),
     }
 }
 
@@ -258,6 +395,8 @@ impl std::str::FromStr for View {
 pub struct Store {
     /// (channel, campaign) -> window -> input index -> value.
     keys: BTreeMap<(String, String), BTreeMap<String, HashMap<usize, f64>>>,
+    /// (channel, campaign) -> [MRR, customers] now (0 while absent).
+    state: BTreeMap<(String, String), [f64; 2]>,
     windows: BTreeSet<String>,
     /// Engine time of the last update, epoch ms.
     pub now: i64,
@@ -269,10 +408,22 @@ impl Store {
     pub fn apply(&mut self, snap: &Snapshot, full: bool) {
         if full {
             self.keys.clear();
+            self.state.clear();
             self.windows.clear();
         }
         self.now = snap.now;
         for s in &snap.series {
+            if let Some(i) = STATE_INPUTS.iter().position(|m| *m == s.metric) {
+                if let (Some(ch), Some(cp), None) = (
+                    s.labels.get("channel"),
+                    s.labels.get("campaign"),
+                    s.labels.get("window"),
+                ) {
+                    let st = self.state.entry((ch.clone(), cp.clone())).or_default();
+                    st[i] = s.value.unwrap_or(0.0);
+                }
+                continue;
+            }
             let Some(i) = INPUTS.iter().position(|m| *m == s.metric) else {
                 continue;
             };
@@ -309,12 +460,44 @@ impl Store {
         w
     }
 
+    /// The engine's constants for `window`, from the first key that
+    /// publishes the KPIs they are read from.
+    pub fn constants(&self, window: &str) -> Constants {
+        let mut c = Constants::default();
+        for (k, windows) in &self.keys {
+            let Some(m) = windows.get(window) else {
+                continue;
+            };
+            let g = |i: usize| m.get(&i).copied().unwrap_or(0.0);
+            if c.gross_margin.is_none() && g(PAYBACK) > 0.0 && g(MRR_NEW) > 0.0 && g(SPEND) > 0.0 {
+                c.gross_margin = Some(g(SPEND) / (g(MRR_NEW) * g(PAYBACK)));
+            }
+            let [mrr, customers] = self.state.get(k).copied().unwrap_or_default();
+            if c.gm_w_month.is_none()
+                && g(LTV) > 0.0
+                && g(CHURN_RATIO) > 0.0
+                && mrr > 0.0
+                && customers > 0.0
+            {
+                c.gm_w_month = Some(g(LTV) * g(CHURN_RATIO) / (mrr / customers));
+            }
+            if c.gross_margin.is_some() && c.gm_w_month.is_some() {
+                break;
+            }
+        }
+        c
+    }
+
     /// The rows of one view and window whose labels match `filter`,
     /// unsorted, and their total.
     pub fn rows(&self, view: View, window: &str, filter: &str) -> (Vec<Row>, Row) {
         let filter = filter.to_lowercase();
+        let c = self.constants(window);
         let mut groups: BTreeMap<Vec<String>, Sums> = BTreeMap::new();
-        let mut total = Sums::default();
+        let mut total = Sums {
+            c,
+            ..Sums::default()
+        };
         for ((ch, cp), windows) in &self.keys {
             let Some(key) = windows.get(window) else {
                 continue;
@@ -327,8 +510,15 @@ impl Store {
             if !matches(&name, &filter) {
                 continue;
             }
-            groups.entry(name).or_default().add_key(key);
-            total.add_key(key);
+            let state = self.state.get(&(ch.clone(), cp.clone()));
+            groups
+                .entry(name)
+                .or_insert_with(|| Sums {
+                    c,
+                    ..Sums::default()
+                })
+                .add_key(key, state);
+            total.add_key(key, state);
         }
         let rows = groups.into_iter().map(|(n, s)| Row::of(n, &s)).collect();
         let mut total_name = vec!["TOTAL".to_string()];
@@ -396,13 +586,36 @@ pub fn sort(rows: &mut [Row], col: usize, descending: bool) {
     });
 }
 
-/// The header cells of a view: labels, then the KPI columns.
-pub fn headers(view: View) -> Vec<String> {
+/// The columns shown (indices into [`COLUMNS`]): every v1 column, and the
+/// v2 ones whose total has a value (an engine or a window without web,
+/// email, survey or subscription events shows none of them).
+pub fn visible(total: &Row) -> Vec<usize> {
+    COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !c.v2 || total.values[*i].is_some())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The header cells of a view: labels, then the KPI columns `cols`.
+pub fn headers(view: View, cols: &[usize]) -> Vec<String> {
     view.headers()
         .iter()
         .map(|h| h.to_string())
-        .chain(COLUMNS.iter().map(|c| c.header.to_string()))
+        .chain(cols.iter().map(|i| COLUMNS[*i].header.to_string()))
         .collect()
+}
+
+impl Row {
+    /// The row with only the columns `cols`.
+    pub fn project(&self, cols: &[usize]) -> Row {
+        Row {
+            name: self.name.clone(),
+            values: cols.iter().map(|i| self.values[*i]).collect(),
+            cells: cols.iter().map(|i| self.cells[*i].clone()).collect(),
+        }
+    }
 }
 
 /// What to show: everything the keys of the board choose.
@@ -463,7 +676,10 @@ pub fn widths(head: &[String], rows: &[&Row]) -> Vec<usize> {
 /// total; labels left-aligned, numbers right-aligned, two spaces apart.
 pub fn text(url: &str, store: &Store, s: &Settings) -> String {
     let (rows, total) = shown(store, s);
-    let head = headers(s.view);
+    let cols = visible(&total);
+    let head = headers(s.view, &cols);
+    let rows: Vec<Row> = rows.iter().map(|r| r.project(&cols)).collect();
+    let total = total.project(&cols);
     let all: Vec<&Row> = rows.iter().chain(std::iter::once(&total)).collect();
     let w = widths(&head, &all);
     let labels = s.view.headers().len();
@@ -545,6 +761,66 @@ mod tests {
             false,
         );
         assert_eq!(st.rows(View::Channel, "1d", "").1.values[0], Some(150.0));
+    }
+
+    /// Hand-worked: gross margin 0.5 and a 30-day window (W / month = 1).
+    /// Key a: spend 300, 3 won, new MRR 100, so CAC payback = 300 / (100 x
+    /// 0.5) = 6 months; MRR 1000 over 10 customers (arpa 100), 2 new and 1
+    /// churned: 9 at the start, churn 1/9, LTV = 100 x 0.5 / (1/9) = 450.
+    /// Key b: spend 100, 1 won, nothing else. Channel a: LTV:CAC 450 / 100
+    /// = 4.5; the total: CAC (300 + 100) / 4 = 100, payback 400 / 50 = 8.
+    #[test]
+    fn v2_columns_roll_up_with_the_engines_constants() {
+        let mut st = Store::default();
+        let mut mrr = series("funnel_mrr", "a", "x", "", 1000.0);
+        mrr.labels.remove("window");
+        let mut customers = series("funnel_customers", "a", "x", "", 10.0);
+        customers.labels.remove("window");
+        let w = "30d";
+        st.apply(
+            &Snapshot {
+                now: 1,
+                series: vec![
+                    series("funnel_spend", "a", "x", w, 300.0),
+                    series("funnel_deals_won", "a", "x", w, 3.0),
+                    series("funnel_mrr_new", "a", "x", w, 100.0),
+                    series("funnel_customers_new", "a", "x", w, 2.0),
+                    series("funnel_customers_churned", "a", "x", w, 1.0),
+                    series("funnel_customers_reactivated", "a", "x", w, 0.0),
+                    series("funnel_cac_payback_months", "a", "x", w, 6.0),
+                    series("funnel_ltv", "a", "x", w, 450.0),
+                    series("funnel_customer_churn_ratio", "a", "x", w, 1.0 / 9.0),
+                    series("funnel_sessions", "a", "x", w, 200.0),
+                    series("funnel_bounces", "a", "x", w, 90.0),
+                    series("funnel_nps_responses", "a", "x", w, 10.0),
+                    series("funnel_nps_promoters", "a", "x", w, 6.0),
+                    series("funnel_nps_detractors", "a", "x", w, 2.0),
+                    mrr,
+                    customers,
+                    series("funnel_spend", "b", "y", w, 100.0),
+                    series("funnel_deals_won", "b", "y", w, 1.0),
+                ],
+            },
+            true,
+        );
+        let c = st.constants(w);
+        assert!((c.gross_margin.unwrap() - 0.5).abs() < 1e-12);
+        assert!((c.gm_w_month.unwrap() - 0.5).abs() < 1e-12);
+        let col = |name: &str| column_index(name).unwrap() - 1;
+        let (rows, total) = st.rows(View::Channel, w, "");
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        assert!(close(rows[0].values[col("LTV:CAC")], 4.5), "{:?}", rows[0]);
+        assert!(close(rows[0].values[col("PAYBACK/MO")], 6.0));
+        assert!(close(rows[0].values[col("BOUNCE")], 0.45));
+        assert!(close(rows[0].values[col("NPS")], 40.0));
+        assert_eq!(rows[1].values[col("NPS")], None);
+        assert_eq!(rows[1].values[col("LTV:CAC")], None, "no customers");
+        assert!(close(total.values[col("funnel_ltv_to_cac_ratio")], 4.5));
+        assert!(close(total.values[col("PAYBACK/MO")], 8.0));
+        // No email events: the OPEN column is hidden, the others shown.
+        let shown: Vec<&str> = visible(&total).iter().map(|i| COLUMNS[*i].header).collect();
+        assert!(shown.contains(&"NPS") && shown.contains(&"LTV:CAC"));
+        assert!(!shown.contains(&"OPEN"));
     }
 
     #[test]

@@ -95,6 +95,19 @@ impl App {
         }
     }
 
+    /// The next (`by` 1) or previous (`by` ncols - 1) sort column among
+    /// those shown (a v2 column without values is hidden).
+    fn step_sort(&mut self, by: usize, ncols: usize) {
+        let cols = board::visible(&self.total);
+        for _ in 0..ncols {
+            self.s.sort = (self.s.sort + by) % ncols;
+            if self.s.sort == 0 || cols.contains(&(self.s.sort - 1)) {
+                break;
+            }
+        }
+        self.s.descending = self.s.sort != 0;
+    }
+
     fn on_msg(&mut self, m: Msg) -> Option<Result<(), String>> {
         match m {
             Msg::Snapshot(s) => {
@@ -189,12 +202,10 @@ impl App {
                 }
             }
             KeyCode::Right | KeyCode::Char('>') | KeyCode::Char('l') => {
-                self.s.sort = (self.s.sort + 1) % ncols;
-                self.s.descending = self.s.sort != 0;
+                self.step_sort(1, ncols);
             }
             KeyCode::Left | KeyCode::Char('<') | KeyCode::Char('h') => {
-                self.s.sort = (self.s.sort + ncols - 1) % ncols;
-                self.s.descending = self.s.sort != 0;
+                self.step_sort(ncols - 1, ncols);
             }
             KeyCode::Char('r') => self.s.descending = !self.s.descending,
             KeyCode::Char('/') => self.editing = true,
@@ -310,19 +321,26 @@ fn draw(f: &mut Frame, app: &mut App) {
     );
 
     let labels = app.s.view.headers().len();
-    let mut head = board::headers(app.s.view);
+    let cols = board::visible(&app.total);
+    let mut head = board::headers(app.s.view, &cols);
     let arrow = if app.s.descending { "▼" } else { "▲" };
     if app.s.sort == 0 {
         head[0] = format!("{}{arrow}", head[0]);
-    } else {
-        let i = labels + app.s.sort - 1;
+    } else if let Some(p) = cols.iter().position(|c| *c == app.s.sort - 1) {
+        let i = labels + p;
         head[i] = format!("{}{arrow}", head[i]);
     }
-    let all: Vec<&Row> = app.rows.iter().chain(std::iter::once(&app.total)).collect();
-    let widths = board::widths(&head, &all);
+    let projected: Vec<Row> = app
+        .rows
+        .iter()
+        .chain(std::iter::once(&app.total))
+        .map(|r| r.project(&cols))
+        .collect();
+    let widths = board::widths(&head, &projected.iter().collect::<Vec<_>>());
     let cells = |r: &Row, flash: &HashMap<(Vec<String>, usize), (Instant, bool)>| {
         let mut v: Vec<Cell> = r.name.iter().map(|n| Cell::from(n.clone())).collect();
-        for (i, c) in r.cells.iter().enumerate() {
+        for &i in &cols {
+            let c = &r.cells[i];
             let mut line = Line::from(c.clone()).right_aligned();
             if let Some((_, up)) = flash.get(&(r.name.clone(), i)) {
                 line = line.style(Style::new().fg(Color::Black).bg(if *up {

@@ -8,8 +8,7 @@
 
 use crate::support::prometheus::{get, promtool, query, PROMETHEUS_PKG};
 use crate::support::{
-    free_port, manifest, processed, python, read, show, Engine, V1_WINDOWED_KPIS,
-    V2_WINDOWED_FLOAT_KPIS,
+    free_port, manifest, python, read, show, Engine, V1_WINDOWED_KPIS, V2_WINDOWED_FLOAT_KPIS,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -1101,6 +1100,7 @@ fn dashboard_is_well_formed() {
 /// recording-rules.yml). The name lists of this file are checked against
 /// METRICS.md itself when it is found (`../shared/contract/`).
 #[test]
+#[ignore = "needs promtool: run scripts/test"]
 fn dashboard_queries_parse_and_read_contract_metrics() {
     let dash = dashboard();
     let targets = dashboard_targets(&dash);
@@ -1221,6 +1221,7 @@ fn dashboard_queries_parse_and_read_contract_metrics() {
 /// from an independent reference: the dashboard's inline sum/sum formulas
 /// and the rules agree.
 #[test]
+#[ignore = "needs promtool: run scripts/test"]
 fn dashboard_v2_panels_agree_with_recording_rules() {
     const PAIRS: &[(&str, &str)] = &[
         ("LTV (${currency})", "window:funnel_ltv:from_sums"),
@@ -1682,7 +1683,7 @@ fn end_to_end_prometheus_scrapes_demo() {
     assert!(out.status.success(), "render-alerts.py:\n{}", show(&out));
     let rendered = std::fs::read_to_string(&alerts_file).unwrap();
 
-    let mut engine = Engine::demo(&["--duration", "120", "--history", "60000"]);
+    let mut engine = Engine::demo(&["--duration", "120"]);
     let engine_addr = format!("127.0.0.1:{}", engine.port);
 
     let prom_port = free_port();
@@ -1715,12 +1716,8 @@ fn end_to_end_prometheus_scrapes_demo() {
 
     // Every family has data once the history is in (on a busy machine that
     // takes a while after /readyz).
-    wait_until(
-        "the demo's 60,000 events of history consumed",
-        Duration::from_secs(120),
-        || processed(&engine.scrape()) >= 60_000.0,
-        &mut [&mut prometheus],
-    );
+    engine.wait_history(Duration::from_secs(120));
+    prometheus.assert_running();
     wait_until(
         "Prometheus to be ready",
         Duration::from_secs(30),

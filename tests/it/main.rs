@@ -9,7 +9,9 @@
 
 mod support;
 
+mod board;
 mod checkpoint;
+mod demo_ranges;
 mod deploy_prometheus;
 mod golden;
 mod helm;

@@ -3,10 +3,10 @@
 //! Needs `openssl` (Debian package) to make a throw-away certificate.
 
 use crate::support::http::{builder, fetch};
-use crate::support::{free_port, stdout_of, Engine, BIN};
+use crate::support::{free_port, openssl, stdout_of, Engine, BIN};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,18 +17,6 @@ fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("funnelstream-sec-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn openssl(d: &Path, args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl must be installed (Debian package openssl)")
-        .success();
-    assert!(ok, "openssl {args:?}");
 }
 
 /// A throw-away CA (`ca.pem`) and a server certificate for 127.0.0.1
@@ -169,7 +157,15 @@ fn tls_and_basic_auth_on_every_endpoint() {
     let (engine, port, probe_port) = start(&d);
     let a = agent(&d);
     let base = format!("https://127.0.0.1:{port}");
-    for path in ["/metrics", "/healthz", "/readyz", "/", "/api/v1/kpis"] {
+    for path in [
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/",
+        "/api/v1/kpis",
+        "/api/v1/kpis/history",
+        "/api/v1/health",
+    ] {
         let (code, body, www) = get(&a, &format!("{base}{path}"), None);
         assert_eq!(code, 401, "{path} without credentials");
         assert_eq!(body, "Unauthorized\n", "nothing else on 401");

@@ -14,9 +14,10 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// A demo with 20,000 events of history, ready.
+/// A demo on the benchmark stream (`--firehose`): KPIs change all the
+/// time, so that a stalled client's buffers fill within seconds. Ready.
 fn demo() -> Engine {
-    Engine::demo(&["--history", "20000", "--duration", "300"])
+    Engine::demo(&["--firehose", "--duration", "300"])
 }
 
 /// The value of an unlabelled sample of the exposition.

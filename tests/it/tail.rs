@@ -8,11 +8,12 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A demo on `port`, ready, with 5,000 events of history; `extra`: more
-/// flags (e.g. `--rate 0`: the history only, so that its KPIs stay put).
+/// A demo on `port`, ready, on the benchmark stream (`--firehose`: KPIs
+/// change all the time); `extra`: more flags (e.g. `--rate 0`: the
+/// history only, so that its KPIs stay put).
 fn demo_on(port: u16, extra: &[&str]) -> Engine {
-    let history = ["--history", "5000", "--duration", "300"];
-    Engine::demo_on(port, &[&history[..], extra].concat())
+    let firehose = ["--firehose", "--duration", "300"];
+    Engine::demo_on(port, &[&firehose[..], extra].concat())
 }
 
 fn demo() -> Engine {
@@ -187,6 +188,10 @@ fn api_snapshot(port: u16) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// The v2 columns, after COLS, each shown only while TOTAL has a value.
+const V2_COLS: [&str; 5] = ["LTV:CAC", "PAYBACK/MO", "BOUNCE", "OPEN", "NPS"];
+
+/// Per row: the values of COLS then V2_COLS.
 type Expected = std::collections::BTreeMap<String, Vec<Option<f64>>>;
 
 /// Rows (labels joined by a space, and `TOTAL`) of `by` for `window`.
@@ -207,12 +212,51 @@ fn expected(snap: &serde_json::Value, window: &str, by: &str) -> Expected {
         revenue: f64,
         // Per key, the mean cycle times the deals won: the cycles' sum.
         cycle_sum: f64,
+        // v2
+        sessions: f64,
+        bounces: f64,
+        delivered: f64,
+        opened: f64,
+        nps: f64,
+        promoters: f64,
+        detractors: f64,
+        mrr_new: f64,
+        customers_new: f64,
+        customers_reactivated: f64,
+        customers_churned: f64,
+        mrr: f64,
+        customers: f64,
+    }
+    // Current MRR and customers per key (no window label).
+    let mut state: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    for s in snap["series"].as_array().unwrap() {
+        let l = &s["labels"];
+        let m = s["metric"].as_str().unwrap();
+        if !l["window"].is_null() || !(m == "funnel_mrr" || m == "funnel_customers") {
+            continue;
+        }
+        let k = (
+            l["channel"].as_str().unwrap().to_string(),
+            l["campaign"].as_str().unwrap().to_string(),
+        );
+        let e = state.entry(k).or_default();
+        let v = s["value"].as_f64().unwrap();
+        if m == "funnel_mrr" {
+            e.0 = v;
+        } else {
+            e.1 = v;
+        }
     }
     // Per key first (the mean cycle needs the key's deals won).
     let mut keys: BTreeMap<(String, String), BTreeMap<String, f64>> = BTreeMap::new();
     for s in snap["series"].as_array().unwrap() {
         let l = &s["labels"];
-        if l["window"].as_str() != Some(window) {
+        if l["window"].as_str() != Some(window)
+            || l.as_object()
+                .unwrap()
+                .keys()
+                .any(|k| !["channel", "campaign", "window"].contains(&k.as_str()))
+        {
             continue;
         }
         let (Some(v), Some(ch), Some(cp)) = (
@@ -225,6 +269,19 @@ fn expected(snap: &serde_json::Value, window: &str, by: &str) -> Expected {
         keys.entry((ch.into(), cp.into()))
             .or_default()
             .insert(s["metric"].as_str().unwrap().to_string(), v);
+    }
+    // The engine's gross margin and gross_margin * W / month, from the
+    // first key that publishes CAC payback and LTV.
+    let (mut gm, mut gm_w) = (None, None);
+    for (k, m) in &keys {
+        let g = |n: &str| m.get(n).copied().unwrap_or(0.0);
+        if gm.is_none() && g("funnel_cac_payback_months") > 0.0 && g("funnel_mrr_new") > 0.0 {
+            gm = Some(g("funnel_spend") / (g("funnel_mrr_new") * g("funnel_cac_payback_months")));
+        }
+        let (mrr, customers) = state.get(k).copied().unwrap_or_default();
+        if gm_w.is_none() && g("funnel_ltv") > 0.0 && mrr > 0.0 && customers > 0.0 {
+            gm_w = Some(g("funnel_ltv") * g("funnel_customer_churn_ratio") / (mrr / customers));
+        }
     }
     let mut groups: BTreeMap<String, S> = BTreeMap::new();
     for ((ch, cp), m) in &keys {
@@ -248,6 +305,23 @@ fn expected(snap: &serde_json::Value, window: &str, by: &str) -> Expected {
             x.lost += g("funnel_deals_lost");
             x.revenue += g("funnel_revenue_won");
             x.cycle_sum += g("funnel_sales_cycle_mean_seconds") * g("funnel_deals_won");
+            x.sessions += g("funnel_sessions");
+            x.bounces += g("funnel_bounces");
+            x.delivered += g("funnel_emails_delivered");
+            x.opened += g("funnel_emails_opened");
+            x.nps += g("funnel_nps_responses");
+            x.promoters += g("funnel_nps_promoters");
+            x.detractors += g("funnel_nps_detractors");
+            x.mrr_new += g("funnel_mrr_new");
+            x.customers_new += g("funnel_customers_new");
+            x.customers_reactivated += g("funnel_customers_reactivated");
+            x.customers_churned += g("funnel_customers_churned");
+            let (mrr, customers) = state
+                .get(&(ch.clone(), cp.clone()))
+                .copied()
+                .unwrap_or_default();
+            x.mrr += mrr;
+            x.customers += customers;
         }
     }
     let q = |a: f64, b: f64| (b != 0.0).then(|| a / b);
@@ -276,6 +350,32 @@ fn expected(snap: &serde_json::Value, window: &str, by: &str) -> Expected {
                 q(x.revenue, x.ad_spend),
                 velocity,
             ];
+            // LTV:CAC = arpa * gm * W/month / churn / cac (METRICS.md v2).
+            let start =
+                x.customers - (x.customers_new + x.customers_reactivated - x.customers_churned);
+            let ltv_cac = match (gm_w, q(x.spend, x.won)) {
+                (Some(gw), Some(cac))
+                    if x.mrr > 0.0
+                        && x.customers > 0.0
+                        && start > 0.0
+                        && x.customers_churned > 0.0 =>
+                {
+                    Some(x.mrr / x.customers * gw / (x.customers_churned / start) / cac)
+                }
+                _ => None,
+            };
+            let payback = match gm {
+                Some(gm) if x.mrr_new > 0.0 => Some(x.spend / (x.mrr_new * gm)),
+                _ => None,
+            };
+            let mut row = row;
+            row.extend([
+                ltv_cac,
+                payback,
+                q(x.bounces, x.sessions),
+                q(x.opened, x.delivered),
+                q(100.0 * (x.promoters - x.detractors), x.nps),
+            ]);
             (name, row)
         })
         .collect()
@@ -306,11 +406,22 @@ fn parse_board(text: &str) -> Option<Board> {
             .split_whitespace()
             .map(|c| c.trim_end_matches(['▼', '▲']).to_string())
             .collect();
-        (h.first().is_some_and(|f| f == "CHANNEL" || f == "CAMPAIGN")
-            && h.ends_with(&COLS.map(String::from)))
+        let labels = h
+            .iter()
+            .take_while(|c| *c == "CHANNEL" || *c == "CAMPAIGN")
+            .count();
+        (labels > 0
+            && h.len() >= labels + COLS.len()
+            && h[labels..labels + COLS.len()] == COLS.map(String::from)
+            && h[labels + COLS.len()..]
+                .iter()
+                .all(|c| V2_COLS.contains(&c.as_str())))
         .then_some(h)
     })?;
-    let labels = header.len() - COLS.len();
+    let labels = header
+        .iter()
+        .take_while(|c| *c == "CHANNEL" || *c == "CAMPAIGN")
+        .count();
     let mut rows = Vec::new();
     for l in lines {
         let cells: Vec<&str> = l.split_whitespace().collect();
@@ -338,9 +449,27 @@ fn agrees(board: &Board, want: &Expected) -> Result<(), String> {
     if names != want_names {
         return Err(format!("rows {names:?}, expected {want_names:?}"));
     }
+    // The KPI columns shown: every v1 column, and the v2 ones whose TOTAL
+    // has a value.
+    let all: Vec<&str> = COLS.iter().chain(V2_COLS.iter()).copied().collect();
+    let shown: Vec<&str> = board.header[board.header.len() - board.rows[0].1.len()..]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let want_shown: Vec<&str> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| COLS.contains(c) || want["TOTAL"][*i].is_some())
+        .map(|(_, c)| *c)
+        .collect();
+    if shown != want_shown {
+        return Err(format!("columns {shown:?}, expected {want_shown:?}"));
+    }
     for (name, got) in &board.rows {
-        for (i, (g, w)) in got.iter().zip(&want[name]).enumerate() {
-            let tol = if matches!(COLS[i], "CTR" | "WIN" | "ROAS") {
+        for (col, g) in shown.iter().zip(got) {
+            let i = all.iter().position(|c| c == col).unwrap();
+            let w = &want[name][i];
+            let tol = if matches!(*col, "CTR" | "WIN" | "ROAS" | "BOUNCE" | "OPEN") {
                 0.00005
             } else {
                 0.005
@@ -351,7 +480,7 @@ fn agrees(board: &Board, want: &Expected) -> Result<(), String> {
                 _ => false,
             };
             if !ok {
-                return Err(format!("{name} {}: board {g:?}, API {w:?}", COLS[i]));
+                return Err(format!("{name} {col}: board {g:?}, API {w:?}"));
             }
         }
     }
@@ -414,6 +543,12 @@ fn once_prints_the_board_the_api_adds_up_to() {
             let board = parse_board(&text).ok_or(format!("no board in\n{text}"))?;
             let want = expected(&a, window, by);
             assert!(want.len() > 2, "{want:?}");
+            for c in ["BOUNCE", "OPEN", "NPS"] {
+                assert!(
+                    window == "1d" || board.header.iter().any(|h| h == c),
+                    "{c}: {text}"
+                );
+            }
             agrees(&board, &want).map_err(|e| format!("{e}\n{text}"))?;
             assert!(is_sorted_by(&column(&board, "SPEND"), true), "{text}");
             Ok(())
@@ -567,6 +702,12 @@ fn board_in_tmux_shows_sorts_switches_and_quits() {
     assert!(screen.contains("q  quit"), "{screen}");
     assert!(is_sorted_by(&column(&board, "SPEND"), true), "{screen}");
     assert!(board.rows.len() >= 7, "{screen}");
+    // The demo has web, email and survey events: their v2 columns show
+    // (and agree with the API above, as LTV:CAC and CAC payback do when
+    // shown).
+    for c in ["BOUNCE", "OPEN", "NPS"] {
+        assert!(board.header.iter().any(|h| h == c), "{c}: {screen}");
+    }
 
     // Sort by the next column, then reversed.
     t.keys(&["Right"]);

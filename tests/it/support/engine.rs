@@ -3,7 +3,7 @@
 //! line, as a process of its own with its stderr in a log file.
 
 use super::http::{http_get, scrape, try_http_get};
-use super::{free_port, BIN};
+use super::{free_port, processed, BIN};
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -86,7 +86,7 @@ impl Engine {
         let mut args = vec!["demo", "--listen", &listen];
         args.extend_from_slice(extra);
         let e = Engine::spawn(port, args);
-        e.wait_ready(Duration::from_secs(60));
+        e.wait_ready(Duration::from_secs(90));
         e
     }
 
@@ -125,6 +125,35 @@ impl Engine {
     /// What it wrote to stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// For a `demo` of the company (not `--firehose`): waits until it has
+    /// written its history (it logs how many events) and the engine has
+    /// processed at least those; returns their number.
+    pub fn wait_history(&self, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        let history = loop {
+            // The log may be coloured: drop ANSI escapes first.
+            let text = strip_ansi(&self.log());
+            if let Some(l) = text.lines().find(|l| l.contains("history written")) {
+                let n = l.split("events=").nth(1).unwrap().split_whitespace().next();
+                break n.unwrap().parse::<f64>().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no history after {timeout:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        while processed(&self.scrape()) < history {
+            assert!(
+                Instant::now() < deadline,
+                "history of {history} events not consumed after {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        history
     }
 
     /// The last 30 lines of [`Engine::log`], for a failure message.
@@ -204,4 +233,22 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.sigkill();
     }
+}
+
+/// `s` without its ANSI escape sequences.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

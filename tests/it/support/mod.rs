@@ -123,6 +123,19 @@ pub fn python(args: &[&str]) -> Output {
     )
 }
 
+/// `openssl ARGS` in `dir` (throw-away certificates), which must succeed.
+pub fn openssl(d: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl must be installed (Debian package openssl)")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
 /// A finished command's exit code, stdout and stderr, for a failure message.
 pub fn show(out: &Output) -> String {
     format!(
