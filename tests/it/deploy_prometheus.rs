@@ -1683,7 +1683,9 @@ fn end_to_end_prometheus_scrapes_demo() {
     assert!(out.status.success(), "render-alerts.py:\n{}", show(&out));
     let rendered = std::fs::read_to_string(&alerts_file).unwrap();
 
-    let mut engine = Engine::demo(&["--duration", "120"]);
+    // The benchmark stream: every family has data in every window (the
+    // demo company's few events a day leave some 1d windows empty).
+    let mut engine = Engine::demo(&["--firehose", "--duration", "120"]);
     let engine_addr = format!("127.0.0.1:{}", engine.port);
 
     let prom_port = free_port();
