@@ -41,6 +41,8 @@ const STREAMS: &[Stream] = &[
     ("backfill/10000", 10_000, 100.0, SIX, 0.0),
     ("backfill/100000", 100_000, 100.0, SIX, 0.0),
     ("backfill/100000/zipf", 100_000, 100.0, SIX, 1.0),
+    // A quarter of the events of the v2 types (`/mixed`: see `child`).
+    ("backfill/100000/mixed", 100_000, 100.0, SIX, 0.0),
     ("backfill/100/5m", 100, 100.0, "5m", 0.0),
     ("backfill/100000/5m", 100_000, 100.0, "5m", 0.0),
     ("backfill/100000/90d", 100_000, 100.0, "90d", 0.0),
@@ -57,6 +59,7 @@ fn child(name: &str, skip: bool) {
         keys,
         step_ms,
         key_skew,
+        v2_ratio: if name.ends_with("/mixed") { 0.25 } else { 0.0 },
         ..SynthConfig::default()
     });
     // Both runs generate every line, so that the generator's work cancels.

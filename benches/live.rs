@@ -2,10 +2,16 @@
 //! the same run. Starts Apache Kafka through `scripts/kafka` (Java and
 //! Maven; see README). Run: `cargo bench --bench live`.
 //!
-//! 1. Throughput: N events in a local Kafka topic, drained by a no-op
-//!    rdkafka consumer (the ceiling), then by the engine's source and
-//!    workers (same settings, another group): events/s and their ratio,
-//!    timed from the first to the last message.
+//! 1. Throughput on a skewed stream: the realistic log of
+//!    `tests/realistic/gen.py` (N events, default 1,000,000) keyed by
+//!    campaign into 4 partitions (the Zipf-sized campaigns put roughly
+//!    half the events in one partition), drained in alternating rounds by
+//!    a no-op rdkafka consumer (the ceiling), the engine's source and
+//!    workers (event clock, the CLI's default worker count), and the
+//!    hand-written Python consumer (`benches/python_consumer.py`:
+//!    confluent-kafka, json.loads, prometheus_client counters), each in a
+//!    new group: events/s and the ratios, timed from the first to the last
+//!    message.
 //! 2. Freshness: while a producer writes 50,000 events/s, probe events with
 //!    a unique campaign are sent; the time until each is applied (and so on
 //!    /metrics) is recorded: p50 and p99.
@@ -29,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::broker::free_port;
-use support::{load_events, Broker};
+use support::Broker;
 
 fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
     KafkaSettings {
@@ -43,10 +49,10 @@ fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
     }
 }
 
-fn noop_rate(brokers: &str, topic: &str, n: u64) -> f64 {
+fn noop_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-noop")
+        .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "10")
         .set("enable.auto.commit", "false")
@@ -64,6 +70,20 @@ fn noop_rate(brokers: &str, topic: &str, n: u64) -> f64 {
     n as f64 / t0.unwrap().elapsed().as_secs_f64()
 }
 
+fn workers() -> usize {
+    std::env::var("LIVE_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            // The CLI's default: one core left to the poll thread.
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .saturating_sub(1)
+                .max(1)
+        })
+}
+
 fn engine_config() -> EngineConfig {
     EngineConfig {
         clock: ClockMode::Wall,
@@ -79,9 +99,20 @@ fn applied(live: &LiveState) -> i64 {
         .sum()
 }
 
-fn engine_rate(brokers: &str, topic: &str, n: u64) -> f64 {
-    let live = LiveState::new(Engine::new(engine_config()));
-    let source = Source::new(live.clone(), settings(brokers, topic, "bench-engine")).unwrap();
+fn engine_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
+    let live = LiveState::new(Engine::new(EngineConfig {
+        // A log of history: event time, so that every event is windowed.
+        clock: ClockMode::Event,
+        ..engine_config()
+    }));
+    let source = Source::new(
+        live.clone(),
+        KafkaSettings {
+            workers: workers(),
+            ..settings(brokers, topic, group)
+        },
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     let h = std::thread::spawn(move || source.run(&s2));
@@ -94,7 +125,7 @@ fn engine_rate(brokers: &str, topic: &str, n: u64) -> f64 {
         if a as u64 >= n {
             break;
         }
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let rate = n as f64 / t0.unwrap().elapsed().as_secs_f64();
     stop.store(true, Ordering::Release);
@@ -253,6 +284,118 @@ fn scrape(keys: u64, events: u64) {
     );
 }
 
+fn python_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/python_consumer.py"
+        ))
+        .args([brokers, topic, group, &n.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python consumer failed (pip install confluent-kafka prometheus_client): {text}"
+    );
+    text.trim()
+        .strip_prefix("events_per_s ")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("python consumer printed {text:?}"))
+}
+
+/// The realistic log (`tests/realistic/gen.py`), generated once per size.
+fn skewed_log(n: u64) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("realistic-{n}.ndjson"));
+    if !file.exists() {
+        let out = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/realistic/gen.py"
+            ))
+            .args(["--events", &n.to_string()])
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "gen.py failed");
+        std::fs::write(&file, out.stdout).unwrap();
+    }
+    file
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn throughput(brokers: &str, broker: &Broker, n: u64, rounds: usize) {
+    let file = skewed_log(n);
+    let lines: Vec<Vec<u8>> = std::fs::read(&file)
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let n = lines.len() as u64;
+    broker.create_topic("skew", 4);
+    let t = Instant::now();
+    let (p, _) = producer(brokers, &[]).unwrap();
+    for l in &lines {
+        send(&p, "skew", l).unwrap();
+    }
+    p.flush(Duration::from_secs(300)).unwrap();
+    drop(lines);
+    let shares: Vec<String> = (0..4)
+        .map(|i| {
+            let (lo, hi) = broker.watermarks("skew", i);
+            format!("{:.0}%", (hi - lo) as f64 * 100.0 / n as f64)
+        })
+        .collect();
+    println!(
+        "loaded {n} realistic events keyed by campaign in {:.1}s; partitions hold {}",
+        t.elapsed().as_secs_f64(),
+        shares.join("/")
+    );
+    let python = std::env::var("LIVE_BENCH_PYTHON").map_or(true, |v| v != "0");
+    let (mut noop, mut engine, mut py) = (vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let a = noop_rate(brokers, "skew", &format!("bench-noop-{r}"), n);
+        let b = engine_rate(brokers, "skew", &format!("bench-engine-{r}"), n);
+        let c = if python {
+            python_rate(brokers, "skew", &format!("bench-python-{r}"), n)
+        } else {
+            f64::NAN
+        };
+        println!(
+            "round {r}: no-op rdkafka {a:.0}/s, engine {b:.0}/s ({} workers), python {c:.0}/s: \
+             engine/no-op {:.2}, engine/python {:.1}",
+            workers(),
+            b / a,
+            b / c
+        );
+        noop.push(a);
+        engine.push(b);
+        py.push(c);
+    }
+    let ratios: Vec<f64> = engine.iter().zip(&noop).map(|(e, n)| e / n).collect();
+    let py_ratios: Vec<f64> = engine.iter().zip(&py).map(|(e, p)| e / p).collect();
+    println!(
+        "throughput (median of {rounds}): no-op rdkafka {:.0}/s, engine {:.0}/s, python {:.0}/s; \
+         engine/no-op {:.2} (rounds {:?}), engine/python {:.1}",
+        median(noop),
+        median(engine),
+        median(py),
+        median(ratios.clone()),
+        ratios
+            .iter()
+            .map(|r| (r * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        median(py_ratios)
+    );
+}
+
 fn main() {
     let broker = Broker::start();
     let brokers = broker.addr();
@@ -260,22 +403,19 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    broker.create_topic("bench", 1);
-    let t = Instant::now();
-    load_events(&brokers, "bench", n, 1000);
-    println!(
-        "loaded {n} events into Kafka in {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    let noop = noop_rate(&brokers, "bench", n);
-    let engine = engine_rate(&brokers, "bench", n);
-    println!(
-        "throughput: no-op consumer {:.0} events/s, engine {:.0} events/s, ratio {:.2}",
-        noop,
-        engine,
-        engine / noop
-    );
-    freshness(&brokers, &broker);
-    scrape(400, 400_000);
-    scrape(3_800, 2_000_000);
+    let rounds: usize = std::env::var("LIVE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let only = std::env::var("LIVE_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "throughput" {
+        throughput(&brokers, &broker, n, rounds);
+    }
+    if only.is_empty() || only == "freshness" {
+        freshness(&brokers, &broker);
+    }
+    if only.is_empty() || only == "scrape" {
+        scrape(400, 400_000);
+        scrape(3_800, 2_000_000);
+    }
 }

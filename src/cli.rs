@@ -133,13 +133,31 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 90)]
     pub history: u64,
     /// Load-test mode: instead of the company, src/synth.rs's benchmark
-    /// stream (random keys, KPIs changing all the time): 20,000 events of
-    /// history, then --rate events a second; --history is ignored.
+    /// stream (random keys, KPIs changing all the time): --events events of
+    /// history over the last 89 days, then --rate events a second;
+    /// --history is ignored.
     #[arg(long)]
     pub firehose: bool,
+    /// With --firehose: events of history written at start [default: 20000].
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 20_000,
+        requires = "firehose"
+    )]
+    pub events: u64,
     /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub duration: u64,
+    /// With --firehose: distinct (channel, campaign) keys of the stream (benchmarks: series count).
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub keys: u64,
+    /// The series budget (see `run --max-series`) [default: 200000].
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub max_series: usize,
+    /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks) [default: 1000000].
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub max_tracked_deals: usize,
 }
 
 #[derive(Args, Debug)]
@@ -202,6 +220,9 @@ pub struct EngineArgs {
     /// Distinct conversion `action` values before folding into __overflow__ [default: 50].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS")]
     pub max_actions: Option<String>,
+    /// Business series published at most; whole (channel, campaign) keys past it fold into __overflow__ [default: 200000].
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_SERIES")]
+    pub max_series: Option<String>,
 }
 
 /// `channel_origins` in the TOML file: a table `{ outbound = "marketing" }`
@@ -304,6 +325,7 @@ pub struct FileConfig {
     pub gross_margin: Option<f64>,
     pub channel_origins: Option<ChannelOriginsToml>,
     pub max_actions: Option<u64>,
+    pub max_series: Option<u64>,
 }
 
 pub fn load_file(path: &std::path::Path) -> Result<FileConfig, ConfigError> {
@@ -402,6 +424,9 @@ impl EngineArgs {
         }
         if let Some(v) = pick_n(&self.max_actions, file.max_actions) {
             c.max_actions = positive("max_actions", &v)?;
+        }
+        if let Some(v) = pick_n(&self.max_series, file.max_series) {
+            c.max_series = positive("max_series", &v)?;
         }
         Ok(c)
     }
@@ -800,6 +825,7 @@ pub fn effective_settings(cfg: &RunConfig) -> String {
     out.push_str(&format!("max_event_bytes = {}\n", e.max_event_bytes));
     out.push_str(&format!("gross_margin = {:?}\n", e.gross_margin));
     out.push_str(&format!("max_actions = {}\n", e.max_actions));
+    out.push_str(&format!("max_series = {}\n", e.max_series));
     out.push_str(&format!(
         "channel_origins = {}\n",
         q(&e.channel_origins

@@ -200,6 +200,9 @@ pub struct EngineConfig {
     /// `channel_origins` (v2): channels whose deals default to another
     /// origin than EVENTS.md's mapping.
     pub channel_origins: Vec<(String, crate::decode::Origin)>,
+    /// `max_series`: the series budget (whole keys past it fold into
+    /// `__overflow__`; see `aggregate::labels::KeyBudget`).
+    pub max_series: usize,
 }
 
 impl Default for EngineConfig {
@@ -218,6 +221,7 @@ impl Default for EngineConfig {
             max_actions: 50,
             gross_margin: 1.0,
             channel_origins: Vec::new(),
+            max_series: 200_000,
         }
     }
 }

@@ -22,8 +22,6 @@ pub const TOPIC: &str = "funnel-events";
 /// Share of v2 events (sessions, conversions, email, surveys) in
 /// `produce`'s synthetic stream.
 pub const DEMO_V2_RATIO: f64 = 0.25;
-/// History events of `--firehose`.
-const FIREHOSE_HISTORY: u64 = 20_000;
 const DAY_MS: f64 = 86_400_000.0;
 /// Partitions of the demo topic: librdkafka's mock broker keeps at most
 /// 5 MB a partition, and the whole history (about 13 MB, keyed by
@@ -68,18 +66,20 @@ pub fn run(args: &DemoArgs) -> i32 {
     // history is counted.
     let (written_tx, written) = std::sync::mpsc::channel::<()>();
     let gen = {
-        let (stop, bootstrap, rate, history, firehose_mode) = (
+        let (stop, bootstrap, rate, history, firehose_mode, keys, events) = (
             stop.clone(),
             bootstrap.clone(),
             args.rate,
             args.history,
             args.firehose,
+            args.keys.max(1),
+            args.events,
         );
         std::thread::Builder::new()
             .name("funnel-demo-gen".into())
             .spawn(move || {
                 if firehose_mode {
-                    firehose(&bootstrap, FIREHOSE_HISTORY, rate, &stop, written_tx)
+                    firehose(&bootstrap, events, rate, keys, &stop, written_tx)
                 } else {
                     generate(&bootstrap, history, rate, &stop, written_tx)
                 }
@@ -96,6 +96,8 @@ pub fn run(args: &DemoArgs) -> i32 {
     let cfg = RunConfig {
         engine: EngineConfig {
             clock: ClockMode::Wall,
+            max_series: args.max_series.max(1),
+            max_tracked_deals: args.max_tracked_deals.max(1),
             ..EngineConfig::default()
         },
         kafka: KafkaSettings {
@@ -211,6 +213,7 @@ fn firehose(
     bootstrap: &str,
     history: u64,
     rate: u64,
+    keys: u64,
     stop: &AtomicBool,
     written: std::sync::mpsc::Sender<()>,
 ) {
@@ -225,7 +228,7 @@ fn firehose(
     let span = 89.0 * DAY_MS;
     let mut g = Synth::new(SynthConfig {
         seed: now as u64,
-        keys: 24,
+        keys,
         start_ms: now - span as i64,
         // Duplicates and malformed events do not advance event time: spread
         // the valid ones over the whole span, up to now.

@@ -155,11 +155,14 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
-            labels: Arc::new(LabelTable::new(
-                config.max_channels,
-                config.max_campaigns,
-                config.max_actions,
-            )),
+            labels: Arc::new(
+                LabelTable::new(
+                    config.max_channels,
+                    config.max_campaigns,
+                    config.max_actions,
+                )
+                .with_series_budget(config.max_series, config.windows.len()),
+            ),
             clock: Arc::new(EngineClock::new(config.clock)),
             config: Arc::new(config),
         }
@@ -421,6 +424,9 @@ pub struct Health {
     pub delay: Option<DelayHistogram>,
     /// `(topic, partition, lag)` of assigned partitions (live use only).
     pub lag: Vec<(String, i32, i64)>,
+    /// `(topic, partition)` of the partitions whose state this exposition
+    /// holds (live use only): `funnel_partition_owned`.
+    pub owned: Vec<(String, i32)>,
     /// Dead-letter copies written, failed writes, copies pending.
     pub dead_letter: Option<[u64; 3]>,
     /// Checkpoint counters (live use with a checkpoint topic only).
@@ -428,6 +434,8 @@ pub struct Health {
     /// `/api/v1/kpis/stream` clients connected now, and dropped because
     /// they stopped reading (live use only).
     pub streams: Option<[u64; 2]>,
+    /// The `max_series` budget (0 when no partition was added).
+    pub series_budget: u64,
 }
 
 /// Checkpoint counters and gauges, for the exposition.
@@ -454,13 +462,14 @@ impl Health {
         }
         self.partition.duplicates += p.stats.duplicates;
         self.agg.late += p.agg.stats.late;
-        for i in 0..3 {
+        for i in 0..4 {
             self.agg.label_overflow[i] += p.agg.stats.label_overflow[i];
         }
         for i in 0..2 {
             self.agg.fields_ignored[i] += p.agg.stats.fields_ignored[i];
         }
         self.agg.deals_untracked += p.agg.stats.deals_untracked;
+        self.series_budget = p.agg.labels().keys.max_series() as u64;
         self.dedup_evicted += p.dedup.evicted;
         if let Some(d) = &p.delay {
             self.delay

@@ -242,6 +242,8 @@ impl LiveState {
             let p = s.state.lock().unwrap_or_else(|e| e.into_inner());
             keys.add(&p.agg, now);
             health.add(&p);
+            // Exactly the partitions copied: see `funnel_partition_owned`.
+            health.owned.push((s.topic.clone(), s.partition));
         }
         keys.finish();
         (keys, health, now)

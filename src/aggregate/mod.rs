@@ -759,8 +759,9 @@ struct DealState {
 pub struct AggStats {
     pub late: u64,
     /// Events whose channel (0), campaign (1) or conversion action (2)
-    /// was folded into `__overflow__`.
-    pub label_overflow: [u64; 3],
+    /// was folded into `__overflow__`, and events whose whole key was
+    /// folded by the series budget (3).
+    pub label_overflow: [u64; 4],
     /// Deal events whose `origin` (0) or `influenced` (1) had an invalid
     /// value, read as the default (`funnel_fields_ignored_total`).
     pub fields_ignored: [u64; 2],
@@ -883,6 +884,8 @@ impl Aggregator {
         let (ca, ca_over) = self.labels.campaign.intern(campaign);
         self.stats.label_overflow[0] += u64::from(ch_over);
         self.stats.label_overflow[1] += u64::from(ca_over);
+        let (ch, ca, admitted) = self.admit(ch, ca);
+        self.stats.label_overflow[3] += u64::from(!admitted);
         let composite = (u64::from(ch) << 32) | u64::from(ca);
         let next = self.keys.len() as u32;
         let idx = *self.index.entry(composite).or_insert(next);
@@ -893,10 +896,26 @@ impl Aggregator {
                 ..KeyState::default()
             });
         }
-        if !ch_over && !ca_over {
+        if !ch_over && !ca_over && admitted {
             self.cache.insert(h, idx);
         }
         idx as usize
+    }
+
+    /// The label ids a key is published under: its own when the series
+    /// budget admits it, else the overflow key's; and whether it was
+    /// admitted.
+    #[inline]
+    fn admit(&self, ch: u32, ca: u32) -> (u32, u32, bool) {
+        if self
+            .labels
+            .keys
+            .admit((u64::from(ch) << 32) | u64::from(ca))
+        {
+            (ch, ca, true)
+        } else {
+            (0, 0, false)
+        }
     }
 
     /// Is an event at `ts_eff` too old for every window at `now`?
@@ -1332,6 +1351,13 @@ impl Aggregator {
             w.ivar(d.amount);
             w.u8(u8::from(d.closed));
         }
+        // Events folded by the series budget: written only when there were
+        // any, last (the aggregator ends the partition's state), so that a
+        // checkpoint without any is byte for byte format 3 as before the
+        // budget existed.
+        if self.stats.label_overflow[3] != 0 {
+            w.uvar(self.stats.label_overflow[3]);
+        }
     }
 
     /// Inverse of [`encode_into`](Self::encode_into), into an empty
@@ -1359,6 +1385,7 @@ impl Aggregator {
             key.decode_from(r, nw, version, &mut intern)?;
             let (ch, ch_over) = self.labels.channel.intern(channel);
             let (ca, ca_over) = self.labels.campaign.intern(campaign);
+            let (ch, ca, admitted) = self.admit(ch, ca);
             let composite = (u64::from(ch) << 32) | u64::from(ca);
             let next = self.keys.len() as u32;
             let idx = *self.index.entry(composite).or_insert(next);
@@ -1369,7 +1396,7 @@ impl Aggregator {
             } else {
                 self.keys[idx as usize].merge_from(&key, nw);
             }
-            if !ch_over && !ca_over {
+            if !ch_over && !ca_over && admitted {
                 self.cache.insert(pair_hash(channel, campaign), idx);
             }
             remap.push(idx);
@@ -1396,6 +1423,10 @@ impl Aggregator {
                     closed,
                 },
             );
+        }
+        // The count of events folded by the series budget (see encode_into).
+        if r.remaining() != 0 {
+            self.stats.label_overflow[3] = r.uvar()?;
         }
         Ok(())
     }
@@ -1557,3 +1588,6 @@ fn pair_hash(channel: &str, campaign: &str) -> u128 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod budget_tests;

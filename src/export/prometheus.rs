@@ -700,12 +700,13 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
         out,
         format,
         "funnel_label_overflow_total",
-        "Events whose label value was folded into __overflow__ by the cardinality limit.",
+        "Events whose label value was folded into __overflow__ by the cardinality limit (label=\"key\": whole keys folded by the series budget).",
         "label",
         [
             ("channel", h.agg.label_overflow[0]),
             ("campaign", h.agg.label_overflow[1]),
             ("action", h.agg.label_overflow[2]),
+            ("key", h.agg.label_overflow[3]),
         ]
         .into_iter(),
     );
@@ -744,10 +745,21 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
         "gauge",
         series,
     );
+    if h.series_budget != 0 && h.series_budget != u64::MAX {
+        plain(
+            out,
+            format,
+            "funnel_series_budget",
+            "The max_series setting: past it, whole keys fold into __overflow__.",
+            "gauge",
+            h.series_budget,
+        );
+    }
     if let Some(d) = &h.delay {
         render_delay(out, d);
     }
     render_lag(out, &h.lag);
+    crate::source::ownership::render(out, &h.owned);
     if let Some([written, failures, pending]) = h.dead_letter {
         plain(
             out,

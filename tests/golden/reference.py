@@ -69,7 +69,7 @@ REASONS = [
     "invalid_value", "invalid_number", "invalid_length", "invalid_timestamp",
     "future_timestamp", "created_after_ts",
 ]
-HEALTH_LABELS = ["channel", "campaign", "action"]  # funnel_label_overflow_total{label}
+HEALTH_LABELS = ["channel", "campaign", "action", "key"]  # funnel_label_overflow_total{label}
 
 # Diagnosis only (`--v1-rules`): the two rules issue 15 corrected, as v1 and
 # docs/SEMANTICS.md stated them before: an id was a duplicate while the `ts`

@@ -606,7 +606,11 @@ fn expected_kpis(
                     - g("funnel_customers_churned"));
             let churn = (cust_start > 0.0).then(|| g("funnel_customers_churned") / cust_start);
             let ltv_cac = match (gm_w, churn, cac) {
-                (Some(gw), Some(ch), Some(cac)) if ch > 0.0 && mrr > 0.0 && cust > 0.0 => {
+                // Over a CAC of 0 (won deals, no spend) the ratio is absent,
+                // as every ratio over a zero denominator (METRICS.md).
+                (Some(gw), Some(ch), Some(cac))
+                    if ch > 0.0 && mrr > 0.0 && cust > 0.0 && cac > 0.0 =>
+                {
                     Some(mrr / cust * gw / ch / cac)
                 }
                 _ => None,

@@ -65,6 +65,9 @@ channel_origins = {{ include "funnelstream.tomlString" (join "," $pairs) }}
 {{- if ne (int64 .maxActions) 50 }}
 max_actions = {{ int64 .maxActions }}
 {{- end }}
+{{- if ne (int64 .maxSeries) 200000 }}
+max_series = {{ int64 .maxSeries }}
+{{- end }}
 {{- with .calendarWindows }}
 calendar_windows = {{ include "funnelstream.tomlString" (join "," .) }}
 {{- end }}

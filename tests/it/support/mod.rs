@@ -183,6 +183,7 @@ pub const LIVE_ONLY: &[&str] = &[
     "funnel_checkpoint",
     "funnel_dead_letter",
     "funnel_stream_clients",
+    "funnel_partition_owned",
 ];
 
 /// Series lines keyed by `name{labels}`, without the live-only families.
@@ -253,7 +254,7 @@ pub fn processed(text: &str) -> f64 {
 }
 
 /// Series the engine publishes that the reference does not model.
-pub const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series"];
+pub const ALLOWED_EXTRA: &[&str] = &["funnel_build_info", "funnel_series", "funnel_series_budget"];
 
 /// Engine-health series: everything else is a business series, counted by
 /// `funnel_series`. (`funnel_events_*` is matched as a prefix.)
@@ -263,6 +264,7 @@ pub const NON_BUSINESS: &[&str] = &[
     "funnel_dedup_evicted_total",
     "funnel_deals_untracked_total",
     "funnel_series",
+    "funnel_series_budget",
     "funnel_build_info",
 ];
 

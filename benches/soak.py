@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Long soak of the live path (issue 21.4): resident memory over time under
+sustained load, scrapes and stream clients. Load stays on 127.0.0.1.
+
+    benches/soak.py BIN [--minutes 30] [--rate 50000] [--clients 50]
+                        [--scrape-every 5] [--warmup 5] [--out FILE]
+                        [--max-tracked-deals N]
+
+Starts `BIN demo` (the embedded mock Kafka cluster, the synthetic stream at
+`--rate` live events per second after 60,000 events of history, and the
+engine through the code path of `run`) on a free port. Opens CLIENTS
+threads following /api/v1/kpis/stream?interval=1 (each reading everything),
+plus one client that sends the request and never reads (the engine must
+drop it and count it in funnel_stream_clients_dropped_total). Scrapes
+/metrics every SCRAPE_EVERY seconds (10 s timeout, Prometheus' default) and
+samples the engine's resident memory and the events it has taken
+(ingested + duplicates + rejected) every 10 s.
+
+Prints one JSON line per minute (progress) and a final JSON summary:
+resident memory after the warm-up (first WARMUP minutes) as min, max and
+the spread (max / min - 1, the figure that must stay within 10%), scrapes
+and failed scrapes, scrape time p50 / max, events taken per second, and the
+stream clients' counters. Exit status 1 when a scrape failed, a reading
+client ended early, the stalled client was not dropped or the spread
+exceeds 10%.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(port, timeout=10.0):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        body = r.read().decode()
+        if r.status != 200:
+            raise OSError(f"status {r.status}")
+        return body
+    finally:
+        c.close()
+
+
+def sample(text, prefix):
+    """Sum of the samples whose line starts with `prefix`."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(prefix) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def taken(text):
+    return (
+        sample(text, "funnel_events_ingested_total")
+        + sample(text, "funnel_events_duplicate_total")
+        + sample(text, "funnel_events_rejected_total")
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary")
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--rate", type=int, default=50000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--scrape-every", type=float, default=5)
+    ap.add_argument("--warmup", type=float, default=5, help="minutes")
+    ap.add_argument("--out", help="also write the summary here")
+    ap.add_argument(
+        "--max-tracked-deals",
+        type=int,
+        help="demo --max-tracked-deals (default: the engine's 1,000,000 per partition)",
+    )
+    a = ap.parse_args()
+
+    port = free_port()
+    seconds = int(a.minutes * 60)
+    engine = subprocess.Popen(
+        [
+            a.binary,
+            "demo",
+            "--firehose",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--rate",
+            str(a.rate),
+            "--duration",
+            str(seconds + 120),
+        ]
+        + (
+            ["--max-tracked-deals", str(a.max_tracked_deals)]
+            if a.max_tracked_deals
+            else []
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    stop = threading.Event()
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit("demo not ready")
+            time.sleep(0.5)
+
+        received = [0] * a.clients
+        ended_early = []
+
+        def follow(i):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                c.request("GET", "/api/v1/kpis/stream?interval=1")
+                r = c.getresponse()
+                while not stop.is_set():
+                    chunk = r.read1(65536)
+                    if not chunk:
+                        break
+                    received[i] += len(chunk)
+            except OSError:
+                pass
+            if not stop.is_set():
+                ended_early.append(i)
+
+        threads = [
+            threading.Thread(target=follow, args=(i,), daemon=True)
+            for i in range(a.clients)
+        ]
+        for t in threads:
+            t.start()
+        # The stalled client: a tiny receive buffer, request sent, nothing read.
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(
+            b"GET /api/v1/kpis/stream?interval=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+
+        start = time.time()
+        warm_at = start + a.warmup * 60
+        rss = []  # (t, MB) after warm-up
+        rss_all = []
+        scrapes, failures, times = 0, [], []
+        rates = []
+        last = None  # (t, taken)
+        next_sample = start
+        next_report = start + 60
+        text = ""
+        while time.time() - start < seconds:
+            t0 = time.time()
+            try:
+                text = scrape(port)
+                times.append(time.time() - t0)
+            except (OSError, http.client.HTTPException) as e:
+                failures.append(f"{t0 - start:.0f}s: {e}")
+            scrapes += 1
+            now = time.time()
+            if now >= next_sample:
+                next_sample += 10
+                m = rss_mb(engine.pid)
+                rss_all.append((round(now - start), round(m, 1)))
+                if now >= warm_at:
+                    rss.append(m)
+                if text:
+                    n = taken(text)
+                    if last and now >= warm_at:
+                        rates.append((n - last[1]) / (now - last[0]))
+                    last = (now, n)
+            if now >= next_report:
+                next_report += 60
+                print(
+                    json.dumps(
+                        {
+                            "minute": round((now - start) / 60),
+                            "rss_mb": rss_all[-1][1] if rss_all else None,
+                            "events_per_s": round(rates[-1]) if rates else None,
+                            "scrapes": scrapes,
+                            "failures": len(failures),
+                            "stream_clients": sample(text, "funnel_stream_clients "),
+                            "dropped": sample(text, "funnel_stream_clients_dropped_total"),
+                        }
+                    ),
+                    flush=True,
+                )
+            time.sleep(max(0.0, a.scrape_every - (time.time() - t0)))
+
+        dropped = sample(text, "funnel_stream_clients_dropped_total")
+        cpu = cpu_s(engine.pid)
+        spread = (max(rss) / min(rss) - 1) if rss else None
+        summary = {
+            "minutes": a.minutes,
+            "rate_target": a.rate,
+            "clients": a.clients,
+            "rss_after_warmup_mb": {
+                "min": round(min(rss), 1) if rss else None,
+                "max": round(max(rss), 1) if rss else None,
+                "first": round(rss[0], 1) if rss else None,
+                "last": round(rss[-1], 1) if rss else None,
+                "spread": round(spread, 4) if spread is not None else None,
+            },
+            "rss_samples": rss_all,
+            "scrapes": scrapes,
+            "failed_scrapes": failures[:10],
+            "scrape_s": {
+                "p50": round(statistics.median(times), 4) if times else None,
+                "max": round(max(times), 4) if times else None,
+            },
+            "events_per_s": {
+                "median": round(statistics.median(rates)) if rates else None,
+                "min": round(min(rates)) if rates else None,
+            },
+            "events_taken": taken(text) if text else None,
+            "series": sample(text, "funnel_series "),
+            "stream_clients": sample(text, "funnel_stream_clients "),
+            "stalled_dropped": dropped,
+            "clients_ended_early": len(ended_early),
+            "cpu_s": round(cpu, 1),
+            "client_bytes": sum(received),
+        }
+        out = json.dumps(summary)
+        print(out, flush=True)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(out + "\n")
+        ok = (
+            not failures
+            and not ended_early
+            and dropped >= 1
+            and spread is not None
+            and spread <= 0.10
+        )
+        stop.set()
+        stalled.close()
+        return 0 if ok else 1
+    finally:
+        stop.set()
+        engine.send_signal(signal.SIGTERM)
+        try:
+            engine.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            engine.kill()
+            engine.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

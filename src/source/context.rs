@@ -1,0 +1,59 @@
+//! Consumer callbacks other than rebalances: logs, statistics (lag and end
+//! offsets), errors.
+
+use super::checkpoint::Store;
+use super::dead_letter::DeadLetter;
+use super::dispatch::Dispatcher;
+use crate::live::LiveState;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tracing::{debug, error, info, warn};
+
+/// Consumer callbacks: rebalances, statistics (lag), errors, logs.
+pub struct SourceContext {
+    pub(super) live: Arc<LiveState>,
+    pub(super) dispatcher: Arc<Dispatcher>,
+    pub(super) needs_targets: AtomicBool,
+    pub(super) store: Option<Arc<Store>>,
+    pub(super) dead_letter: Option<Arc<DeadLetter>>,
+}
+
+impl ClientContext for SourceContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = false;
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                error!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                warn!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", facility = fac, "{log_message}"),
+        }
+    }
+
+    fn stats_raw(&self, raw: &[u8]) {
+        super::stats::record(&self.live, raw);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self
+                .live
+                .brokers_down
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        }
+        warn!(%error, reason, "kafka client error");
+    }
+}

@@ -1,0 +1,208 @@
+//! Restoring newly assigned partitions from their checkpoints.
+
+use super::checkpoint::{Loaded, Policy, Store};
+use super::context::SourceContext;
+use super::Kafka;
+use crate::engine::wall_clock_ms;
+use rdkafka::consumer::Consumer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+impl SourceContext {
+    /// Checkpointing on: gives every newly assigned partition its state
+    /// (kept from before a rebalance when nobody else consumed it since,
+    /// otherwise restored from its newest checkpoint, otherwise empty as the
+    /// policy says) and sets the offset to resume from.
+    pub(super) fn restore_assigned(&self, consumer: &Kafka, tpl: &mut TopicPartitionList) {
+        let Some(store) = &self.store else { return };
+        if let Err(e) = store.check_topic() {
+            error!("{e}");
+            *self.live.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            return;
+        }
+        let committed = with_retries("committed offsets", || {
+            consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))
+        })
+        .ok();
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        for (topic, p) in parts {
+            let group_offset = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(&topic, p))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            match self.restore_one(consumer, store, &topic, p, group_offset) {
+                Ok(start) => {
+                    if let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(start)) {
+                        warn!(error = %e, "setting the start offset failed");
+                    }
+                }
+                Err(msg) => {
+                    error!("{msg}");
+                    *self.live.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The offset partition `(topic, p)` resumes from, its state installed;
+    /// `Err` when the engine must stop.
+    fn restore_one(
+        &self,
+        consumer: &Kafka,
+        store: &Store,
+        topic: &str,
+        p: i32,
+        group_offset: Option<i64>,
+    ) -> Result<i64, String> {
+        let live = &self.live;
+        let slot = live.slot(topic, p);
+        let _g = slot
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let kept = slot.checkpointed.load(Ordering::Acquire);
+        if kept >= 0
+            && slot.applied_next.load(Ordering::Acquire) == kept
+            && group_offset == Some(kept)
+        {
+            // Ours since our last checkpoint, which nobody moved past.
+            info!(
+                topic,
+                partition = p,
+                next_offset = kept,
+                "state kept: still at its last checkpoint"
+            );
+            slot.start_offset.store(kept, Ordering::Release);
+            return Ok(kept);
+        }
+        let (low, _) = with_retries("source watermarks", || {
+            consumer.fetch_watermarks(topic, p, Duration::from_secs(10))
+        })
+        .map_err(|e| format!("cannot read the offsets of {topic}/{p}: {e}"))?;
+        let loaded = with_retries("checkpoint read", || {
+            store.load(&live.engine, topic, p, low)
+        })
+        .map_err(|e| {
+            format!(
+                "cannot read checkpoints of {topic}/{p} from `{}`: {e}",
+                store.topic
+            )
+        })?;
+        let reset = |start: i64, at_ms: i64| {
+            *slot.state.lock().unwrap_or_else(|e| e.into_inner()) = live.engine.live_partition();
+            slot.applied_next.store(start, Ordering::Release);
+            slot.start_offset.store(start, Ordering::Release);
+            slot.checkpointed.store(-1, Ordering::Release);
+            slot.checkpoint_bytes.store(0, Ordering::Relaxed);
+            slot.checkpoint_at_ms.store(at_ms, Ordering::Relaxed);
+        };
+        match loaded {
+            Loaded::Found {
+                part,
+                meta,
+                slot: written_to,
+                bytes,
+                skipped,
+            } => {
+                for s in &skipped {
+                    warn!(
+                        topic,
+                        partition = p,
+                        "skipped an unusable newer checkpoint: {s}"
+                    );
+                }
+                *slot.state.lock().unwrap_or_else(|e| e.into_inner()) = *part;
+                let start = meta.next_offset;
+                slot.applied_next.store(start, Ordering::Release);
+                slot.start_offset.store(start, Ordering::Release);
+                slot.checkpointed.store(start, Ordering::Release);
+                slot.checkpoint_slot
+                    .store(1 - written_to, Ordering::Release);
+                slot.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                slot.checkpoint_at_ms
+                    .store(meta.written_at_ms, Ordering::Relaxed);
+                store.stats.restored.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    topic,
+                    partition = p,
+                    next_offset = start,
+                    bytes,
+                    "state restored from checkpoint"
+                );
+                Ok(start)
+            }
+            Loaded::NotFound { problems } if problems.is_empty() && group_offset.is_none() => {
+                info!(
+                    topic,
+                    partition = p,
+                    from = low,
+                    "no checkpoint yet: starting from the earliest offset"
+                );
+                reset(low, wall_clock_ms());
+                Ok(low)
+            }
+            Loaded::NotFound { problems } => {
+                let (reason, detail) = problems.first().cloned().unwrap_or((
+                    "missing",
+                    format!(
+                        "the group has committed offset {} but `{}` holds no checkpoint for it",
+                        group_offset.unwrap_or(-1),
+                        store.topic
+                    ),
+                ));
+                for (_, d) in problems.iter().skip(1) {
+                    warn!(topic, partition = p, "unusable checkpoint: {d}");
+                }
+                match store.settings.policy {
+                    Policy::Rebuild => {
+                        warn!(topic, partition = p, reason, from = low,
+                            "checkpoint {reason}: {detail}; rebuilding from the earliest retained offset (--checkpoint-policy rebuild)");
+                        if let Some(i) = crate::checkpoint::REBUILD_REASONS
+                            .iter()
+                            .position(|r| *r == reason)
+                        {
+                            store.stats.rebuilds[i].fetch_add(1, Ordering::Relaxed);
+                        }
+                        reset(low, wall_clock_ms());
+                        Ok(low)
+                    }
+                    Policy::Refuse => Err(format!(
+                        "checkpoint of {topic}/{p} is {reason}: {detail}; refusing to start \
+                         (--checkpoint-policy refuse). Fix or delete the checkpoint, or run \
+                         with --checkpoint-policy rebuild to recount from the earliest retained offset"
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Retries a broker call with backoff for up to two minutes.
+fn with_retries<T, E: std::fmt::Display>(
+    what: &str,
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() + wait < deadline => {
+                warn!(error = %e, "{what} failed; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
