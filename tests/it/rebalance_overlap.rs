@@ -175,6 +175,7 @@ fn exclusive_expr() -> String {
 #[test]
 #[ignore = "needs Apache Kafka and prometheus: run scripts/test"]
 fn sums_joined_on_partition_ownership_never_double_count_during_rebalances() {
+    let _one_at_a_time = crate::support::serial();
     let dir = tmp_dir();
     let broker = Broker::start();
     broker.create_topic("ov", 4);
