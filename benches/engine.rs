@@ -29,16 +29,19 @@
 //! days of event time) in, where most rings are full and every new bucket
 //! expires an old one; their events are generated as they go, untimed.
 
+mod support;
+
 use criterion::measurement::WallTime;
 use criterion::{
     black_box, criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
-use funnelstream::config::{parse_windows, ClockMode, EngineConfig};
+use funnelstream::config::EngineConfig;
 use funnelstream::decode::{decode, DecodeConfig};
 use funnelstream::engine::{Engine, Health, Partition};
 use funnelstream::export::prometheus::render;
 use funnelstream::synth::{Synth, SynthConfig};
 use std::time::{Duration, Instant};
+use support::engine_config;
 
 const WALL: i64 = i64::MAX / 4;
 const WARM: usize = 1_000_000;
@@ -116,15 +119,6 @@ fn lines_realistic(keys: u64, n: usize) -> Vec<String> {
     }
     out.truncate(n);
     out
-}
-
-fn config(windows: &str) -> EngineConfig {
-    EngineConfig {
-        windows: parse_windows(windows).unwrap(),
-        clock: ClockMode::Event,
-        max_campaigns: 1_000_000,
-        ..EngineConfig::default()
-    }
 }
 
 /// A partition warmed with `warm`, timed over `timed`, rebuilt when used up.
@@ -211,7 +205,7 @@ impl Aged {
                 keys,
                 ..SynthConfig::default()
             }),
-            part: Engine::new(config(windows)).partition(),
+            part: Engine::new(engine_config(windows)).partition(),
             lines: Vec::with_capacity(BATCH),
             out: Vec::with_capacity(BATCH),
         };
@@ -298,7 +292,7 @@ fn bench_engine(c: &mut Criterion) {
         .map(|l| decode(l.as_bytes(), &dcfg, WALL).unwrap())
         .collect();
     g.bench_function("aggregate/10000keys/6windows", |b| {
-        let cfg = config("5m,1h,1d,7d,30d,90d");
+        let cfg = engine_config("5m,1h,1d,7d,30d,90d");
         b.iter_custom(|iters| {
             let engine = Engine::new(cfg.clone());
             let mut agg = engine.partition().agg;
@@ -333,7 +327,7 @@ fn bench_engine(c: &mut Criterion) {
         } else {
             lines(keys, WARM + TIMED)
         };
-        let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &pool);
+        let mut bed = Bed::new(engine_config("5m,1h,1d,7d,30d,90d"), &pool);
         g.bench_with_input(
             BenchmarkId::new("decode+aggregate/6windows", keys),
             &keys,
@@ -346,7 +340,7 @@ fn bench_engine(c: &mut Criterion) {
         );
         if keys == 100 || keys == 100_000 {
             let ooo = shuffled(pool.clone(), 1024);
-            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &ooo);
+            let mut bed = Bed::new(engine_config("5m,1h,1d,7d,30d,90d"), &ooo);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/6windows/ooo/batch", keys),
                 &keys,
@@ -356,7 +350,7 @@ fn bench_engine(c: &mut Criterion) {
             drop(ooo);
             // Live at 1M events/s: event time advances 1 us per event.
             let live = lines_step(keys, WARM + TIMED, 0.001);
-            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &live);
+            let mut bed = Bed::new(engine_config("5m,1h,1d,7d,30d,90d"), &live);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/6windows/live", keys),
                 &keys,
@@ -372,7 +366,7 @@ fn bench_engine(c: &mut Criterion) {
                 // backfill stream (an event every 10^4 s of event time):
                 // the same per-event work on a state that fits in cache.
                 let sparse = lines_step(keys, WARM + TIMED, 100_000.0);
-                let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &sparse);
+                let mut bed = Bed::new(engine_config("5m,1h,1d,7d,30d,90d"), &sparse);
                 g.bench_with_input(
                     BenchmarkId::new("decode+aggregate/6windows/sparse/batch", keys),
                     &keys,
@@ -380,7 +374,7 @@ fn bench_engine(c: &mut Criterion) {
                 );
             }
             if keys == 100_000 {
-                let mut bed = Bed::new(config("90d"), &live);
+                let mut bed = Bed::new(engine_config("90d"), &live);
                 g.bench_with_input(
                     BenchmarkId::new("decode+aggregate/1window/live/batch", keys),
                     &keys,
@@ -389,7 +383,7 @@ fn bench_engine(c: &mut Criterion) {
             }
         }
         if keys == 100_000 {
-            let mut bed = Bed::new(config("90d"), &pool);
+            let mut bed = Bed::new(engine_config("90d"), &pool);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/1window", keys),
                 &keys,
@@ -404,7 +398,7 @@ fn bench_engine(c: &mut Criterion) {
             // windows, a sparse key's every event opens a new 5 s span
             // and goes to the log; with 90d alone its events mostly fall
             // in the pending span (36 h) and never reach the log.
-            let mut bed = Bed::new(config("5m"), &pool);
+            let mut bed = Bed::new(engine_config("5m"), &pool);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/1window-5m/batch", keys),
                 &keys,
@@ -423,7 +417,7 @@ fn bench_engine(c: &mut Criterion) {
                 },
                 WARM + TIMED,
             );
-            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &mixed);
+            let mut bed = Bed::new(engine_config("5m,1h,1d,7d,30d,90d"), &mixed);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/6windows/mixed/batch", keys),
                 &keys,
@@ -434,7 +428,7 @@ fn bench_engine(c: &mut Criterion) {
             // Keys drawn by popularity (Zipf, exponent 1) instead of
             // uniformly: how traffic spreads over campaigns in practice.
             let zipf = lines_skewed(keys, WARM + TIMED, 1.0);
-            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &zipf);
+            let mut bed = Bed::new(engine_config("5m,1h,1d,7d,30d,90d"), &zipf);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/6windows/zipf/batch", keys),
                 &keys,
@@ -443,7 +437,7 @@ fn bench_engine(c: &mut Criterion) {
             drop(bed);
             drop(zipf);
             let realistic = lines_realistic(keys, WARM + TIMED);
-            let mut bed = Bed::new(config("5m,1h,1d,7d,30d,90d"), &realistic);
+            let mut bed = Bed::new(engine_config("5m,1h,1d,7d,30d,90d"), &realistic);
             g.bench_with_input(
                 BenchmarkId::new("decode+aggregate/6windows/realistic/batch", keys),
                 &keys,
@@ -483,7 +477,7 @@ fn bench_render(c: &mut Criterion) {
     let mut g = c.benchmark_group("render");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     // ~3,800 fully active keys publish about a million series.
-    let mut part = Engine::new(config("5m,1h,1d,7d,30d,90d")).partition();
+    let mut part = Engine::new(engine_config("5m,1h,1d,7d,30d,90d")).partition();
     let mut gen = Synth::new(SynthConfig {
         keys: 3_800,
         step_ms: 2.0,

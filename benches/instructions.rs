@@ -17,11 +17,13 @@
 //! minutes on two cores); `cargo bench --bench instructions -- live` runs
 //! the streams whose name contains `live`.
 
-use funnelstream::config::{parse_windows, ClockMode, EngineConfig};
+mod support;
+
 use funnelstream::engine::Engine;
 use funnelstream::synth::{Synth, SynthConfig};
 use std::path::Path;
 use std::process::Command;
+use support::engine_config;
 
 const WARM: usize = 1_000_000;
 const TIMED: usize = 500_000;
@@ -63,13 +65,7 @@ fn child(name: &str, skip: bool) {
     // Both runs generate every line, so that the generator's work cancels.
     let warm: Vec<String> = (0..WARM).map(|_| g.next_line()).collect();
     let timed: Vec<String> = (0..TIMED).map(|_| g.next_line()).collect();
-    let mut p = Engine::new(EngineConfig {
-        windows: parse_windows(windows).unwrap(),
-        clock: ClockMode::Event,
-        max_campaigns: 1_000_000,
-        ..EngineConfig::default()
-    })
-    .partition();
+    let mut p = Engine::new(engine_config(windows)).partition();
     for l in &warm {
         p.process_at(l.as_bytes(), WALL);
     }

@@ -3,10 +3,12 @@
 //! over 90 days of event time, measured as the growth of this process's
 //! resident set (VmRSS) and as the aggregator's own accounting.
 
-use funnelstream::config::{parse_windows, ClockMode, EngineConfig};
+mod support;
+
 use funnelstream::decode::dedup::Dedup;
 use funnelstream::engine::Engine;
 use funnelstream::synth::{Synth, SynthConfig};
+use support::engine_config;
 
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -18,12 +20,7 @@ fn rss_kib() -> u64 {
 }
 
 fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
-    let cfg = EngineConfig {
-        windows: parse_windows("5m,1h,1d,7d,30d,90d").unwrap(),
-        clock: ClockMode::Event,
-        max_campaigns: 1_000_000,
-        ..EngineConfig::default()
-    };
+    let cfg = engine_config("5m,1h,1d,7d,30d,90d");
     let n = keys * events_per_key;
     let step = span_days * 86_400_000.0 / n as f64;
     let before = rss_kib();

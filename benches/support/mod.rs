@@ -1,16 +1,30 @@
-//! Helpers shared by the benchmarks that need a broker: the end-to-end
-//! tests' Apache Kafka processes (`tests/common/broker.rs`), and loading
+//! Helpers shared by the benchmarks: the engine's settings they measure,
+//! and for those that need a broker the integration tests' Apache Kafka
+//! processes (`tests/it/support/broker.rs`, included by path) and loading
 //! events.
 #![allow(dead_code)]
 
-#[path = "../../tests/common/broker.rs"]
+#[path = "../../tests/it/support/broker.rs"]
 pub mod broker;
+#[allow(unused_imports)]
 pub use broker::Broker;
 
+use funnelstream::config::{parse_windows, ClockMode, EngineConfig};
 use funnelstream::source::producer::{producer, send};
 use funnelstream::synth::{Synth, SynthConfig};
 use funnelstream::wall_clock_ms;
 use std::time::Duration;
+
+/// The engine measured: event time, `windows` (e.g. `5m,1h,1d`), room for
+/// a million campaigns.
+pub fn engine_config(windows: &str) -> EngineConfig {
+    EngineConfig {
+        windows: parse_windows(windows).unwrap(),
+        clock: ClockMode::Event,
+        max_campaigns: 1_000_000,
+        ..EngineConfig::default()
+    }
+}
 
 /// Writes `n` synthetic events over `keys` keys, stamped with the wall
 /// clock (a live stream), to `topic`, and waits for every acknowledgement.

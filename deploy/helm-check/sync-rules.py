@@ -17,7 +17,7 @@ source of the rules. Helm can only read files inside the chart directory
     deploy/helm-check/sync-rules.py          # update the chart
     deploy/helm-check/sync-rules.py --check  # exit 1 and show a diff if stale
 
-Python 3 standard library only. check.sh (and so `cargo test --test helm -- --include-ignored`)
+Python 3 standard library only. check.sh (and so `cargo test --test it helm:: -- --include-ignored`)
 runs it with --check.
 """
 

@@ -1,4 +1,4 @@
-//! Apache Kafka for the end-to-end tests (`tests/common`) and the benches
+//! Apache Kafka for the end-to-end tests (`tests/it/support`) and the benches
 //! that need a broker (`benches/support`, which includes this file by path):
 //! one combined broker+controller, or a three-node KRaft cluster, on free
 //! loopback ports, run from the jars `scripts/kafka fetch` keeps in a cache
@@ -205,6 +205,13 @@ impl Broker {
         self.wait_ready(Duration::from_secs(120));
     }
 
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .create()
+            .unwrap()
+    }
+
     fn client(&self) -> BaseConsumer {
         ClientConfig::new()
             .set("bootstrap.servers", self.addr())
@@ -265,21 +272,14 @@ impl Broker {
     /// Creates a topic (replication factor min(nodes, 3)) with topic
     /// configs, and waits until each partition has a leader.
     pub fn create_topic_with(&self, name: &str, partitions: u32, config: &[(&str, &str)]) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.addr())
-            .create()
-            .unwrap();
+        let admin = self.admin();
         let rf = self.nodes().min(3) as i32;
         let mut topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(rf));
         for (k, v) in config {
             topic = topic.set(k, v);
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let res = rt.block_on(admin.create_topics([&topic], &opts)).unwrap();
+        let res = block_on(admin.create_topics([&topic], &opts)).unwrap();
         for r in res {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
@@ -330,18 +330,9 @@ impl Broker {
             .fetch_metadata(Some(name), Duration::from_secs(10))
             .unwrap();
         let partitions = md.topics()[0].partitions().len();
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.addr())
-            .create()
-            .unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let admin = self.admin();
         let spec = ResourceSpecifier::Topic(name);
-        let res = rt
-            .block_on(admin.describe_configs([&spec], &AdminOptions::new()))
-            .unwrap();
+        let res = block_on(admin.describe_configs([&spec], &AdminOptions::new())).unwrap();
         let config = res
             .into_iter()
             .next()
@@ -357,22 +348,12 @@ impl Broker {
     /// Replaces the topic configuration of `name` (AlterConfigs: keys not
     /// given return to their defaults).
     pub fn alter_topic(&self, name: &str, config: &[(&str, &str)]) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.addr())
-            .create()
-            .unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let admin = self.admin();
         let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
         for (k, v) in config {
             alter = alter.set(k, v);
         }
-        for r in rt
-            .block_on(admin.alter_configs([&alter], &AdminOptions::new()))
-            .unwrap()
-        {
+        for r in block_on(admin.alter_configs([&alter], &AdminOptions::new())).unwrap() {
             r.unwrap_or_else(|(_, e)| panic!("alter configs of {name}: {e}"));
         }
     }
@@ -383,6 +364,16 @@ impl Broker {
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
             .unwrap()
     }
+}
+
+/// Runs a future of the Kafka client (admin requests, deliveries) to its
+/// end on a runtime of its own.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 fn tail(s: &str) -> String {

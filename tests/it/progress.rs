@@ -3,12 +3,11 @@
 //! nothing when it is not, and the exposition on replay's stdout is the same
 //! byte for byte either way.
 
-use std::io::{BufRead, BufReader, Write};
+use crate::support::tmux::{keep, Tmux};
+use crate::support::{Engine, BIN};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_funnelstream");
+use std::process::Command;
 
 /// The golden events `times` over: big enough to take seconds. Returns
 /// the file and its number of events.
@@ -29,75 +28,10 @@ fn big_file(name: &str, times: usize) -> (PathBuf, usize) {
     (path, events * times)
 }
 
-struct Tmux(String);
-
-impl Tmux {
-    /// A shell in a tmux server of its own, running `cmd`.
-    fn run(cmd: &str) -> Tmux {
-        let socket = format!("funnel-progress-{}-{}", std::process::id(), cmd.len());
-        let ok = Command::new("tmux")
-            .args([
-                "-L",
-                &socket,
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-            ])
-            .args([
-                "-x",
-                "160",
-                "-y",
-                "12",
-                "bash",
-                "--norc",
-                "--noprofile",
-                "-c",
-            ])
-            .arg(format!("{cmd}; sleep 60"))
-            .status()
-            .expect("tmux must be installed (scripts/test installs it)")
-            .success();
-        assert!(ok);
-        Tmux(socket)
-    }
-
-    fn wait(&self, secs: u64, what: &str, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let out = Command::new("tmux")
-                .args(["-L", &self.0, "capture-pane", "-p", "-t", "t"])
-                .output()
-                .unwrap();
-            let s = String::from_utf8_lossy(&out.stdout).into_owned();
-            if f(&s) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "{what}:\n{s}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.0, "kill-server"])
-            .status();
-    }
-}
-
-fn keep(name: &str, screen: &str) {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tail-board");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join(format!("{name}.txt")), screen);
-}
-
 #[test]
 #[ignore = "needs tmux: run scripts/test"]
 fn replay_shows_progress_on_a_terminal_only() {
+    let _one_at_a_time = crate::support::serial();
     let (input, n) = big_file("progress-replay.ndjson", 2000);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("progress-replay.prom");
     let t = Tmux::run(&format!(
@@ -141,28 +75,16 @@ fn replay_shows_progress_on_a_terminal_only() {
 #[test]
 #[ignore = "needs tmux: run scripts/test"]
 fn produce_from_shows_progress_on_a_terminal_only() {
+    let _one_at_a_time = crate::support::serial();
     // The demo's embedded broker (its address is on the demo's stdout).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut demo = Command::new(BIN)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--history", "100", "--rate", "0", "--duration", "120"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut brokers = None;
-    for line in BufReader::new(demo.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("--brokers ").nth(1) {
-            brokers = rest.split_whitespace().next().map(String::from);
-            break;
-        }
-    }
-    let brokers = brokers.expect("the demo prints its broker");
+    let demo = Engine::demo(&["--history", "100", "--rate", "0", "--duration", "120"]);
+    let brokers = demo
+        .output()
+        .split("--brokers ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(String::from)
+        .expect("the demo prints its broker");
     let (input, n) = big_file("progress-produce.ndjson", 40);
     let t = Tmux::run(&format!(
         "{BIN} produce --brokers {brokers} --topic funnel-events --rate 2000 --from {}; echo PRODUCE_EXIT=$?",
@@ -200,6 +122,5 @@ fn produce_from_shows_progress_on_a_terminal_only() {
         err.contains(&format!("funnelstream: produced {n} events")),
         "{err}"
     );
-    let _ = demo.kill();
-    let _ = demo.wait();
+    drop(demo);
 }

@@ -20,12 +20,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{ALLOWED_EXTRA, LIVE_ONLY, NON_BUSINESS};
+use crate::support::{self, replay, show, ALLOWED_EXTRA, LIVE_ONLY, NON_BUSINESS};
 
 /// How many lines of each kind of difference a failure shows.
 const SHOW: usize = 25;
@@ -33,30 +32,16 @@ const SHOW: usize = 25;
 type SeriesKey = (String, Vec<(String, String)>);
 type Exposition = BTreeMap<SeriesKey, (f64, String)>;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+/// `python3 ARGS`, which must exit 0.
+fn python(args: &[&str]) -> Output {
+    let out = support::python(args);
     assert!(
         out.status.success(),
-        "{what} exited with {:?}\n--- stderr ---\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
+        "python3 {} failed\n{}",
+        args.join(" "),
+        show(&out)
     );
     out
-}
-
-fn python(args: &[&str]) -> Output {
-    run(
-        Command::new("python3").args(args),
-        &format!("python3 {}", args.join(" ")),
-    )
 }
 
 /// Writes the stream of `seed` to a file and returns its path.
@@ -78,11 +63,7 @@ fn generate(seed: u64, events: u64) -> PathBuf {
 /// is left open by the contract.
 fn reference(file: &Path) -> String {
     let f = file.to_str().unwrap();
-    let margins = Command::new("python3")
-        .args(["tests/golden/reference.py", "--check-margins", f])
-        .current_dir(root())
-        .output()
-        .expect("run reference.py --check-margins");
+    let margins = support::python(&["tests/golden/reference.py", "--check-margins", f]);
     assert!(
         margins.status.success(),
         "the generated stream has events whose outcome the contract leaves open:\n{}",
@@ -90,18 +71,6 @@ fn reference(file: &Path) -> String {
     );
     let out = python(&["tests/golden/reference.py", f]);
     String::from_utf8(out.stdout).expect("reference output is UTF-8")
-}
-
-fn replay(file: &Path) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_funnelstream"));
-    cmd.args(["replay", "--clock", "event", "--from"]).arg(file);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FUNNELSTREAM_") {
-            cmd.env_remove(&key);
-        }
-    }
-    let out = run(&mut cmd, "funnelstream replay --clock event");
-    String::from_utf8(out.stdout).expect("replay output is UTF-8")
 }
 
 /// Parses `name{a="x",b="y"} value` (label values may hold `\\`, `\"`, `\n`).
@@ -171,7 +140,7 @@ fn value_matches(name: &str, want: f64, got: f64) -> bool {
     }
     let rel = if name.ends_with("_p50_seconds") || name.ends_with("_p90_seconds") {
         0.01
-    } else if common::is_float_kpi(name) {
+    } else if support::is_float_kpi(name) {
         1e-9
     } else {
         return false;
@@ -303,6 +272,7 @@ fn generate_and_expect() -> (PathBuf, String) {
 
 #[test]
 fn realistic_stream_through_replay_equals_the_contract_reference() {
+    let _one_at_a_time = crate::support::serial();
     let (file, expected) = stream_and_expectation();
     let actual = replay(&file);
     let report = compare(&expected, &actual);
@@ -324,6 +294,7 @@ fn realistic_stream_through_replay_equals_the_contract_reference() {
 #[test]
 #[ignore = "needs a Kafka broker and python3: run scripts/test"]
 fn realistic_stream_through_a_broker_equals_the_contract_reference() {
+    let _one_at_a_time = crate::support::serial();
     let (file, expected) = stream_and_expectation();
     let exp = parse_exposition(&expected, "reference");
     let want_processed: f64 = exp
@@ -335,10 +306,10 @@ fn realistic_stream_through_a_broker_equals_the_contract_reference() {
         })
         .map(|(_, (v, _))| *v)
         .sum();
-    let broker = common::Broker::start();
+    let broker = support::Broker::start();
     broker.create_topic("realistic", 1);
-    common::produce_file(&broker.addr(), "realistic", &file);
-    let engine = common::Engine::start(
+    support::produce_file(&broker.addr(), "realistic", &file);
+    let engine = support::Engine::start(
         &broker.addr(),
         "realistic",
         "realistic-test",
@@ -350,13 +321,13 @@ fn realistic_stream_through_a_broker_equals_the_contract_reference() {
     let live = loop {
         let (status, text) = engine.get("/metrics");
         assert_eq!(status, 200);
-        if common::processed(&text) >= want_processed {
+        if support::processed(&text) >= want_processed {
             break text;
         }
         assert!(
             Instant::now() < deadline,
             "the engine processed {} of {want_processed} messages in 300 s; log:\n{}",
-            common::processed(&text),
+            support::processed(&text),
             engine.log()
         );
         std::thread::sleep(Duration::from_millis(500));

@@ -1,170 +1,90 @@
-//! Helpers shared by the end-to-end tests: a tansu broker process, a
-//! `funnelstream run` process, HTTP scrapes, replay and comparison of
-//! expositions. Each test crate uses the part it needs.
+//! Everything the integration tests share: the Kafka broker
+//! ([`broker`], also used by the benches), the HTTP client ([`http`]), the
+//! running engine ([`engine`]), Prometheus' tools ([`prometheus`]), a
+//! terminal ([`tmux`]), running the binary and outside tools once, and
+//! the comparison of expositions.
 #![allow(dead_code)]
 
 mod broker;
+pub mod engine;
+pub mod http;
+pub mod prometheus;
+pub mod tmux;
+
+pub use broker::{block_on, free_port, Broker};
+pub use engine::Engine;
+pub use http::{http_get, try_http_get};
+pub use prometheus::promtool_check;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_funnelstream");
 
+/// A path in the repository.
 pub fn manifest(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
-#[allow(unused_imports)]
-pub use broker::{free_port, Broker};
-
-/// A `funnelstream run` process, killed on drop if still running.
-pub struct Engine {
-    pub child: Child,
-    pub port: u16,
-    pub stderr: PathBuf,
+/// A file of the repository, which must exist.
+pub fn read(p: &str) -> String {
+    std::fs::read_to_string(manifest(p)).unwrap_or_else(|e| panic!("read {p}: {e}"))
 }
 
-impl Engine {
-    pub fn start(broker: &str, topics: &str, group: &str, extra: &[&str]) -> Engine {
-        let port = free_port();
-        let stderr = std::env::temp_dir().join(format!("funnelstream-test-{port}.log"));
-        let child = Command::new(BIN)
-            .args([
-                "run",
-                "--brokers",
-                broker,
-                "--topics",
-                topics,
-                "--group",
-                group,
-            ])
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--log-format",
-                "json",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        Engine {
-            child,
-            port,
-            stderr,
+/// The built binary, run from the repository's root with no
+/// `FUNNELSTREAM_*` variables inherited, so only the given flags and
+/// defaults apply.
+pub fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FUNNELSTREAM_") {
+            cmd.env_remove(&key);
         }
     }
-
-    pub fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.port, path, &[])
-    }
-
-    pub fn wait_ready(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok((200, _, _)) = try_http_get(self.port, "/readyz", &[]) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "engine not ready after {timeout:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    pub fn sigterm(&mut self) -> (std::process::ExitStatus, Duration) {
-        let t = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, t.elapsed());
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "no exit 30 s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    cmd
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `funnelstream ARGS` (see [`command`]) to its end: its output.
+pub fn funnelstream(args: &[&str]) -> Output {
+    command()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
 }
 
-pub fn try_http_get(
-    port: u16,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<(u16, Vec<u8>, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or(std::io::ErrorKind::InvalidData)?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Ok((status, body, head))
+/// `funnelstream replay --clock event --from FILE EXTRA`, which must exit
+/// 0; its stdout.
+pub fn replay_with(file: &Path, extra: &[&str]) -> String {
+    let out = command()
+        .args(["replay", "--clock", "event", "--from"])
+        .arg(file)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    assert!(
+        out.status.success(),
+        "`funnelstream replay --clock event --from {} {}` failed\n{}",
+        file.display(),
+        extra.join(" "),
+        show(&out)
+    );
+    String::from_utf8(out.stdout).expect("replay stdout is not UTF-8")
 }
 
-pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
-        b = &b[nl + 2 + size + 2..];
-    }
-    out
+/// `funnelstream replay --clock event --from FILE`; see [`replay_with`].
+pub fn replay(file: &Path) -> String {
+    replay_with(file, &[])
 }
 
-pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let (status, body, _) = try_http_get(port, path, headers).expect("http get");
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
+/// `funnelstream produce` of a whole file, which must succeed.
 pub fn produce_file(broker: &str, topic: &str, file: &Path) {
     let out = Command::new(BIN)
         .args(["produce", "--brokers", broker, "--topic", topic, "--from"])
@@ -178,14 +98,80 @@ pub fn produce_file(broker: &str, topic: &str, file: &Path) {
     );
 }
 
-pub fn replay(file: &Path) -> String {
-    let out: Output = Command::new(BIN)
-        .args(["replay", "--clock", "event", "--from"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
+/// Runs a tool, turning "not installed" into a message that says what to
+/// install.
+pub fn run_tool(cmd: &mut Command, tool: &str, install: &str) -> Output {
+    match cmd.output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("`{tool}` is not on PATH: {install}")
+        }
+        Err(e) => panic!("cannot run {tool}: {e}"),
+    }
+}
+
+/// `python3 ARGS` in the repository's root (the golden reference, the
+/// realistic generator, the chart and alert tools).
+pub fn python(args: &[&str]) -> Output {
+    run_tool(
+        Command::new("python3")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null()),
+        "python3",
+        "install Python 3 (`apt-get install python3`; scripts/test does)",
+    )
+}
+
+/// `openssl ARGS` in `dir` (throw-away certificates), which must succeed.
+pub fn openssl(d: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl must be installed (Debian package openssl)")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
+/// A finished command's exit code, stdout and stderr, for a failure message.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// All tests run in one process, two at a time by default. Those that keep
+/// the machine busy (property tests, large replays) and those whose
+/// timeouts assume a calm one (Prometheus scraping every second) hold this
+/// guard, so that no two of them run at once.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The stdout of a finished command, which must have exited 0.
+pub fn stdout_of(out: &Output) -> String {
+    assert!(out.status.success(), "{}", show(out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` every 300 ms until it is `Ok`, for at most `secs`; panics
+/// with `what` and the last `Err` after that.
+pub fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match f() {
+            Ok(t) => return t,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
 }
 
 /// Family-name prefixes only the live path publishes (lag, delay
@@ -231,29 +217,6 @@ pub fn assert_same_series(want: &str, got: &str) {
     assert!(
         missing.is_empty() && extra.is_empty() && differ.is_empty(),
         "live scrape differs from replay\nmissing: {missing:?}\nextra: {extra:?}\ndiffer: {differ:#?}"
-    );
-}
-
-pub fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package `prometheus`) must be installed; .ci/run installs it");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -332,8 +295,9 @@ pub const V1_WINDOWED_KPIS: &[&str] = &[
     "funnel_customer_churn_ratio",
 ];
 
-/// KPIs new in METRICS.md v2 computed in floating point at render time.
-pub const V2_FLOAT_KPIS: &[&str] = &[
+/// Windowed KPIs new in METRICS.md v2 computed in floating point at render
+/// time.
+pub const V2_WINDOWED_FLOAT_KPIS: &[&str] = &[
     "funnel_mer_ratio",
     "funnel_sql_to_won_ratio",
     "funnel_mrr_growth_ratio",
@@ -357,11 +321,13 @@ pub const V2_FLOAT_KPIS: &[&str] = &[
     "funnel_email_click_to_open_ratio",
     "funnel_nps_score",
     "funnel_csat_ratio",
-    "funnel_arpa",
 ];
 
 /// Whether a family is a KPI computed in floating point (METRICS.md); every
 /// other series of a replay is an integer count or exact money.
 pub fn is_float_kpi(name: &str) -> bool {
-    V1_WINDOWED_KPIS.contains(&name) || V2_FLOAT_KPIS.contains(&name)
+    // funnel_arpa: the one current (not windowed) KPI computed so.
+    V1_WINDOWED_KPIS.contains(&name)
+        || V2_WINDOWED_FLOAT_KPIS.contains(&name)
+        || name == "funnel_arpa"
 }

@@ -7,6 +7,7 @@
 //! caches: it keeps the list of accepted events and, at the end, filters
 //! them with the window rule of docs/SEMANTICS.md.
 
+use crate::support::serial;
 use funnelstream::aggregate::ring::sketch;
 use funnelstream::aggregate::v2::{f2, seen};
 use funnelstream::aggregate::{field, Totals, WindowSums};
@@ -378,6 +379,25 @@ struct V2Want {
 
 /// Moves the engine's conversions out of its window sums and totals into
 /// a [`V2Want`] keyed by action names.
+/// A key's (channel, campaign) names and its finished window sums at `now`.
+fn key_sums(
+    k: &funnelstream::aggregate::KeyState,
+    windows: &[WindowSpec],
+    now: i64,
+    [channels, campaigns]: [&[std::sync::Arc<str>]; 2],
+) -> ((String, String), Vec<WindowSums>) {
+    let mut sums = vec![WindowSums::default(); windows.len()];
+    k.sums_into(windows, now, &mut sums);
+    for w in sums.iter_mut() {
+        w.finish();
+    }
+    let key = (
+        channels[k.channel as usize].to_string(),
+        campaigns[k.campaign as usize].to_string(),
+    );
+    (key, sums)
+}
+
 fn v2_got(
     k: &funnelstream::aggregate::KeyState,
     sums: &mut [WindowSums],
@@ -732,15 +752,7 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
     let names_a = part.agg.labels().action.names();
     let mut got: BTreeMap<(String, String), (Totals, Vec<WindowSums>)> = BTreeMap::new();
     for k in part.agg.keys() {
-        let mut sums = vec![WindowSums::default(); windows.len()];
-        k.sums_into(&windows, render_now, &mut sums);
-        for w in sums.iter_mut() {
-            w.finish();
-        }
-        let key = (
-            names_c[k.channel as usize].to_string(),
-            names_k[k.campaign as usize].to_string(),
-        );
+        let (key, mut sums) = key_sums(k, &windows, render_now, [&names_c, &names_k]);
         let v2 = v2_got(k, &mut sums, &names_a);
         prop_assert_eq!(&v2, &want[&key].3, "v2 of {:?}", key);
         got.insert(key, (k.totals.clone(), sums));
@@ -809,15 +821,7 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
                 }
                 let want = expected(&model, &windows, now);
                 for k in part.agg.keys() {
-                    let mut sums = vec![WindowSums::default(); windows.len()];
-                    k.sums_into(&windows, now, &mut sums);
-                    for w in sums.iter_mut() {
-                        w.finish();
-                    }
-                    let key = (
-                        names_c[k.channel as usize].to_string(),
-                        names_k[k.campaign as usize].to_string(),
-                    );
+                    let (key, mut sums) = key_sums(k, &windows, now, [&names_c, &names_k]);
                     let v2 = v2_got(k, &mut sums, &names_a);
                     prop_assert_eq!(&v2, &want[&key].3, "v2 of {:?} at {}", key, now);
                     prop_assert_eq!(
@@ -865,23 +869,34 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+// Each test holds `serial()` (it keeps both cores busy for a minute).
+fn cases() -> ProptestConfig {
+    ProptestConfig {
+        cases: 400,
+        ..ProptestConfig::default()
+    }
+}
 
-    #[test]
-    fn incremental_state_equals_brute_force_event_clock(specs in prop::collection::vec(spec(), 1..150)) {
+#[test]
+fn incremental_state_equals_brute_force_event_clock() {
+    let _one_at_a_time = serial();
+    proptest!(cases(), |(specs in prop::collection::vec(spec(), 1..150))| {
         check(specs, ClockMode::Event)?;
-    }
+    });
+}
 
-    #[test]
-    fn incremental_state_equals_brute_force_wall_clock(specs in prop::collection::vec(spec(), 1..150)) {
+#[test]
+fn incremental_state_equals_brute_force_wall_clock() {
+    let _one_at_a_time = serial();
+    proptest!(cases(), |(specs in prop::collection::vec(spec(), 1..150))| {
         check(specs, ClockMode::Wall)?;
-    }
+    });
 }
 
 /// A long stream in one go: many bucket rollovers in every window.
 #[test]
 fn long_stream_equals_brute_force() {
+    let _one_at_a_time = serial();
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for _ in 0..3 {
         let specs = prop::collection::vec(spec(), 3000)

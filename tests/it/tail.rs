@@ -2,88 +2,22 @@
 //! needs nothing installed), including its coloured output through a real
 //! pseudo-terminal (tmux; `.ci/run` installs it).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use crate::support::tmux::{keep, Tmux};
+use crate::support::{free_port, http_get, stdout_of, wait_until, Engine, BIN};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_funnelstream");
-
-struct Demo {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    try_get(port, path).unwrap()
-}
-
-fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    Ok((
-        head.split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0),
-        body.to_string(),
-    ))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn demo() -> Demo {
-    demo_on(free_port(), &[])
-}
-
-/// A demo on `port`, ready; `extra`: more flags (e.g. `--rate 0`: the
+/// A demo on `port`, ready, on the benchmark stream (`--firehose`: KPIs
+/// change all the time); `extra`: more flags (e.g. `--rate 0`: the
 /// history only, so that its KPIs stay put).
-fn demo_on(port: u16, extra: &[&str]) -> Demo {
-    let child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            // The benchmark stream: KPIs change all the time.
-            "--firehose",
-            "--duration",
-            "300",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // Not ready may also mean refused: until the demo listens, the
-        // port may briefly belong to another process.
-        if try_get(port, "/readyz").is_ok_and(|r| r.0 == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "demo not ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Demo {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
+fn demo_on(port: u16, extra: &[&str]) -> Engine {
+    let firehose = ["--firehose", "--duration", "300"];
+    Engine::demo_on(port, &[&firehose[..], extra].concat())
+}
+
+fn demo() -> Engine {
+    demo_on(free_port(), &[])
 }
 
 fn tail(args: &[&str]) -> std::process::Output {
@@ -93,10 +27,10 @@ fn tail(args: &[&str]) -> std::process::Output {
 #[test]
 fn api_once_and_follow() {
     let d = demo();
-    let port: u16 = d.url.rsplit(':').next().unwrap().parse().unwrap();
+    let port = d.port;
 
     // The JSON API, filtered.
-    let (status, body) = get(port, "/api/v1/kpis?metric=funnel_win_ratio&window=30d");
+    let (status, body) = http_get(port, "/api/v1/kpis?metric=funnel_win_ratio&window=30d", &[]);
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let series = v["series"].as_array().unwrap();
@@ -111,19 +45,14 @@ fn api_once_and_follow() {
     // --once: a table, no colour when stdout is not a terminal.
     let out = tail(&[
         "--url",
-        &d.url,
+        &d.url(),
         "--once",
         "--metric",
         "funnel_clicks",
         "--window",
         "1d",
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of(&out);
     let mut lines = text.lines();
     assert!(lines.next().unwrap().starts_with("METRIC"));
     let rows: Vec<&str> = lines.collect();
@@ -136,7 +65,7 @@ fn api_once_and_follow() {
     assert!(!text.contains('\x1b'));
     let out = tail(&[
         "--url",
-        &d.url,
+        &d.url(),
         "--once",
         "--channel",
         "email",
@@ -154,7 +83,7 @@ fn api_once_and_follow() {
         .args([
             "tail",
             "--url",
-            &d.url,
+            &d.url(),
             "--metric",
             "funnel_clicks",
             "--window",
@@ -196,7 +125,7 @@ fn colours_only_on_a_terminal() {
     let session = format!("funnel-tail-{}", std::process::id());
     let cmd = format!(
         "{BIN} tail --url {} --metric funnel_clicks --window 5m --interval 0.3",
-        d.url
+        d.url()
     );
     let ok = Command::new("tmux")
         .args([
@@ -254,7 +183,7 @@ const COLS: [&str; 14] = [
 ];
 
 fn api_snapshot(port: u16) -> serde_json::Value {
-    let (status, body) = get(port, "/api/v1/kpis");
+    let (status, body) = http_get(port, "/api/v1/kpis", &[]);
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -584,23 +513,12 @@ fn is_sorted_by(values: &[Option<f64>], descending: bool) -> bool {
     })
 }
 
-fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f() {
-            Ok(t) => return t,
-            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(300)),
-        }
-    }
-}
-
 #[test]
 fn once_prints_the_board_the_api_adds_up_to() {
     // The history only: the KPIs stay put between the API's snapshot and
     // tail's (compared twice over to be sure).
     let d = demo_on(free_port(), &["--rate", "0"]);
-    let port: u16 = d.url.rsplit(':').next().unwrap().parse().unwrap();
+    let port = d.port;
     for (window, by) in [
         ("1d", "channel"),
         ("30d", "channel"),
@@ -609,7 +527,7 @@ fn once_prints_the_board_the_api_adds_up_to() {
     ] {
         wait_until(30, "a stable --once board", || {
             let a = api_snapshot(port);
-            let out = tail(&["--url", &d.url, "--once", "--window", window, "--by", by]);
+            let out = tail(&["--url", &d.url(), "--once", "--window", window, "--by", by]);
             let b = api_snapshot(port);
             assert!(out.status.success(), "{out:?}");
             let text = String::from_utf8(out.stdout).unwrap();
@@ -639,7 +557,7 @@ fn once_prints_the_board_the_api_adds_up_to() {
     // Sorted by another column, ascending labels on request.
     let out = tail(&[
         "--url",
-        &d.url,
+        &d.url(),
         "--once",
         "--window",
         "30d",
@@ -649,7 +567,7 @@ fn once_prints_the_board_the_api_adds_up_to() {
     let text = String::from_utf8(out.stdout).unwrap();
     let board = parse_board(&text).unwrap();
     assert!(is_sorted_by(&column(&board, "CAC"), true), "{text}");
-    let out = tail(&["--url", &d.url, "--once", "--sort", "channel"]);
+    let out = tail(&["--url", &d.url(), "--once", "--sort", "channel"]);
     let text = String::from_utf8(out.stdout).unwrap();
     let names: Vec<String> = parse_board(&text)
         .unwrap()
@@ -660,29 +578,11 @@ fn once_prints_the_board_the_api_adds_up_to() {
     assert!(names[..names.len() - 1].is_sorted(), "{text}");
     // Bad usage: exit 2 naming the flag.
     for (flag, v) in [("--sort", "nope"), ("--by", "region"), ("--window", "2d")] {
-        let out = tail(&["--url", &d.url, "--once", flag, v]);
+        let out = tail(&["--url", &d.url(), "--once", flag, v]);
         assert_eq!(out.status.code(), Some(2), "{flag} {v}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag.trim_start_matches('-')), "{err}");
     }
-}
-
-/// Stops a demo as an orchestrator would: SIGTERM, then SIGKILL if it has
-/// not exited after a grace period (issue 22: while a stream client is
-/// connected it may not exit by itself).
-fn stop(d: &mut Demo) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if d.child.try_wait().unwrap().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = d.child.kill();
-    let _ = d.child.wait();
 }
 
 /// A child whose stderr is collected by a thread.
@@ -717,9 +617,9 @@ fn tail_exits_1_when_the_engine_goes_away_and_follow_reconnects() {
     let port = free_port();
     let mut d = demo_on(port, &[]);
     let (mut plain, plain_out) =
-        spawn_collecting(&["--url", &d.url, "--changes", "--window", "5m"]);
+        spawn_collecting(&["--url", &d.url(), "--changes", "--window", "5m"]);
     let (mut follow, follow_out) =
-        spawn_collecting(&["--url", &d.url, "--changes", "--follow", "--window", "5m"]);
+        spawn_collecting(&["--url", &d.url(), "--changes", "--follow", "--window", "5m"]);
     wait_until(20, "both tails following", || {
         for o in [&plain_out, &follow_out] {
             if !o.lock().unwrap().contains("funnel_clicks{") {
@@ -728,7 +628,7 @@ fn tail_exits_1_when_the_engine_goes_away_and_follow_reconnects() {
         }
         Ok(())
     });
-    stop(&mut d);
+    d.stop();
 
     // Without --follow: a clear message and exit 1, promptly.
     let code = wait_until(20, "tail exiting", || {
@@ -739,7 +639,7 @@ fn tail_exits_1_when_the_engine_goes_away_and_follow_reconnects() {
     assert!(
         text.contains(&format!(
             "funnelstream tail: the engine at {} went away",
-            d.url
+            d.url()
         )),
         "{text}"
     );
@@ -756,7 +656,7 @@ fn tail_exits_1_when_the_engine_goes_away_and_follow_reconnects() {
     wait_until(40, "follow reconnected", || {
         let t = follow_out.lock().unwrap().clone();
         let after = &t[seen..];
-        (after.contains(&format!("reconnected to {}", d.url)) && after.contains("funnel_clicks{"))
+        (after.contains(&format!("reconnected to {}", d.url())) && after.contains("funnel_clicks{"))
             .then_some(())
             .ok_or(t)
     });
@@ -765,114 +665,16 @@ fn tail_exits_1_when_the_engine_goes_away_and_follow_reconnects() {
     let _ = follow.wait();
 }
 
-/// A tmux server of its own (its own socket) running an interactive shell
-/// of a fixed size.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new(w: u16, h: u16) -> Tmux {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let socket = format!(
-            "funnel-tail-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let ok = Command::new("tmux")
-            .args([
-                "-L",
-                &socket,
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-            ])
-            .args(["-x", &w.to_string(), "-y", &h.to_string()])
-            .args([
-                "env",
-                "PS1=$ ",
-                "TERM=xterm-256color",
-                "bash",
-                "--norc",
-                "--noprofile",
-            ])
-            .status()
-            .expect("tmux must be installed (scripts/test installs it)")
-            .success();
-        assert!(ok);
-        Tmux { socket }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let ok = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "t"])
-            .args(keys)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        std::thread::sleep(Duration::from_millis(300));
-    }
-
-    fn line(&self, text: &str) {
-        self.keys(&["-l", text]);
-        self.keys(&["Enter"]);
-    }
-
-    fn screen_with(&self, escapes: bool) -> String {
-        let mut args = vec!["-L", &self.socket, "capture-pane", "-p", "-t", "t"];
-        if escapes {
-            args.push("-e");
-        }
-        let out = Command::new("tmux").args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.screen_with(false)
-    }
-
-    /// Waits for the screen to satisfy `f`; returns the screen.
-    fn wait(&self, secs: u64, what: &str, f: impl Fn(&str) -> bool) -> String {
-        wait_until(secs, what, || {
-            let s = self.screen();
-            if f(&s) {
-                Ok(s)
-            } else {
-                Err(s)
-            }
-        })
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
-}
-
-/// Keeps a screen as a test artefact (target/tmp/tail-board/NAME.txt).
-fn keep(name: &str, screen: &str) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tail-board");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join(format!("{name}.txt")), screen);
-}
-
 #[test]
 #[ignore = "needs tmux: run scripts/test"]
 fn board_in_tmux_shows_sorts_switches_and_quits() {
     let d = demo_on(free_port(), &["--rate", "0"]);
-    let port: u16 = d.url.rsplit(':').next().unwrap().parse().unwrap();
-    let t = Tmux::new(230, 50);
+    let port = d.port;
+    let t = Tmux::shell(230, 50);
     // 30d: the history's last days (1d may hold no event of a short one).
     t.line(&format!(
         "{BIN} tail --url {} --window 30d; echo TAIL_EXIT=$?",
-        d.url
+        d.url()
     ));
 
     // The board agrees with the API, for the view and window shown.
@@ -968,10 +770,10 @@ fn board_in_tmux_shows_sorts_switches_and_quits() {
 fn board_in_tmux_highlights_changes_and_says_when_the_engine_goes_away() {
     let port = free_port();
     let mut d = demo_on(port, &[]);
-    let t = Tmux::new(230, 40);
+    let t = Tmux::shell(230, 40);
     t.line(&format!(
         "{BIN} tail --url {} --window 5m --interval 0.5; echo TAIL_EXIT=$?",
-        d.url
+        d.url()
     ));
     t.wait(30, "the board", |s| {
         s.contains("stream live") && s.contains("TOTAL")
@@ -987,12 +789,12 @@ fn board_in_tmux_highlights_changes_and_says_when_the_engine_goes_away() {
             .ok_or(s)
     });
     keep("7-highlighted-5m.ansi", &screen);
-    stop(&mut d);
+    d.stop();
     let screen = t.wait(20, "tail gone", |s| s.contains("TAIL_EXIT="));
     keep("8-engine-gone", &screen);
     assert!(screen.contains("TAIL_EXIT=1"), "{screen}");
     assert!(
-        screen.contains(&format!("the engine at {} went away", d.url)),
+        screen.contains(&format!("the engine at {} went away", d.url())),
         "{screen}"
     );
 
@@ -1000,12 +802,12 @@ fn board_in_tmux_highlights_changes_and_says_when_the_engine_goes_away() {
     let mut d = demo_on(port, &[]);
     t.line(&format!(
         "{BIN} tail --url {} --follow; echo TAIL_EXIT=$?",
-        d.url
+        d.url()
     ));
     t.wait(30, "the board", |s| {
         s.contains("stream live") && s.contains("TOTAL")
     });
-    stop(&mut d);
+    d.stop();
     let screen = t.wait(20, "reconnecting", |s| s.contains("reconnecting in"));
     keep("9-follow-reconnecting", &screen);
     let _d = demo_on(port, &[]);

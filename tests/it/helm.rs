@@ -18,22 +18,11 @@
 //! environment variable HELM), and Debian's prometheus (promtool) and
 //! openssl, and Python's pyyaml, jsonschema, yamllint and
 //! kubernetes-validate; a missing one fails the test with a message naming
-//! it. Run them with `cargo test --test helm -- --include-ignored`.
+//! it. Run them with `cargo test --test it helm:: -- --include-ignored`.
 
+use crate::support::{manifest, show, BIN};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The helm binary: $HELM, else where `scripts/helm install` puts it.
 fn helm() -> PathBuf {
@@ -41,14 +30,14 @@ fn helm() -> PathBuf {
         return PathBuf::from(h);
     }
     let out = Command::new("bash")
-        .arg(root().join("scripts/helm"))
+        .arg(manifest("scripts/helm"))
         .arg("path")
         .output()
         .expect("cannot run bash scripts/helm path");
     assert!(
         out.status.success(),
         "scripts/helm path failed\n{}",
-        output_text(&out)
+        show(&out)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
@@ -59,13 +48,13 @@ fn check_chart(name: &str, values: &[&str]) -> PathBuf {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("helm-check-{name}"));
     let _ = std::fs::remove_dir_all(&out);
     let mut cmd = Command::new("bash");
-    cmd.arg(root().join("deploy/helm-check/check.sh"))
+    cmd.arg(manifest("deploy/helm-check/check.sh"))
         .arg("--out")
         .arg(&out)
-        .env("FUNNELSTREAM_BIN", env!("CARGO_BIN_EXE_funnelstream"))
+        .env("FUNNELSTREAM_BIN", BIN)
         .env("HELM", helm());
     for v in values {
-        cmd.arg(root().join(v));
+        cmd.arg(manifest(v));
     }
     let res = cmd
         .output()
@@ -81,7 +70,7 @@ fn check_chart(name: &str, values: &[&str]) -> PathBuf {
         res.status.success(),
         "deploy/helm-check/check.sh {values:?} failed ({}){hint}\n{}",
         res.status,
-        output_text(&res)
+        show(&res)
     );
     out.join("render").join("manifests")
 }
@@ -358,15 +347,15 @@ fn chart_with_web_config_renders_and_validates() {
 #[ignore = "needs python3 with pyyaml: run scripts/test"]
 fn compose_file_and_dockerfile_match_the_repository() {
     let res = Command::new("python3")
-        .arg(root().join("deploy/compose/check.py"))
+        .arg(manifest("deploy/compose/check.py"))
         .arg("--bin")
-        .arg(env!("CARGO_BIN_EXE_funnelstream"))
+        .arg(BIN)
         .output()
         .expect("cannot run python3 (Debian package python3)");
     assert!(
         res.status.success(),
         "deploy/compose/check.py failed ({}); it needs PyYAML (pip install pyyaml)\n{}",
         res.status,
-        output_text(&res)
+        show(&res)
     );
 }

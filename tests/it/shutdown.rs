@@ -5,70 +5,19 @@
 //! never read, a half-sent request, an idle keep-alive connection); a
 //! stream client that stops reading is dropped and counted.
 
+use crate::support::http::{agent, keep_alive_agent};
+use crate::support::{serial, Engine, BIN};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_funnelstream");
-
-struct Demo {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout_read(Duration::from_secs(30))
-        .build()
-}
-
-fn demo(name: &str) -> Demo {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::env::temp_dir().join(format!("funnel-{name}-{}.log", std::process::id()));
-    let child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            // The benchmark stream: KPIs change all the time, so that a
-            // stalled client's buffers fill within seconds.
-            "--firehose",
-            "--duration",
-            "300",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let a = agent();
-    loop {
-        if a.get(&format!("http://127.0.0.1:{port}/readyz"))
-            .call()
-            .is_ok()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "demo not ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Demo { child, port, log }
+/// A demo on the benchmark stream (`--firehose`): KPIs change all the
+/// time, so that a stalled client's buffers fill within seconds. Ready.
+fn demo() -> Engine {
+    Engine::demo(&["--firehose", "--duration", "300"])
 }
 
 /// The value of an unlabelled sample of the exposition.
@@ -84,6 +33,22 @@ fn sample(port: u16, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} not in the exposition"))
         .parse()
         .unwrap()
+}
+
+/// Two connections with no request in progress, to keep open: a slowloris
+/// (half a request head, never finished) and an idle keep-alive
+/// connection (one request, then nothing).
+fn without_a_request(port: u16) -> (TcpStream, ureq::Agent) {
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let idle = keep_alive_agent();
+    idle.get(&format!("http://127.0.0.1:{port}/healthz"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    (slow, idle)
 }
 
 /// Events (name, data) of one stream, read until the server closes it.
@@ -111,22 +76,29 @@ fn follow(port: u16, ready: mpsc::Sender<()>) -> Vec<(String, String)> {
     events
 }
 
-#[test]
-fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
-    let mut d = demo("shutdown");
-    let port = d.port;
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let readers: Vec<_> = (0..3)
+/// `n` threads, each following a stream ([`follow`]), once each has had
+/// its first event (within `timeout`).
+fn followers(port: u16, n: usize, timeout: Duration) -> Vec<JoinHandle<Vec<(String, String)>>> {
+    let (tx, rx) = mpsc::channel();
+    let readers: Vec<_> = (0..n)
         .map(|_| {
-            let tx = ready_tx.clone();
+            let tx = tx.clone();
             std::thread::spawn(move || follow(port, tx))
         })
         .collect();
-    for _ in 0..3 {
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
+    for _ in 0..n {
+        rx.recv_timeout(timeout)
             .expect("a stream client got no snapshot");
     }
+    readers
+}
+
+#[test]
+fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
+    let _one_at_a_time = serial();
+    let mut d = demo();
+    let port = d.port;
+    let readers = followers(port, 3, Duration::from_secs(30));
     // A stream client that never reads past the response head.
     let silent = agent()
         .get(&format!(
@@ -134,39 +106,12 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
         ))
         .call()
         .unwrap();
-    // Slowloris: half a request head, never finished.
-    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .unwrap();
-    // An idle keep-alive connection: one request, then nothing.
-    let idle = agent();
-    idle.get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let (mut slow, _idle) = without_a_request(port);
     assert_eq!(sample(port, "funnel_stream_clients"), 4.0);
     // Let the silent client's buffers fill a little.
     std::thread::sleep(Duration::from_secs(2));
 
-    let t = Instant::now();
-    let ok = Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let status = loop {
-        if let Some(s) = d.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let took = t.elapsed();
+    let (status, took) = d.sigterm_within(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "exit status");
     eprintln!("exited {took:?} after SIGTERM");
 
@@ -187,7 +132,7 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
     assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
     drop(silent);
 
-    let log = std::fs::read_to_string(&d.log).unwrap();
+    let log = d.log();
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(
         log.contains("stopping: applying in-flight events, checkpointing and committing offsets"),
@@ -199,22 +144,14 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
 
 #[test]
 fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
-    let d = demo("stall");
+    let d = demo();
     let port = d.port;
     assert_eq!(sample(port, "funnel_stream_clients_dropped_total"), 0.0);
     // Deliberately broken client: a small receive window, and it never
     // reads after the request.
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
-        .unwrap();
-    let mut s: TcpStream = sock.into();
-    s.write_all(b"GET /api/v1/kpis/stream?interval=0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    let mut s = stalled(port);
     // A reading client of the same feed keeps being served meanwhile.
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || follow(port, tx));
-    rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let reader = followers(port, 1, Duration::from_secs(30)).remove(0);
     let deadline = Instant::now() + Duration::from_secs(60);
     while sample(port, "funnel_stream_clients_dropped_total") < 1.0 {
         assert!(
@@ -230,7 +167,7 @@ fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
     let mut sink = Vec::new();
     s.read_to_end(&mut sink)
         .expect("the server closes the stalled connection");
-    let log = std::fs::read_to_string(&d.log).unwrap();
+    let log = d.log();
     assert!(log.contains("dropping a stream client"), "{log}");
     drop(d);
     let events = reader.join().unwrap();
@@ -239,26 +176,8 @@ fn a_stream_client_that_stops_reading_is_dropped_and_counted() {
 
 #[test]
 fn stream_clients_are_bounded_by_the_setting() {
-    // `run` against no broker at all: the HTTP side serves regardless.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--brokers",
-            "127.0.0.1:1",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--max-stream-clients",
-            "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut e = Engine::without_broker(&["--max-stream-clients", "2"]);
+    let port = e.port;
     let a = agent();
     let url = format!("http://127.0.0.1:{port}/api/v1/kpis/stream?interval=0.5");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -297,8 +216,7 @@ fn stream_clients_are_bounded_by_the_setting() {
         .unwrap();
     assert_eq!(line, "event: snapshot\n");
     drop(second);
-    let _ = child.kill();
-    let _ = child.wait();
+    e.sigkill();
 
     let out = Command::new(BIN)
         .args(["check-config", "--max-stream-clients", "0"])
@@ -336,18 +254,10 @@ fn stalled(port: u16) -> TcpStream {
 /// was once the clients were connected.
 #[test]
 fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
-    let d = demo("abuse");
+    let _one_at_a_time = serial();
+    let d = demo();
     let port = d.port;
-    let (tx, rx) = mpsc::channel();
-    let readers: Vec<_> = (0..50)
-        .map(|_| {
-            let tx = tx.clone();
-            std::thread::spawn(move || follow(port, tx))
-        })
-        .collect();
-    for _ in 0..50 {
-        rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    }
+    let readers = followers(port, 50, Duration::from_secs(60));
     let _stalled = [stalled(port), stalled(port)];
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
@@ -390,36 +300,14 @@ fn scrapes_stay_served_under_many_and_stalled_stream_clients() {
 /// the grace period (5 s) that in-flight requests get.
 #[test]
 fn half_sent_and_idle_connections_do_not_hold_the_grace_period() {
-    let mut d = demo("idle");
+    let _one_at_a_time = serial();
+    let mut d = demo();
     let port = d.port;
-    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .unwrap();
-    let idle = agent();
-    idle.get(&format!("http://127.0.0.1:{port}/healthz"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || follow(port, tx));
-    rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let t = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let status = loop {
-        if let Some(s) = d.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(4),
-            "a connection without a request held the shutdown"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (_slow, _idle) = without_a_request(port);
+    let reader = followers(port, 1, Duration::from_secs(30)).remove(0);
+    // Within 4 s: a connection without a request must not hold the
+    // shutdown for the 5 s grace period.
+    let (status, _) = d.sigterm_within(Duration::from_secs(4));
     assert_eq!(status.code(), Some(0));
     let events = reader.join().unwrap();
     assert_eq!(events.last().unwrap().0, "shutdown");

@@ -7,8 +7,7 @@
 //! that batch normally, so resuming from a checkpoint's offset starts
 //! fetches inside record batches.
 
-mod common;
-use common::*;
+use crate::support::*;
 
 use funnelstream::synth::{Rng, Synth, SynthConfig};
 use std::collections::BTreeMap;
@@ -61,22 +60,16 @@ fn produce_all(broker: &str, topic: &str, file: &Path) {
     assert!(status.success(), "produce failed");
 }
 
-fn scrape(e: &Engine) -> String {
-    try_http_get(e.port, "/metrics", &[])
-        .map(|(_, b, _)| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
 /// Waits until the engines together processed `n` messages and are ready;
 /// returns their scrapes.
 fn wait_processed(engines: &[&Engine], n: usize, timeout: Duration) -> Vec<String> {
     let deadline = Instant::now() + timeout;
     loop {
-        let texts: Vec<String> = engines.iter().map(|e| scrape(e)).collect();
+        let texts: Vec<String> = engines.iter().map(|e| e.scrape()).collect();
         let done: f64 = texts.iter().map(|t| processed(t)).sum();
         let ready = engines
             .iter()
-            .all(|e| matches!(try_http_get(e.port, "/readyz", &[]), Ok((200, _, _))));
+            .all(|e| try_http_get(e.port, "/readyz", &[]).is_ok_and(|r| r.status == 200));
         if done as usize == n && ready {
             return texts;
         }
@@ -152,11 +145,6 @@ fn wait_log(e: &Engine, what: &str, timeout: Duration) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn sigkill(e: &mut Engine) {
-    let _ = e.child.kill();
-    let _ = e.child.wait();
 }
 
 /// Checkpoint writes in flight when the engine was killed: partitions
@@ -239,7 +227,7 @@ fn sigkills_during_join_checkpoints_and_streaming_then_restart_equals_replay() {
                 while !killed_mid_checkpoint(&e.log()) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                sigkill(&mut e);
+                e.sigkill();
                 broker.resume(1);
                 ms
             }
@@ -250,8 +238,8 @@ fn sigkills_during_join_checkpoints_and_streaming_then_restart_equals_replay() {
         };
         let before = if e.child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(ms));
-            let before = processed(&scrape(&e));
-            sigkill(&mut e);
+            let before = processed(&e.scrape());
+            e.sigkill();
             before
         } else {
             -1.0
@@ -336,7 +324,7 @@ fn three_engines_joining_leaving_and_crashing_sum_exactly() {
     let mut c = start();
     wait_log(&c, "partitions assigned", Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(1));
-    sigkill(&mut b);
+    b.sigkill();
     std::thread::sleep(Duration::from_secs(2));
     let (status, _) = c.sigterm();
     assert!(status.success(), "{}", c.log());
@@ -398,7 +386,7 @@ fn compacted_checkpoint_topic_restores_exactly() {
     wait_processed(&[&e], n, Duration::from_secs(120));
     // Let the last checkpoints land, then crash and restore.
     std::thread::sleep(Duration::from_millis(500));
-    sigkill(&mut e);
+    e.sigkill();
     let e = Engine::start(&broker.addr(), "events", "compact", &args);
     let text = wait_processed(&[&e], n, Duration::from_secs(120)).remove(0);
     assert_same_series(&replay(&file), &text);
@@ -595,7 +583,7 @@ fn rebalance_between_two_engines(args: &[&str]) -> Broker {
     wait_processed(&[&a], n, Duration::from_secs(90));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = scrape(&a);
+        let text = a.scrape();
         if series(&text) == want {
             assert!(metric(&text, "funnel_checkpoint_restores_total") >= 1.0);
             break;
@@ -603,7 +591,7 @@ fn rebalance_between_two_engines(args: &[&str]) -> Broker {
         assert!(Instant::now() < deadline, "A alone differs from replay");
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert_same_series(&replay(&file), &scrape(&a));
+    assert_same_series(&replay(&file), &a.scrape());
     broker
 }
 
@@ -641,7 +629,7 @@ fn broker_outage_and_slow_broker_lose_nothing() {
     // Gone: not ready, still alive and healthy.
     cluster.broker_down(1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(try_http_get(e.port, "/readyz", &[]), Ok((503, _, _))) {
+    while !try_http_get(e.port, "/readyz", &[]).is_ok_and(|r| r.status == 503) {
         assert!(
             Instant::now() < deadline,
             "still ready with the broker down:\n{}",
@@ -738,17 +726,11 @@ fn write_records(broker: &str, topic: &str, records: &[(String, Vec<u8>)]) -> Ve
         .set("bootstrap.servers", broker)
         .create()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     records
         .iter()
         .map(|(k, v)| {
             let r = FutureRecord::to(topic).partition(0).key(k).payload(v);
-            rt.block_on(p.send(r, Duration::from_secs(10)))
-                .unwrap()
-                .offset
+            block_on(p.send(r, Duration::from_secs(10))).unwrap().offset
         })
         .collect()
 }
@@ -794,17 +776,6 @@ fn exit_code(e: &mut Engine, timeout: Duration) -> i32 {
         assert!(Instant::now() < deadline, "still running:\n{}", e.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn replay_with(file: &Path, extra: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(["replay", "--clock", "event", "--from"])
-        .arg(file)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Missing, corrupt and incompatible checkpoints are reported and handled
@@ -981,7 +952,7 @@ fn broker_process_restart_mid_stream_loses_nothing() {
     std::thread::sleep(Duration::from_secs(1));
     broker.kill(1);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(try_http_get(e.port, "/readyz", &[]), Ok((503, _, _))) {
+    while !try_http_get(e.port, "/readyz", &[]).is_ok_and(|r| r.status == 503) {
         assert!(
             Instant::now() < deadline,
             "still ready with the broker gone:\n{}",
@@ -1098,7 +1069,7 @@ fn leader_failover_in_a_three_node_cluster_is_exact() {
     let args = checkpoint_args("checkpoints", "300ms");
     let e = Engine::start(&kafka.addr(), "events", "failover", &args);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while processed(&scrape(&e)) < (n / 4) as f64 {
+    while processed(&e.scrape()) < (n / 4) as f64 {
         assert!(Instant::now() < deadline, "no progress:\n{}", e.log());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1114,9 +1085,9 @@ fn leader_failover_in_a_three_node_cluster_is_exact() {
     // The engine goes on with the node still down (the killed node may
     // also have been the group coordinator: finding the new one takes a
     // few seconds more).
-    let at_kill = processed(&scrape(&e));
+    let at_kill = processed(&e.scrape());
     let t = Instant::now();
-    while processed(&scrape(&e)) <= at_kill {
+    while processed(&e.scrape()) <= at_kill {
         assert!(
             t.elapsed() < Duration::from_secs(60),
             "no progress with the leader down:\n{}",

@@ -2,41 +2,21 @@
 //! exporter-toolkit's format), secrets kept out of logs and `check-config`.
 //! Needs `openssl` (Debian package) to make a throw-away certificate.
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use crate::support::http::{builder, fetch};
+use crate::support::{free_port, openssl, stdout_of, Engine, BIN};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_funnelstream");
 const PASSWORD: &str = "s3cret-Pa55";
 const SASL_PASSWORD: &str = "hunter2-sasl";
-
-struct Engine(Child, PathBuf);
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("funnelstream-sec-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn openssl(d: &Path, args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl must be installed (Debian package openssl)")
-        .success();
-    assert!(ok, "openssl {args:?}");
 }
 
 /// A throw-away CA (`ca.pem`) and a server certificate for 127.0.0.1
@@ -111,48 +91,33 @@ fn setup(d: &Path) -> String {
 }
 
 fn start(d: &Path) -> (Engine, u16, u16) {
-    let free = || {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (port, probe_port) = (free(), free());
-    let log = d.join(format!("engine-{port}.log"));
-    let child = Command::new(BIN)
-        .args([
-            "run",
-            "--brokers",
-            "127.0.0.1:1",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--web-config-file")
-        .arg(d.join("web.yml"))
-        .args(["--probe-listen", &format!("127.0.0.1:{probe_port}")])
-        .args([
-            "--kafka-property",
-            "security.protocol=SASL_PLAINTEXT",
-            "--kafka-property",
-            "sasl.mechanism=PLAIN",
-        ])
-        .args(["--kafka-property", "sasl.username=funnel"])
-        .args([
-            "--kafka-property",
-            &format!("sasl.password={SASL_PASSWORD}"),
-        ])
-        .args(["--log-level", "debug"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let probe_port = free_port();
+    let probe = format!("127.0.0.1:{probe_port}");
+    let web = d.join("web.yml");
+    let sasl_password = format!("sasl.password={SASL_PASSWORD}");
+    let engine = Engine::without_broker(&[
+        "--web-config-file",
+        web.to_str().unwrap(),
+        "--probe-listen",
+        &probe,
+        "--kafka-property",
+        "security.protocol=SASL_PLAINTEXT",
+        "--kafka-property",
+        "sasl.mechanism=PLAIN",
+        "--kafka-property",
+        "sasl.username=funnel",
+        "--kafka-property",
+        &sasl_password,
+        "--log-level",
+        "debug",
+    ]);
+    let port = engine.port;
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "not listening");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Engine(child, log), port, probe_port)
+    (engine, port, probe_port)
 }
 
 fn agent(d: &Path) -> ureq::Agent {
@@ -165,26 +130,23 @@ fn agent(d: &Path) -> ureq::Agent {
     let cfg = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    ureq::AgentBuilder::new().tls_config(Arc::new(cfg)).build()
+    builder().tls_config(Arc::new(cfg)).build()
 }
 
 fn get(a: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> (u16, String, Option<String>) {
     use base64::Engine as _;
-    let mut req = a.get(url);
+    let mut headers = Vec::new();
+    let basic;
     if let Some((u, p)) = auth {
         let t = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req = req.set("Authorization", &format!("Basic {t}"));
+        basic = format!("Basic {t}");
+        headers.push(("Authorization", basic.as_str()));
     }
-    match req.call() {
-        Ok(r) => (r.status(), r.into_string().unwrap(), None),
-        Err(ureq::Error::Status(code, r)) => {
-            let www = r.header("WWW-Authenticate").map(String::from);
-            let mut body = String::new();
-            r.into_reader().read_to_string(&mut body).unwrap();
-            (code, body, www)
-        }
-        Err(e) => panic!("{url}: {e}"),
-    }
+    let r = fetch(a, url, &headers).unwrap();
+    let www = (r.status >= 400)
+        .then(|| r.header("WWW-Authenticate").map(String::from))
+        .flatten();
+    (r.status, r.text(), www)
 }
 
 #[test]
@@ -283,7 +245,7 @@ fn tls_and_basic_auth_on_every_endpoint() {
 
     // No secret in the logs (debug level) or in check-config's output.
     std::thread::sleep(Duration::from_millis(500));
-    let log = std::fs::read_to_string(&engine.1).unwrap();
+    let log = engine.log();
     for secret in [SASL_PASSWORD, PASSWORD, hash.as_str()] {
         assert!(!log.contains(secret), "secret in the log:\n{log}");
     }
@@ -297,12 +259,7 @@ fn tls_and_basic_auth_on_every_endpoint() {
         .arg(d.join("web.yml"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of(&out);
     assert!(text.contains("tls: true, basic auth users: true"), "{text}");
     for secret in [SASL_PASSWORD, PASSWORD, hash.as_str()] {
         assert!(!text.contains(secret), "secret in check-config:\n{text}");

@@ -1,37 +1,32 @@
 //! The golden test's oracle stays honest: `expected.prom` must be exactly
 //! what the independent Python reference computes from `events.ndjson`, and
 //! the JSON Schema must agree with the reference on which lines are valid.
-//! Needs `python3` with the `jsonschema` package (`.ci/run` installs it).
+//! Needs `python3`, and its `jsonschema` package for the schema checks
+//! (scripts/test installs both).
 
-use std::path::Path;
-use std::process::Command;
+use crate::support::{manifest, python};
 
-fn python(args: &[&str]) -> std::process::Output {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    Command::new("python3")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("python3 must be installed to run the golden reference checks")
-}
-
-#[test]
-#[ignore = "needs python3: run scripts/test"]
-fn expected_exposition_is_the_reference_output() {
-    let out = python(&["tests/golden/reference.py", "tests/golden/events.ndjson"]);
+/// The checked-in `expected` is exactly what reference.py computes from
+/// `events`.
+fn assert_reference_output(events: &str, expected: &str) {
+    let out = python(&["tests/golden/reference.py", events]);
     assert!(
         out.status.success(),
         "reference.py failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let checked_in =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/expected.prom"))
-            .unwrap();
+    let checked_in = std::fs::read(manifest(expected)).unwrap();
     assert!(
         out.stdout == checked_in,
-        "tests/golden/expected.prom is stale: regenerate it with \
-         `python3 tests/golden/reference.py tests/golden/events.ndjson > tests/golden/expected.prom`"
+        "{expected} is stale: regenerate it with \
+         `python3 tests/golden/reference.py {events} > {expected}`"
     );
+}
+
+#[test]
+#[ignore = "needs python3: run scripts/test"]
+fn expected_exposition_is_the_reference_output() {
+    assert_reference_output("tests/golden/events.ndjson", "tests/golden/expected.prom");
 }
 
 #[test]
@@ -67,23 +62,14 @@ fn schema_agrees_with_the_reference() {
 
 #[test]
 fn expected_v2_exposition_is_the_reference_output() {
-    let out = python(&["tests/golden/reference.py", "tests/golden/events-v2.ndjson"]);
-    assert!(
-        out.status.success(),
-        "reference.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let checked_in =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/expected-v2.prom"))
-            .unwrap();
-    assert!(
-        out.stdout == checked_in,
-        "tests/golden/expected-v2.prom is stale: regenerate it with \
-         `python3 tests/golden/reference.py tests/golden/events-v2.ndjson > tests/golden/expected-v2.prom`"
+    assert_reference_output(
+        "tests/golden/events-v2.ndjson",
+        "tests/golden/expected-v2.prom",
     );
 }
 
 #[test]
+#[ignore = "needs python3 with jsonschema: run scripts/test"]
 fn golden_v2_events_stay_clear_of_window_edges_and_agree_with_the_schema() {
     for args in [
         &[

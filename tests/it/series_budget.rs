@@ -3,9 +3,7 @@
 //! sums computed here from the events themselves (independently of the
 //! engine), and a million distinct campaigns stay under the budget.
 
-mod common;
-
-use common::BIN;
+use crate::support::BIN;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -261,8 +259,8 @@ fn whole_keys_fold_into_overflow_and_every_total_stays_exact() {
     let (lines, _) = mixed();
     let again = replay(lines.into_iter(), &["--max-series", &budget.to_string()]);
     assert_eq!(
-        common::series(&again),
-        common::series(&tight),
+        crate::support::series(&again),
+        crate::support::series(&tight),
         "two replays differ"
     );
 }

@@ -17,8 +17,7 @@
 //!
 //! Needs Apache Kafka (`scripts/kafka`) and `prometheus` (Debian package).
 
-mod common;
-use common::*;
+use crate::support::*;
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -90,7 +89,7 @@ fn engine(broker: &str, port: u16, log: PathBuf) -> Kill {
 }
 
 fn ready(port: u16) -> bool {
-    matches!(try_http_get(port, "/readyz", &[]), Ok((200, _, _)))
+    try_http_get(port, "/readyz", &[]).is_ok_and(|r| r.status == 200)
 }
 
 fn wait(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -176,6 +175,7 @@ fn exclusive_expr() -> String {
 #[test]
 #[ignore = "needs Apache Kafka and prometheus: run scripts/test"]
 fn sums_joined_on_partition_ownership_never_double_count_during_rebalances() {
+    let _one_at_a_time = crate::support::serial();
     let dir = tmp_dir();
     let broker = Broker::start();
     broker.create_topic("ov", 4);
@@ -189,7 +189,7 @@ fn sums_joined_on_partition_ownership_never_double_count_during_rebalances() {
         Duration::from_secs(60),
         || {
             try_http_get(pa, "/metrics", &[])
-                .map(|(_, b, _)| processed(&String::from_utf8_lossy(&b)) as usize == EVENTS)
+                .map(|r| processed(&r.text()) as usize == EVENTS)
                 .unwrap_or(false)
         },
     );
@@ -222,7 +222,7 @@ fn sums_joined_on_partition_ownership_never_double_count_during_rebalances() {
             .expect("prometheus (Debian package `prometheus`)"),
     );
     wait("Prometheus ready", Duration::from_secs(60), || {
-        matches!(try_http_get(prom, "/-/ready", &[]), Ok((200, _, _)))
+        try_http_get(prom, "/-/ready", &[]).is_ok_and(|r| r.status == 200)
     });
     wait("a scrape of A", Duration::from_secs(30), || {
         api(prom, "/api/v1/query?query=funnel_partition_owned")
@@ -245,7 +245,7 @@ fn sums_joined_on_partition_ownership_never_double_count_during_rebalances() {
         wait("A ready again", Duration::from_secs(60), || {
             ready(pa)
                 && try_http_get(pa, "/metrics", &[])
-                    .map(|(_, b, _)| processed(&String::from_utf8_lossy(&b)) as usize == EVENTS)
+                    .map(|r| processed(&r.text()) as usize == EVENTS)
                     .unwrap_or(false)
         });
         std::thread::sleep(Duration::from_millis(7_000 + 700 * cycle));

@@ -6,50 +6,16 @@
 //! `target/artefacts/`; behind the web config's TLS and basic auth its
 //! stream and API requests get through.
 
-mod common;
-
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_funnelstream");
+use crate::support::{http_get, openssl, Engine};
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, body.to_string()))
-}
 
 fn artefacts() -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/artefacts");
@@ -158,7 +124,7 @@ fn text(tab: &Tab, id: &str) -> String {
 /// Sums of `/api/v1/kpis` series over keys, per metric, for one window,
 /// optionally for one channel: the test's own roll-up.
 fn api_sums(port: u16, window: &str) -> (i64, BTreeMap<(String, String), f64>) {
-    let (code, body) = try_get(port, &format!("/api/v1/kpis?window={window}")).unwrap();
+    let (code, body) = http_get(port, &format!("/api/v1/kpis?window={window}"), &[]);
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mut out = BTreeMap::new();
@@ -194,23 +160,10 @@ fn between(lo: f64, x: f64, hi: f64) -> bool {
 #[test]
 #[ignore = "needs chromium: run scripts/test"]
 fn the_board_shows_the_demo_live_in_chromium() {
-    let port = free_port();
-    let _demo = Proc(
-        Command::new(BIN)
-            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--history", "20000", "--rate", "20", "--duration", "600"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !try_get(port, "/readyz").is_ok_and(|r| r.0 == 200) {
-        assert!(Instant::now() < deadline, "demo not ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let demo = Engine::demo(&["--history", "20000", "--rate", "20", "--duration", "600"]);
+    let port = demo.port;
     // The page is self-contained: nothing but inline code, no other host.
-    let (code, html) = try_get(port, "/").unwrap();
+    let (code, html) = http_get(port, "/", &[]);
     assert_eq!(code, 200);
     assert!(!html.contains("http://") || !html.contains("src=\"http"));
     assert!(!html.contains("<script src") && !html.contains("<link rel=\"stylesheet\""));
@@ -354,7 +307,7 @@ fn the_board_shows_the_demo_live_in_chromium() {
     // (the demo's subscription events are few: retry until no event lands
     // between the two reads).
     let state_ok = (0..20).any(|_| {
-        let (_, body) = try_get(port, "/api/v1/kpis?metric=funnel_customers").unwrap();
+        let (_, body) = http_get(port, "/api/v1/kpis?metric=funnel_customers", &[]);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let api: f64 = v["series"]
             .as_array()
@@ -445,26 +398,11 @@ fn the_board_shows_the_demo_live_in_chromium() {
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
 
-fn openssl(d: &Path, args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl must be installed (Debian package openssl)")
-        .success();
-    assert!(ok, "openssl {args:?}");
-}
-
-/// Behind TLS and basic auth (`run` with a web config; no broker is
-/// needed to serve the page: the engine is up, not ready): the page loads
-/// with the credentials the browser was given, and its stream and API
-/// requests carry them (the stream delivers, `/api/v1/health` answers).
-#[test]
-#[ignore = "needs chromium and openssl: run scripts/test"]
-fn the_board_works_behind_tls_and_basic_auth() {
-    let d = std::env::temp_dir().join(format!("funnelstream-board-{}", std::process::id()));
+/// A web config (`web.yml`, in a directory of its own named after `tag`)
+/// with a throw-away self-signed certificate for 127.0.0.1 and the user
+/// `ops` with `password`.
+fn tls_web_config(tag: &str, password: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("funnelstream-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     openssl(
         &d,
@@ -486,7 +424,6 @@ fn the_board_works_behind_tls_and_basic_auth() {
             "1",
         ],
     );
-    let password = "b0ard-Pa55";
     let hash = bcrypt::hash(password, 4).unwrap();
     std::fs::write(
         d.join("web.yml"),
@@ -495,18 +432,20 @@ fn the_board_works_behind_tls_and_basic_auth() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let _engine = Proc(
-        Command::new(BIN)
-            .args(["run", "--brokers", "127.0.0.1:1"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--web-config-file")
-            .arg(d.join("web.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    d.join("web.yml")
+}
+
+/// Behind TLS and basic auth (`run` with a web config; no broker is
+/// needed to serve the page: the engine is up, not ready): the page loads
+/// with the credentials the browser was given, and its stream and API
+/// requests carry them (the stream delivers, `/api/v1/health` answers).
+#[test]
+#[ignore = "needs chromium and openssl: run scripts/test"]
+fn the_board_works_behind_tls_and_basic_auth() {
+    let password = "b0ard-Pa55";
+    let web = tls_web_config("board", password);
+    let engine = Engine::without_broker(&["--web-config-file", web.to_str().unwrap()]);
+    let port = engine.port;
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "not listening");
@@ -724,21 +663,8 @@ fn expected_kpis(
 #[test]
 #[ignore = "needs chromium: run scripts/test"]
 fn every_kpi_on_the_board_equals_the_apis_roll_up() {
-    let port = free_port();
-    let _demo = Proc(
-        Command::new(BIN)
-            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--history", "20000", "--rate", "0", "--duration", "600"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !try_get(port, "/readyz").is_ok_and(|r| r.0 == 200) {
-        assert!(Instant::now() < deadline, "demo not ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let demo = Engine::demo(&["--history", "20000", "--rate", "0", "--duration", "600"]);
+    let port = demo.port;
     let browser = browser();
     let tab = browser.new_tab().unwrap();
     let errors = watch_errors(&tab);
@@ -783,12 +709,12 @@ fn every_kpi_on_the_board_equals_the_apis_roll_up() {
         while checked == 0 {
             assert!(Instant::now() < deadline, "window {window}: {last}");
             std::thread::sleep(Duration::from_millis(2500));
-            let (_, a) = try_get(port, "/api/v1/kpis").unwrap();
+            let (_, a) = http_get(port, "/api/v1/kpis", &[]);
             let page: serde_json::Value = eval(
                 &tab,
                 "Object.fromEntries([...document.querySelectorAll('[data-value]')].map(e => [e.id, e.dataset.value]))",
             );
-            let (_, b) = try_get(port, "/api/v1/kpis").unwrap();
+            let (_, b) = http_get(port, "/api/v1/kpis", &[]);
             let (a, b): (serde_json::Value, serde_json::Value) = (
                 serde_json::from_str(&a).unwrap(),
                 serde_json::from_str(&b).unwrap(),
@@ -843,65 +769,24 @@ fn every_kpi_on_the_board_equals_the_apis_roll_up() {
 }
 
 /// Behind TLS and basic auth, with data: `run` on a real Kafka broker
-/// (tests/common), a handful of events whose KPIs are worked out here by
+/// (tests/it/support), a handful of events whose KPIs are worked out here by
 /// hand; the board shows them, then, when more events arrive, the new
 /// values without a reload.
 #[test]
 #[ignore = "needs chromium, openssl and Kafka (Java, Maven): run scripts/test"]
 fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
-    let broker = common::Broker::start();
+    let broker = crate::support::Broker::start();
     broker.create_topic("board", 1);
-    let d = std::env::temp_dir().join(format!("funnelstream-board-kafka-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    openssl(
-        &d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-        ],
-    );
     let password = "k4fka-b0ard";
-    std::fs::write(
-        d.join("web.yml"),
-        format!(
-            "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  ops: {}\n",
-            bcrypt::hash(password, 4).unwrap()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let _engine = Proc(
-        Command::new(BIN)
-            .args([
-                "run",
-                "--brokers",
-                &broker.addr(),
-                "--topics",
-                "board",
-                "--group",
-                "board",
-            ])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--web-config-file")
-            .arg(d.join("web.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let web = tls_web_config("board-kafka", password);
+    let d = web.parent().unwrap();
+    let engine = Engine::start(
+        &broker.addr(),
+        "board",
+        "board",
+        &["--web-config-file", web.to_str().unwrap()],
     );
+    let port = engine.port;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -964,7 +849,7 @@ fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
     }
     let file = d.join("first.ndjson");
     std::fs::write(&file, first.join("\n") + "\n").unwrap();
-    common::produce_file(&broker.addr(), "board", &file);
+    crate::support::produce_file(&broker.addr(), "board", &file);
 
     let browser = Browser::new(
         LaunchOptions::default_builder()
@@ -1027,7 +912,7 @@ fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
         .collect();
     let file = d.join("more.ndjson");
     std::fs::write(&file, more.join("\n") + "\n").unwrap();
-    common::produce_file(&broker.addr(), "board", &file);
+    crate::support::produce_file(&broker.addr(), "board", &file);
     wait_for(
         &tab,
         "document.getElementById('kpi-leads').dataset.value === '9'",

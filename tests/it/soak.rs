@@ -14,8 +14,7 @@
 //! exactly once (the final exposition equals `replay` of the same file).
 //! The 30-minute version is `benches/soak.py`.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,6 +91,7 @@ fn unlabelled(text: &str, name: &str) -> f64 {
 #[test]
 #[ignore = "needs Kafka (Java, Maven): run scripts/test"]
 fn sustained_load_with_scrapes_and_stream_clients_stays_bounded_and_exact() {
+    let _one_at_a_time = crate::support::serial();
     let dir = std::env::temp_dir().join(format!("funnel-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("events.ndjson");
@@ -178,14 +178,14 @@ fn sustained_load_with_scrapes_and_stream_clients_stays_bounded_and_exact() {
     while !producer.is_finished() {
         let t = Instant::now();
         match try_http_get(port, "/metrics", &[]) {
-            Ok((200, body, _)) if t.elapsed() < Duration::from_secs(10) => {
-                assert!(String::from_utf8_lossy(&body).contains("funnel_series "));
+            Ok(r) if r.status == 200 && t.elapsed() < Duration::from_secs(10) => {
+                assert!(r.text().contains("funnel_series "));
             }
             other => failures.push(format!(
                 "{:?} after {:?}: {:?}",
                 start.elapsed(),
                 t.elapsed(),
-                other.map(|(s, _, _)| s)
+                other.map(|r| r.status)
             )),
         }
         scrapes += 1;

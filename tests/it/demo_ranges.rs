@@ -42,28 +42,13 @@
 //! Rates: the live traffic runs at the history's pace, so a window's
 //! volume grows with its length (1d is about a seventh of 7d, and so on).
 
-mod common;
-
-use common::{free_port, http_get, processed, BIN};
+use crate::support::{http_get, Engine};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DAY: f64 = 86_400.0;
 /// Events behind a ratio needed before its range is checked.
 const MIN_COUNT: f64 = 20.0;
-
-struct Demo {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One sample: family name, labels, value.
 struct Sample {
@@ -244,61 +229,12 @@ impl Report {
     }
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn start_demo() -> (Demo, u16, f64) {
-    let port = free_port();
-    let log = std::env::temp_dir().join(format!("funnel-demo-ranges-{port}.log"));
-    let child = Command::new(BIN)
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--duration", "240"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let d = Demo { child, log };
-    // The generator logs how many history events it wrote; the demo is
-    // ready for this test once the engine has processed at least those.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let history = loop {
-        let text = std::fs::read_to_string(&d.log).unwrap_or_default();
-        // The log may be coloured: drop ANSI escapes first.
-        let text = strip_ansi(&text);
-        if let Some(l) = text.lines().find(|l| l.contains("history written")) {
-            let n = l.split("events=").nth(1).unwrap().split_whitespace().next();
-            break n.unwrap().parse::<f64>().unwrap();
-        }
-        assert!(Instant::now() < deadline, "no history after 120 s:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    loop {
-        if let Ok((200, body, _)) = common::try_http_get(port, "/metrics", &[]) {
-            if processed(&String::from_utf8_lossy(&body)) >= history {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "history of {history} events not consumed after 120 s:\n{}",
-            std::fs::read_to_string(&d.log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// The demo, once the engine has processed its history; its port and
+/// the history's number of events.
+fn start_demo() -> (Engine, u16, f64) {
+    let d = Engine::demo(&["--duration", "240"]);
+    let history = d.wait_history(Duration::from_secs(120));
+    let port = d.port;
     (d, port, history)
 }
 

@@ -12,8 +12,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::*;
+use crate::support::*;
 
 #[test]
 #[ignore = "needs Kafka (Java, Maven) and promtool: run scripts/test"]
@@ -54,11 +53,10 @@ fn golden_file_through_a_real_broker_equals_replay() {
     assert!(om.ends_with("# EOF\n"));
     assert!(om.contains("# TYPE funnel_events_ingested counter"));
     assert!(om.contains("# TYPE funnel_impressions_total unknown"));
-    let (_, gz, head) =
-        try_http_get(engine.port, "/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
-    assert!(head.to_ascii_lowercase().contains("content-encoding: gzip"));
+    let gz = try_http_get(engine.port, "/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
     let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
+    flate2::read::GzDecoder::new(&gz.body[..])
         .read_to_string(&mut text)
         .unwrap();
     assert_same_series(&live, &text);
@@ -106,10 +104,8 @@ fn sigterm_exits_zero_and_commits_exactly_what_was_applied() {
     let mut first = Engine::start(&addr, "load", "sigterm-test", &fast_group);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok((200, body, _)) = try_http_get(first.port, "/metrics", &[]) {
-            if processed(&String::from_utf8_lossy(&body)) > 0.0 {
-                break;
-            }
+        if processed(&first.scrape()) > 0.0 {
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -333,12 +329,7 @@ fn check_config_prints_effective_settings_without_secrets() {
         .env("FUNNELSTREAM_CLOCK", "event")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of(&out);
     assert!(
         text.contains("brokers = \"kafka-1:9092,kafka-2:9092\""),
         "{text}"
@@ -527,9 +518,7 @@ fn dead_letter_write_failures_are_retried_and_counted() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let m = loop {
-        let m = try_http_get(engine.port, "/metrics", &[])
-            .map(|(_, b, _)| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        let m = engine.scrape();
         let rejected = metric(&m, "funnel_events_rejected_total");
         if rejected > 0.0
             && metric(&m, "funnel_dead_letter_total") == rejected

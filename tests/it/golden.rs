@@ -10,12 +10,9 @@
 //! python3 tests/golden/reference.py tests/golden/events.ndjson > tests/golden/expected.prom
 //! ```
 
-mod common;
-use common::{ALLOWED_EXTRA, NON_BUSINESS};
+use crate::support::{self, funnelstream, manifest, promtool_check, ALLOWED_EXTRA, NON_BUSINESS};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 
 const EVENTS: &str = "tests/golden/events.ndjson";
 const EXPECTED: &str = "tests/golden/expected.prom";
@@ -31,45 +28,14 @@ type SeriesKey = (String, Vec<(String, String)>);
 /// Parsed exposition: series -> (value, the line it came from).
 type Exposition = BTreeMap<SeriesKey, (f64, String)>;
 
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// `funnelstream replay --clock event --from EVENTS` (a path in the
+/// repository), which must exit 0; its stdout.
+fn replay_file(events: &str) -> String {
+    support::replay(Path::new(events))
 }
 
-/// Runs the built binary from the crate root, with no `FUNNELSTREAM_*`
-/// variables inherited, so only the given flags and defaults apply.
-fn funnelstream(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_funnelstream"));
-    cmd.args(args)
-        .current_dir(manifest_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FUNNELSTREAM_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO_BIN_EXE_funnelstream")))
-}
-
-/// `funnelstream replay --clock event --from tests/golden/events.ndjson`,
-/// which must exit 0; returns its stdout.
 fn replay_golden() -> String {
     replay_file(EVENTS)
-}
-
-fn replay_file(events: &str) -> String {
-    let args = ["replay", "--clock", "event", "--from", events];
-    let out = funnelstream(&args);
-    assert!(
-        out.status.success(),
-        "`funnelstream {}` exited with {:?} (expected 0)\n--- stderr ---\n{}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("replay stdout is not UTF-8")
 }
 
 fn parse_value(s: &str) -> Result<f64, String> {
@@ -190,7 +156,7 @@ fn is_business(name: &str) -> bool {
 fn value_matches(name: &str, expected: f64, actual: f64) -> bool {
     let rel = if name.ends_with("_p50_seconds") || name.ends_with("_p90_seconds") {
         0.01
-    } else if common::is_float_kpi(name) {
+    } else if support::is_float_kpi(name) {
         1e-9
     } else {
         return expected == actual;
@@ -229,12 +195,13 @@ fn golden_v2_replay_matches_reference() {
 }
 
 #[test]
+#[ignore = "needs promtool: run scripts/test"]
 fn golden_v2_replay_passes_promtool() {
-    promtool_check(replay_file(EVENTS_V2));
+    promtool_check(&replay_file(EVENTS_V2));
 }
 
 fn matches_reference(events: &str, expected_path: &str) {
-    let expected_text = std::fs::read_to_string(manifest_dir().join(expected_path))
+    let expected_text = std::fs::read_to_string(manifest(expected_path))
         .unwrap_or_else(|e| panic!("cannot read {expected_path}: {e}"));
     let (expected, expected_problems) = parse_exposition(&expected_text);
     assert!(
@@ -319,36 +286,7 @@ fn matches_reference(events: &str, expected_path: &str) {
 #[test]
 #[ignore = "needs promtool: run scripts/test"]
 fn golden_replay_passes_promtool() {
-    promtool_check(replay_golden());
-}
-
-fn promtool_check(text: String) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "`promtool` is not on PATH: install Debian's `prometheus` package \
-             (`apt-get install prometheus`), which provides it; CI installs it"
-        ),
-        Err(e) => panic!("cannot run promtool: {e}"),
-    };
-    let mut stdin = child.stdin.take().expect("promtool stdin");
-    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
-    let out = child.wait_with_output().expect("wait for promtool");
-    let written = writer.join().expect("stdin writer panicked");
-    assert!(
-        out.status.success(),
-        "`promtool check metrics` rejected the replay output (exit {:?}):\n{}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    written.expect("write the exposition to promtool");
+    promtool_check(&replay_golden());
 }
 
 #[test]
