@@ -186,12 +186,18 @@ pub const LIVE_ONLY: &[&str] = &[
     "funnel_partition_owned",
 ];
 
-/// Series lines keyed by `name{labels}`, without the live-only families.
+/// Per-instance facts, not sums of events: several instances' values do
+/// not add up to one engine's (build, the series budget setting).
+pub const PER_INSTANCE: &[&str] = &["funnel_build_info", "funnel_series_budget"];
+
+/// Series lines keyed by `name{labels}`, without the live-only families
+/// and the per-instance facts.
 pub fn series(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter(|l| {
-            !l.starts_with("funnel_build_info") && !LIVE_ONLY.iter().any(|p| l.starts_with(p))
+            !PER_INSTANCE.iter().any(|p| l.starts_with(p))
+                && !LIVE_ONLY.iter().any(|p| l.starts_with(p))
         })
         .map(|l| {
             let (k, v) = l.rsplit_once(' ').unwrap();
