@@ -85,8 +85,10 @@ fn sigterm_exits_zero_and_commits_exactly_what_was_applied() {
             "load",
             "--count",
             "20000",
+            // 10 s of production: a loaded machine's group join (seconds)
+            // must not let it finish before the engine is stopped.
             "--rate",
-            "10000",
+            "2000",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
