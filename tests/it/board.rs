@@ -184,7 +184,7 @@ fn the_board_shows_the_demo_live_in_chromium() {
         Duration::from_secs(60),
     );
 
-    // The window selector: every window of the demo, 1d first shown.
+    // The window selector: every window of the demo, 30d first shown.
     let windows = eval(
         &tab,
         "[...document.querySelectorAll('#windows button')].map(b => b.dataset.window)",
@@ -198,7 +198,7 @@ fn the_board_shows_the_demo_live_in_chromium() {
             &tab,
             "document.querySelector('#windows button.on').dataset.window"
         ),
-        "1d"
+        "30d"
     );
     eval(
         &tab,
@@ -379,7 +379,7 @@ fn the_board_shows_the_demo_live_in_chromium() {
     );
     eval(
         &tab,
-        "document.querySelector('#windows button[data-window=\"1d\"]').click() || true",
+        "document.querySelector('#windows button[data-window=\"30d\"]').click() || true",
     );
     std::thread::sleep(Duration::from_secs(3));
 

@@ -370,9 +370,15 @@
     for (const b of nav.children) b.classList.toggle('on', b.dataset.window === win);
   }
 
+  // First shown: 30d, where a B2B funnel has every KPI (a day, or a
+  // weekend, may hold no closed deal); else 1d; else the first window.
+  function defaultWindow(ws) {
+    return ['30d', '1d'].find((w) => ws.includes(w)) || ws[0];
+  }
+
   function render() {
     const ws = windows();
-    if (ws.length && !ws.includes(win)) setWindow(ws.includes('1d') ? '1d' : ws[0]);
+    if (ws.length && !ws.includes(win)) setWindow(defaultWindow(ws));
     drawWindows(ws);
     const nowEl = $('now');
     nowEl.dataset.value = String(now);
@@ -555,7 +561,7 @@
   window.addEventListener('error', (e) => errors.push(String(e.message)));
   loadWindows().finally(() => {
     const ws = windows();
-    if (ws.length) setWindow(ws.includes('1d') ? '1d' : ws[0]);
+    if (ws.length) setWindow(defaultWindow(ws));
     else connect();
   });
   pollHealth();
