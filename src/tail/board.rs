@@ -375,16 +375,19 @@ impl View {
     }
 }
 
+/// A `--by` value that names no view.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}`: use channel, campaign or channel/campaign")]
+pub struct UnknownView(pub String);
+
 impl std::str::FromStr for View {
-    type Err = String;
-    fn from_str(s: &str) -> Result<View, String> {
+    type Err = UnknownView;
+    fn from_str(s: &str) -> Result<View, UnknownView> {
         match s.trim() {
             "channel" => Ok(View::Channel),
             "campaign" => Ok(View::Campaign),
             "channel/campaign" | "channel,campaign" | "key" => Ok(View::ChannelCampaign),
-            other => Err(format!(
-                "`{other}`: use channel, campaign or channel/campaign"
-            )),
+            other => Err(UnknownView(other.to_string())),
         }
     }
 }
