@@ -187,32 +187,19 @@ fn query(args: &TailArgs, metric_and_window: bool) -> Vec<(&'static str, String)
     q
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub fn request(
     args: &TailArgs,
     path: &str,
     query: &[(&str, String)],
     streaming: bool,
 ) -> Result<ureq::Response, Fetch> {
-    let q: Vec<String> = query
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect();
-    let mut url = format!("{}{path}", args.url.trim_end_matches('/'));
-    if !q.is_empty() {
-        url = format!("{url}?{}", q.join("&"));
+    let mut req = agent(args, streaming)?.get(&format!("{}{path}", args.url.trim_end_matches('/')));
+    if !query.is_empty() {
+        // Percent-encoded by ureq (form-urlencoded, as the API's query
+        // parser expects).
+        req = req.query_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
     }
-    let mut req = agent(args, streaming)?.get(&url);
+    let url = req.url().to_string();
     if let Some(user) = &args.user {
         use base64::Engine as _;
         let password = std::env::var("FUNNELSTREAM_PASSWORD").unwrap_or_default();
