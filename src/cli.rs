@@ -399,7 +399,7 @@ fn origins(v: &str) -> Result<ChannelOrigins, ConfigError> {
 }
 
 fn duration(key: &str, v: &str) -> Result<i64, ConfigError> {
-    parse_duration_ms(v).map_err(|p| ConfigError::invalid(key, p))
+    parse_duration_ms(v).map_err(|p| ConfigError::parse(key, p))
 }
 
 fn positive(key: &str, n: u64) -> Result<usize, ConfigError> {
@@ -431,12 +431,12 @@ impl EngineArgs {
 pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
     let mut c = EngineConfig::default();
     if let Some(v) = &s.windows {
-        c.windows = parse_windows(v).map_err(|p| ConfigError::invalid("windows", p))?;
+        c.windows = parse_windows(v).map_err(|p| ConfigError::parse("windows", p))?;
     }
     if let Some(v) = &s.clock {
         c.clock = v
             .parse::<ClockMode>()
-            .map_err(|p| ConfigError::invalid("clock", p))?;
+            .map_err(|p| ConfigError::parse("clock", p))?;
     }
     if let Some(v) = &s.max_future_skew {
         c.max_future_skew_ms = duration("max_future_skew", v)?;

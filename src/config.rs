@@ -9,6 +9,9 @@ use thiserror::Error;
 pub enum ConfigError {
     #[error("{key}: {problem}")]
     Invalid { key: String, problem: String },
+    /// A value of setting `key` that does not parse.
+    #[error("{key}: {source}")]
+    Parse { key: String, source: ParseError },
 }
 
 impl ConfigError {
@@ -18,6 +21,46 @@ impl ConfigError {
             problem: problem.into(),
         }
     }
+
+    pub fn parse(key: &str, source: ParseError) -> Self {
+        ConfigError::Parse {
+            key: key.to_string(),
+            source,
+        }
+    }
+}
+
+/// Why a value does not parse as a duration, a window list or a clock
+/// (the parsers below know the value, not the setting's key:
+/// [`ConfigError::parse`] adds it).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("empty duration")]
+    EmptyDuration,
+    #[error("`{0}` is not a duration like 5m, 1h30m or 90d")]
+    NotADuration(String),
+    #[error("`{0}`: number too large")]
+    NumberTooLarge(String),
+    #[error("`{value}`: unknown unit `{unit}` (use ms, s, m, h, d, w or y)")]
+    UnknownUnit { value: String, unit: String },
+    #[error("`{0}`: units must go from largest to smallest")]
+    UnitOrder(String),
+    #[error("`{0}`: duration too large")]
+    DurationTooLarge(String),
+    #[error("window {0} is shorter than the 1m minimum")]
+    WindowTooShort(String),
+    #[error("windows longer than 10y are not supported")]
+    WindowTooLong,
+    #[error("empty entry in the window list")]
+    EmptyWindowEntry,
+    #[error("window {0} is listed twice")]
+    WindowTwice(String),
+    #[error("at least one window is needed")]
+    NoWindow,
+    #[error("at most {MAX_WINDOWS} windows are supported")]
+    TooManyWindows,
+    #[error("`{0}` is not a clock: use wall or event")]
+    NotAClock(String),
 }
 
 const UNITS: [(&str, i64); 7] = [
@@ -32,13 +75,13 @@ const UNITS: [(&str, i64); 7] = [
 
 /// Parses a Prometheus duration (`5m`, `1h30m`, `90d`, `500ms`, `0`) into
 /// milliseconds.
-pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+pub fn parse_duration_ms(s: &str) -> Result<i64, ParseError> {
     let s = s.trim();
     if s == "0" {
         return Ok(0);
     }
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(ParseError::EmptyDuration);
     }
     let b = s.as_bytes();
     let mut i = 0;
@@ -50,29 +93,30 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!("`{s}` is not a duration like 5m, 1h30m or 90d"));
+            return Err(ParseError::NotADuration(s.to_string()));
         }
         let n: i64 = s[start..i]
             .parse()
-            .map_err(|_| format!("`{s}`: number too large"))?;
+            .map_err(|_| ParseError::NumberTooLarge(s.to_string()))?;
         let ustart = i;
         while i < b.len() && b[i].is_ascii_alphabetic() {
             i += 1;
         }
         let unit = &s[ustart..i];
         let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!(
-                "`{s}`: unknown unit `{unit}` (use ms, s, m, h, d, w or y)"
-            ));
+            return Err(ParseError::UnknownUnit {
+                value: s.to_string(),
+                unit: unit.to_string(),
+            });
         };
         if last_unit != usize::MAX && pos <= last_unit {
-            return Err(format!("`{s}`: units must go from largest to smallest"));
+            return Err(ParseError::UnitOrder(s.to_string()));
         }
         last_unit = pos;
         total = n
             .checked_mul(UNITS[pos].1)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("`{s}`: duration too large"))?;
+            .ok_or_else(|| ParseError::DurationTooLarge(s.to_string()))?;
     }
     Ok(total)
 }
@@ -108,15 +152,12 @@ pub const BUCKETS_PER_WINDOW: i64 = 60;
 pub const MAX_WINDOWS: usize = 16;
 
 impl WindowSpec {
-    pub fn new(len_ms: i64) -> Result<Self, String> {
+    pub fn new(len_ms: i64) -> Result<Self, ParseError> {
         if len_ms < 60_000 {
-            return Err(format!(
-                "window {} is shorter than the 1m minimum",
-                format_duration_ms(len_ms)
-            ));
+            return Err(ParseError::WindowTooShort(format_duration_ms(len_ms)));
         }
         if len_ms > 10 * 365 * 86_400_000 {
-            return Err("windows longer than 10y are not supported".into());
+            return Err(ParseError::WindowTooLong);
         }
         Ok(WindowSpec {
             len_ms,
@@ -127,23 +168,23 @@ impl WindowSpec {
 }
 
 /// Parses `5m,1h,1d` into window specs, in the given order.
-pub fn parse_windows(s: &str) -> Result<Vec<WindowSpec>, String> {
+pub fn parse_windows(s: &str) -> Result<Vec<WindowSpec>, ParseError> {
     let mut out: Vec<WindowSpec> = Vec::new();
     for part in s.split(',').map(str::trim) {
         if part.is_empty() {
-            return Err("empty entry in the window list".into());
+            return Err(ParseError::EmptyWindowEntry);
         }
         let w = WindowSpec::new(parse_duration_ms(part)?)?;
         if out.iter().any(|o| o.len_ms == w.len_ms) {
-            return Err(format!("window {} is listed twice", w.label));
+            return Err(ParseError::WindowTwice(w.label));
         }
         out.push(w);
     }
     if out.is_empty() {
-        return Err("at least one window is needed".into());
+        return Err(ParseError::NoWindow);
     }
     if out.len() > MAX_WINDOWS {
-        return Err(format!("at most {MAX_WINDOWS} windows are supported"));
+        return Err(ParseError::TooManyWindows);
     }
     Ok(out)
 }
@@ -161,12 +202,12 @@ pub enum ClockMode {
 }
 
 impl std::str::FromStr for ClockMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s {
             "wall" => Ok(ClockMode::Wall),
             "event" => Ok(ClockMode::Event),
-            _ => Err(format!("`{s}` is not a clock: use wall or event")),
+            _ => Err(ParseError::NotAClock(s.to_string())),
         }
     }
 }

@@ -383,16 +383,19 @@ impl View {
     }
 }
 
+/// A `--by` value that names no view.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}`: use channel, campaign or channel/campaign")]
+pub struct UnknownView(pub String);
+
 impl std::str::FromStr for View {
-    type Err = String;
-    fn from_str(s: &str) -> Result<View, String> {
+    type Err = UnknownView;
+    fn from_str(s: &str) -> Result<View, UnknownView> {
         match s.trim() {
             "channel" => Ok(View::Channel),
             "campaign" => Ok(View::Campaign),
             "channel/campaign" | "channel,campaign" | "key" => Ok(View::ChannelCampaign),
-            other => Err(format!(
-                "`{other}`: use channel, campaign or channel/campaign"
-            )),
+            other => Err(UnknownView(other.to_string())),
         }
     }
 }
@@ -731,6 +734,26 @@ pub fn text(url: &str, store: &Store, s: &Settings) -> String {
 mod tests {
     use super::*;
     use crate::export::api::KpiSeries;
+    use crate::kpi::{family, Eval};
+
+    /// The board reads and shows families of the one catalogue
+    /// (`kpi::FAMILIES`): a family renamed there fails here instead of
+    /// leaving an empty column.
+    #[test]
+    fn inputs_and_columns_are_families_of_the_catalogue() {
+        for name in INPUTS.iter().chain(COLUMNS.iter().map(|c| &c.metric)) {
+            assert!(
+                matches!(family(name).map(|f| f.eval), Some(Eval::Window(_))),
+                "{name} is not a windowed family of kpi::FAMILIES"
+            );
+        }
+        for name in STATE_INPUTS {
+            assert!(
+                matches!(family(name).map(|f| f.eval), Some(Eval::Key(_))),
+                "{name} is not a per-key family of kpi::FAMILIES"
+            );
+        }
+    }
 
     fn series(metric: &str, ch: &str, cp: &str, w: &str, v: f64) -> KpiSeries {
         KpiSeries {
