@@ -1039,15 +1039,12 @@ _TZ = None
 
 # The contract lets an engine round the end point of a to-date window's
 # previous window (the same local calendar point one period back, which is
-# no period edge) to one bucket of W/60. Events this close to it are open:
-# the larger of the lead's bucket grid (6 h for mtd, 1 d for qtd and ytd)
-# and W/60 for the longest such period (31, 92, 366 days).
+# no period edge) to one bucket of W/60, W being the span the window covers
+# (elapsed so far). Events this close to it are open: the larger of W/60 and
+# the engine's bucket grid for that end point (6 h for mtd, 1 d for qtd and
+# ytd).
 DAY_MS = 86400 * 1000
-PREVIOUS_END_TOLERANCE_MS = {
-    "mtd": max(6 * 3600 * 1000, 31 * DAY_MS // 60),
-    "qtd": max(DAY_MS, 92 * DAY_MS // 60),
-    "ytd": max(DAY_MS, 366 * DAY_MS // 60),
-}
+PREVIOUS_END_GRID_MS = {"mtd": 6 * 3600 * 1000, "qtd": DAY_MS, "ytd": DAY_MS}
 
 # x of funnel_<x>_previous / funnel_<x>_growth_ratio: (x, sums, field,
 # format, group the key needs, like its base family; None = always).
@@ -1258,7 +1255,7 @@ def check_margins(r):
     one bucket (W/60) of a rolling window's trailing edge now - W or of its
     previous window's edges now - 2W and now - W, on either side; events near
     the end point of a to-date calendar window's previous window (see
-    PREVIOUS_END_TOLERANCE_MS; period edges themselves are exact); and the
+    PREVIOUS_END_GRID_MS; period edges themselves are exact); and the
     dedup, late and capacity cases collected while replaying."""
     bad = 0
     for key, k in sorted(r.keys.items()):
@@ -1269,7 +1266,8 @@ def check_margins(r):
                 tol = max(w // 60, 1)
                 edges = [("", r.now - w, tol), (" previous", r.now - 2 * w, tol)]
             elif v.get("point") is not None:
-                edges = [(" previous end", v["point"], PREVIOUS_END_TOLERANCE_MS[v["label"]])]
+                tol = max(PREVIOUS_END_GRID_MS[v["label"]], v["w_ms"] // 60)
+                edges = [(" previous end", v["point"], tol)]
             for what, edge, tol in edges:
                 for e in k.windowed:
                     if edge - tol <= e["ts_eff"] <= edge + tol:
