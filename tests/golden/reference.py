@@ -6,6 +6,8 @@ Usage:
     python3 tests/golden/reference.py --check-margins tests/golden/events.ndjson
     python3 tests/golden/reference.py --classify tests/golden/events.ndjson
     python3 tests/golden/reference.py --v1-rules FILE   # diagnosis only, see V1_RULES
+    python3 tests/golden/reference.py --calendar-windows mtd,qtd,ytd,last_month,last_quarter \
+        --calendar-timezone Europe/Berlin --fiscal-year-start-month 4 FILE
 
 It follows the contract (../shared/contract/EVENTS.md and METRICS.md, v2, for
 the v1 event types and families) and, where the contract leaves a choice, the
@@ -13,7 +15,10 @@ parsing details of docs/SEMANTICS.md, literally for
 `funnelstream replay --clock event` with the default configuration:
 windows 5m,1h,1d,7d,30d,90d; dedup horizon 24h of engine time after
 acceptance; allowed lateness 0; max future skew 5m against the real wall
-clock; max event size 1 MiB; dedup capacity 1,000,000; one partition.
+clock; max event size 1 MiB; dedup capacity 1,000,000; one partition; no
+calendar windows unless given the engine's own flags `--calendar-windows`,
+`--calendar-timezone` and `--fiscal-year-start-month` (issue 19: see the
+section "calendar and previous windows").
 
 Windows are the contract's exact `now - W < ts <= now`. The contract lets an
 engine round to buckets of W/60, so an event within one bucket of a trailing
