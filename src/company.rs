@@ -99,42 +99,6 @@ const CONTENT_FORMS: &[(&str, f64)] = &[
 ];
 const NO_FORMS: &[(&str, f64)] = &[];
 
-#[allow(clippy::too_many_arguments)]
-fn src(
-    channel: &'static str,
-    campaign: &'static str,
-    ads: Option<Ads>,
-    click_to_lead: f64,
-    leads_per_day: f64,
-    sessions_per_day: f64,
-    bounce: f64,
-    spend: Option<(&'static str, f64)>,
-    (to_mql, to_sql, to_opp, win): (f64, f64, f64, f64),
-    acv: f64,
-    cycle_days: f64,
-    influenced: f64,
-    actions: &'static [(&'static str, f64)],
-) -> Source {
-    Source {
-        channel,
-        campaign,
-        ads,
-        click_to_lead,
-        leads_per_day,
-        sessions_per_day,
-        bounce,
-        spend,
-        to_mql,
-        to_sql,
-        to_opp,
-        win,
-        acv,
-        cycle_days,
-        influenced,
-        actions,
-    }
-}
-
 const fn cpc(impressions_per_day: f64, ctr: f64, cpc: f64) -> Option<Ads> {
     Some(Ads {
         impressions_per_day,
@@ -144,31 +108,35 @@ const fn cpc(impressions_per_day: f64, ctr: f64, cpc: f64) -> Option<Ads> {
     })
 }
 
-/// The company's sources at size 1 (averages over a week). Columns:
-/// channel, campaign, ads (impressions a day, CTR, CPC), click-to-lead,
-/// other leads a day, sessions a day besides paid clicks, bounce rate,
-/// other spend (category, a day), (lead -> MQL, MQL -> SQL, SQL ->
-/// opportunity, win rate), deal ACV, median sales cycle in days, share of
-/// won deals marketing-influenced, web forms.
-#[rustfmt::skip]
-fn sources() -> Vec<Source> {
-    let display = Some(Ads { impressions_per_day: 150_000.0, ctr: 0.006, cpc: 0.0, cpm: 6.5 });
-    vec![
-        src("paid_search", "brand-search", cpc(6_000.0, 0.028, 3.5), 0.06, 0.0, 0.0, 0.38, None, (0.40, 0.38, 0.80, 0.32), 22_000.0, 40.0, 1.0, DEMO_FORMS),
-        src("paid_search", "generic-search", cpc(40_000.0, 0.019, 6.5), 0.03, 0.0, 0.0, 0.47, None, (0.33, 0.32, 0.75, 0.27), 21_000.0, 50.0, 1.0, DEMO_FORMS),
-        src("paid_search", "competitor-search", cpc(12_000.0, 0.013, 8.0), 0.025, 0.0, 0.0, 0.52, None, (0.35, 0.30, 0.75, 0.25), 26_000.0, 55.0, 1.0, DEMO_FORMS),
-        src("paid_social", "linkedin-lead-gen", cpc(80_000.0, 0.007, 7.5), 0.04, 0.0, 0.0, 0.58, None, (0.30, 0.28, 0.70, 0.26), 24_000.0, 60.0, 1.0, CONTENT_FORMS),
-        src("paid_social", "linkedin-abm", cpc(30_000.0, 0.0055, 9.5), 0.02, 0.0, 0.0, 0.55, None, (0.40, 0.36, 0.80, 0.28), 42_000.0, 75.0, 1.0, DEMO_FORMS),
-        src("display", "retargeting", display, 0.012, 0.0, 0.0, 0.68, None, (0.30, 0.28, 0.70, 0.24), 18_000.0, 50.0, 1.0, DEMO_FORMS),
-        src("organic", "blog", None, 0.0, 24.0, 1_400.0, 0.55, Some(("agency", 900.0)), (0.28, 0.28, 0.70, 0.26), 19_000.0, 50.0, 1.0, CONTENT_FORMS),
-        src("organic", "seo-landing", None, 0.0, 15.0, 500.0, 0.42, Some(("tools", 300.0)), (0.38, 0.33, 0.75, 0.30), 20_000.0, 45.0, 1.0, DEMO_FORMS),
-        src("direct", "none", None, 0.0, 10.0, 650.0, 0.33, None, (0.40, 0.35, 0.75, 0.31), 22_000.0, 40.0, 0.8, DEMO_FORMS),
-        src("referral", "g2-reviews", None, 0.0, 6.0, 220.0, 0.40, Some(("listing", 300.0)), (0.40, 0.36, 0.75, 0.30), 23_000.0, 45.0, 0.9, DEMO_FORMS),
-        src("email", "newsletter", None, 0.0, 8.0, 260.0, 0.40, Some(("tools", 150.0)), (0.30, 0.30, 0.70, 0.27), 20_000.0, 50.0, 1.0, CONTENT_FORMS),
-        src("partner", "reseller-program", None, 0.0, 5.0, 0.0, 0.0, Some(("partner_fees", 700.0)), (0.50, 0.38, 0.85, 0.30), 34_000.0, 70.0, 0.5, NO_FORMS),
-        src("outbound", "sdr-outreach", None, 0.0, 12.0, 0.0, 0.0, Some(("salaries", 4_200.0)), (0.45, 0.30, 0.80, 0.24), 48_000.0, 85.0, 0.4, NO_FORMS),
-    ]
+const fn cpm(impressions_per_day: f64, ctr: f64, cpm: f64) -> Option<Ads> {
+    Some(Ads {
+        impressions_per_day,
+        ctr,
+        cpc: 0.0,
+        cpm,
+    })
 }
+
+/// The company's sources at size 1 (averages over a week): ads as
+/// impressions a day, click-through rate and cost per click ([`cpc`]) or
+/// per thousand impressions ([`cpm`]); funnel rates lead -> MQL, MQL ->
+/// SQL, SQL -> opportunity and win rate.
+#[rustfmt::skip]
+const SOURCES: [Source; 13] = [
+    Source { channel: "paid_search", campaign: "brand-search", ads: cpc(6_000.0, 0.028, 3.5), click_to_lead: 0.06, leads_per_day: 0.0, sessions_per_day: 0.0, bounce: 0.38, spend: None, to_mql: 0.40, to_sql: 0.38, to_opp: 0.80, win: 0.32, acv: 22_000.0, cycle_days: 40.0, influenced: 1.0, actions: DEMO_FORMS },
+    Source { channel: "paid_search", campaign: "generic-search", ads: cpc(40_000.0, 0.019, 6.5), click_to_lead: 0.03, leads_per_day: 0.0, sessions_per_day: 0.0, bounce: 0.47, spend: None, to_mql: 0.33, to_sql: 0.32, to_opp: 0.75, win: 0.27, acv: 21_000.0, cycle_days: 50.0, influenced: 1.0, actions: DEMO_FORMS },
+    Source { channel: "paid_search", campaign: "competitor-search", ads: cpc(12_000.0, 0.013, 8.0), click_to_lead: 0.025, leads_per_day: 0.0, sessions_per_day: 0.0, bounce: 0.52, spend: None, to_mql: 0.35, to_sql: 0.30, to_opp: 0.75, win: 0.25, acv: 26_000.0, cycle_days: 55.0, influenced: 1.0, actions: DEMO_FORMS },
+    Source { channel: "paid_social", campaign: "linkedin-lead-gen", ads: cpc(80_000.0, 0.007, 7.5), click_to_lead: 0.04, leads_per_day: 0.0, sessions_per_day: 0.0, bounce: 0.58, spend: None, to_mql: 0.30, to_sql: 0.28, to_opp: 0.70, win: 0.26, acv: 24_000.0, cycle_days: 60.0, influenced: 1.0, actions: CONTENT_FORMS },
+    Source { channel: "paid_social", campaign: "linkedin-abm", ads: cpc(30_000.0, 0.0055, 9.5), click_to_lead: 0.02, leads_per_day: 0.0, sessions_per_day: 0.0, bounce: 0.55, spend: None, to_mql: 0.40, to_sql: 0.36, to_opp: 0.80, win: 0.28, acv: 42_000.0, cycle_days: 75.0, influenced: 1.0, actions: DEMO_FORMS },
+    Source { channel: "display", campaign: "retargeting", ads: cpm(150_000.0, 0.006, 6.5), click_to_lead: 0.012, leads_per_day: 0.0, sessions_per_day: 0.0, bounce: 0.68, spend: None, to_mql: 0.30, to_sql: 0.28, to_opp: 0.70, win: 0.24, acv: 18_000.0, cycle_days: 50.0, influenced: 1.0, actions: DEMO_FORMS },
+    Source { channel: "organic", campaign: "blog", ads: None, click_to_lead: 0.0, leads_per_day: 24.0, sessions_per_day: 1_400.0, bounce: 0.55, spend: Some(("agency", 900.0)), to_mql: 0.28, to_sql: 0.28, to_opp: 0.70, win: 0.26, acv: 19_000.0, cycle_days: 50.0, influenced: 1.0, actions: CONTENT_FORMS },
+    Source { channel: "organic", campaign: "seo-landing", ads: None, click_to_lead: 0.0, leads_per_day: 15.0, sessions_per_day: 500.0, bounce: 0.42, spend: Some(("tools", 300.0)), to_mql: 0.38, to_sql: 0.33, to_opp: 0.75, win: 0.30, acv: 20_000.0, cycle_days: 45.0, influenced: 1.0, actions: DEMO_FORMS },
+    Source { channel: "direct", campaign: "none", ads: None, click_to_lead: 0.0, leads_per_day: 10.0, sessions_per_day: 650.0, bounce: 0.33, spend: None, to_mql: 0.40, to_sql: 0.35, to_opp: 0.75, win: 0.31, acv: 22_000.0, cycle_days: 40.0, influenced: 0.8, actions: DEMO_FORMS },
+    Source { channel: "referral", campaign: "g2-reviews", ads: None, click_to_lead: 0.0, leads_per_day: 6.0, sessions_per_day: 220.0, bounce: 0.40, spend: Some(("listing", 300.0)), to_mql: 0.40, to_sql: 0.36, to_opp: 0.75, win: 0.30, acv: 23_000.0, cycle_days: 45.0, influenced: 0.9, actions: DEMO_FORMS },
+    Source { channel: "email", campaign: "newsletter", ads: None, click_to_lead: 0.0, leads_per_day: 8.0, sessions_per_day: 260.0, bounce: 0.40, spend: Some(("tools", 150.0)), to_mql: 0.30, to_sql: 0.30, to_opp: 0.70, win: 0.27, acv: 20_000.0, cycle_days: 50.0, influenced: 1.0, actions: CONTENT_FORMS },
+    Source { channel: "partner", campaign: "reseller-program", ads: None, click_to_lead: 0.0, leads_per_day: 5.0, sessions_per_day: 0.0, bounce: 0.0, spend: Some(("partner_fees", 700.0)), to_mql: 0.50, to_sql: 0.38, to_opp: 0.85, win: 0.30, acv: 34_000.0, cycle_days: 70.0, influenced: 0.5, actions: NO_FORMS },
+    Source { channel: "outbound", campaign: "sdr-outreach", ads: None, click_to_lead: 0.0, leads_per_day: 12.0, sessions_per_day: 0.0, bounce: 0.0, spend: Some(("salaries", 4_200.0)), to_mql: 0.45, to_sql: 0.30, to_opp: 0.80, win: 0.24, acv: 48_000.0, cycle_days: 85.0, influenced: 0.4, actions: NO_FORMS },
+];
 
 /// Settings of the company.
 #[derive(Debug, Clone)]
@@ -247,6 +215,16 @@ struct Carry {
     win: f64,
 }
 
+/// One step of the simulation: from `t0` to `t1` (`days` long), at the
+/// business rhythm of its hour and weekday.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    t0: i64,
+    t1: i64,
+    days: f64,
+    rhythm: f64,
+}
+
 /// A newsletter send whose opens and clicks trickle in over days.
 #[derive(Debug, Clone)]
 struct Send {
@@ -291,7 +269,7 @@ pub struct Company {
 
 impl Company {
     pub fn new(cfg: CompanyConfig) -> Self {
-        let sources = sources();
+        let sources = SOURCES.to_vec();
         // Expected won deals a day by source: the installed base is spread
         // over the sources like the new business.
         let base_mix: Vec<f64> = sources
@@ -461,8 +439,14 @@ impl Company {
             }
         }
         if live {
-            self.accounts_step(t0, t1, days, rhythm, &mut lines);
-            self.email_step(t0, t1, days, rhythm, &mut lines);
+            let slot = Slot {
+                t0,
+                t1,
+                days,
+                rhythm,
+            };
+            self.accounts_step(slot, &mut lines);
+            self.email_step(slot, &mut lines);
         }
         // Steps of leads and deals falling in the slot (each may schedule
         // a later one, possibly in this slot too).
@@ -633,15 +617,8 @@ impl Company {
 
     /// Churn, contraction, expansion and reactivation of existing
     /// accounts; NPS and CSAT answers from customers.
-    fn accounts_step(
-        &mut self,
-        t0: i64,
-        t1: i64,
-        days: f64,
-        rhythm: f64,
-        lines: &mut Vec<(i64, String)>,
-    ) {
-        let months = days / 30.0;
+    fn accounts_step(&mut self, slot: Slot, lines: &mut Vec<(i64, String)>) {
+        let months = slot.days / 30.0;
         let customers = self.accounts.len() as f64;
         let rates = [
             customers * CHURN_MONTHLY * months,
@@ -649,14 +626,14 @@ impl Company {
             customers * EXPANSION_MONTHLY * months,
             REACTIVATIONS_MONTHLY * self.cfg.size * months,
             // Surveys: ~12 NPS and ~4 CSAT answers a day, in work hours.
-            12.0 * self.cfg.size * days * rhythm,
-            4.0 * self.cfg.size * days * rhythm,
+            12.0 * self.cfg.size * slot.days * slot.rhythm,
+            4.0 * self.cfg.size * slot.days * slot.rhythm,
         ];
         for (kind, rate) in rates.into_iter().enumerate() {
             self.acc[kind] += rate * (0.5 + self.rng.unit());
             while self.acc[kind] >= 1.0 {
                 self.acc[kind] -= 1.0;
-                let ts = t0 + self.rng.below((t1 - t0) as u64) as i64;
+                let ts = slot.t0 + self.rng.below((slot.t1 - slot.t0) as u64) as i64;
                 match kind {
                     0..=2 if !self.accounts.is_empty() => {
                         let i = self.rng.below(self.accounts.len() as u64) as usize;
@@ -738,22 +715,15 @@ impl Company {
     /// The weekly newsletter (Tuesdays 14:00 UTC, its own campaign each
     /// week; opens and clicks over the following days), the onboarding
     /// nurture sequence (continuous), and list sign-ups.
-    fn email_step(
-        &mut self,
-        t0: i64,
-        t1: i64,
-        days: f64,
-        rhythm: f64,
-        lines: &mut Vec<(i64, String)>,
-    ) {
+    fn email_step(&mut self, slot: Slot, lines: &mut Vec<(i64, String)>) {
         let size = self.cfg.size;
         // 1970-01-01 was a Thursday: Tuesday is day 5 of the week from it.
         let send_at = |t: i64| {
             let week = (t - 5 * DAY_MS).div_euclid(7 * DAY_MS);
             5 * DAY_MS + week * 7 * DAY_MS + 14 * HOUR_MS
         };
-        let ts = send_at(t1 - 1);
-        if ts >= t0 && ts < t1 {
+        let ts = send_at(slot.t1 - 1);
+        if ts >= slot.t0 && ts < slot.t1 {
             let (y, w) = iso_week(ts);
             let campaign = format!("newsletter-{y}-w{w:02}");
             let sent = (42_000.0 * size * self.jitter(0.02)).round();
@@ -787,19 +757,19 @@ impl Company {
                 ("clicked", 0.028, 8.0, &mut s.clicked),
                 ("unsubscribed", 0.0025, 12.0, &mut s.unsubscribed),
             ] {
-                let due = (s.delivered * rate * f(t1, tau)).floor();
+                let due = (s.delivered * rate * f(slot.t1, tau)).floor();
                 if due > *done {
                     let n = (due - *done) as u64;
                     *done = due;
-                    let ts = t0.max(s.ts);
+                    let ts = slot.t0.max(s.ts);
                     lines.push((ts, self.email(ts, &s.campaign, action, n)));
                 }
             }
         }
-        sends.retain(|s| t1 - s.ts < 7 * DAY_MS);
+        sends.retain(|s| slot.t1 - s.ts < 7 * DAY_MS);
         self.sends = sends;
         // Nurture: ~1,500 e-mails a day to new leads and trial users.
-        let want = 1_500.0 * size * days * rhythm * self.jitter(0.1);
+        let want = 1_500.0 * size * slot.days * slot.rhythm * self.jitter(0.1);
         let sent = take(&mut self.nurture[0], want);
         if sent > 0 {
             // Fractions carried over, so that slots of one e-mail add up.
@@ -815,13 +785,19 @@ impl Company {
                 ("clicked", clicked),
             ] {
                 if n > 0 {
-                    lines.push((t0, self.email(t0, "nurture-onboarding", action, n)));
+                    lines.push((
+                        slot.t0,
+                        self.email(slot.t0, "nurture-onboarding", action, n),
+                    ));
                 }
             }
         }
-        let subs = take(&mut self.acc[6], 45.0 * size * days * rhythm);
+        let subs = take(&mut self.acc[6], 45.0 * size * slot.days * slot.rhythm);
         if subs > 0 {
-            lines.push((t0, self.email(t0, "newsletter", "subscribed", subs)));
+            lines.push((
+                slot.t0,
+                self.email(slot.t0, "newsletter", "subscribed", subs),
+            ));
         }
     }
 

@@ -9,6 +9,9 @@ use thiserror::Error;
 pub enum ConfigError {
     #[error("{key}: {problem}")]
     Invalid { key: String, problem: String },
+    /// A value of setting `key` that does not parse.
+    #[error("{key}: {source}")]
+    Parse { key: String, source: ParseError },
 }
 
 impl ConfigError {
@@ -18,6 +21,46 @@ impl ConfigError {
             problem: problem.into(),
         }
     }
+
+    pub fn parse(key: &str, source: ParseError) -> Self {
+        ConfigError::Parse {
+            key: key.to_string(),
+            source,
+        }
+    }
+}
+
+/// Why a value does not parse as a duration, a window list or a clock
+/// (the parsers below know the value, not the setting's key:
+/// [`ConfigError::parse`] adds it).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("empty duration")]
+    EmptyDuration,
+    #[error("`{0}` is not a duration like 5m, 1h30m or 90d")]
+    NotADuration(String),
+    #[error("`{0}`: number too large")]
+    NumberTooLarge(String),
+    #[error("`{value}`: unknown unit `{unit}` (use ms, s, m, h, d, w or y)")]
+    UnknownUnit { value: String, unit: String },
+    #[error("`{0}`: units must go from largest to smallest")]
+    UnitOrder(String),
+    #[error("`{0}`: duration too large")]
+    DurationTooLarge(String),
+    #[error("window {0} is shorter than the 1m minimum")]
+    WindowTooShort(String),
+    #[error("windows longer than 10y are not supported")]
+    WindowTooLong,
+    #[error("empty entry in the window list")]
+    EmptyWindowEntry,
+    #[error("window {0} is listed twice")]
+    WindowTwice(String),
+    #[error("at least one window is needed")]
+    NoWindow,
+    #[error("at most {MAX_WINDOWS} windows are supported")]
+    TooManyWindows,
+    #[error("`{0}` is not a clock: use wall or event")]
+    NotAClock(String),
 }
 
 const UNITS: [(&str, i64); 7] = [
@@ -32,13 +75,13 @@ const UNITS: [(&str, i64); 7] = [
 
 /// Parses a Prometheus duration (`5m`, `1h30m`, `90d`, `500ms`, `0`) into
 /// milliseconds.
-pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+pub fn parse_duration_ms(s: &str) -> Result<i64, ParseError> {
     let s = s.trim();
     if s == "0" {
         return Ok(0);
     }
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(ParseError::EmptyDuration);
     }
     let b = s.as_bytes();
     let mut i = 0;
@@ -50,29 +93,30 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!("`{s}` is not a duration like 5m, 1h30m or 90d"));
+            return Err(ParseError::NotADuration(s.to_string()));
         }
         let n: i64 = s[start..i]
             .parse()
-            .map_err(|_| format!("`{s}`: number too large"))?;
+            .map_err(|_| ParseError::NumberTooLarge(s.to_string()))?;
         let ustart = i;
         while i < b.len() && b[i].is_ascii_alphabetic() {
             i += 1;
         }
         let unit = &s[ustart..i];
         let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!(
-                "`{s}`: unknown unit `{unit}` (use ms, s, m, h, d, w or y)"
-            ));
+            return Err(ParseError::UnknownUnit {
+                value: s.to_string(),
+                unit: unit.to_string(),
+            });
         };
         if last_unit != usize::MAX && pos <= last_unit {
-            return Err(format!("`{s}`: units must go from largest to smallest"));
+            return Err(ParseError::UnitOrder(s.to_string()));
         }
         last_unit = pos;
         total = n
             .checked_mul(UNITS[pos].1)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("`{s}`: duration too large"))?;
+            .ok_or_else(|| ParseError::DurationTooLarge(s.to_string()))?;
     }
     Ok(total)
 }
@@ -108,15 +152,12 @@ pub const BUCKETS_PER_WINDOW: i64 = 60;
 pub const MAX_WINDOWS: usize = 16;
 
 impl WindowSpec {
-    pub fn new(len_ms: i64) -> Result<Self, String> {
+    pub fn new(len_ms: i64) -> Result<Self, ParseError> {
         if len_ms < 60_000 {
-            return Err(format!(
-                "window {} is shorter than the 1m minimum",
-                format_duration_ms(len_ms)
-            ));
+            return Err(ParseError::WindowTooShort(format_duration_ms(len_ms)));
         }
         if len_ms > 10 * 365 * 86_400_000 {
-            return Err("windows longer than 10y are not supported".into());
+            return Err(ParseError::WindowTooLong);
         }
         Ok(WindowSpec {
             len_ms,
@@ -127,23 +168,23 @@ impl WindowSpec {
 }
 
 /// Parses `5m,1h,1d` into window specs, in the given order.
-pub fn parse_windows(s: &str) -> Result<Vec<WindowSpec>, String> {
+pub fn parse_windows(s: &str) -> Result<Vec<WindowSpec>, ParseError> {
     let mut out: Vec<WindowSpec> = Vec::new();
     for part in s.split(',').map(str::trim) {
         if part.is_empty() {
-            return Err("empty entry in the window list".into());
+            return Err(ParseError::EmptyWindowEntry);
         }
         let w = WindowSpec::new(parse_duration_ms(part)?)?;
         if out.iter().any(|o| o.len_ms == w.len_ms) {
-            return Err(format!("window {} is listed twice", w.label));
+            return Err(ParseError::WindowTwice(w.label));
         }
         out.push(w);
     }
     if out.is_empty() {
-        return Err("at least one window is needed".into());
+        return Err(ParseError::NoWindow);
     }
     if out.len() > MAX_WINDOWS {
-        return Err(format!("at most {MAX_WINDOWS} windows are supported"));
+        return Err(ParseError::TooManyWindows);
     }
     Ok(out)
 }
@@ -161,12 +202,12 @@ pub enum ClockMode {
 }
 
 impl std::str::FromStr for ClockMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s {
             "wall" => Ok(ClockMode::Wall),
             "event" => Ok(ClockMode::Event),
-            _ => Err(format!("`{s}` is not a clock: use wall or event")),
+            _ => Err(ParseError::NotAClock(s.to_string())),
         }
     }
 }
@@ -178,6 +219,95 @@ impl fmt::Display for ClockMode {
             ClockMode::Event => "event",
         })
     }
+}
+
+/// A calendar window (METRICS.md v2, "Calendar windows"), in the
+/// contract's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CalWindow {
+    Mtd,
+    Qtd,
+    Ytd,
+    LastMonth,
+    LastQuarter,
+}
+
+impl CalWindow {
+    pub const ALL: [CalWindow; 5] = [
+        CalWindow::Mtd,
+        CalWindow::Qtd,
+        CalWindow::Ytd,
+        CalWindow::LastMonth,
+        CalWindow::LastQuarter,
+    ];
+
+    /// The `window` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CalWindow::Mtd => "mtd",
+            CalWindow::Qtd => "qtd",
+            CalWindow::Ytd => "ytd",
+            CalWindow::LastMonth => "last_month",
+            CalWindow::LastQuarter => "last_quarter",
+        }
+    }
+}
+
+/// Parses `mtd,qtd` (any subset of the calendar windows, `none` or empty
+/// for none) into the contract's order.
+pub fn parse_calendar_windows(s: &str) -> Result<Vec<CalWindow>, String> {
+    let s = s.trim();
+    if s.is_empty() || s == "none" {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let Some(w) = CalWindow::ALL.into_iter().find(|w| w.label() == part) else {
+            return Err(format!(
+                "`{part}` is not a calendar window: use mtd, qtd, ytd, last_month or last_quarter"
+            ));
+        };
+        if out.contains(&w) {
+            return Err(format!("calendar window {part} is listed twice"));
+        }
+        out.push(w);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The calendar windows' settings.
+#[derive(Debug, Clone)]
+pub struct CalendarConfig {
+    /// In the contract's order; empty: calendar windows off.
+    pub windows: Vec<CalWindow>,
+    /// IANA name, as given.
+    pub timezone: String,
+    pub tz: jiff::tz::TimeZone,
+    /// 1..=12.
+    pub fiscal_year_start_month: u8,
+}
+
+impl Default for CalendarConfig {
+    fn default() -> Self {
+        CalendarConfig {
+            windows: Vec::new(),
+            timezone: "UTC".into(),
+            tz: jiff::tz::TimeZone::UTC,
+            fiscal_year_start_month: 1,
+        }
+    }
+}
+
+/// Looks an IANA time zone up in the bundled tz database.
+pub fn parse_timezone(s: &str) -> Result<jiff::tz::TimeZone, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty time zone name".into());
+    }
+    jiff::tz::TimeZone::get(s).map_err(|_| {
+        format!("`{s}` is not an IANA time zone (like UTC, Europe/Berlin or America/New_York)")
+    })
 }
 
 /// Everything the engine core (decode, dedup, aggregate) needs to know.
@@ -203,6 +333,8 @@ pub struct EngineConfig {
     /// `max_series`: the series budget (whole keys past it fold into
     /// `__overflow__`; see `aggregate::labels::KeyBudget`).
     pub max_series: usize,
+    /// Calendar windows (v2, opt-in).
+    pub calendar: CalendarConfig,
 }
 
 impl Default for EngineConfig {
@@ -222,11 +354,17 @@ impl Default for EngineConfig {
             gross_margin: 1.0,
             channel_origins: Vec::new(),
             max_series: 200_000,
+            calendar: CalendarConfig::default(),
         }
     }
 }
 
 impl EngineConfig {
+    /// Values of the `window` label: rolling and calendar windows.
+    pub fn published_windows(&self) -> usize {
+        self.windows.len() + self.calendar.windows.len()
+    }
+
     pub fn longest_window_ms(&self) -> i64 {
         self.windows.iter().map(|w| w.len_ms).max().unwrap_or(0)
     }

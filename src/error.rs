@@ -19,6 +19,13 @@ pub enum Error {
     /// A failure at run time.
     #[error("{0}")]
     Runtime(String),
+    /// A failure at run time of one command, with its typed cause; told as
+    /// `funnelstream COMMAND: cause`.
+    #[error("{command}: {source}")]
+    Command {
+        command: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A failure already told (logged, or summed up by the command): only
     /// the exit code is left.
     #[error("exit status {0}")]
@@ -29,31 +36,17 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Refused(_) | Error::Usage(_) => 2,
-            Error::Runtime(_) => 1,
+            Error::Runtime(_) | Error::Command { .. } => 1,
             Error::Reported(code) => *code,
         }
     }
 
     /// Prints the error on stderr, unless it was already told.
     pub fn report(&self) {
-        if !matches!(self, Error::Reported(_)) {
-            eprintln!("funnelstream: {self}");
+        match self {
+            Error::Reported(_) => {}
+            Error::Command { command, source } => eprintln!("funnelstream {command}: {source}"),
+            e => eprintln!("funnelstream: {e}"),
         }
     }
-
-    /// The result of a command that still returns its exit code.
-    pub fn from_exit_code(code: i32) -> Result<(), Error> {
-        match code {
-            0 => Ok(()),
-            c => Err(Error::Reported(c)),
-        }
-    }
-}
-
-/// Prints a configuration error the way every command does; exit code 2
-/// (for `tail`, which returns exit codes).
-pub fn config_error(e: &ConfigError) -> i32 {
-    let e = Error::Config(e.clone());
-    e.report();
-    e.exit_code()
 }

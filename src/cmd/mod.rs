@@ -18,7 +18,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Demo(args) => crate::demo::run(&args),
         Command::Produce(args) => produce::run(&args),
         Command::Replay(args) => replay::run(&args),
-        Command::Tail(args) => Error::from_exit_code(crate::tail::run(&args)),
+        Command::Tail(args) => Ok(crate::tail::run(&args)?),
         Command::CheckConfig(args) => check_config::run(&args),
     }
 }

@@ -310,6 +310,32 @@ pub async fn page(State(live): State<Arc<LiveState>>) -> Response {
 mod tests {
     use super::*;
     use crate::engine::Engine;
+    use crate::kpi::{family, Eval};
+
+    /// What the sampler reads is named after the one catalogue
+    /// (`kpi::FAMILIES`), in the shape it expects: a family renamed there
+    /// fails here instead of leaving a gap in the board's sparklines.
+    #[test]
+    fn sampled_names_are_families_of_the_catalogue() {
+        let windowed = ["funnel_sales_cycle_mean_seconds", "funnel_deals_won"];
+        for name in SAMPLED.iter().chain(&windowed) {
+            assert!(
+                matches!(family(name).map(|f| f.eval), Some(Eval::Window(_))),
+                "{name} is not a windowed family of kpi::FAMILIES"
+            );
+        }
+        for name in SAMPLED_STATE {
+            assert!(
+                matches!(family(name).map(|f| f.eval), Some(Eval::Key(_))),
+                "{name} is not a per-key family of kpi::FAMILIES"
+            );
+        }
+        let cycle = CYCLE_SUM.strip_suffix("_sum").unwrap();
+        assert!(
+            family(cycle).is_none(),
+            "{CYCLE_SUM} must not look like a family's"
+        );
+    }
 
     /// The sample's sums equal the sums of the API snapshot's series over
     /// keys (the independent path: `/api/v1/kpis`), and the cycle sum is

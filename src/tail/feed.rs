@@ -25,7 +25,7 @@ pub enum Msg {
     /// The engine went away and `tail` is not following: exit 1.
     Gone(String),
     /// A request failed in a way retrying cannot fix (auth, bad URL).
-    Fatal(String),
+    Fatal(Fetch),
     Health(Health),
 }
 
@@ -33,7 +33,7 @@ pub enum Msg {
 enum End {
     /// Transport trouble, end of stream, or the engine stopping.
     Gone(String),
-    Fatal(String),
+    Fatal(Fetch),
     /// The receiver is gone: `tail` is exiting.
     Quit,
 }
@@ -88,7 +88,7 @@ fn connection(
     let resp = match request(args, "/api/v1/kpis/stream", query, true) {
         Ok(r) => r,
         Err(Fetch::Transport(e)) | Err(Fetch::Server(e)) => return End::Gone(e),
-        Err(Fetch::Client(e)) => return End::Fatal(e),
+        Err(e) => return End::Fatal(e),
     };
     read_events(std::io::BufReader::new(resp.into_reader()), tx, attempt)
 }
@@ -145,14 +145,24 @@ fn read_events(reader: impl BufRead, tx: &Sender<Msg>, attempt: &mut u32) -> End
 pub struct Health {
     /// When the counters were read.
     pub at: Option<Instant>,
-    /// `Ok` ready, `Err(why)`: not ready (the body of `/readyz`), or
-    /// unreachable.
-    pub ready: Option<Result<(), String>>,
+    /// What `/readyz` said (`None` before the first answer).
+    pub ready: Option<Readiness>,
     /// Sums over labels of `funnel_events_ingested_total`,
     /// `funnel_events_rejected_total`, `funnel_events_duplicate_total`,
     /// `funnel_events_late_total` and `funnel_consumer_lag_messages`;
     /// `None` when `/metrics` could not be read.
     pub counters: Option<[f64; 5]>,
+}
+
+/// The engine's answer to `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not ready, or refusing the request: why (the URL, the status and
+    /// the body of `/readyz`).
+    NotReady(String),
+    /// No answer at all.
+    Unreachable,
 }
 
 pub const COUNTERS: [&str; 5] = [
@@ -199,9 +209,9 @@ pub fn health(args: TailArgs, every: Duration, metrics_every: Duration, tx: Send
     let mut at: Option<Instant> = None;
     loop {
         let ready = match request(&args, "/readyz", &[], false) {
-            Ok(_) => Ok(()),
-            Err(Fetch::Server(e)) | Err(Fetch::Client(e)) => Err(e),
-            Err(Fetch::Transport(_)) => Err("unreachable".into()),
+            Ok(_) => Readiness::Ready,
+            Err(Fetch::Transport(_)) => Readiness::Unreachable,
+            Err(e) => Readiness::NotReady(e.to_string()),
         };
         if at.is_none_or(|t| t.elapsed() >= metrics_every) {
             let read = request(&args, "/metrics", &[], false)

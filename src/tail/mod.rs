@@ -14,11 +14,15 @@
 //! When the engine goes away (the stream ends, the connection drops, or the
 //! engine announces `event: shutdown`), `tail` says so on stderr and exits
 //! 1, unless `--follow` asks it to reconnect with backoff.
+//!
+//! `run` returns a [`TailError`]; `crate::error::Error` (through the `From`
+//! below) knows its exit code: 2 for an invalid flag, 1 for the rest.
 
 pub mod board;
 pub mod feed;
 pub mod screen;
 
+use crate::config::ConfigError;
 use crate::export::api::{KpiSeries, Snapshot};
 use board::{Settings, Store, View};
 use clap::Args;
@@ -79,26 +83,67 @@ pub struct TailArgs {
     pub ca_cert: Option<std::path::PathBuf>,
 }
 
-/// How a request failed.
-#[derive(Debug)]
+/// How a request failed (each message starts with the URL).
+#[derive(Debug, thiserror::Error)]
 pub enum Fetch {
     /// Connection refused, reset, timed out: the engine may come back.
+    #[error("{0}")]
     Transport(String),
     /// HTTP 5xx (e.g. `/readyz` not ready): the body says why.
+    #[error("{0}")]
     Server(String),
-    /// HTTP 4xx, a bad URL or CA file: retrying cannot help.
+    /// HTTP 4xx or a bad URL: retrying cannot help.
+    #[error("{0}")]
     Client(String),
+    /// The `--ca-cert` file cannot be read or holds no usable certificate.
+    #[error("--ca-cert {path}: {problem}")]
+    CaCert { path: String, problem: String },
 }
 
-impl Fetch {
-    pub fn message(&self) -> &str {
-        match self {
-            Fetch::Transport(m) | Fetch::Server(m) | Fetch::Client(m) => m,
+/// Why `tail` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    /// A flag with an invalid value (exit 2).
+    #[error(transparent)]
+    Usage(#[from] ConfigError),
+    /// A request that retrying cannot fix (auth, a bad URL or CA file), or
+    /// the one request of `--once`.
+    #[error(transparent)]
+    Fetch(#[from] Fetch),
+    /// The snapshot of `/api/v1/kpis` is not the API's JSON.
+    #[error("{0}")]
+    Snapshot(#[from] serde_json::Error),
+    /// The engine went away and `--follow` was not given.
+    #[error("the engine at {url} went away: {reason}")]
+    Gone { url: String, reason: String },
+    /// The engine could not be reached at all (the board, before any
+    /// connection): the reason names the URL.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The stream's reader stopped without saying why.
+    #[error("the engine at {0} went away")]
+    Ended(String),
+    #[error("cannot use the terminal: {0}")]
+    Terminal(std::io::Error),
+    #[error("drawing: {0}")]
+    Draw(std::io::Error),
+    #[error("terminal: {0}")]
+    Input(std::io::Error),
+}
+
+impl From<TailError> for crate::error::Error {
+    fn from(e: TailError) -> Self {
+        match e {
+            TailError::Usage(e) => crate::error::Error::Config(e),
+            e => crate::error::Error::Command {
+                command: "tail",
+                source: Box::new(e),
+            },
         }
     }
 }
 
-fn agent(args: &TailArgs, streaming: bool) -> Result<ureq::Agent, String> {
+fn agent(args: &TailArgs, streaming: bool) -> Result<ureq::Agent, Fetch> {
     // The stream sends a keep-alive comment every 15 s: a silent minute
     // means the engine is gone without having closed the connection.
     let mut b = ureq::AgentBuilder::new()
@@ -106,13 +151,15 @@ fn agent(args: &TailArgs, streaming: bool) -> Result<ureq::Agent, String> {
         .timeout_read(Duration::from_secs(if streaming { 60 } else { 30 }));
     if let Some(ca) = &args.ca_cert {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let data = std::fs::read(ca).map_err(|e| format!("--ca-cert {}: {e}", ca.display()))?;
+        let bad = |problem: &dyn std::fmt::Display| Fetch::CaCert {
+            path: ca.display().to_string(),
+            problem: problem.to_string(),
+        };
+        let data = std::fs::read(ca).map_err(|e| bad(&e))?;
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pemfile::certs(&mut &data[..]) {
-            let c = c.map_err(|e| format!("--ca-cert {}: {e}", ca.display()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("--ca-cert {}: {e}", ca.display()))?;
+            let c = c.map_err(|e| bad(&e))?;
+            roots.add(c).map_err(|e| bad(&e))?;
         }
         let cfg = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
@@ -140,32 +187,19 @@ fn query(args: &TailArgs, metric_and_window: bool) -> Vec<(&'static str, String)
     q
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub fn request(
     args: &TailArgs,
     path: &str,
     query: &[(&str, String)],
     streaming: bool,
 ) -> Result<ureq::Response, Fetch> {
-    let q: Vec<String> = query
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect();
-    let mut url = format!("{}{path}", args.url.trim_end_matches('/'));
-    if !q.is_empty() {
-        url = format!("{url}?{}", q.join("&"));
+    let mut req = agent(args, streaming)?.get(&format!("{}{path}", args.url.trim_end_matches('/')));
+    if !query.is_empty() {
+        // Percent-encoded by ureq (form-urlencoded, as the API's query
+        // parser expects).
+        req = req.query_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
     }
-    let mut req = agent(args, streaming).map_err(Fetch::Client)?.get(&url);
+    let url = req.url().to_string();
     if let Some(user) = &args.user {
         use base64::Engine as _;
         let password = std::env::var("FUNNELSTREAM_PASSWORD").unwrap_or_default();
@@ -280,12 +314,11 @@ pub fn table(s: &Snapshot) -> String {
 
 /// The board's starting settings from the flags; `Err`: a usage error
 /// (exit 2).
-fn settings(args: &TailArgs) -> Result<Settings, crate::config::ConfigError> {
-    use crate::config::ConfigError;
+fn settings(args: &TailArgs) -> Result<Settings, ConfigError> {
     let view = match &args.by {
         Some(v) => v
             .parse::<View>()
-            .map_err(|e| ConfigError::invalid("by", e))?,
+            .map_err(|e| ConfigError::invalid("by", e.to_string()))?,
         None => View::Channel,
     };
     let sort = args.sort.clone().unwrap_or_else(|| "SPEND".into());
@@ -319,17 +352,11 @@ pub fn pick_window(asked: &str, served: &[String]) -> String {
     served.first().cloned().unwrap_or_default()
 }
 
-fn fail(e: &str) -> i32 {
-    eprintln!("funnelstream tail: {e}");
-    1
-}
-
-pub fn run(args: &TailArgs) -> i32 {
+pub fn run(args: &TailArgs) -> Result<(), TailError> {
     if !(args.interval.is_finite() && args.interval > 0.0) {
-        return crate::error::config_error(&crate::config::ConfigError::invalid(
-            "interval",
-            "must be a positive number of seconds",
-        ));
+        return Err(
+            ConfigError::invalid("interval", "must be a positive number of seconds").into(),
+        );
     }
     // One metric is a list of series, not a board.
     let changes =
@@ -341,10 +368,7 @@ pub fn run(args: &TailArgs) -> i32 {
             follow_changes(args)
         };
     }
-    let settings = match settings(args) {
-        Ok(s) => s,
-        Err(e) => return crate::error::config_error(&e),
-    };
+    let settings = settings(args)?;
     if args.once {
         once_board(args, settings)
     } else {
@@ -352,54 +376,45 @@ pub fn run(args: &TailArgs) -> i32 {
     }
 }
 
-fn snapshot(args: &TailArgs, q: &[(&'static str, String)]) -> Result<Snapshot, String> {
-    request(args, "/api/v1/kpis", q, false)
-        .map_err(|e| e.message().to_string())
-        .and_then(|r| {
-            serde_json::from_reader::<_, Snapshot>(r.into_reader()).map_err(|e| e.to_string())
-        })
+fn snapshot(args: &TailArgs, q: &[(&'static str, String)]) -> Result<Snapshot, TailError> {
+    let r = request(args, "/api/v1/kpis", q, false)?;
+    Ok(serde_json::from_reader::<_, Snapshot>(r.into_reader())?)
 }
 
 /// `--once`: the board as plain text.
-fn once_board(args: &TailArgs, mut s: Settings) -> i32 {
-    let snap = match snapshot(args, &query(args, false)) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
+fn once_board(args: &TailArgs, mut s: Settings) -> Result<(), TailError> {
+    let snap = snapshot(args, &query(args, false))?;
     let mut store = Store::default();
     store.apply(&snap, true);
     let served = store.windows();
     s.window = pick_window(&s.window, &served);
     if !served.is_empty() && !served.contains(&s.window) {
-        return crate::error::config_error(&crate::config::ConfigError::invalid(
+        return Err(ConfigError::invalid(
             "window",
             format!(
                 "`{}` is not served (served: {})",
                 s.window,
                 served.join(", ")
             ),
-        ));
+        )
+        .into());
     }
     let _ = std::io::stdout()
         .lock()
         .write_all(board::text(&args.url, &store, &s).as_bytes());
-    0
+    Ok(())
 }
 
 /// `--once --changes`: one row per series.
-fn once_series(args: &TailArgs) -> i32 {
-    match snapshot(args, &query(args, true)) {
-        Ok(s) => {
-            let _ = std::io::stdout().lock().write_all(table(&s).as_bytes());
-            0
-        }
-        Err(e) => fail(&e),
-    }
+fn once_series(args: &TailArgs) -> Result<(), TailError> {
+    let s = snapshot(args, &query(args, true))?;
+    let _ = std::io::stdout().lock().write_all(table(&s).as_bytes());
+    Ok(())
 }
 
 /// `--changes`: the table of the first snapshot, then one line per changed
 /// series (in colour on a terminal).
-fn follow_changes(args: &TailArgs) -> i32 {
+fn follow_changes(args: &TailArgs) -> Result<(), TailError> {
     let colour = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -427,9 +442,12 @@ fn follow_changes(args: &TailArgs) -> i32 {
                 continue;
             }
             Msg::Gone(reason) => {
-                return fail(&format!("the engine at {} went away: {reason}", args.url))
+                return Err(TailError::Gone {
+                    url: args.url.clone(),
+                    reason,
+                })
             }
-            Msg::Fatal(e) => return fail(&e),
+            Msg::Fatal(e) => return Err(e.into()),
             Msg::Health(_) => continue,
         };
         if retrying && full {
@@ -466,10 +484,10 @@ fn follow_changes(args: &TailArgs) -> i32 {
             .and_then(|_| out.flush())
             .is_err()
         {
-            return 0; // stdout closed (e.g. piped into head)
+            return Ok(()); // stdout closed (e.g. piped into head)
         }
     }
-    fail(&format!("the engine at {} went away", args.url))
+    Err(TailError::Ended(args.url.clone()))
 }
 
 /// A series known only by its id (`metric,k=v,...`), gone.

@@ -5,8 +5,8 @@
 //! every way out (keys, the engine going away, a panic).
 
 use super::board::{self, Row, Settings, Store, COLUMNS};
-use super::feed::{self, Health, Msg};
-use super::TailArgs;
+use super::feed::{self, Health, Msg, Readiness};
+use super::{TailArgs, TailError};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -108,7 +108,7 @@ impl App {
         self.s.descending = self.s.sort != 0;
     }
 
-    fn on_msg(&mut self, m: Msg) -> Option<Result<(), String>> {
+    fn on_msg(&mut self, m: Msg) -> Option<Result<(), TailError>> {
         match m {
             Msg::Snapshot(s) => {
                 let mark = self.connected_once;
@@ -134,12 +134,15 @@ impl App {
             }
             Msg::Gone(reason) => {
                 return Some(Err(if self.connected_once {
-                    format!("the engine at {} went away: {reason}", self.url)
+                    TailError::Gone {
+                        url: self.url.clone(),
+                        reason,
+                    }
                 } else {
-                    reason
+                    TailError::Unreachable(reason)
                 }))
             }
-            Msg::Fatal(e) => return Some(Err(e)),
+            Msg::Fatal(e) => return Some(Err(e.into())),
             Msg::Health(h) => {
                 if let (Some(a), Some(b), Some(t0), Some(t1)) =
                     (self.health.counters, h.counters, self.health.at, h.at)
@@ -222,7 +225,7 @@ impl App {
     }
 }
 
-pub fn run(args: &TailArgs, s: Settings) -> i32 {
+pub fn run(args: &TailArgs, s: Settings) -> Result<(), TailError> {
     let (tx, rx) = std::sync::mpsc::channel();
     {
         let (a, q, follow, tx) = (
@@ -261,23 +264,17 @@ pub fn run(args: &TailArgs, s: Settings) -> i32 {
         rate: None,
     };
     app.refresh(false);
-    let mut terminal = match ratatui::try_init() {
-        Ok(t) => t,
-        Err(e) => return super::fail(&format!("cannot use the terminal: {e}")),
-    };
+    let mut terminal = ratatui::try_init().map_err(TailError::Terminal)?;
     let end = event_loop(&mut terminal, &mut app, &rx);
     ratatui::restore();
-    match end {
-        Ok(()) => 0,
-        Err(e) => super::fail(&e),
-    }
+    end
 }
 
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
     rx: &Receiver<Msg>,
-) -> Result<(), String> {
+) -> Result<(), TailError> {
     loop {
         loop {
             match rx.try_recv() {
@@ -287,18 +284,14 @@ fn event_loop(
                     }
                 }
                 Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    return Err(format!("the engine at {} went away", app.url))
-                }
+                Err(TryRecvError::Disconnected) => return Err(TailError::Ended(app.url.clone())),
             }
         }
         let now = Instant::now();
         app.flash.retain(|_, (t, _)| now.duration_since(*t) < FLASH);
-        terminal
-            .draw(|f| draw(f, app))
-            .map_err(|e| format!("drawing: {e}"))?;
-        if event::poll(Duration::from_millis(150)).map_err(|e| format!("terminal: {e}"))? {
-            if let Event::Key(k) = event::read().map_err(|e| format!("terminal: {e}"))? {
+        terminal.draw(|f| draw(f, app)).map_err(TailError::Draw)?;
+        if event::poll(Duration::from_millis(150)).map_err(TailError::Input)? {
+            if let Event::Key(k) = event::read().map_err(TailError::Input)? {
                 if k.kind == KeyEventKind::Press && app.on_key(k.code, k.modifiers).is_some() {
                     return Ok(());
                 }
@@ -418,9 +411,9 @@ fn status_line(app: &App) -> Line<'static> {
     spans.push(Span::from("engine ").bold());
     spans.push(match &app.health.ready {
         None => Span::from("..."),
-        Some(Ok(())) => Span::from("ready").green().bold(),
-        Some(Err(e)) if e == "unreachable" => Span::from("unreachable").red().bold(),
-        Some(Err(e)) => {
+        Some(Readiness::Ready) => Span::from("ready").green().bold(),
+        Some(Readiness::Unreachable) => Span::from("unreachable").red().bold(),
+        Some(Readiness::NotReady(e)) => {
             let why = e
                 .find("not ready")
                 .map(|i| e[i..].to_string())
