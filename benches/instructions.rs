@@ -43,6 +43,9 @@ const STREAMS: &[Stream] = &[
     ("backfill/100000/zipf", 100_000, 100.0, SIX, 1.0),
     // A quarter of the events of the v2 types (`/mixed`: see `child`).
     ("backfill/100000/mixed", 100_000, 100.0, SIX, 0.0),
+    // Every calendar window on, in Europe/Berlin (`/calendar`).
+    ("backfill/100000/calendar", 100_000, 100.0, SIX, 0.0),
+    ("live/100000/calendar", 100_000, 0.001, SIX, 0.0),
     ("backfill/100/5m", 100, 100.0, "5m", 0.0),
     ("backfill/100000/5m", 100_000, 100.0, "5m", 0.0),
     ("backfill/100000/90d", 100_000, 100.0, "90d", 0.0),
@@ -65,7 +68,12 @@ fn child(name: &str, skip: bool) {
     // Both runs generate every line, so that the generator's work cancels.
     let warm: Vec<String> = (0..WARM).map(|_| g.next_line()).collect();
     let timed: Vec<String> = (0..TIMED).map(|_| g.next_line()).collect();
-    let mut p = Engine::new(engine_config(windows)).partition();
+    let mut cfg = engine_config(windows);
+    if name.ends_with("/calendar") {
+        cfg.calendar =
+            support::calendar_config("mtd,qtd,ytd,last_month,last_quarter", "Europe/Berlin");
+    }
+    let mut p = Engine::new(cfg).partition();
     for l in &warm {
         p.process_at(l.as_bytes(), WALL);
     }

@@ -20,7 +20,12 @@ fn rss_kib() -> u64 {
 }
 
 fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
-    let cfg = engine_config("5m,1h,1d,7d,30d,90d");
+    let mut cfg = engine_config("5m,1h,1d,7d,30d,90d");
+    // MEMORY_BENCH_CALENDAR: calendar windows on (e.g. `mtd,qtd`), in
+    // Europe/Berlin.
+    if let Ok(w) = std::env::var("MEMORY_BENCH_CALENDAR") {
+        cfg.calendar = support::calendar_config(&w, "Europe/Berlin");
+    }
     let n = keys * events_per_key;
     let step = span_days * 86_400_000.0 / n as f64;
     let before = rss_kib();

@@ -23,14 +23,18 @@
 //! Versions: 1 remembered dedup ids by event time; 2 by acceptance time
 //! (EVENTS.md v2); 3 (current) adds the v2 event types' counters, the
 //! `action` label overflow and ignored-field counters, and per key the
-//! groups seen and the v2 block (`aggregate::v2`). Versions 1 and 2 are
+//! groups seen and the v2 block (`aggregate::v2`); 4 adds the calendar
+//! settings after the windows (`calendar_windows`, `calendar_timezone`,
+//! `fiscal_year_start_month`: a checkpoint only fits an engine with the
+//! same ones, since its calendar slots' rings depend on them) and keeps the
+//! growth groups' buckets for two window lengths. Versions 1 to 3 are
 //! still read: version 1's remembered ids are taken as accepted at its
 //! engine time (`decode::dedup`); their keys have no v2 state (a key that
 //! counted deal or subscription events is marked as having received
 //! those groups), so an upgrade restores every partition instead of
 //! rebuilding it.
 
-use crate::config::WindowSpec;
+use crate::config::{CalendarConfig, WindowSpec};
 use crate::engine::{Engine, Partition};
 use crate::util::codec::{ReadResult, Reader, Writer};
 
@@ -39,7 +43,7 @@ pub use crate::util::codec::CheckpointError;
 pub const MAGIC: [u8; 8] = *b"FNLSTCKP";
 /// Bump on any change of the body layout, and keep reading the previous
 /// versions ([`OLDEST_READ_VERSION`]..=`FORMAT_VERSION`).
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// The oldest format version [`decode`] still reads.
 pub const OLDEST_READ_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;
@@ -94,6 +98,60 @@ fn check_windows(r: &mut Reader<'_>, specs: &[WindowSpec]) -> ReadResult<()> {
     Ok(())
 }
 
+/// Writes the calendar settings (format 4).
+fn encode_calendar(w: &mut Writer, c: &CalendarConfig) {
+    w.uvar(c.windows.len() as u64);
+    for cw in &c.windows {
+        w.str(cw.label());
+    }
+    w.str(&c.timezone);
+    w.u8(c.fiscal_year_start_month);
+}
+
+/// Checks the calendar settings a checkpoint was written with (none
+/// before format 4) against the engine's, naming the first that differs.
+fn check_calendar(r: &mut Reader<'_>, version: u16, c: &CalendarConfig) -> ReadResult<()> {
+    let (windows, tz, fiscal) = if version >= 4 {
+        let n = r.count(1)?;
+        let mut windows = Vec::with_capacity(n);
+        for _ in 0..n {
+            windows.push(r.str()?.to_string());
+        }
+        (windows, r.str()?.to_string(), r.u8()?)
+    } else {
+        (Vec::new(), "UTC".to_string(), 1)
+    };
+    let want: Vec<String> = c.windows.iter().map(|w| w.label().to_string()).collect();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    let differs = if windows != want {
+        Some(("calendar_windows", list(&windows), list(&want)))
+    } else if want.is_empty() {
+        None
+    } else if tz != c.timezone {
+        Some(("calendar_timezone", tz, c.timezone.clone()))
+    } else if fiscal != c.fiscal_year_start_month {
+        Some((
+            "fiscal_year_start_month",
+            fiscal.to_string(),
+            c.fiscal_year_start_month.to_string(),
+        ))
+    } else {
+        None
+    };
+    match differs {
+        Some((key, got, want)) => Err(CheckpointError::Incompatible(format!(
+            "it was written with {key} = {got} but the engine is configured with {key} = {want}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Serializes a partition's state with its metadata (first settling its
 /// pending sums and logs into the rings at the snapshot's engine time,
 /// which changes no value).
@@ -107,6 +165,7 @@ pub fn encode(part: &mut Partition, meta: &CheckpointMeta) -> Vec<u8> {
     w.buf.extend_from_slice(&0u16.to_le_bytes());
     w.buf.extend_from_slice(&[0; 16]);
     encode_windows(&mut w, part.agg.windows());
+    encode_calendar(&mut w, part.agg.calendar_config());
     w.str(&meta.topic);
     w.ivar(i64::from(meta.partition));
     w.ivar(meta.next_offset);
@@ -180,6 +239,7 @@ pub fn decode(
 ) -> Result<(Partition, CheckpointMeta), CheckpointError> {
     let (mut r, version) = open(bytes)?;
     check_windows(&mut r, &engine.config.windows)?;
+    check_calendar(&mut r, version, &engine.config.calendar)?;
     let meta = read_meta_fields(&mut r)?;
     let mut part = if live {
         engine.live_partition()

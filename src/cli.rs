@@ -177,6 +177,15 @@ pub struct DemoArgs {
     /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks) [default: 1000000].
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_tracked_deals: usize,
+    /// Calendar windows (see `run --calendar-windows`; `none` for none) [default: mtd,qtd].
+    #[arg(long, value_name = "W,..", default_value = "mtd,qtd")]
+    pub calendar_windows: String,
+    /// IANA time zone of the calendar windows [default: UTC].
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    pub calendar_timezone: String,
+    /// First month (1..=12) of the fiscal year [default: 1].
+    #[arg(long, value_name = "1..12", default_value_t = 1)]
+    pub fiscal_year_start_month: u8,
 }
 
 /// Settings of `produce`.
@@ -278,6 +287,15 @@ pub struct EngineArgs {
     /// Business series published at most; whole (channel, campaign) keys past it fold into __overflow__ [default: 200000].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_SERIES", value_parser = whole("max_series"))]
     pub max_series: Option<u64>,
+    /// Calendar windows to publish besides the rolling ones: any of mtd,qtd,ytd,last_month,last_quarter [default: none].
+    #[arg(long, value_name = "W,..", env = "FUNNELSTREAM_CALENDAR_WINDOWS")]
+    pub calendar_windows: Option<String>,
+    /// IANA time zone of the calendar windows' periods [default: UTC].
+    #[arg(long, value_name = "ZONE", env = "FUNNELSTREAM_CALENDAR_TIMEZONE")]
+    pub calendar_timezone: Option<String>,
+    /// First month (1..=12) of the fiscal year, for qtd, ytd and last_quarter [default: 1].
+    #[arg(long, value_name = "1..12", env = "FUNNELSTREAM_FISCAL_YEAR_START_MONTH", value_parser = whole("fiscal_year_start_month"))]
+    pub fiscal_year_start_month: Option<u64>,
 }
 
 /// Parses `channel=origin` pairs (the `channel_origins` setting).
@@ -462,6 +480,24 @@ pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
     }
     if let Some(n) = s.max_series {
         c.max_series = positive("max_series", n)?;
+    }
+    if let Some(v) = &s.calendar_windows {
+        c.calendar.windows = crate::config::parse_calendar_windows(v)
+            .map_err(|p| ConfigError::invalid("calendar_windows", p))?;
+    }
+    if let Some(v) = &s.calendar_timezone {
+        c.calendar.tz = crate::config::parse_timezone(v)
+            .map_err(|p| ConfigError::invalid("calendar_timezone", p))?;
+        c.calendar.timezone = v.trim().to_string();
+    }
+    if let Some(n) = s.fiscal_year_start_month {
+        if !(1..=12).contains(&n) {
+            return Err(ConfigError::invalid(
+                "fiscal_year_start_month",
+                format!("`{n}` is not a month: use 1 (January) to 12 (December)"),
+            ));
+        }
+        c.calendar.fiscal_year_start_month = n as u8;
     }
     Ok(c)
 }
@@ -785,6 +821,18 @@ pub fn effective_settings(cfg: &RunConfig) -> Result<String, ConfigError> {
         gross_margin: Some(e.gross_margin),
         max_actions: Some(e.max_actions as u64),
         max_series: Some(e.max_series as u64),
+        calendar_windows: Some(if e.calendar.windows.is_empty() {
+            "none".to_string()
+        } else {
+            e.calendar
+                .windows
+                .iter()
+                .map(|w| w.label())
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+        calendar_timezone: Some(e.calendar.timezone.clone()),
+        fiscal_year_start_month: Some(u64::from(e.calendar.fiscal_year_start_month)),
         channel_origins: Some(ChannelOrigins::Text(
             e.channel_origins
                 .iter()

@@ -221,6 +221,95 @@ impl fmt::Display for ClockMode {
     }
 }
 
+/// A calendar window (METRICS.md v2, "Calendar windows"), in the
+/// contract's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CalWindow {
+    Mtd,
+    Qtd,
+    Ytd,
+    LastMonth,
+    LastQuarter,
+}
+
+impl CalWindow {
+    pub const ALL: [CalWindow; 5] = [
+        CalWindow::Mtd,
+        CalWindow::Qtd,
+        CalWindow::Ytd,
+        CalWindow::LastMonth,
+        CalWindow::LastQuarter,
+    ];
+
+    /// The `window` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            CalWindow::Mtd => "mtd",
+            CalWindow::Qtd => "qtd",
+            CalWindow::Ytd => "ytd",
+            CalWindow::LastMonth => "last_month",
+            CalWindow::LastQuarter => "last_quarter",
+        }
+    }
+}
+
+/// Parses `mtd,qtd` (any subset of the calendar windows, `none` or empty
+/// for none) into the contract's order.
+pub fn parse_calendar_windows(s: &str) -> Result<Vec<CalWindow>, String> {
+    let s = s.trim();
+    if s.is_empty() || s == "none" {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let Some(w) = CalWindow::ALL.into_iter().find(|w| w.label() == part) else {
+            return Err(format!(
+                "`{part}` is not a calendar window: use mtd, qtd, ytd, last_month or last_quarter"
+            ));
+        };
+        if out.contains(&w) {
+            return Err(format!("calendar window {part} is listed twice"));
+        }
+        out.push(w);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The calendar windows' settings.
+#[derive(Debug, Clone)]
+pub struct CalendarConfig {
+    /// In the contract's order; empty: calendar windows off.
+    pub windows: Vec<CalWindow>,
+    /// IANA name, as given.
+    pub timezone: String,
+    pub tz: jiff::tz::TimeZone,
+    /// 1..=12.
+    pub fiscal_year_start_month: u8,
+}
+
+impl Default for CalendarConfig {
+    fn default() -> Self {
+        CalendarConfig {
+            windows: Vec::new(),
+            timezone: "UTC".into(),
+            tz: jiff::tz::TimeZone::UTC,
+            fiscal_year_start_month: 1,
+        }
+    }
+}
+
+/// Looks an IANA time zone up in the bundled tz database.
+pub fn parse_timezone(s: &str) -> Result<jiff::tz::TimeZone, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty time zone name".into());
+    }
+    jiff::tz::TimeZone::get(s).map_err(|_| {
+        format!("`{s}` is not an IANA time zone (like UTC, Europe/Berlin or America/New_York)")
+    })
+}
+
 /// Everything the engine core (decode, dedup, aggregate) needs to know.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -244,6 +333,8 @@ pub struct EngineConfig {
     /// `max_series`: the series budget (whole keys past it fold into
     /// `__overflow__`; see `aggregate::labels::KeyBudget`).
     pub max_series: usize,
+    /// Calendar windows (v2, opt-in).
+    pub calendar: CalendarConfig,
 }
 
 impl Default for EngineConfig {
@@ -263,11 +354,17 @@ impl Default for EngineConfig {
             gross_margin: 1.0,
             channel_origins: Vec::new(),
             max_series: 200_000,
+            calendar: CalendarConfig::default(),
         }
     }
 }
 
 impl EngineConfig {
+    /// Values of the `window` label: rolling and calendar windows.
+    pub fn published_windows(&self) -> usize {
+        self.windows.len() + self.calendar.windows.len()
+    }
+
     pub fn longest_window_ms(&self) -> i64 {
         self.windows.iter().map(|w| w.len_ms).max().unwrap_or(0)
     }

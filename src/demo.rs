@@ -43,6 +43,24 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     let listen = listen_s
         .parse()
         .map_err(|_| ConfigError::invalid("listen", format!("`{listen_s}` is not an ADDR:PORT")))?;
+    let calendar = crate::config::CalendarConfig {
+        windows: crate::config::parse_calendar_windows(&args.calendar_windows)
+            .map_err(|p| ConfigError::invalid("calendar_windows", p))?,
+        tz: crate::config::parse_timezone(&args.calendar_timezone)
+            .map_err(|p| ConfigError::invalid("calendar_timezone", p))?,
+        timezone: args.calendar_timezone.trim().to_string(),
+        fiscal_year_start_month: args.fiscal_year_start_month,
+    };
+    if !(1..=12).contains(&calendar.fiscal_year_start_month) {
+        return Err(ConfigError::invalid(
+            "fiscal_year_start_month",
+            format!(
+                "`{}` is not a month: use 1 (January) to 12 (December)",
+                calendar.fiscal_year_start_month
+            ),
+        )
+        .into());
+    }
     let cluster = MockBroker::start()
         .map_err(|e| Error::Runtime(format!("cannot start the embedded broker: {e}")))?;
     cluster
@@ -87,6 +105,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
             clock: ClockMode::Wall,
             max_series: args.max_series.max(1),
             max_tracked_deals: args.max_tracked_deals.max(1),
+            calendar,
             ..EngineConfig::default()
         },
         kafka: KafkaSettings {

@@ -151,7 +151,7 @@ impl Engine {
                 )
                 .with_series_budget(
                     config.max_series,
-                    crate::kpi::series_per_key(config.windows.len()),
+                    crate::kpi::series_per_key(config.published_windows()),
                 ),
             ),
             clock: Arc::new(EngineClock::new(config.clock)),
@@ -318,8 +318,7 @@ impl Partition {
             self.stats.duplicates += 1;
             return Outcome::Duplicate;
         }
-        let late = self.agg.is_late(ts_eff, now);
-        self.agg.apply_hinted(ev, ts_eff, now, hint);
+        let late = self.agg.apply_hinted(ev, ts_eff, now, hint);
         self.stats.ingested[ev.event_type() as usize] += 1;
         if let Some(d) = &mut self.delay {
             d.observe(wall_ms.saturating_sub(ev.ts));

@@ -70,6 +70,10 @@ pub enum Eval {
     /// One series per window and conversion `action` the key received
     /// (v2), from that action's sums (conversions, value).
     ActionWindow(fn(&WindowSums, &[i64; CONV_N]) -> Option<Value>),
+    /// One series per window and conversion `action` the key received
+    /// (v2), from that action's sums in the window and in its previous
+    /// window.
+    ActionGrowth(fn(&[i64; CONV_N], &[i64; CONV_N]) -> Option<Value>),
     /// One series per conversion `action` the key received, from its
     /// all-time count (v2).
     ActionKey(fn(i128) -> Value),
@@ -165,9 +169,22 @@ fn mrr_net(w: &WindowSums) -> i128 {
         - mrr(w, Change::Churn)
 }
 
-/// MRR at the start of the window: current MRR minus the window's movement.
+/// Net MRR and customer movement of subscription sums.
+fn net_movement(s: &[i64; crate::aggregate::SUBS_N]) -> (i128, i128) {
+    let x = |i: usize| i128::from(s[i]);
+    let mrr =
+        x(Change::New as usize) + x(Change::Expansion as usize) + x(Change::Reactivation as usize)
+            - x(Change::Contraction as usize)
+            - x(Change::Churn as usize);
+    let customers = x(f::CUSTOMERS_NEW) + x(f::CUSTOMERS_REACTIVATED) - x(f::CUSTOMERS_CHURNED);
+    (mrr, customers)
+}
+
+/// MRR at the start of the window: current MRR minus the movement from the
+/// window's start until now (the window's own, and for a closed calendar
+/// period everything after it too).
 pub fn mrr_start(t: &Totals, w: &WindowSums) -> i128 {
-    t.mrr - mrr_net(w)
+    t.mrr - mrr_net(w) - net_movement(&w.after_subs).0
 }
 
 /// Customers at the start of the window.
@@ -175,6 +192,19 @@ pub fn customers_start(t: &Totals, w: &WindowSums) -> i128 {
     t.customers
         - (subs(w, f::CUSTOMERS_NEW) + subs(w, f::CUSTOMERS_REACTIVATED)
             - subs(w, f::CUSTOMERS_CHURNED))
+        - net_movement(&w.after_subs).1
+}
+
+/// `(x - previous) / previous`, absent while `previous` is 0 (METRICS.md
+/// v2, "Growth against the previous window").
+fn growth(x: i128, previous: i128) -> Option<Value> {
+    (previous != 0).then(|| Value::Float((x - previous) as f64 / previous as f64))
+}
+fn prev_lead(w: &WindowSums, s: LeadStage) -> i128 {
+    i128::from(w.prev.leads[s as usize])
+}
+fn prev_deal(w: &WindowSums, i: usize) -> i128 {
+    i128::from(w.prev.deals[i])
 }
 
 /// `num / den` with both sides in the same unit; `None` when `den == 0`.
@@ -420,6 +450,29 @@ pub static FAMILIES: &[Family] = &[
     fam("funnel_pageviews_total", "Page views ever consumed.", MetricType::Counter, seen::WEB, Eval::KeyV2(|_, v| Some(Value::Int(v.pageviews)))),
     fam("funnel_conversions_total", "Conversions ever consumed, by action.", MetricType::Counter, 0, Eval::ActionKey(Value::Int)),
     fam("funnel_email_events_total", "Email recipients ever consumed, by action.", MetricType::Counter, seen::EMAIL, Eval::LabelledV2 { label: "action", values: &EMAIL_ACTIONS, f: |v, i| Value::Int(v.email[i]) }),
+    // Growth against the previous window (v2): x over the previous window
+    // (`now - 2W < ts <= now - W`, or the previous calendar period) and
+    // (x - previous) / previous.
+    gauge_w("funnel_leads_previous", "New leads in the previous window.", |_, w| Some(Value::Int(prev_lead(w, LeadStage::New)))),
+    gauge_w("funnel_leads_growth_ratio", "Lead growth: (leads - leads_previous) / leads_previous.", |_, w| growth(leads(w, LeadStage::New), prev_lead(w, LeadStage::New))),
+    gauge_w("funnel_mqls_previous", "MQLs in the previous window.", |_, w| Some(Value::Int(prev_lead(w, LeadStage::Mql)))),
+    gauge_w("funnel_mqls_growth_ratio", "MQL growth, the lead velocity rate: (mqls - mqls_previous) / mqls_previous.", |_, w| growth(leads(w, LeadStage::Mql), prev_lead(w, LeadStage::Mql))),
+    gauge_w("funnel_sqls_previous", "SQLs in the previous window.", |_, w| Some(Value::Int(prev_lead(w, LeadStage::Sql)))),
+    gauge_w("funnel_sqls_growth_ratio", "SQL growth: (sqls - sqls_previous) / sqls_previous.", |_, w| growth(leads(w, LeadStage::Sql), prev_lead(w, LeadStage::Sql))),
+    gauge_w("funnel_opportunities_previous", "Opportunities opened in the previous window.", |_, w| Some(Value::Int(prev_deal(w, f::OPEN)))),
+    gauge_w("funnel_opportunities_growth_ratio", "Opportunity growth: (opportunities - opportunities_previous) / opportunities_previous.", |_, w| growth(deals(w, f::OPEN), prev_deal(w, f::OPEN))),
+    gauge_w("funnel_deals_won_previous", "Deals won in the previous window.", |_, w| Some(Value::Int(prev_deal(w, f::WON)))),
+    gauge_w("funnel_deals_won_growth_ratio", "Won deal growth: (deals_won - deals_won_previous) / deals_won_previous.", |_, w| growth(deals(w, f::WON), prev_deal(w, f::WON))),
+    gauge_w("funnel_revenue_won_previous", "Amount of deals won in the previous window.", |_, w| Some(Value::Money(prev_deal(w, f::REVENUE_WON)))),
+    gauge_w("funnel_revenue_won_growth_ratio", "Won revenue growth: (revenue_won - revenue_won_previous) / revenue_won_previous.", |_, w| growth(deals(w, f::REVENUE_WON), prev_deal(w, f::REVENUE_WON))),
+    gauge_g("funnel_pipeline_created_previous", "Amount of deals opened in the previous window.", seen::DEAL, |_, w| cash(w.prev.deal_a[f2::PIPELINE_CREATED])),
+    gauge_g("funnel_pipeline_created_growth_ratio", "Pipeline created growth: (pipeline_created - pipeline_created_previous) / pipeline_created_previous.", seen::DEAL, |_, w| growth(i128::from(w.v2.deal_a[f2::PIPELINE_CREATED]), i128::from(w.prev.deal_a[f2::PIPELINE_CREATED]))),
+    gauge_w("funnel_customers_new_previous", "New customers in the previous window.", |_, w| Some(Value::Int(i128::from(w.prev.subs[f::CUSTOMERS_NEW])))),
+    gauge_w("funnel_customers_new_growth_ratio", "New customer growth: (customers_new - customers_new_previous) / customers_new_previous.", |_, w| growth(subs(w, f::CUSTOMERS_NEW), i128::from(w.prev.subs[f::CUSTOMERS_NEW]))),
+    gauge_g("funnel_sessions_previous", "Website sessions in the previous window.", seen::WEB, |_, w| count(w.prev.web[f2::SESSIONS])),
+    gauge_g("funnel_sessions_growth_ratio", "Session growth (organic traffic growth on channel=organic): (sessions - sessions_previous) / sessions_previous.", seen::WEB, |_, w| growth(web(w, f2::SESSIONS), i128::from(w.prev.web[f2::SESSIONS]))),
+    fam("funnel_conversions_previous", "Conversions in the previous window, by action.", MetricType::Gauge, 0, Eval::ActionGrowth(|_, p| Some(Value::Int(i128::from(p[f2::CONVERSIONS]))))),
+    fam("funnel_conversions_growth_ratio", "Conversion growth: (conversions - conversions_previous) / conversions_previous, by action.", MetricType::Gauge, 0, Eval::ActionGrowth(|c, p| growth(i128::from(c[f2::CONVERSIONS]), i128::from(p[f2::CONVERSIONS])))),
     fam("funnel_survey_responses_total", "Survey responses ever consumed, by kind.", MetricType::Counter, seen::SURVEY, Eval::LabelledV2 { label: "kind", values: &SURVEY_KINDS, f: |v, i| Value::Int(v.survey[i]) }),
 ];
 
@@ -488,7 +541,7 @@ pub fn series_per_key(windows: usize) -> usize {
             Eval::Key(_) | Eval::KeyV2(_) => 1,
             Eval::Labelled { values, .. } | Eval::LabelledV2 { values, .. } => values.len(),
             Eval::LabelledWindow { values, .. } => values.len() * windows,
-            Eval::ActionWindow(_) | Eval::ActionKey(_) => 0,
+            Eval::ActionWindow(_) | Eval::ActionGrowth(_) | Eval::ActionKey(_) => 0,
         })
         .sum()
 }

@@ -71,6 +71,12 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_series: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar_windows: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar_timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fiscal_year_start_month: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub channel_origins: Option<ChannelOrigins>,
     /// librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,16 @@ pub fn engine_config(windows: &str) -> EngineConfig {
     }
 }
 
+/// Calendar windows `windows` in zone `tz`, fiscal year from January.
+pub fn calendar_config(windows: &str, tz: &str) -> funnelstream::config::CalendarConfig {
+    funnelstream::config::CalendarConfig {
+        windows: funnelstream::config::parse_calendar_windows(windows).unwrap(),
+        timezone: tz.into(),
+        tz: funnelstream::config::parse_timezone(tz).unwrap(),
+        fiscal_year_start_month: 1,
+    }
+}
+
 /// Writes `n` synthetic events over `keys` keys, stamped with the wall
 /// clock (a live stream), to `topic`, and waits for every acknowledgement.
 pub fn load_events(brokers: &str, topic: &str, n: u64, keys: u64) {

@@ -69,10 +69,12 @@ fn totals(parts: &[&Partition]) -> Totals {
 /// Window sums over every key of every partition, with conversion
 /// actions by name (action ids are per engine).
 fn windows(parts: &[&Partition], specs: &[WindowSpec], now: i64) -> Vec<WindowSums> {
-    let mut out = vec![WindowSums::default(); specs.len()];
+    let views = parts[0].agg.views(now);
+    assert_eq!(views.len(), specs.len());
+    let mut out = vec![WindowSums::default(); views.len()];
     for p in parts {
         for k in p.agg.keys() {
-            k.sums_into(specs, now, &mut out);
+            k.sums_into(p.agg.slots(), &views, &mut out);
         }
     }
     let names = parts[0].agg.labels().action.names();
@@ -312,7 +314,12 @@ fn the_charge_is_every_family_of_a_full_v1_key() {
     let missing: Vec<_> = crate::kpi::FAMILIES
         .iter()
         .filter(|f| f.gate & !super::labels::V1_TYPE_GROUPS == 0 && !seen.contains_key(f.name))
-        .filter(|f| !matches!(f.eval, Eval::ActionWindow(_) | Eval::ActionKey(_)))
+        .filter(|f| {
+            !matches!(
+                f.eval,
+                Eval::ActionWindow(_) | Eval::ActionGrowth(_) | Eval::ActionKey(_)
+            )
+        })
         .map(|f| f.name)
         .collect();
     let mut over_v2 = super::labels::OVER_V2_SUMS.to_vec();
@@ -335,6 +342,9 @@ fn the_charge_is_every_family_of_a_full_v1_key() {
 #[test]
 fn the_sizing_guide_charges() {
     let got: Vec<usize> = [1, 3, 6, 8].iter().map(|&w| series_per_key(w)).collect();
-    // 22 series without a window, 67 per window.
-    assert_eq!(got, [89, 223, 424, 558]);
+    // 22 series without a window, 83 per window (67, and the previous
+    // window and growth ratio of 8 counts: leads, mqls, sqls,
+    // opportunities, deals won, revenue won, customers new and, opened by
+    // any deal event, pipeline created).
+    assert_eq!(got, [105, 271, 520, 686]);
 }

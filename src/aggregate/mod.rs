@@ -7,6 +7,7 @@
 //! count, keys by the label cardinality limits, deals by
 //! `max_tracked_deals`). Per-event cost is O(number of windows).
 
+pub mod calendar;
 pub mod labels;
 pub mod pending;
 pub mod ring;
@@ -16,9 +17,10 @@ use crate::config::{EngineConfig, WindowSpec, MAX_WINDOWS};
 use crate::decode::{Body, DealStage, Event, Origin, SurveyKind};
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
 use crate::util::hash::{id_hash, PreHashedMap, PreHashedMap128};
+use calendar::{within, Calendar, Slot, View};
 use labels::LabelTable;
 use pending::{Entry, Group, Kind, LOG_LEN};
-use ring::{add_into, bucket_of, oldest_bucket, prefetch, prefetch_all, sketch, CycleRing, Ring};
+use ring::{add_into, prefetch, prefetch_all, sketch, CycleRing, Ring};
 use std::collections::HashMap;
 use std::sync::Arc;
 use v2::{f2, seen, V2Key, V2Sums, V2Totals};
@@ -77,6 +79,13 @@ pub struct WindowSums {
     pub cycles: Vec<(u16, u64)>,
     /// The v2 groups.
     pub v2: V2Sums,
+    /// The growth groups over the previous window (METRICS.md v2).
+    pub prev: PrevSums,
+    /// Subscription sums from the window's end until now (a closed
+    /// calendar period's; zero for windows that end now): the starting
+    /// stock is the current one minus the movement since the window's
+    /// start.
+    pub after_subs: [i64; SUBS_N],
     /// What the KPIs of this window need besides sums: set when rendering
     /// (zero, and the KPIs that need them absent, otherwise).
     pub params: KpiParams,
@@ -100,6 +109,8 @@ impl WindowSums {
         add_into(&mut self.subs, &o.subs);
         self.cycles.extend_from_slice(&o.cycles);
         self.v2.add(&o.v2);
+        self.prev.add(&o.prev);
+        add_into(&mut self.after_subs, &o.after_subs);
         if self.params.window_ms == 0 {
             self.params = o.params;
         }
@@ -108,6 +119,7 @@ impl WindowSums {
     /// Sorts and merges the sketch entries collected from several buckets.
     pub fn finish(&mut self) {
         self.v2.finish();
+        self.prev.finish();
         self.cycles.sort_unstable_by_key(|e| e.0);
         self.cycles.dedup_by(|next, acc| {
             if next.0 == acc.0 {
@@ -117,6 +129,53 @@ impl WindowSums {
                 false
             }
         });
+    }
+}
+
+/// The sums of the growth groups over a previous window: the groups'
+/// whole rings, of which the families read leads (all stages), deals
+/// opened and won, revenue won, customers new, pipeline created, sessions
+/// and conversions (METRICS.md v2, "Growth against the previous window").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrevSums {
+    pub leads: [i64; LEADS_N],
+    pub deals: [i64; DEALS_N],
+    pub subs: [i64; SUBS_N],
+    pub deal_a: [i64; v2::DEAL_A_N],
+    pub web: [i64; v2::WEB_N],
+    /// `(action label id, sums)`, sorted by id after `finish`.
+    pub conversions: Vec<(u32, [i64; v2::CONV_N])>,
+}
+
+impl PrevSums {
+    pub fn add(&mut self, o: &PrevSums) {
+        add_into(&mut self.leads, &o.leads);
+        add_into(&mut self.deals, &o.deals);
+        add_into(&mut self.subs, &o.subs);
+        add_into(&mut self.deal_a, &o.deal_a);
+        add_into(&mut self.web, &o.web);
+        for (a, v) in &o.conversions {
+            self.add_conversion(*a, v);
+        }
+    }
+
+    pub fn add_conversion(&mut self, action: u32, v: &[i64; v2::CONV_N]) {
+        match self.conversions.iter_mut().find(|x| x.0 == action) {
+            Some(x) => add_into(&mut x.1, v),
+            None => self.conversions.push((action, *v)),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.conversions.sort_unstable_by_key(|x| x.0);
+    }
+
+    /// The sums of one conversion action (zero when it has none here).
+    pub fn conversion(&self, action: u32) -> [i64; v2::CONV_N] {
+        self.conversions
+            .iter()
+            .find(|x| x.0 == action)
+            .map_or([0; v2::CONV_N], |x| x.1)
     }
 }
 
@@ -259,41 +318,51 @@ pub struct KeyState {
 struct Log([Entry; LOG_LEN]);
 
 impl KeyState {
-    /// Adds this key's sums at engine time `now` into `out` (one entry per
-    /// window, in configured order). Call [`WindowSums::finish`] after the
+    /// Adds this key's sums into `out`: one entry per view (see
+    /// [`Aggregator::views`]), with its previous window's growth groups and
+    /// the subscription sums after it. Call [`WindowSums::finish`] after the
     /// last merge.
-    pub fn sums_into(&self, specs: &[WindowSpec], now: i64, out: &mut [WindowSums]) {
-        for (i, (spec, o)) in specs.iter().zip(out.iter_mut()).enumerate() {
-            let oldest = oldest_bucket(now, spec.width_ms);
+    pub fn sums_into(&self, slots: &[Slot], views: &[View], out: &mut [WindowSums]) {
+        for (v, o) in views.iter().zip(out.iter_mut()) {
+            let (i, slot) = (v.slot, &slots[v.slot]);
             if let Some(r) = &self.traffic {
-                r[i].sum_into(oldest, &mut o.traffic);
+                r[i].sum_range(v.cur, &mut o.traffic);
             }
-            // In the window iff its bucket is at or after `oldest`.
-            let start = oldest.saturating_mul(spec.width_ms);
-            if self.has_pending() && self.pend_lo >= start {
+            // In a range iff its bucket is.
+            if self.has_pending() && within(slot.bucket(self.pend_lo), v.cur) {
                 add_into(&mut o.traffic, &self.pend);
             }
             for e in self.logged() {
-                if e.lo >= start {
+                let b = slot.bucket(e.lo);
+                if within(b, v.cur) {
                     if let Some(cycle) = e.add_to(o) {
                         o.cycles.push((sketch::index(cycle), 1));
                     }
+                } else if within(b, v.prev) {
+                    e.add_to_prev(&mut o.prev);
+                }
+                if within(b, v.after) {
+                    e.add_to_subs(&mut o.after_subs);
                 }
             }
             if let Some(r) = &self.leads {
-                r[i].sum_into(oldest, &mut o.leads);
+                r[i].sum_range(v.cur, &mut o.leads);
+                r[i].sum_range(v.prev, &mut o.prev.leads);
             }
             if let Some(r) = &self.deals {
-                r[i].sum_into(oldest, &mut o.deals);
+                r[i].sum_range(v.cur, &mut o.deals);
+                r[i].sum_range(v.prev, &mut o.prev.deals);
             }
             if let Some(r) = &self.cycles {
-                r[i].collect_into(oldest, &mut o.cycles);
+                r[i].collect_range(v.cur, &mut o.cycles);
             }
             if let Some(r) = &self.subs {
-                r[i].sum_into(oldest, &mut o.subs);
+                r[i].sum_range(v.cur, &mut o.subs);
+                r[i].sum_range(v.prev, &mut o.prev.subs);
+                r[i].sum_range(v.after, &mut o.after_subs);
             }
-            if let Some(v) = &self.v2 {
-                v.sums_into(i, oldest, &mut o.v2);
+            if let Some(k) = &self.v2 {
+                k.sums_into(v, &mut o.v2, &mut o.prev);
             }
         }
     }
@@ -323,26 +392,26 @@ impl KeyState {
 
     /// Drops the buckets that have left their window at `now`, giving the
     /// memory back too when `shrink`.
-    fn evict(&mut self, specs: &[WindowSpec], now: i64, shrink: bool) {
-        for (i, spec) in specs.iter().enumerate() {
-            let oldest = oldest_bucket(now, spec.width_ms);
+    fn evict(&mut self, slots: &[Slot], now: i64, shrink: bool) {
+        for (i, slot) in slots.iter().enumerate() {
+            let (oldest, growth) = (slot.oldest(now, false), slot.oldest(now, true));
             if let Some(r) = &mut self.traffic {
                 r[i].evict(oldest, shrink);
             }
             if let Some(r) = &mut self.leads {
-                r[i].evict(oldest, shrink);
+                r[i].evict(growth, shrink);
             }
             if let Some(r) = &mut self.deals {
-                r[i].evict(oldest, shrink);
+                r[i].evict(growth, shrink);
             }
             if let Some(r) = &mut self.cycles {
                 r[i].evict(oldest);
             }
             if let Some(r) = &mut self.subs {
-                r[i].evict(oldest, shrink);
+                r[i].evict(growth, shrink);
             }
             if let Some(v) = &mut self.v2 {
-                v.evict(i, oldest, shrink);
+                v.evict(i, oldest, growth, shrink);
             }
         }
     }
@@ -375,16 +444,10 @@ impl KeyState {
     /// Starts new pending sums for the span `span`, logging the current
     /// ones.
     #[inline(always)]
-    fn start_pending(
-        &mut self,
-        span: (i64, i64),
-        d: [i64; TRAFFIC_N],
-        specs: &[WindowSpec],
-        now: i64,
-    ) {
+    fn start_pending(&mut self, span: (i64, i64), d: [i64; TRAFFIC_N], slots: &[Slot], now: i64) {
         if self.has_pending() {
             let (lo, p) = (self.pend_lo, self.pend);
-            self.log_traffic(lo, &p, specs, now);
+            self.log_traffic(lo, &p, slots, now);
         }
         self.pend_lo = span.0;
         self.pend_len = u32::try_from(span.1.wrapping_sub(span.0) as u64).unwrap_or(u32::MAX);
@@ -395,7 +458,7 @@ impl KeyState {
     /// they are impressions or clicks with their ad spend (the span of a
     /// sparse key's one event, mostly), else two.
     #[inline(always)]
-    fn log_traffic(&mut self, lo: i64, v: &[i64; TRAFFIC_N], specs: &[WindowSpec], now: i64) {
+    fn log_traffic(&mut self, lo: i64, v: &[i64; TRAFFIC_N], slots: &[Slot], now: i64) {
         use field::{CLICKS, IMPRESSIONS, OTHER_SPEND};
         let kinds: &[Kind] = if v[OTHER_SPEND] == 0 && v[CLICKS] == 0 {
             &[Kind::Impressions]
@@ -408,7 +471,7 @@ impl KeyState {
             let (fa, fb) = kind.traffic_fields().expect("a traffic kind");
             let (a, b) = (v[fa], v[fb]);
             if a != 0 || b != 0 {
-                self.log(lo, kind, a, b, specs, now);
+                self.log(lo, kind, a, b, slots, now);
             }
         }
     }
@@ -419,7 +482,7 @@ impl KeyState {
     /// writes them one by one: an `Entry` built on the stack and copied in
     /// wider loads stalls on store forwarding.
     #[inline(always)]
-    fn log(&mut self, lo: i64, kind: Kind, a: i64, b: i64, specs: &[WindowSpec], now: i64) {
+    fn log(&mut self, lo: i64, kind: Kind, a: i64, b: i64, slots: &[Slot], now: i64) {
         let n = usize::from(self.log_len);
         if let Some(last) = self.log.0[..n].last_mut() {
             if last.absorbs(lo, kind) {
@@ -429,7 +492,7 @@ impl KeyState {
             }
         }
         if n == LOG_LEN {
-            self.flush(specs, now);
+            self.flush(slots, now);
         }
         let e = &mut self.log.0[usize::from(self.log_len)];
         e.lo = lo;
@@ -446,12 +509,12 @@ impl KeyState {
     /// as one update. Out of line, so that appending to the log stays small
     /// enough to inline.
     #[inline(never)]
-    fn flush(&mut self, specs: &[WindowSpec], now: i64) {
+    fn flush(&mut self, slots: &[Slot], now: i64) {
         let n = usize::from(self.log_len);
         if n == 0 {
             return;
         }
-        let mut b = Buckets::new(specs, now);
+        let mut b = Buckets::new(slots, now);
         // Sums of the current run (sketch samples go to the rings directly).
         let mut d = WindowSums::default();
         let mut cur: Option<(i64, Group)> = None;
@@ -465,7 +528,7 @@ impl KeyState {
             if let Some(cycle) = e.add_to(&mut d) {
                 let h = sketch::index(cycle);
                 for (wi, r) in rings(&mut self.cycles, b.n).iter_mut().enumerate() {
-                    if let Some(idx) = b.of(wi, e.lo) {
+                    if let Some(idx) = b.of(wi, e.lo, false) {
                         r.add(b.oldest[wi], idx, h);
                     }
                 }
@@ -479,10 +542,16 @@ impl KeyState {
     /// Adds the deltas of group `at.1` at time `at.0` to their rings and
     /// clears them.
     fn add_deltas(&mut self, at: Option<(i64, Group)>, d: &mut WindowSums, b: &mut Buckets) {
-        fn add<const N: usize>(rings: &mut [Ring<N>], b: &mut Buckets, lo: i64, d: &mut [i64; N]) {
+        fn add<const N: usize>(
+            rings: &mut [Ring<N>],
+            b: &mut Buckets,
+            lo: i64,
+            d: &mut [i64; N],
+            growth: bool,
+        ) {
             for (wi, r) in rings.iter_mut().enumerate() {
-                if let Some(idx) = b.of(wi, lo) {
-                    r.add(b.oldest[wi], idx, d);
+                if let Some(idx) = b.of(wi, lo, growth) {
+                    r.add(b.oldest(wi, growth), idx, d);
                 }
             }
             *d = [0; N];
@@ -492,25 +561,25 @@ impl KeyState {
         };
         let nw = b.n;
         match group {
-            Group::Traffic => add(rings(&mut self.traffic, nw), b, lo, &mut d.traffic),
-            Group::Leads => add(rings(&mut self.leads, nw), b, lo, &mut d.leads),
-            Group::Deals => add(rings(&mut self.deals, nw), b, lo, &mut d.deals),
-            Group::Subs => add(rings(&mut self.subs, nw), b, lo, &mut d.subs),
+            Group::Traffic => add(rings(&mut self.traffic, nw), b, lo, &mut d.traffic, false),
+            Group::Leads => add(rings(&mut self.leads, nw), b, lo, &mut d.leads, true),
+            Group::Deals => add(rings(&mut self.deals, nw), b, lo, &mut d.deals, true),
+            Group::Subs => add(rings(&mut self.subs, nw), b, lo, &mut d.subs, true),
         }
     }
 
     /// Adds the pending traffic and the log to the rings (no sum changes),
     /// dropping the buckets that have left their window at `now` (none at
     /// `i64::MIN`).
-    fn settle(&mut self, specs: &[WindowSpec], now: i64) {
+    fn settle(&mut self, slots: &[Slot], now: i64) {
         if self.has_pending() {
             let (lo, p) = (self.pend_lo, self.pend);
-            self.log_traffic(lo, &p, specs, now);
+            self.log_traffic(lo, &p, slots, now);
             self.pend_lo = 0;
             self.pend_len = 0;
             self.pend = [0; TRAFFIC_N];
         }
-        self.flush(specs, now);
+        self.flush(slots, now);
     }
 
     fn heap_bytes(&self) -> usize {
@@ -773,8 +842,21 @@ pub struct AggStats {
 /// Aggregate state of one partition.
 #[derive(Debug)]
 pub struct Aggregator {
+    /// The rolling windows, as configured.
     specs: Vec<WindowSpec>,
+    /// Where the rings keep their buckets: one slot per rolling window,
+    /// then the calendar grids (see [`calendar`]).
+    slots: Vec<Slot>,
+    calendar: Option<Calendar>,
+    calendar_config: crate::config::CalendarConfig,
+    /// Age past which an event reaches no rolling window (its previous
+    /// window included) ...
     late_before_ms: i64,
+    /// ... and, with calendar windows, the UTC time before which it reaches
+    /// none of theirs (lateness included), valid while engine time is in
+    /// the range (a local day).
+    late_calendar: (i64, (i64, i64)),
+    allowed_lateness_ms: i64,
     max_tracked_deals: usize,
     /// `channel_origins` overrides of the default origin of a channel.
     channel_origins: Arc<[(String, Origin)]>,
@@ -807,13 +889,13 @@ struct SpanMemo {
 impl SpanMemo {
     /// `lo..hi` containing `t` (`i64::MIN..i64::MAX` with no windows).
     #[inline]
-    fn span(&mut self, specs: &[WindowSpec], t: i64) -> (i64, i64) {
+    fn span(&mut self, slots: &[Slot], t: i64) -> (i64, i64) {
         if t < self.lo || t >= self.hi {
             let (mut lo, mut hi) = (i64::MIN, i64::MAX);
-            for spec in specs {
-                let b = bucket_of(t, spec.width_ms);
-                lo = lo.max(b.saturating_mul(spec.width_ms));
-                hi = hi.min(b.saturating_add(1).saturating_mul(spec.width_ms));
+            for slot in slots {
+                let (_, l, h) = slot.span(t);
+                lo = lo.max(l);
+                hi = hi.min(h);
             }
             (self.lo, self.hi) = (lo, hi);
         }
@@ -827,11 +909,20 @@ impl Aggregator {
             cfg.windows.len() <= MAX_WINDOWS,
             "window lists are checked by config::parse_windows"
         );
+        let mut slots: Vec<Slot> = cfg.windows.iter().map(Slot::rolling).collect();
+        let calendar = Calendar::new(&cfg.calendar, &mut slots);
         Aggregator {
             specs: cfg.windows.clone(),
+            slots,
+            calendar,
+            calendar_config: cfg.calendar.clone(),
+            // Twice the longest window: v2 publishes the previous window.
             late_before_ms: cfg
                 .longest_window_ms()
+                .saturating_mul(2)
                 .saturating_add(cfg.allowed_lateness_ms),
+            late_calendar: (i64::MIN, (0, 0)),
+            allowed_lateness_ms: cfg.allowed_lateness_ms,
             max_tracked_deals: cfg.max_tracked_deals,
             channel_origins: cfg.channel_origins.clone().into(),
             gross_margin: cfg.gross_margin,
@@ -846,8 +937,54 @@ impl Aggregator {
         }
     }
 
+    /// The rolling windows.
     pub fn windows(&self) -> &[WindowSpec] {
         &self.specs
+    }
+
+    /// Where the rings keep their buckets (see [`calendar`]).
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// Every published window at engine time `now`: the rolling windows in
+    /// configured order, then the calendar windows in the contract's.
+    pub fn views(&self, now: i64) -> Vec<View> {
+        let mut v: Vec<View> = self
+            .specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| View::rolling(s, i, now))
+            .collect();
+        if let Some(c) = &self.calendar {
+            v.extend(c.views(now));
+        }
+        v
+    }
+
+    /// One key's sums in every view at `now`, finished, with the labels of
+    /// the views (tests and tools; the exposition merges keys first).
+    pub fn sums_at(&self, key: &KeyState, now: i64) -> Vec<(Arc<str>, WindowSums)> {
+        let views = self.views(now);
+        let mut out = vec![WindowSums::default(); views.len()];
+        key.sums_into(&self.slots, &views, &mut out);
+        views
+            .into_iter()
+            .zip(out)
+            .map(|(v, mut w)| {
+                w.finish();
+                w.params = KpiParams {
+                    window_ms: v.window_ms,
+                    gross_margin: self.gross_margin,
+                };
+                (v.label, w)
+            })
+            .collect()
+    }
+
+    /// The calendar settings.
+    pub fn calendar_config(&self) -> &crate::config::CalendarConfig {
+        &self.calendar_config
     }
 
     pub fn keys(&self) -> &[KeyState] {
@@ -918,20 +1055,45 @@ impl Aggregator {
         }
     }
 
-    /// Is an event at `ts_eff` too old for every window at `now`?
+    /// Is an event at `ts_eff` too old for every window at `now` (the
+    /// previous windows and calendar periods included; EVENTS.md v2)?
     #[inline]
-    pub fn is_late(&self, ts_eff: i64, now: i64) -> bool {
-        ts_eff < now.saturating_sub(self.late_before_ms)
+    pub fn is_late(&mut self, ts_eff: i64, now: i64) -> bool {
+        if ts_eff >= now.saturating_sub(self.late_before_ms) {
+            return false;
+        }
+        match &self.calendar {
+            None => true,
+            Some(_) => ts_eff < self.calendar_cutoff(now),
+        }
+    }
+
+    /// The UTC time before which an event reaches no calendar window at
+    /// `now`, recomputed once per local day.
+    #[cold]
+    fn calendar_cutoff(&mut self, now: i64) -> i64 {
+        let (cut, (lo, hi)) = self.late_calendar;
+        if now >= lo && now < hi {
+            return cut;
+        }
+        let Some(c) = &self.calendar else {
+            return i64::MIN;
+        };
+        let (start, valid) = c.oldest_start(now);
+        let cut = start.saturating_sub(self.allowed_lateness_ms);
+        self.late_calendar = (cut, valid);
+        cut
     }
 
     /// Applies one validated, deduplicated event. `ts_eff` is the event time
-    /// clamped to `now` (see docs/SEMANTICS.md).
-    pub fn apply(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64) {
+    /// clamped to `now` (see docs/SEMANTICS.md). Returns whether it was
+    /// late (see [`is_late`](Self::is_late)).
+    pub fn apply(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64) -> bool {
         let hint = KeyHint {
             hash: pair_hash(&ev.channel, &ev.campaign),
             key: NO_KEY,
         };
-        self.apply_hinted(ev, ts_eff, now, hint);
+        self.apply_hinted(ev, ts_eff, now, hint)
     }
 
     /// The key lookup of `ev`, done ahead of [`apply_hinted`](Self::apply_hinted)
@@ -1042,14 +1204,14 @@ impl Aggregator {
         let Some(k) = self.flushing_key(ev, hint) else {
             return;
         };
-        fn pf<const N: usize>(r: &Rings<Ring<N>>, specs: &[WindowSpec], ts: i64) {
+        fn pf<const N: usize>(r: &Rings<Ring<N>>, slots: &[Slot], ts: i64) {
             if let Some(r) = r {
-                for (ring, spec) in r.iter().zip(specs) {
-                    ring.prefetch_tail(oldest_bucket(ts, spec.width_ms));
+                for (ring, slot) in r.iter().zip(slots) {
+                    ring.prefetch_tail(slot.oldest(ts, false));
                 }
             }
         }
-        let (groups, specs) = (k.log_groups, &self.specs);
+        let (groups, specs) = (k.log_groups, &self.slots);
         let has = |g: Group| groups & (1 << g as u8) != 0;
         if has(Group::Traffic) {
             pf(&k.traffic, specs, ev.ts);
@@ -1067,15 +1229,15 @@ impl Aggregator {
 
     /// [`apply`](Self::apply) with the key lookup done ahead by
     /// [`key_hint`](Self::key_hint) on this aggregator.
-    pub fn apply_hinted(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64, hint: KeyHint) {
+    pub fn apply_hinted(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64, hint: KeyHint) -> bool {
         let k = self.key_index(hint, &ev.channel, &ev.campaign);
         let late = self.is_late(ts_eff, now);
         if late {
             self.stats.late += 1;
         }
-        // Late events reach no window: an empty spec list skips the rings
-        // (which are still sized for every window).
-        let specs: &[WindowSpec] = if late { &[] } else { &self.specs };
+        // Late events reach no window: an empty slot list skips the rings
+        // (which are still sized for every slot).
+        let specs: &[Slot] = if late { &[] } else { &self.slots };
         let key = &mut self.keys[k];
         let t = &mut key.totals;
         match &ev.body {
@@ -1180,6 +1342,7 @@ impl Aggregator {
             }
             _ => self.apply_v2(k, ev, late, ts_eff, now),
         }
+        late
     }
 
     /// The v2 event types (rare next to traffic: out of the v1 path).
@@ -1193,7 +1356,7 @@ impl Aggregator {
             }
             _ => 0,
         };
-        let specs: &[WindowSpec] = if late { &[] } else { &self.specs };
+        let specs: &[Slot] = if late { &[] } else { &self.slots };
         let key = &mut self.keys[k];
         match &ev.body {
             Body::Session {
@@ -1304,8 +1467,8 @@ impl Aggregator {
     /// (rings drop them lazily). Never changes a published value.
     pub fn settle(&mut self, now: i64) {
         for k in &mut self.keys {
-            k.settle(&self.specs, now);
-            k.evict(&self.specs, now, false);
+            k.settle(&self.slots, now);
+            k.evict(&self.slots, now, false);
         }
     }
 
@@ -1366,7 +1529,7 @@ impl Aggregator {
         }
         let labels = self.labels.clone();
         let mut intern = |name: &str| labels.action.intern(name).0;
-        let nw = self.specs.len();
+        let nw = self.slots.len();
         let n = r.count(3)?;
         // Index in the checkpoint -> index here (keys can fold together
         // when a label limit is now lower).
@@ -1461,7 +1624,7 @@ fn is_traffic(body: &Body<'_>) -> bool {
 fn add_traffic(
     key: &mut KeyState,
     memo: &mut SpanMemo,
-    specs: &[WindowSpec],
+    specs: &[Slot],
     now: i64,
     ts_eff: i64,
     d: [i64; TRAFFIC_N],
@@ -1502,7 +1665,7 @@ fn traffic_delta(
 fn log_event(
     key: &mut KeyState,
     memo: &mut SpanMemo,
-    specs: &[WindowSpec],
+    specs: &[Slot],
     now: i64,
     ts_eff: i64,
     kind: Kind,
@@ -1516,45 +1679,65 @@ fn log_event(
     key.log(lo, kind, a, b, specs, now);
 }
 
-/// Bucket indices of each window for a run of times, at one engine time:
+/// Bucket indices of each slot for a run of times, at one engine time:
 /// consecutive log entries mostly fall in the bucket of the one before in
 /// all but the shortest windows, and then cost no division.
-struct Buckets {
+struct Buckets<'a> {
     n: usize,
-    width: [i64; MAX_WINDOWS],
-    oldest: [i64; MAX_WINDOWS],
-    /// The last bucket looked up, and its first millisecond.
-    idx: [i64; MAX_WINDOWS],
-    start: [i64; MAX_WINDOWS],
+    slots: &'a [Slot],
+    /// The oldest bucket kept, of the groups without a previous window and
+    /// of the growth groups.
+    oldest: [i64; MAX_SLOTS],
+    oldest_growth: [i64; MAX_SLOTS],
+    /// The last bucket looked up, and the UTC range `start..start + len`
+    /// known to lie in it.
+    idx: [i64; MAX_SLOTS],
+    start: [i64; MAX_SLOTS],
+    len: [i64; MAX_SLOTS],
 }
 
-impl Buckets {
-    fn new(specs: &[WindowSpec], now: i64) -> Self {
+/// Rolling windows and the two calendar grids.
+const MAX_SLOTS: usize = MAX_WINDOWS + 2;
+
+impl<'a> Buckets<'a> {
+    fn new(slots: &'a [Slot], now: i64) -> Self {
         let mut b = Buckets {
-            n: specs.len(),
-            width: [1; MAX_WINDOWS],
-            oldest: [0; MAX_WINDOWS],
-            idx: [0; MAX_WINDOWS],
-            // No time (they are bounded far from it) is in this bucket.
-            start: [i64::MIN; MAX_WINDOWS],
+            n: slots.len(),
+            slots,
+            oldest: [0; MAX_SLOTS],
+            oldest_growth: [0; MAX_SLOTS],
+            idx: [0; MAX_SLOTS],
+            // No time is in an empty range.
+            start: [0; MAX_SLOTS],
+            len: [0; MAX_SLOTS],
         };
-        for (i, spec) in specs.iter().enumerate() {
-            b.width[i] = spec.width_ms;
-            b.oldest[i] = oldest_bucket(now, spec.width_ms);
+        for (i, slot) in slots.iter().enumerate() {
+            b.oldest[i] = slot.oldest(now, false);
+            b.oldest_growth[i] = slot.oldest(now, true);
         }
         b
     }
 
-    /// The bucket of `ts` in window `wi`, if it is still in the window.
     #[inline]
-    fn of(&mut self, wi: usize, ts: i64) -> Option<i64> {
-        let w = self.width[wi];
-        if ts.wrapping_sub(self.start[wi]) as u64 >= w as u64 {
-            let idx = bucket_of(ts, w);
-            self.idx[wi] = idx;
-            self.start[wi] = idx.wrapping_mul(w);
+    fn oldest(&self, wi: usize, growth: bool) -> i64 {
+        if growth {
+            self.oldest_growth[wi]
+        } else {
+            self.oldest[wi]
         }
-        (self.idx[wi] >= self.oldest[wi]).then_some(self.idx[wi])
+    }
+
+    /// The bucket of `ts` in slot `wi`, if its rings (of a growth group or
+    /// not) still keep it.
+    #[inline]
+    fn of(&mut self, wi: usize, ts: i64, growth: bool) -> Option<i64> {
+        if ts.wrapping_sub(self.start[wi]) as u64 >= self.len[wi] as u64 {
+            let (idx, lo, hi) = self.slots[wi].span(ts);
+            self.idx[wi] = idx;
+            self.start[wi] = lo;
+            self.len[wi] = hi.saturating_sub(lo);
+        }
+        (self.idx[wi] >= self.oldest(wi, growth)).then_some(self.idx[wi])
     }
 }
 

@@ -15,7 +15,7 @@
 //! [`SpanMemo`](super::SpanMemo)): inside a span no window's bucket
 //! changes, so the span's start stands for the event time in every window.
 
-use super::{field, WindowSums};
+use super::{field, PrevSums, WindowSums, DEALS_N, LEADS_N, SUBS_N, TRAFFIC_N};
 use crate::decode::{Change, DealStage, LeadStage};
 
 /// Entries per key: 16 x 32 bytes, 8 cache lines. Longer logs touch the
@@ -125,27 +125,55 @@ impl Entry {
     /// samples excepted: a won deal's sales cycle is returned for it).
     #[inline]
     pub fn add_to(&self, d: &mut WindowSums) -> Option<i64> {
+        self.add_to_groups(&mut d.traffic, &mut d.leads, &mut d.deals, &mut d.subs)
+    }
+
+    /// Adds the entry to a previous window's sums when it is of a group
+    /// with one (leads, deals, subscriptions; not traffic).
+    pub fn add_to_prev(&self, p: &mut PrevSums) {
+        if self.kind.group() != Group::Traffic {
+            let mut traffic = [0; TRAFFIC_N];
+            self.add_to_groups(&mut traffic, &mut p.leads, &mut p.deals, &mut p.subs);
+        }
+    }
+
+    /// Adds a subscription entry to `subs` (the sums after a closed
+    /// window).
+    pub fn add_to_subs(&self, subs: &mut [i64; SUBS_N]) {
+        if self.kind.group() == Group::Subs {
+            let (mut t, mut l, mut d) = ([0; TRAFFIC_N], [0; LEADS_N], [0; DEALS_N]);
+            self.add_to_groups(&mut t, &mut l, &mut d, subs);
+        }
+    }
+
+    fn add_to_groups(
+        &self,
+        traffic: &mut [i64; TRAFFIC_N],
+        leads: &mut [i64; LEADS_N],
+        deals: &mut [i64; DEALS_N],
+        subs: &mut [i64; SUBS_N],
+    ) -> Option<i64> {
         let (a, b) = (self.a, self.b);
         let add = |x: &mut i64, v: i64| *x = x.wrapping_add(v);
         match self.kind {
             Kind::Counts | Kind::Money | Kind::Impressions | Kind::Clicks => {
                 let (fa, fb) = self.kind.traffic_fields().expect("a traffic kind");
-                add(&mut d.traffic[fa], a);
-                add(&mut d.traffic[fb], b);
+                add(&mut traffic[fa], a);
+                add(&mut traffic[fb], b);
             }
-            Kind::Lead(s) => add(&mut d.leads[s as usize], a),
-            Kind::DealOpen => add(&mut d.deals[field::OPEN], a),
-            Kind::DealLost => add(&mut d.deals[field::LOST], a),
+            Kind::Lead(s) => add(&mut leads[s as usize], a),
+            Kind::DealOpen => add(&mut deals[field::OPEN], a),
+            Kind::DealLost => add(&mut deals[field::LOST], a),
             Kind::DealWon => {
-                add(&mut d.deals[field::WON], 1);
-                add(&mut d.deals[field::REVENUE_WON], a);
-                add(&mut d.deals[field::CYCLE_SUM_MS], b);
+                add(&mut deals[field::WON], 1);
+                add(&mut deals[field::REVENUE_WON], a);
+                add(&mut deals[field::CYCLE_SUM_MS], b);
                 return Some(b);
             }
             Kind::Sub(c) => {
-                add(&mut d.subs[c as usize], a);
+                add(&mut subs[c as usize], a);
                 if let Some(f) = customer_field(c) {
-                    add(&mut d.subs[f], b);
+                    add(&mut subs[f], b);
                 }
             }
         }

@@ -444,15 +444,26 @@ impl<const N: usize> Ring<N> {
     /// Adds the sums of the buckets at or after `oldest` into `out`.
     #[inline]
     pub fn sum_into(&self, oldest: i64, out: &mut [i64; N]) {
-        if self.last_idx == EMPTY || self.last_idx < oldest {
+        self.sum_range((oldest, i64::MAX), out);
+    }
+
+    /// Adds the sums of the buckets in `[r.0, r.1)` into `out`.
+    #[inline]
+    pub fn sum_range(&self, r: (i64, i64), out: &mut [i64; N]) {
+        if self.last_idx == EMPTY || self.last_idx < r.0 || r.0 >= r.1 {
             return;
         }
-        add_into(out, &self.last);
-        if self.older.is_empty() || self.older.back < oldest {
+        if self.last_idx < r.1 {
+            add_into(out, &self.last);
+        }
+        if self.older.is_empty() || self.older.back < r.0 {
             return;
         }
         for (idx, v) in self.older.iter() {
-            if idx >= oldest {
+            if idx >= r.1 {
+                break;
+            }
+            if idx >= r.0 {
                 add_into(out, &v);
             }
         }
@@ -614,11 +625,18 @@ impl CycleRing {
     /// Appends the `(sketch index, count)` samples of buckets at or after
     /// `oldest` to `out` (unsorted).
     pub fn collect_into(&self, oldest: i64, out: &mut Vec<(u16, u64)>) {
+        self.collect_range((oldest, i64::MAX), out);
+    }
+
+    /// Appends the samples of buckets in `[r.0, r.1)` to `out` (unsorted).
+    pub fn collect_range(&self, r: (i64, i64), out: &mut Vec<(u16, u64)>) {
         for &(idx, h, c) in self.entries.iter().rev() {
-            if idx < oldest {
+            if idx < r.0 {
                 break;
             }
-            out.push((h, u64::from(c)));
+            if idx < r.1 {
+                out.push((h, u64::from(c)));
+            }
         }
     }
 

@@ -13,9 +13,9 @@
 //! recorded in [`KeyState`](super::KeyState)'s `seen` bits, which a late
 //! event sets too.
 
-use super::ring::{bucket_of, oldest_bucket, Ring};
-use super::{rings, rings_heap, Rings};
-use crate::config::WindowSpec;
+use super::calendar::{Slot, View};
+use super::ring::Ring;
+use super::{rings, rings_heap, PrevSums, Rings};
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
 
 /// Bits of `KeyState::seen`: the groups a key has received an event of.
@@ -187,25 +187,22 @@ pub struct V2Key {
     conv: Vec<ConvAction>,
 }
 
-/// Adds `d` at time `ts` to one ring per window (none when late: `specs`
-/// is then empty).
+/// Adds `d` at time `ts` to one ring per slot (none when late: `slots`
+/// is then empty); `growth` for the groups with a previous window.
 #[inline]
 pub(crate) fn add_now<const N: usize>(
-    slot: &mut Rings<Ring<N>>,
-    specs: &[WindowSpec],
+    rs: &mut Rings<Ring<N>>,
+    slots: &[Slot],
     now: i64,
     ts: i64,
     d: &[i64; N],
+    growth: bool,
 ) {
-    if specs.is_empty() {
+    if slots.is_empty() {
         return;
     }
-    for (r, spec) in rings(slot, specs.len()).iter_mut().zip(specs) {
-        r.add(
-            oldest_bucket(now, spec.width_ms),
-            bucket_of(ts, spec.width_ms),
-            d,
-        );
+    for (r, slot) in rings(rs, slots.len()).iter_mut().zip(slots) {
+        r.add(slot.oldest(now, growth), slot.bucket(ts), d);
     }
 }
 
@@ -214,36 +211,36 @@ impl V2Key {
     /// won by origin and influenced.
     pub fn deal(
         &mut self,
-        specs: &[WindowSpec],
+        slots: &[Slot],
         now: i64,
         ts: i64,
         a: &[i64; DEAL_A_N],
         b: &[i64; DEAL_B_N],
     ) {
         if a.iter().any(|&x| x != 0) {
-            add_now(&mut self.deal_a, specs, now, ts, a);
+            add_now(&mut self.deal_a, slots, now, ts, a, true);
         }
         if b.iter().any(|&x| x != 0) {
-            add_now(&mut self.deal_b, specs, now, ts, b);
+            add_now(&mut self.deal_b, slots, now, ts, b, false);
         }
     }
 
-    pub fn web(&mut self, specs: &[WindowSpec], now: i64, ts: i64, d: &[i64; WEB_N]) {
-        add_now(&mut self.web, specs, now, ts, d);
+    pub fn web(&mut self, slots: &[Slot], now: i64, ts: i64, d: &[i64; WEB_N]) {
+        add_now(&mut self.web, slots, now, ts, d, true);
     }
 
-    pub fn email(&mut self, specs: &[WindowSpec], now: i64, ts: i64, d: &[i64; EMAIL_N]) {
-        add_now(&mut self.email, specs, now, ts, d);
+    pub fn email(&mut self, slots: &[Slot], now: i64, ts: i64, d: &[i64; EMAIL_N]) {
+        add_now(&mut self.email, slots, now, ts, d, false);
     }
 
-    pub fn survey(&mut self, specs: &[WindowSpec], now: i64, ts: i64, d: &[i64; SURVEY_N]) {
-        add_now(&mut self.survey, specs, now, ts, d);
+    pub fn survey(&mut self, slots: &[Slot], now: i64, ts: i64, d: &[i64; SURVEY_N]) {
+        add_now(&mut self.survey, slots, now, ts, d, false);
     }
 
     /// A conversion of `action` (a label id).
     pub fn conversion(
         &mut self,
-        specs: &[WindowSpec],
+        slots: &[Slot],
         now: i64,
         ts: i64,
         action: u32,
@@ -262,48 +259,56 @@ impl V2Key {
         };
         self.conv[i].total += i128::from(d[f2::CONVERSIONS]);
         self.totals.conversions[i].1 = self.conv[i].total;
-        add_now(&mut self.conv[i].rings, specs, now, ts, d);
+        add_now(&mut self.conv[i].rings, slots, now, ts, d, true);
     }
 
-    /// Adds window `wi`'s sums at bucket `oldest` into `o`.
-    pub fn sums_into(&self, wi: usize, oldest: i64, o: &mut V2Sums) {
+    /// Adds a view's sums into `o`, and its growth groups' previous
+    /// window into `p`.
+    pub fn sums_into(&self, v: &View, o: &mut V2Sums, p: &mut PrevSums) {
+        let wi = v.slot;
         if let Some(r) = &self.deal_a {
-            r[wi].sum_into(oldest, &mut o.deal_a);
+            r[wi].sum_range(v.cur, &mut o.deal_a);
+            r[wi].sum_range(v.prev, &mut p.deal_a);
         }
         if let Some(r) = &self.deal_b {
-            r[wi].sum_into(oldest, &mut o.deal_b);
+            r[wi].sum_range(v.cur, &mut o.deal_b);
         }
         if let Some(r) = &self.web {
-            r[wi].sum_into(oldest, &mut o.web);
+            r[wi].sum_range(v.cur, &mut o.web);
+            r[wi].sum_range(v.prev, &mut p.web);
         }
         if let Some(r) = &self.email {
-            r[wi].sum_into(oldest, &mut o.email);
+            r[wi].sum_range(v.cur, &mut o.email);
         }
         if let Some(r) = &self.survey {
-            r[wi].sum_into(oldest, &mut o.survey);
+            r[wi].sum_range(v.cur, &mut o.survey);
         }
         for c in &self.conv {
-            let mut v = [0; CONV_N];
+            let (mut cur, mut prev) = ([0; CONV_N], [0; CONV_N]);
             if let Some(r) = &c.rings {
-                r[wi].sum_into(oldest, &mut v);
+                r[wi].sum_range(v.cur, &mut cur);
+                r[wi].sum_range(v.prev, &mut prev);
             }
-            o.add_conversion(c.action, &v);
+            o.add_conversion(c.action, &cur);
+            p.add_conversion(c.action, &prev);
         }
     }
 
-    pub fn evict(&mut self, wi: usize, oldest: i64, shrink: bool) {
+    /// Drops the buckets of slot `wi` older than `oldest` (`growth` for the
+    /// groups with a previous window).
+    pub fn evict(&mut self, wi: usize, oldest: i64, growth: i64, shrink: bool) {
         fn ev<const N: usize>(r: &mut Rings<Ring<N>>, wi: usize, oldest: i64, shrink: bool) {
             if let Some(r) = r {
                 r[wi].evict(oldest, shrink);
             }
         }
-        ev(&mut self.deal_a, wi, oldest, shrink);
+        ev(&mut self.deal_a, wi, growth, shrink);
         ev(&mut self.deal_b, wi, oldest, shrink);
-        ev(&mut self.web, wi, oldest, shrink);
+        ev(&mut self.web, wi, growth, shrink);
         ev(&mut self.email, wi, oldest, shrink);
         ev(&mut self.survey, wi, oldest, shrink);
         for c in &mut self.conv {
-            ev(&mut c.rings, wi, oldest, shrink);
+            ev(&mut c.rings, wi, growth, shrink);
         }
     }
 

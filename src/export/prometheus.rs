@@ -6,9 +6,9 @@
 //! `benches/engine.rs`, `render_*`, for both measured side by side). The
 //! output is checked with `promtool check metrics` in the tests.
 
+use crate::aggregate::calendar::{Slot, View};
 use crate::aggregate::v2::V2Totals;
 use crate::aggregate::{Aggregator, KpiParams, Totals, WindowSums};
-use crate::config::WindowSpec;
 use crate::decode::{EventType, RejectReason, IGNORABLE_FIELDS};
 use crate::engine::Health;
 use crate::kpi::{Eval, Value, FAMILIES};
@@ -142,7 +142,8 @@ pub fn for_each_key(
     let Some(first) = aggs.first() else {
         return;
     };
-    let specs = first.windows();
+    let views = first.views(now);
+    let slots = first.slots();
     let labels = first.labels();
     let channels = labels.channel.names();
     let campaigns = labels.campaign.names();
@@ -164,16 +165,16 @@ pub fn for_each_key(
     let mut merged = MergedKey {
         totals: Totals::default(),
         v2: V2Totals::default(),
-        windows: vec![WindowSums::default(); specs.len()],
+        windows: vec![WindowSums::default(); views.len()],
     };
     let gross_margin = first.gross_margin();
     for ((channel, campaign), members) in &groups {
         merged.totals = Totals::default();
         merged.v2 = V2Totals::default();
-        for (w, spec) in merged.windows.iter_mut().zip(specs) {
+        for (w, view) in merged.windows.iter_mut().zip(&views) {
             *w = WindowSums::default();
             w.params = KpiParams {
-                window_ms: spec.len_ms,
+                window_ms: view.window_ms,
                 gross_margin,
             };
         }
@@ -181,7 +182,7 @@ pub fn for_each_key(
             let k = &aggs[ai].keys()[ki];
             merged.totals.add(&k.totals);
             k.v2_totals_into(&mut merged.v2);
-            k.sums_into(specs, now, &mut merged.windows);
+            k.sums_into(slots, &views, &mut merged.windows);
         }
         merged.v2.finish();
         for w in merged.windows.iter_mut() {
@@ -236,10 +237,7 @@ pub trait SeriesVisitor {
 
 /// Evaluates every family of [`FAMILIES`] for every key, in label order.
 pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) {
-    let specs = aggs
-        .first()
-        .map(|a| a.windows().to_vec())
-        .unwrap_or_default();
+    let specs = aggs.first().map(|a| a.views(now)).unwrap_or_default();
     let actions = aggs
         .first()
         .map(|a| a.labels().action.names())
@@ -266,7 +264,7 @@ pub fn visit_copied(keys: &KeyCopies, v: &mut impl SeriesVisitor) {
         .unwrap_or_default();
     let mut acts = Vec::new();
     for key in keys.iter() {
-        visit_key(&keys.specs, &actions, &key, &mut acts, v);
+        visit_key(&keys.views, &actions, &key, &mut acts, v);
     }
 }
 
@@ -280,7 +278,7 @@ pub struct KeyView<'a> {
 }
 
 fn visit_key<'n>(
-    specs: &[WindowSpec],
+    specs: &[View],
     actions: &'n [Arc<str>],
     key: &KeyView<'_>,
     acts: &mut Vec<(&'n str, u32, i128)>,
@@ -305,7 +303,7 @@ fn visit_key<'n>(
             Eval::Window(f) => {
                 for (w, spec) in windows.iter().zip(specs) {
                     if let Some(value) = f(totals, w) {
-                        v.series(fi, &[("window", &spec.label)], value);
+                        v.series(fi, &[("window", &*spec.label)], value);
                     }
                 }
             }
@@ -319,7 +317,7 @@ fn visit_key<'n>(
                 for (i, lv) in values.iter().enumerate() {
                     for (w, spec) in windows.iter().zip(specs) {
                         if let Some(value) = f(w, i) {
-                            v.series(fi, &[(label, lv), ("window", &spec.label)], value);
+                            v.series(fi, &[(label, lv), ("window", &*spec.label)], value);
                         }
                     }
                 }
@@ -328,7 +326,16 @@ fn visit_key<'n>(
                 for &(name, a, _) in acts.iter() {
                     for (w, spec) in windows.iter().zip(specs) {
                         if let Some(value) = f(w, &w.v2.conversion(a)) {
-                            v.series(fi, &[("action", name), ("window", &spec.label)], value);
+                            v.series(fi, &[("action", name), ("window", &*spec.label)], value);
+                        }
+                    }
+                }
+            }
+            Eval::ActionGrowth(f) => {
+                for &(name, a, _) in acts.iter() {
+                    for (w, spec) in windows.iter().zip(specs) {
+                        if let Some(value) = f(&w.v2.conversion(a), &w.prev.conversion(a)) {
+                            v.series(fi, &[("action", name), ("window", &*spec.label)], value);
                         }
                     }
                 }
@@ -363,7 +370,8 @@ type Sums = (Totals, V2Totals, Vec<WindowSums>);
 /// are merged by `finish`, so the order of the additions does not matter.
 #[derive(Debug, Default)]
 pub struct KeyCopies {
-    specs: Vec<WindowSpec>,
+    views: Vec<View>,
+    slots: Vec<Slot>,
     gross_margin: f64,
     labels: Option<Arc<crate::aggregate::labels::LabelTable>>,
     /// (channel id, campaign id) -> position in `copied`.
@@ -377,11 +385,12 @@ impl KeyCopies {
     /// Adds one partition's keys, summed at engine time `now`.
     pub fn add(&mut self, agg: &Aggregator, now: i64) {
         if self.labels.is_none() {
-            self.specs = agg.windows().to_vec();
+            self.views = agg.views(now);
+            self.slots = agg.slots().to_vec();
             self.gross_margin = agg.gross_margin();
             self.labels = Some(agg.labels().clone());
         }
-        let n = self.specs.len();
+        let n = self.views.len();
         for k in agg.keys() {
             let at = *self
                 .index
@@ -401,7 +410,7 @@ impl KeyCopies {
             let (_, _, (totals, v2, windows)) = &mut self.copied[at];
             totals.add(&k.totals);
             k.v2_totals_into(v2);
-            k.sums_into(&self.specs, now, windows);
+            k.sums_into(&self.slots, &self.views, windows);
         }
     }
 
@@ -436,15 +445,15 @@ impl KeyCopies {
             }
         }
         self.index.clear();
-        let (specs, gross_margin) = (&self.specs, self.gross_margin);
+        let (views, gross_margin) = (&self.views, self.gross_margin);
         self.merged = by_name
             .into_iter()
             .map(|((ch, ca), (t, mut v2, mut ws))| {
                 v2.finish();
-                for (w, spec) in ws.iter_mut().zip(specs) {
+                for (w, view) in ws.iter_mut().zip(views) {
                     w.finish();
                     w.params = KpiParams {
-                        window_ms: spec.len_ms,
+                        window_ms: view.window_ms,
                         gross_margin,
                     };
                 }
@@ -464,8 +473,9 @@ impl KeyCopies {
         })
     }
 
-    pub fn specs(&self) -> &[WindowSpec] {
-        &self.specs
+    /// The published windows the keys were summed over.
+    pub fn views(&self) -> &[View] {
+        &self.views
     }
 }
 

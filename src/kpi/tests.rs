@@ -123,7 +123,8 @@ fn kpis_are_absent_while_the_denominator_is_zero() {
         if let Eval::Window(f) = fam.eval {
             let value = f(&t, &w);
             // Counts (v1 ones first; v2 ones are gated by their group).
-            if i < first_kpi || fam.gate != 0 {
+            let ratio = fam.name.ends_with("_ratio");
+            if i < first_kpi || (fam.gate != 0 && !ratio) || fam.name.ends_with("_previous") {
                 assert!(value.is_some(), "{} should publish 0", fam.name);
             } else {
                 assert_eq!(value, None, "{} should be absent", fam.name);
@@ -218,8 +219,10 @@ fn catalogue_matches_the_contract_names() {
         .iter()
         .filter(|f| matches!(f.eval, Eval::Window(_)))
         .count();
-    assert_eq!(windowed, 41 + 22 + 21);
-    assert_eq!(FAMILIES.len(), 52 + 43 + 3 + 4 + 3 + 6);
+    // Growth (v2): 9 previous windows and 9 growth ratios of one series a
+    // window, 2 by action.
+    assert_eq!(windowed, 41 + 22 + 21 + 18);
+    assert_eq!(FAMILIES.len(), 52 + 43 + 3 + 4 + 3 + 6 + 20);
 }
 
 // --- v2 (METRICS.md v2), hand-worked ------------------------------------------

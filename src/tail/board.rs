@@ -84,6 +84,11 @@ const CHURN_RATIO: usize = 25;
 pub struct Constants {
     pub gross_margin: Option<f64>,
     pub gm_w_month: Option<f64>,
+    /// A closed calendar period (`last_month`, `last_quarter`): its
+    /// starting stock is today's minus the movement since the period
+    /// began, which its own sums do not hold, so roll-ups over a starting
+    /// stock are absent (the engine's per-key values have it).
+    pub closed: bool,
 }
 
 /// Sums of the inputs over a group of keys. `cycle_s` is the sum of the won
@@ -289,6 +294,9 @@ pub static COLUMNS: &[Column] = &[
 /// from the group's sums (METRICS.md v2): arpa = MRR / customers (both
 /// positive), churn = churned / customers at the window's start (positive).
 fn ltv_to_cac(s: &Sums) -> Option<f64> {
+    if s.c.closed {
+        return None;
+    }
     let gm_w = s.c.gm_w_month?;
     if s.mrr <= 0.0 || s.customers <= 0.0 {
         return None;
@@ -456,9 +464,17 @@ impl Store {
     /// rolling ones, by name).
     pub fn windows(&self) -> Vec<String> {
         let mut w: Vec<String> = self.windows.iter().cloned().collect();
+        // Rolling windows by length, then calendar windows in the
+        // contract's order, then anything else by name.
         w.sort_by_key(|w| match crate::config::parse_duration_ms(w) {
             Ok(ms) => (0, ms, String::new()),
-            Err(_) => (1, 0, w.clone()),
+            Err(_) => match crate::config::CalWindow::ALL
+                .iter()
+                .position(|c| c.label() == w)
+            {
+                Some(i) => (1, i as i64, String::new()),
+                None => (2, 0, w.clone()),
+            },
         });
         w
     }
@@ -466,7 +482,10 @@ impl Store {
     /// The engine's constants for `window`, from the first key that
     /// publishes the KPIs they are read from.
     pub fn constants(&self, window: &str) -> Constants {
-        let mut c = Constants::default();
+        let mut c = Constants {
+            closed: matches!(window, "last_month" | "last_quarter"),
+            ..Constants::default()
+        };
         for (k, windows) in &self.keys {
             let Some(m) = windows.get(window) else {
                 continue;

@@ -5,16 +5,25 @@
 //!
 //! The model below knows nothing of buckets-as-rings, dedup memories or
 //! caches: it keeps the list of accepted events and, at the end, filters
-//! them with the window rule of docs/SEMANTICS.md.
+//! them with the window rule of docs/SEMANTICS.md, and the rules of
+//! METRICS.md v2 for previous windows (growth) and calendar windows, whose
+//! periods it finds on civil dates in the zone (the engine keeps buckets on
+//! a local-time grid: the model only knows the documented rounding of a
+//! to-date window's previous end point up to that grid).
 
 use crate::support::serial;
 use funnelstream::aggregate::ring::sketch;
 use funnelstream::aggregate::v2::{f2, seen};
 use funnelstream::aggregate::{field, Totals, WindowSums};
-use funnelstream::config::{parse_windows, ClockMode, EngineConfig, WindowSpec};
+use funnelstream::config::{
+    parse_calendar_windows, parse_timezone, parse_windows, CalWindow, CalendarConfig, ClockMode,
+    EngineConfig, WindowSpec,
+};
 use funnelstream::decode::{Change, RejectReason};
 use funnelstream::engine::{Engine, Outcome};
 use funnelstream::kpi::{Eval, Value, FAMILIES};
+use jiff::civil::{Date, DateTime};
+use jiff::Timestamp;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use std::collections::{BTreeMap, HashMap};
@@ -360,8 +369,168 @@ fn key_names(s: &Spec) -> (String, String) {
     )
 }
 
-fn included(ts_eff: i64, now: i64, w: &WindowSpec) -> bool {
-    ts_eff.div_euclid(w.width_ms) > now.div_euclid(w.width_ms) - 60
+/// The calendar of the model runs: every calendar window, in a zone with
+/// daylight saving, a fiscal year from April. The streams span late
+/// September to the end of December 2026: month and quarter edges, and
+/// the end of summer time on 25 October.
+const ZONE: &str = "Europe/Berlin";
+const FISCAL_START: i64 = 4;
+
+/// One published window of the model.
+#[derive(Debug, Clone)]
+enum MW {
+    Rolling(WindowSpec),
+    Cal(CalWindow),
+}
+
+impl MW {
+    fn label(&self) -> String {
+        match self {
+            MW::Rolling(w) => w.label.clone(),
+            MW::Cal(c) => c.label().to_string(),
+        }
+    }
+}
+
+/// Whether an event at `ts` is in a window, its previous window, or after
+/// it (a closed period's), at `now`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Member {
+    cur: bool,
+    prev: bool,
+    after: bool,
+}
+
+fn civil(ts: i64) -> DateTime {
+    // (Engine time is i64::MIN before the first event.)
+    Timestamp::from_millisecond(ts.clamp(-377_705_023_201_000, 253_402_207_200_000))
+        .unwrap()
+        .to_zoned(parse_timezone(ZONE).unwrap())
+        .datetime()
+}
+
+fn utc(dt: DateTime) -> i64 {
+    dt.to_zoned(parse_timezone(ZONE).unwrap())
+        .unwrap()
+        .timestamp()
+        .as_millisecond()
+}
+
+/// Midnight of the first day of month `am` (`year * 12 + month - 1`).
+fn month_start(am: i64) -> DateTime {
+    Date::new((am.div_euclid(12)) as i16, (am.rem_euclid(12) + 1) as i8, 1)
+        .unwrap()
+        .to_datetime(jiff::civil::Time::midnight())
+}
+
+/// `dt` rounded up to the engine's grid: 6 hours (month windows) or a day.
+fn round_up(dt: DateTime, hours: i64) -> DateTime {
+    let t = dt.time();
+    let in_day = i64::from(t.hour()) * 3_600_000_000_000
+        + i64::from(t.minute()) * 60_000_000_000
+        + i64::from(t.second()) * 1_000_000_000
+        + i64::from(t.subsec_nanosecond());
+    let step = hours * 3_600_000_000_000;
+    let up = (in_day + step - 1) / step * step;
+    dt.date()
+        .to_datetime(jiff::civil::Time::midnight())
+        .checked_add(jiff::Span::new().nanoseconds(up))
+        .unwrap()
+}
+
+/// Current month, fiscal quarter and fiscal year of `now` (absolute months).
+fn periods(now: i64) -> (i64, i64, i64) {
+    let d = civil(now);
+    let am = i64::from(d.year()) * 12 + i64::from(d.month()) - 1;
+    let into = (i64::from(d.month()) - FISCAL_START).rem_euclid(12);
+    (am, am - into % 3, am - into)
+}
+
+/// A calendar window's bounds at `now` as local date-times: `[start, end)`
+/// (end `None`: until now), and its previous window `[pstart, pend)`.
+fn cal_bounds(c: CalWindow, now: i64) -> (DateTime, Option<DateTime>, DateTime, DateTime) {
+    let (am, q, y) = periods(now);
+    let (len, start, grid) = match c {
+        CalWindow::Mtd | CalWindow::LastMonth => (1, am, 6),
+        CalWindow::Qtd | CalWindow::LastQuarter => (3, q, 24),
+        CalWindow::Ytd => (12, y, 24),
+    };
+    match c {
+        CalWindow::LastMonth | CalWindow::LastQuarter => (
+            month_start(start - len),
+            Some(month_start(start)),
+            month_start(start - 2 * len),
+            month_start(start - len),
+        ),
+        _ => {
+            // The same local point in the previous period: same month
+            // offset, day and time; the whole period if the day is missing.
+            let n = civil(now);
+            let target = month_start(am - len).date();
+            let end = if n.day() > target.days_in_month() {
+                month_start(start)
+            } else {
+                round_up(
+                    Date::new(target.year(), target.month(), n.day())
+                        .unwrap()
+                        .to_datetime(n.time()),
+                    grid,
+                )
+            };
+            (month_start(start), None, month_start(start - len), end)
+        }
+    }
+}
+
+fn member(w: &MW, ts: i64, now: i64) -> Member {
+    match w {
+        MW::Rolling(w) => {
+            let (b, n) = (ts.div_euclid(w.width_ms), now.div_euclid(w.width_ms));
+            Member {
+                cur: b > n - 60,
+                prev: b > n - 120 && b <= n - 60,
+                after: false,
+            }
+        }
+        MW::Cal(c) => {
+            let (start, end, pstart, pend) = cal_bounds(*c, now);
+            let t = civil(ts);
+            Member {
+                cur: t >= start && end.is_none_or(|e| t < e),
+                prev: t >= pstart && t < pend,
+                after: end.is_some_and(|e| t >= e),
+            }
+        }
+    }
+}
+
+/// `W` of a window at `now` (the covered span for calendar windows).
+fn window_ms(w: &MW, now: i64) -> i64 {
+    match w {
+        MW::Rolling(w) => w.len_ms,
+        MW::Cal(c) => match cal_bounds(*c, now) {
+            (start, None, _, _) => now.saturating_sub(utc(start)),
+            (start, Some(end), _, _) => utc(end).saturating_sub(utc(start)),
+        },
+    }
+}
+
+/// Is an event at `ts` late at `now`: older than twice the longest rolling
+/// window and than the previous period of every calendar window?
+fn is_late(ts: i64, now: i64, longest: i64, cal: &[CalWindow]) -> bool {
+    let (am, q, y) = periods(now);
+    let oldest = cal
+        .iter()
+        .map(|c| match c {
+            CalWindow::Mtd => am - 1,
+            CalWindow::LastMonth => am - 2,
+            CalWindow::Qtd => q - 3,
+            CalWindow::LastQuarter => q - 6,
+            CalWindow::Ytd => y - 12,
+        })
+        .min();
+    let cal_cut = oldest.map_or(i64::MAX, |m| utc(month_start(m)));
+    ts < now - 2 * longest && ts < cal_cut
 }
 
 /// Expected (totals, per-window sums, exact cycle samples, v2) per key.
@@ -375,21 +544,22 @@ struct V2Want {
     totals: funnelstream::aggregate::v2::V2Totals,
     conversions: BTreeMap<String, i128>,
     windows: Vec<BTreeMap<String, [i64; 2]>>,
+    /// Conversions by action in each previous window.
+    prev: Vec<BTreeMap<String, [i64; 2]>>,
 }
 
 /// Moves the engine's conversions out of its window sums and totals into
 /// a [`V2Want`] keyed by action names.
 /// A key's (channel, campaign) names and its finished window sums at `now`.
 fn key_sums(
+    agg: &funnelstream::aggregate::Aggregator,
     k: &funnelstream::aggregate::KeyState,
-    windows: &[WindowSpec],
     now: i64,
     [channels, campaigns]: [&[std::sync::Arc<str>]; 2],
 ) -> ((String, String), Vec<WindowSums>) {
-    let mut sums = vec![WindowSums::default(); windows.len()];
-    k.sums_into(windows, now, &mut sums);
+    let mut sums: Vec<WindowSums> = agg.sums_at(k, now).into_iter().map(|x| x.1).collect();
     for w in sums.iter_mut() {
-        w.finish();
+        w.params.gross_margin = 0.0;
     }
     let key = (
         channels[k.channel as usize].to_string(),
@@ -419,14 +589,26 @@ fn v2_got(
                 .collect()
         })
         .collect();
+    let prev = sums
+        .iter_mut()
+        .map(|w| {
+            w.prev
+                .conversions
+                .drain(..)
+                .filter(|(_, v)| *v != [0, 0])
+                .map(|(a, v)| (names[a as usize].to_string(), v))
+                .collect()
+        })
+        .collect();
     V2Want {
         totals,
         conversions,
         windows,
+        prev,
     }
 }
 
-fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
+fn expected(model: &Model, specs: &[MW], now: i64) -> Expected {
     let mut out: Expected = BTreeMap::new();
     let mut deals: HashMap<u8, ((String, String), i128, bool)> = HashMap::new();
     for (s, ts_eff, late) in &model.accepted {
@@ -438,6 +620,7 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
                 vec![vec![]; specs.len()],
                 V2Want {
                     windows: vec![BTreeMap::new(); specs.len()],
+                    prev: vec![BTreeMap::new(); specs.len()],
                     ..V2Want::default()
                 },
             )
@@ -624,11 +807,31 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
         if *late {
             continue;
         }
+        let add = |a: &mut [i64], b: &[i64]| {
+            for (a, b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        };
         for (i, w) in specs.iter().enumerate() {
-            if !included(*ts_eff, now, w) {
+            let m = member(w, *ts_eff, now);
+            let ws = &mut e.1[i];
+            if m.after {
+                add(&mut ws.after_subs, &subs);
+            }
+            if m.prev {
+                // The growth groups only.
+                add(&mut ws.prev.leads, &leads);
+                add(&mut ws.prev.deals, &dl);
+                add(&mut ws.prev.subs, &subs);
+                add(&mut ws.prev.deal_a, &deal_a);
+                add(&mut ws.prev.web, &web);
+                if let Some((a, c)) = &conv {
+                    add(e.3.prev[i].entry(a.clone()).or_default(), c);
+                }
+            }
+            if !m.cur {
                 continue;
             }
-            let ws = &mut e.1[i];
             for (a, b) in ws.traffic.iter_mut().zip(traffic) {
                 *a += b;
             }
@@ -645,11 +848,6 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
                 ws.cycles.push((sketch::index(c), 1));
                 e.2[i].push(c);
             }
-            let add = |a: &mut [i64], b: &[i64]| {
-                for (a, b) in a.iter_mut().zip(b) {
-                    *a += b;
-                }
-            };
             add(&mut ws.v2.deal_a, &deal_a);
             add(&mut ws.v2.deal_b, &deal_b);
             add(&mut ws.v2.web, &web);
@@ -669,8 +867,9 @@ fn expected(model: &Model, specs: &[WindowSpec], now: i64) -> Expected {
         }
     }
     for e in out.values_mut() {
-        for w in e.1.iter_mut() {
+        for (w, spec) in e.1.iter_mut().zip(specs) {
             w.finish();
+            w.params.window_ms = window_ms(spec, now);
         }
     }
     out
@@ -686,14 +885,27 @@ fn nearest_rank(values: &mut [i64], num: usize, den: usize) -> Option<f64> {
 }
 
 fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
+    let cal = parse_calendar_windows("mtd,qtd,ytd,last_month,last_quarter").unwrap();
     let cfg = EngineConfig {
         windows: parse_windows("5m,1h,1d,7d,30d,90d").unwrap(),
         clock,
         dedup_horizon_ms: 3_600_000,
+        calendar: CalendarConfig {
+            windows: cal.clone(),
+            timezone: ZONE.into(),
+            tz: parse_timezone(ZONE).unwrap(),
+            fiscal_year_start_month: FISCAL_START as u8,
+        },
         ..EngineConfig::default()
     };
     let longest = cfg.longest_window_ms();
-    let windows = cfg.windows.clone();
+    let rolling = cfg.windows.clone();
+    let windows: Vec<MW> = rolling
+        .iter()
+        .cloned()
+        .map(MW::Rolling)
+        .chain(cal.iter().copied().map(MW::Cal))
+        .collect();
     let engine = Engine::new(cfg);
     let mut part = engine.partition();
     let mut model = Model::default();
@@ -739,7 +951,7 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
             continue;
         }
         last_seen.insert(s.id, now);
-        let late = ts_eff < now - longest;
+        let late = is_late(ts_eff, now, longest, &cal);
         prop_assert_eq!(outcome, Outcome::Applied { late }, "line {}", line);
         model.accepted.push((s.clone(), ts_eff, late));
     }
@@ -752,7 +964,7 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
     let names_a = part.agg.labels().action.names();
     let mut got: BTreeMap<(String, String), (Totals, Vec<WindowSums>)> = BTreeMap::new();
     for k in part.agg.keys() {
-        let (key, mut sums) = key_sums(k, &windows, render_now, [&names_c, &names_k]);
+        let (key, mut sums) = key_sums(&part.agg, k, render_now, [&names_c, &names_k]);
         let v2 = v2_got(k, &mut sums, &names_a);
         prop_assert_eq!(&v2, &want[&key].3, "v2 of {:?}", key);
         got.insert(key, (k.totals.clone(), sums));
@@ -765,7 +977,13 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
         let (wt, wsums, cycles, _) = &want[key];
         prop_assert_eq!(t, wt, "totals of {:?}", key);
         for (i, w) in windows.iter().enumerate() {
-            prop_assert_eq!(&sums[i], &wsums[i], "sums of {:?} window {}", key, w.label);
+            prop_assert_eq!(
+                &sums[i],
+                &wsums[i],
+                "sums of {:?} window {}",
+                key,
+                w.label()
+            );
             // Every published metric, from the engine's state.
             for fam in FAMILIES {
                 if let Eval::Window(f) = fam.eval {
@@ -796,7 +1014,7 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
                             "{} {:?} {}",
                             fam.name,
                             key,
-                            w.label
+                            w.label()
                         ),
                     }
                     if let Some(Value::Float(x)) = v {
@@ -813,15 +1031,17 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
         if *late {
             continue;
         }
-        for w in &windows {
+        for w in &rolling {
             let leaves = (ts_eff.div_euclid(w.width_ms) + 60) * w.width_ms;
-            for now in [leaves - 1, leaves] {
+            // Leaving the window (into its previous one), and leaving that.
+            let gone = leaves + 60 * w.width_ms;
+            for now in [leaves - 1, leaves, gone - 1, gone] {
                 if now < render_now {
                     continue;
                 }
                 let want = expected(&model, &windows, now);
                 for k in part.agg.keys() {
-                    let (key, mut sums) = key_sums(k, &windows, now, [&names_c, &names_k]);
+                    let (key, mut sums) = key_sums(&part.agg, k, now, [&names_c, &names_k]);
                     let v2 = v2_got(k, &mut sums, &names_a);
                     prop_assert_eq!(&v2, &want[&key].3, "v2 of {:?} at {}", key, now);
                     prop_assert_eq!(
@@ -833,6 +1053,21 @@ fn check(specs_in: Vec<Spec>, clock: ClockMode) -> Result<(), TestCaseError> {
                         s.id
                     );
                 }
+            }
+        }
+    }
+    // Calendar periods roll over at local midnight with no new event: the
+    // next month's and the next fiscal quarter's first instant, and the
+    // one before.
+    let (am, q, _) = periods(render_now.max(BASE));
+    for edge in [utc(month_start(am + 1)), utc(month_start(q + 3))] {
+        for now in [edge - 1, edge] {
+            let want = expected(&model, &windows, now);
+            for k in part.agg.keys() {
+                let (key, mut sums) = key_sums(&part.agg, k, now, [&names_c, &names_k]);
+                let v2 = v2_got(k, &mut sums, &names_a);
+                prop_assert_eq!(&v2, &want[&key].3, "v2 of {:?} at {}", key, now);
+                prop_assert_eq!(&sums, &want[&key].1, "{:?} at {}", key, now);
             }
         }
     }

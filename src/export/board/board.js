@@ -12,6 +12,7 @@
   const STREAM_INTERVAL = 2;
   const HOUR_MS = 3600e3;
   const MONTH_S = 30 * 86400;
+  const CALENDAR = ['mtd', 'qtd', 'ytd', 'last_month', 'last_quarter'];
 
   // ---- state -------------------------------------------------------------
   // key "channel\u0000campaign" -> {ch, cp, w: Map(window -> Map(metric -> v)), s: Map(metric -> v)}
@@ -74,6 +75,11 @@
       if (da !== null && db !== null) return da - db;
       if (da !== null) return -1;
       if (db !== null) return 1;
+      // Calendar windows in the contract's order.
+      const ca = CALENDAR.indexOf(a), cb = CALENDAR.indexOf(b);
+      if (ca >= 0 && cb >= 0) return ca - cb;
+      if (ca >= 0) return -1;
+      if (cb >= 0) return 1;
       return a < b ? -1 : 1;
     });
   }
@@ -128,7 +134,10 @@
       if (gm !== null && gmW !== null) break;
     }
     if (gmW === null && gm !== null && parseDur(w) !== null) gmW = gm * parseDur(w) / 1e3 / MONTH_S;
-    return { gm, gmW };
+    // A closed calendar period's starting stock is today's minus the
+    // movement since it began, which its own sums do not hold: the KPIs
+    // over a starting stock are left out of its roll-ups.
+    return { gm, gmW, closed: w === 'last_month' || w === 'last_quarter' };
   }
 
   const div = (a, b) => (b !== 0 && Number.isFinite(a) && Number.isFinite(b) ? a / b : null);
@@ -157,9 +166,9 @@
     const exp = g('funnel_mrr_expansion'), rea = g('funnel_mrr_reactivation');
     const con = g('funnel_mrr_contraction'), chu = g('funnel_mrr_churned'), nw = g('funnel_mrr_new');
     const mrrStart = round6(mrr - (nw + exp + rea - con - chu));
-    k.nrr = mrrStart > 0 ? (mrrStart + exp + rea - con - chu) / mrrStart : null;
+    k.nrr = mrrStart > 0 && !c.closed ? (mrrStart + exp + rea - con - chu) / mrrStart : null;
     const custStart = cust - (g('funnel_customers_new') + g('funnel_customers_reactivated') - g('funnel_customers_churned'));
-    k.churn = custStart > 0 ? g('funnel_customers_churned') / custStart : null;
+    k.churn = custStart > 0 && !c.closed ? g('funnel_customers_churned') / custStart : null;
     const arpa = mrr > 0 && cust > 0 ? mrr / cust : null;
     const ltv = arpa !== null && k.churn > 0 && c.gmW !== null ? arpa * c.gmW / k.churn : null;
     k.ltv_cac = ltv !== null && k.cac ? ltv / k.cac : null;
