@@ -483,11 +483,11 @@ pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
     }
     if let Some(v) = &s.calendar_windows {
         c.calendar.windows = crate::config::parse_calendar_windows(v)
-            .map_err(|p| ConfigError::invalid("calendar_windows", p))?;
+            .map_err(|p| ConfigError::parse("calendar_windows", p))?;
     }
     if let Some(v) = &s.calendar_timezone {
         c.calendar.tz = crate::config::parse_timezone(v)
-            .map_err(|p| ConfigError::invalid("calendar_timezone", p))?;
+            .map_err(|p| ConfigError::parse("calendar_timezone", p))?;
         c.calendar.timezone = v.trim().to_string();
     }
     if let Some(n) = s.fiscal_year_start_month {

@@ -45,9 +45,9 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         .map_err(|_| ConfigError::invalid("listen", format!("`{listen_s}` is not an ADDR:PORT")))?;
     let calendar = crate::config::CalendarConfig {
         windows: crate::config::parse_calendar_windows(&args.calendar_windows)
-            .map_err(|p| ConfigError::invalid("calendar_windows", p))?,
+            .map_err(|p| ConfigError::parse("calendar_windows", p))?,
         tz: crate::config::parse_timezone(&args.calendar_timezone)
-            .map_err(|p| ConfigError::invalid("calendar_timezone", p))?,
+            .map_err(|p| ConfigError::parse("calendar_timezone", p))?,
         timezone: args.calendar_timezone.trim().to_string(),
         fiscal_year_start_month: args.fiscal_year_start_month,
     };
