@@ -30,9 +30,9 @@ impl ConfigError {
     }
 }
 
-/// Why a value does not parse as a duration, a window list, a clock, a
-/// calendar window list or a time zone (the parsers below know the value,
-/// not the setting's key: [`ConfigError::parse`] adds it).
+/// Why a value does not parse as a duration, a window list or a clock
+/// (the parsers below know the value, not the setting's key:
+/// [`ConfigError::parse`] adds it).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("empty duration")]
