@@ -306,30 +306,43 @@ pub async fn page(State(live): State<Arc<LiveState>>) -> Response {
     r
 }
 
+/// Test support for the lists that pick families by name (here and in
+/// `tail`): each of `windowed` must be a family of the one catalogue
+/// (`kpi::FAMILIES`) published per window, each of `per_key` one published
+/// once per key.
+#[cfg(test)]
+pub(crate) fn assert_catalogue_families<'a>(
+    windowed: impl IntoIterator<Item = &'a str>,
+    per_key: &[&str],
+) {
+    use crate::kpi::{family, Eval};
+    for name in windowed {
+        assert!(
+            matches!(family(name).map(|f| f.eval), Some(Eval::Window(_))),
+            "{name} is not a windowed family of kpi::FAMILIES"
+        );
+    }
+    for name in per_key {
+        assert!(
+            matches!(family(name).map(|f| f.eval), Some(Eval::Key(_))),
+            "{name} is not a per-key family of kpi::FAMILIES"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::Engine;
-    use crate::kpi::{family, Eval};
+    use crate::kpi::family;
 
-    /// What the sampler reads is named after the one catalogue
-    /// (`kpi::FAMILIES`), in the shape it expects: a family renamed there
-    /// fails here instead of leaving a gap in the board's sparklines.
+    /// What the sampler reads is named after the one catalogue, in the
+    /// shape it expects: a family renamed there fails here instead of
+    /// leaving a gap in the board's sparklines.
     #[test]
     fn sampled_names_are_families_of_the_catalogue() {
         let windowed = ["funnel_sales_cycle_mean_seconds", "funnel_deals_won"];
-        for name in SAMPLED.iter().chain(&windowed) {
-            assert!(
-                matches!(family(name).map(|f| f.eval), Some(Eval::Window(_))),
-                "{name} is not a windowed family of kpi::FAMILIES"
-            );
-        }
-        for name in SAMPLED_STATE {
-            assert!(
-                matches!(family(name).map(|f| f.eval), Some(Eval::Key(_))),
-                "{name} is not a per-key family of kpi::FAMILIES"
-            );
-        }
+        assert_catalogue_families(SAMPLED.iter().chain(&windowed).copied(), SAMPLED_STATE);
         let cycle = CYCLE_SUM.strip_suffix("_sum").unwrap();
         assert!(
             family(cycle).is_none(),

@@ -734,25 +734,19 @@ pub fn text(url: &str, store: &Store, s: &Settings) -> String {
 mod tests {
     use super::*;
     use crate::export::api::KpiSeries;
-    use crate::kpi::{family, Eval};
 
     /// The board reads and shows families of the one catalogue
     /// (`kpi::FAMILIES`): a family renamed there fails here instead of
     /// leaving an empty column.
     #[test]
     fn inputs_and_columns_are_families_of_the_catalogue() {
-        for name in INPUTS.iter().chain(COLUMNS.iter().map(|c| &c.metric)) {
-            assert!(
-                matches!(family(name).map(|f| f.eval), Some(Eval::Window(_))),
-                "{name} is not a windowed family of kpi::FAMILIES"
-            );
-        }
-        for name in STATE_INPUTS {
-            assert!(
-                matches!(family(name).map(|f| f.eval), Some(Eval::Key(_))),
-                "{name} is not a per-key family of kpi::FAMILIES"
-            );
-        }
+        crate::export::board::assert_catalogue_families(
+            INPUTS
+                .iter()
+                .copied()
+                .chain(COLUMNS.iter().map(|c| c.metric)),
+            STATE_INPUTS,
+        );
     }
 
     fn series(metric: &str, ch: &str, cp: &str, w: &str, v: f64) -> KpiSeries {
