@@ -30,9 +30,9 @@ pub const HISTORY_STEP: Duration = Duration::from_secs(10);
 /// Samples kept: one hour.
 pub const HISTORY_POINTS: usize = 360;
 
-/// The windowed families summed over keys in each sample (counts and
-/// money: sums of sums are exact roll-ups).
-pub const SAMPLED: &[&str] = &[
+/// The funnel's windowed counts and money, top to bottom: what both
+/// boards (the page at `/` and `tail`'s) roll up first.
+pub const FUNNEL: [&str; 9] = [
     "funnel_impressions",
     "funnel_clicks",
     "funnel_leads",
@@ -42,26 +42,52 @@ pub const SAMPLED: &[&str] = &[
     "funnel_deals_won",
     "funnel_deals_lost",
     "funnel_revenue_won",
-    "funnel_ad_spend",
-    "funnel_spend",
-    "funnel_mrr_new",
-    "funnel_mrr_expansion",
-    "funnel_mrr_reactivation",
-    "funnel_mrr_contraction",
-    "funnel_mrr_churned",
-    "funnel_customers_new",
-    "funnel_customers_churned",
-    "funnel_customers_reactivated",
-    "funnel_sessions",
-    "funnel_bounces",
-    "funnel_emails_sent",
-    "funnel_emails_delivered",
-    "funnel_emails_opened",
-    "funnel_emails_clicked",
-    "funnel_nps_responses",
-    "funnel_nps_promoters",
-    "funnel_nps_detractors",
 ];
+
+/// `parts` one after the other as one array of `N` names; `N` must be
+/// their total length (checked when the constant is evaluated, so a wrong
+/// `N` does not compile).
+pub const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut n, mut p) = (0, 0);
+    while p < parts.len() {
+        let mut i = 0;
+        while i < parts[p].len() {
+            out[n] = parts[p][i];
+            (n, i) = (n + 1, i + 1);
+        }
+        p += 1;
+    }
+    assert!(n == N, "concat: N is not the parts' total length");
+    out
+}
+
+/// The windowed families summed over keys in each sample (counts and
+/// money: sums of sums are exact roll-ups).
+pub const SAMPLED: [&str; 28] = concat(&[
+    &FUNNEL,
+    &[
+        "funnel_ad_spend",
+        "funnel_spend",
+        "funnel_mrr_new",
+        "funnel_mrr_expansion",
+        "funnel_mrr_reactivation",
+        "funnel_mrr_contraction",
+        "funnel_mrr_churned",
+        "funnel_customers_new",
+        "funnel_customers_churned",
+        "funnel_customers_reactivated",
+        "funnel_sessions",
+        "funnel_bounces",
+        "funnel_emails_sent",
+        "funnel_emails_delivered",
+        "funnel_emails_opened",
+        "funnel_emails_clicked",
+        "funnel_nps_responses",
+        "funnel_nps_promoters",
+        "funnel_nps_detractors",
+    ],
+]);
 
 /// The current-state families summed over keys in each sample.
 pub const SAMPLED_STATE: &[&str] = &["funnel_mrr", "funnel_customers"];
