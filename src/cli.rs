@@ -153,15 +153,15 @@ pub struct DemoArgs {
     pub history: u64,
     /// Load-test mode: instead of the company, src/synth.rs's benchmark
     /// stream (random keys, KPIs changing all the time): --events events of
-    /// history over the last 89 days, then --rate events a second;
+    /// history over the last 178 days, then --rate events a second;
     /// --history is ignored.
     #[arg(long)]
     pub firehose: bool,
-    /// With --firehose: events of history written at start [default: 20000].
+    /// With --firehose: events of history written at start [default: 40000].
     #[arg(
         long,
         value_name = "N",
-        default_value_t = 20_000,
+        default_value_t = 40_000,
         requires = "firehose"
     )]
     pub events: u64,

@@ -236,7 +236,9 @@ fn firehose(
         return;
     };
     let now = wall_clock_ms();
-    let span = 89.0 * DAY_MS;
+    // Like the company's history: the previous 90d window and the previous
+    // quarter have events too.
+    let span = 178.0 * DAY_MS;
     let mut g = Synth::new(SynthConfig {
         seed: now as u64,
         keys,

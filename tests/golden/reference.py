@@ -6,6 +6,8 @@ Usage:
     python3 tests/golden/reference.py --check-margins tests/golden/events.ndjson
     python3 tests/golden/reference.py --classify tests/golden/events.ndjson
     python3 tests/golden/reference.py --v1-rules FILE   # diagnosis only, see V1_RULES
+    python3 tests/golden/reference.py --calendar-windows mtd,qtd,ytd,last_month,last_quarter \
+        --calendar-timezone Europe/Berlin --fiscal-year-start-month 4 FILE
 
 It follows the contract (../shared/contract/EVENTS.md and METRICS.md, v2, for
 the v1 event types and families) and, where the contract leaves a choice, the
@@ -13,7 +15,10 @@ parsing details of docs/SEMANTICS.md, literally for
 `funnelstream replay --clock event` with the default configuration:
 windows 5m,1h,1d,7d,30d,90d; dedup horizon 24h of engine time after
 acceptance; allowed lateness 0; max future skew 5m against the real wall
-clock; max event size 1 MiB; dedup capacity 1,000,000; one partition.
+clock; max event size 1 MiB; dedup capacity 1,000,000; one partition; no
+calendar windows unless given the engine's own flags `--calendar-windows`,
+`--calendar-timezone` and `--fiscal-year-start-month` (issue 19: see the
+section "calendar and previous windows").
 
 Windows are the contract's exact `now - W < ts <= now`. The contract lets an
 engine round to buckets of W/60, so an event within one bucket of a trailing
@@ -386,11 +391,12 @@ class Replay:
         if self.accepted == DEDUP_CAPACITY + 1:
             self.open_cases.append("line %d: more than %d accepted ids: the dedup "
                                    "memory may evict" % (lineno, DEDUP_CAPACITY))
-        # Late (EVENTS.md; v1 span: the longest rolling window): counted in
-        # the all-time totals and current state, in no window.
-        longest = max(w for _, w in WINDOWS)
-        edge = self.now - longest - ALLOWED_LATENESS_MS
-        if abs(ts_eff - edge) <= 1:
+        # Late (EVENTS.md v2: older than the oldest span any family covers,
+        # twice the longest rolling window or the start of the previous
+        # period of the oldest calendar window): counted in the all-time
+        # totals and current state, in no window.
+        edge, exact = late_edge(self.now)
+        if not exact and abs(ts_eff - edge) <= 1:
             self.open_cases.append("line %d: ts within 1 ms of the late boundary" % lineno)
         late = ts_eff < edge
         self.apply(ev, late)
@@ -439,9 +445,17 @@ class Replay:
 
     # ------------------------------------------------------------ render ----
 
-    def window_events(self, k, w_ms):
-        # METRICS.md, exactly: now - W < ts <= now (see --check-margins).
-        return [e for e in k.windowed if self.now - w_ms < e["ts_eff"] <= self.now]
+    def window_events(self, k, span):
+        # METRICS.md, exactly: now - W < ts <= now for a rolling window (see
+        # --check-margins); a span is (lo, lo included, hi, hi included).
+        return [e for e in k.windowed if in_span(e["ts_eff"], span)]
+
+    def views(self):
+        """Every published window (rolling, then calendar), computed once."""
+        if getattr(self, "_views", None) is None or self._views_now != self.now:
+            self._views = all_views(self.now)
+            self._views_now = self.now
+        return self._views
 
     def render(self):
         out = []  # (name, [(label, value), ...], value string)
@@ -468,7 +482,7 @@ class Replay:
     def render_key(self, key, k, out):
         ch, camp = key
         base = [("channel", ch), ("campaign", camp)]
-        sums = [(wl, window_sums(self.window_events(k, wms))) for wl, wms in WINDOWS]
+        sums = [(v["label"], view_sums(self, k, v)) for v in self.views()]
 
         def windowed(name, fn, fmt):
             for wl, s in sums:
@@ -503,6 +517,7 @@ class Replay:
             out.append(("funnel_mrr_movement_total", base + [("change", c)],
                         fmt_money(k.mrr_movement[c])))
         v2_render_key(self, key, k, sums, out)
+        growth_render_key(self, key, k, sums, out)
 
 
 def window_sums(events):
@@ -573,15 +588,23 @@ def stock_ratio(num, stock):
     return None if stock <= 0 else Fraction(num) / stock
 
 
+def mrr_net_movement(s):
+    return (s["mrr_new"] + s["mrr_expansion"] + s["mrr_reactivation"]
+            - s["mrr_contraction"] - s["mrr_churned"])
+
+
+def customers_net_change(s):
+    return s["customers_new"] + s["customers_reactivated"] - s["customers_churned"]
+
+
 def mrr_start(s, k):
-    net = (s["mrr_new"] + s["mrr_expansion"] + s["mrr_reactivation"]
-           - s["mrr_contraction"] - s["mrr_churned"])
-    return money(k.mrr - net)
+    """Current MRR minus the net movement of every subscription event from
+    the window's start until now (for windows ending now, the window's own)."""
+    return money(k.mrr - s.get("since_mrr_net", mrr_net_movement(s)))
 
 
 def customers_start(s, k):
-    return k.customers - (s["customers_new"] + s["customers_reactivated"]
-                          - s["customers_churned"])
+    return k.customers - s.get("since_customers_net", customers_net_change(s))
 
 
 def cycle_mean_s(s):
@@ -863,6 +886,8 @@ def v2_ltv(s, w, k, w_ms):
     if start <= 0:
         return None
     churn = Fraction(s["customers_churned"], start)
+    if w_ms <= 0:
+        return None  # a to-date window at its very first instant: no rate
     monthly = churn * MONTH_MS / w_ms
     if monthly <= 0:
         return None
@@ -874,8 +899,8 @@ def v2_render_key(replay, key, k, sums, out):
     ch, camp = key
     base = [("channel", ch), ("campaign", camp)]
     v = k.v2
-    wins = dict(WINDOWS)
-    v2s = [(wl, s, v2_window_sums(replay.window_events(k, wins[wl]))) for wl, s in sums]
+    wins = {wl: s["_view"]["w_ms"] for wl, s in sums}
+    v2s = [(wl, s, s["_v2"]) for wl, s in sums]
 
     def windowed(name, fn, fmt, extra=()):
         for wl, s, x in v2s:
@@ -1003,6 +1028,219 @@ V2_FLOAT_KPIS = [
 ]
 
 
+# ------------------------------------ calendar and previous windows (19) ----
+# METRICS.md v2, "Calendar windows (v2, opt-in)" and "Growth against the
+# previous window (v2)", and EVENTS.md v2's late rule. Written from the
+# contract only. A window is a *view*: the events it holds (its span), the
+# previous window's span, the span "from the window's start until now" that
+# mrr_start and customers_start subtract, and W for per-month rates.
+# A span is (lo, lo included, hi, hi included) in epoch ms.
+
+CALENDAR_ORDER = ["mtd", "qtd", "ytd", "last_month", "last_quarter"]
+CALENDAR_WINDOWS = []          # enabled ones, in CALENDAR_ORDER
+CALENDAR_TZ = "UTC"            # IANA zone (zoneinfo)
+FISCAL_YEAR_START_MONTH = 1
+_TZ = None
+
+# The contract lets an engine round the end point of a to-date window's
+# previous window (the same local calendar point one period back, which is
+# no period edge) to one bucket of W/60, W being the span the window covers
+# (elapsed so far). Events this close to it are open: the larger of W/60 and
+# the engine's bucket grid for that end point (6 h for mtd, 1 d for qtd and
+# ytd).
+DAY_MS = 86400 * 1000
+PREVIOUS_END_GRID_MS = {"mtd": 6 * 3600 * 1000, "qtd": DAY_MS, "ytd": DAY_MS}
+
+# x of funnel_<x>_previous / funnel_<x>_growth_ratio: (x, sums, field,
+# format, group the key needs, like its base family; None = always).
+GROWTH_FAMILIES = [
+    ("leads", "v1", "leads", str, None),
+    ("mqls", "v1", "mqls", str, None),
+    ("sqls", "v1", "sqls", str, None),
+    ("opportunities", "v1", "opportunities", str, None),
+    ("deals_won", "v1", "won", str, None),
+    ("revenue_won", "v1", "revenue_won", fmt_money, None),
+    ("pipeline_created", "v2", "pipeline_created", fmt_money, "deal"),
+    ("customers_new", "v1", "customers_new", str, None),
+    ("sessions", "v2", "sessions", str, "web"),
+]
+
+
+def in_span(ts, span):
+    lo, lo_in, hi, hi_in = span
+    return (ts >= lo if lo_in else ts > lo) and (ts <= hi if hi_in else ts < hi)
+
+
+def _tz():
+    global _TZ
+    if _TZ is None:
+        from zoneinfo import ZoneInfo
+        _TZ = ZoneInfo(CALENDAR_TZ)
+    return _TZ
+
+
+_EPOCH = None
+
+
+def ms_to_local(ms):
+    from datetime import datetime, timedelta, timezone
+    global _EPOCH
+    if _EPOCH is None:
+        _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (_EPOCH + timedelta(milliseconds=ms)).astimezone(_tz())
+
+
+def local_to_ms(y, mo, d, hh=0, mi=0, ss=0, us=0):
+    """The first instant whose local wall time in the zone is the given one
+    (for a time skipped by a daylight-saving gap, the first instant after the
+    gap; for a repeated one, its first occurrence)."""
+    from datetime import datetime, timezone
+    naive = datetime(y, mo, d, hh, mi, ss, us)
+    aware = naive.replace(tzinfo=_tz(), fold=0).astimezone(timezone.utc)
+    ms = (aware - datetime(1970, 1, 1, tzinfo=timezone.utc)) // _ms_delta()
+    if ms_to_local(ms).replace(tzinfo=None) == naive:
+        return ms  # fold=0: the first occurrence of a repeated time
+    lo, hi = ms - DAY_MS, ms + DAY_MS  # in a gap: first instant at or after it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ms_to_local(mid).replace(tzinfo=None) >= naive:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _ms_delta():
+    from datetime import timedelta
+    return timedelta(milliseconds=1)
+
+
+def add_months(ym, n):
+    t = ym[0] * 12 + (ym[1] - 1) + n
+    return (t // 12, t % 12 + 1)
+
+
+def month_start(ym):
+    return local_to_ms(ym[0], ym[1], 1)
+
+
+def rolling_views(now):
+    out = []
+    for wl, w in WINDOWS:
+        span = (now - w, False, now, True)
+        out.append({"label": wl, "span": span, "since": span, "w_ms": w,
+                    "prev": (now - 2 * w, False, now - w, True),
+                    "rolling": w})
+    return out
+
+
+def calendar_views(now):
+    """METRICS.md: mtd/qtd/ytd = [start of the current month / fiscal quarter
+    / fiscal year, now]; last_month/last_quarter = the whole previous month /
+    fiscal quarter; periods in CALENDAR_TZ, fiscal years starting on the 1st
+    of FISCAL_YEAR_START_MONTH. The previous window: the period before, for a
+    to-date window from its start to the same local calendar point (same
+    month offset, day of month, time of day; the whole period where that day
+    does not exist)."""
+    if not CALENDAR_WINDOWS:
+        return []
+    loc = ms_to_local(now)
+    cur = (loc.year, loc.month)
+    off = (loc.month - FISCAL_YEAR_START_MONTH) % 12  # months into the fiscal year
+    quarter = add_months(cur, -(off % 3))
+    year = add_months(cur, -off)
+    out = []
+    for name in CALENDAR_WINDOWS:
+        if name in ("mtd", "qtd", "ytd"):
+            first, months, offset = {"mtd": (cur, 1, 0), "qtd": (quarter, 3, off % 3),
+                                     "ytd": (year, 12, off)}[name]
+            start = month_start(first)
+            prev_first = add_months(first, -months)
+            prev_start = month_start(prev_first)
+            pm = add_months(prev_first, offset)
+            if loc.day <= days_in_month(*pm):
+                point = local_to_ms(pm[0], pm[1], loc.day, loc.hour, loc.minute,
+                                    loc.second, loc.microsecond)
+                prev = (prev_start, True, point, True)
+            else:
+                point = None  # that day does not exist: the whole period
+                prev = (prev_start, True, start, False)
+            span = (start, True, now, True)
+            out.append({"label": name, "span": span, "since": span, "w_ms": now - start,
+                        "prev": prev, "point": point, "rolling": None})
+        else:
+            first, months = {"last_month": (cur, 1), "last_quarter": (quarter, 3)}[name]
+            end = month_start(first)
+            start = month_start(add_months(first, -months))
+            prev_start = month_start(add_months(first, -2 * months))
+            out.append({"label": name, "span": (start, True, end, False),
+                        "since": (start, True, now, True), "w_ms": end - start,
+                        "prev": (prev_start, True, start, False), "point": None,
+                        "rolling": None})
+    return out
+
+
+def all_views(now):
+    return rolling_views(now) + calendar_views(now)
+
+
+def late_edge(now):
+    """-> (edge, exact): an event with ts < edge is late. The oldest span any
+    family covers: twice the longest rolling window, or the start of the
+    previous period of the oldest calendar window, whichever reaches further
+    back, minus the allowed lateness. `exact` when a calendar period start
+    (exact, no bucket) decides it."""
+    edge = now - 2 * max(w for _, w in WINDOWS)
+    exact = False
+    for v in calendar_views(now):
+        if v["prev"][0] < edge:
+            edge, exact = v["prev"][0], True
+    return edge - ALLOWED_LATENESS_MS, exact
+
+
+def view_sums(replay, k, view):
+    """The v1 window sums of a view, with what the KPIs and the growth
+    families need besides: the movement since the window's start, the v2
+    sums, and the previous window's sums."""
+    events = replay.window_events(k, view["span"])
+    s = window_sums(events)
+    since = s if view["since"] == view["span"] else window_sums(
+        replay.window_events(k, view["since"]))
+    s["since_mrr_net"] = mrr_net_movement(since)
+    s["since_customers_net"] = customers_net_change(since)
+    s["_view"] = view
+    s["_v2"] = v2_window_sums(events)
+    prev = replay.window_events(k, view["prev"])
+    s["_prev"] = {"v1": window_sums(prev), "v2": v2_window_sums(prev)}
+    return s
+
+
+def growth_render_key(replay, key, k, sums, out):
+    """funnel_<x>_previous (published where funnel_<x> is) and
+    funnel_<x>_growth_ratio = (x - x_previous) / x_previous, absent while
+    x_previous is 0."""
+    ch, camp = key
+    base = [("channel", ch), ("campaign", camp)]
+    v = k.v2
+
+    def family(x, get, fmt, extra=()):
+        labels = lambda wl: base + list(extra) + [("window", wl)]
+        for wl, s in sums:
+            out.append(("funnel_%s_previous" % x, labels(wl), fmt(get(s["_prev"]))))
+        for wl, s in sums:
+            now, prev = get({"v1": s, "v2": s["_v2"]}), get(s["_prev"])
+            if prev != 0:
+                out.append(("funnel_%s_growth_ratio" % x, labels(wl),
+                            fmt_ratio(Fraction(now - prev, prev))))
+
+    for x, which, field, fmt, group in GROWTH_FAMILIES:
+        if group is None or group in v.groups:
+            family(x, lambda p, w=which, f=field: p[w][f], fmt)
+    for a in sorted(v.conversions):
+        family("conversions", lambda p, a=a: p["v2"]["conversions"].get(a, [0, 0])[0], str,
+               [("action", a)])
+
+
 # ------------------------------------------------------------------ main ----
 
 def replay_file(path, wall_ms=None):
@@ -1019,18 +1257,28 @@ def replay_file(path, wall_ms=None):
 
 def check_margins(r):
     """Report every outcome the contract leaves open: windowed events within
-    one bucket (W/60) of a trailing edge now - W, on either side, and the
+    one bucket (W/60) of a rolling window's trailing edge now - W or of its
+    previous window's edges now - 2W and now - W, on either side; events near
+    the end point of a to-date calendar window's previous window (see
+    PREVIOUS_END_GRID_MS; period edges themselves are exact); and the
     dedup, late and capacity cases collected while replaying."""
     bad = 0
     for key, k in sorted(r.keys.items()):
-        for wl, wms in WINDOWS:
-            w = max(wms // 60, 1)
-            edge = r.now - wms
-            for e in k.windowed:
-                if edge - w <= e["ts_eff"] <= edge + w:
-                    bad += 1
-                    print("near %s edge: %s %s ts_eff=%d" % (wl, key, e["id"], e["ts_eff"]),
-                          file=sys.stderr)
+        for v in r.views():
+            edges = []
+            if v["rolling"]:
+                w = v["rolling"]
+                tol = max(w // 60, 1)
+                edges = [("", r.now - w, tol), (" previous", r.now - 2 * w, tol)]
+            elif v.get("point") is not None:
+                tol = max(PREVIOUS_END_GRID_MS[v["label"]], v["w_ms"] // 60)
+                edges = [(" previous end", v["point"], tol)]
+            for what, edge, tol in edges:
+                for e in k.windowed:
+                    if edge - tol <= e["ts_eff"] <= edge + tol:
+                        bad += 1
+                        print("near %s%s edge: %s %s ts_eff=%d" % (
+                            v["label"], what, key, e["id"], e["ts_eff"]), file=sys.stderr)
     for case in r.open_cases:
         bad += 1
         print(case, file=sys.stderr)
@@ -1039,17 +1287,66 @@ def check_margins(r):
     return bad
 
 
+USAGE_FLAGS = ("--check-margins", "--classify", "--v1-rules")
+VALUE_FLAGS = ("--calendar-windows", "--calendar-timezone", "--fiscal-year-start-month")
+
+
+def parse_args(argv):
+    """-> (file, flags, settings) or None on bad usage. Value flags take
+    `--flag VALUE` or `--flag=VALUE`, like the engine's."""
+    files, flags, settings = [], set(), {}
+    it = iter(argv[1:])
+    for a in it:
+        if a in USAGE_FLAGS:
+            flags.add(a)
+        elif a.split("=", 1)[0] in VALUE_FLAGS:
+            name, eq, value = a.partition("=")
+            if not eq:
+                value = next(it, None)
+                if value is None:
+                    return None
+            settings[name] = value
+        elif a.startswith("--"):
+            return None
+        else:
+            files.append(a)
+    if len(files) != 1:
+        return None
+    return files[0], flags, settings
+
+
+def apply_settings(settings):
+    """The calendar settings of CLI.md v2; raises ValueError when invalid."""
+    global CALENDAR_WINDOWS, CALENDAR_TZ, FISCAL_YEAR_START_MONTH, _TZ
+    names = [n.strip() for n in settings.get("--calendar-windows", "").split(",") if n.strip()]
+    for n in names:
+        if n not in CALENDAR_ORDER:
+            raise ValueError("calendar_windows: unknown window %r" % n)
+    CALENDAR_WINDOWS = [n for n in CALENDAR_ORDER if n in names]
+    CALENDAR_TZ = settings.get("--calendar-timezone", "UTC")
+    _TZ = None
+    _tz()  # raises for an unknown zone
+    month = int(settings.get("--fiscal-year-start-month", "1"))
+    if not 1 <= month <= 12:
+        raise ValueError("fiscal_year_start_month: %d is not in 1..=12" % month)
+    FISCAL_YEAR_START_MONTH = month
+
+
 def main(argv):
-    args = [a for a in argv[1:] if not a.startswith("--")]
-    flags = [a for a in argv[1:] if a.startswith("--")]
-    if len(args) != 1 or any(f not in ("--check-margins", "--classify", "--v1-rules")
-                             for f in flags):
+    parsed = parse_args(argv)
+    if parsed is None:
         print(__doc__, file=sys.stderr)
+        return 2
+    path, flags, settings = parsed
+    try:
+        apply_settings(settings)
+    except Exception as e:  # unknown zone, bad number
+        print("bad setting: %s" % e, file=sys.stderr)
         return 2
     if "--v1-rules" in flags:
         global V1_RULES
         V1_RULES = True
-    r = replay_file(args[0])
+    r = replay_file(path)
     if "--classify" in flags:
         for lineno, outcome in r.trace:
             print("%d\t%s" % (lineno, outcome))

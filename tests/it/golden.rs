@@ -10,6 +10,7 @@
 //! python3 tests/golden/reference.py tests/golden/events.ndjson > tests/golden/expected.prom
 //! ```
 
+use crate::reference::{CALENDAR_EVENTS, CALENDAR_RUNS};
 use crate::support::{self, funnelstream, manifest, promtool_check, ALLOWED_EXTRA, NON_BUSINESS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -32,6 +33,11 @@ type Exposition = BTreeMap<SeriesKey, (f64, String)>;
 /// repository), which must exit 0; its stdout.
 fn replay_file(events: &str) -> String {
     support::replay(Path::new(events))
+}
+
+/// The same with engine settings (`--calendar-windows ...`).
+fn replay_file_with(events: &str, settings: &[&str]) -> String {
+    support::replay_with(Path::new(events), settings)
 }
 
 fn replay_golden() -> String {
@@ -151,12 +157,12 @@ fn is_business(name: &str) -> bool {
 }
 
 /// Whether `actual` is acceptable for `expected` under the series' rule:
-/// quantiles within 1%, other floating-point KPIs within 1e-9 relative,
-/// counts and money exactly.
+/// quantiles within 1%, other floating-point KPIs (the growth ratios of
+/// METRICS.md v2 included) within 1e-9 relative, counts and money exactly.
 fn value_matches(name: &str, expected: f64, actual: f64) -> bool {
     let rel = if name.ends_with("_p50_seconds") || name.ends_with("_p90_seconds") {
         0.01
-    } else if support::is_float_kpi(name) {
+    } else if support::is_float_kpi(name) || name.ends_with("_growth_ratio") {
         1e-9
     } else {
         return expected == actual;
@@ -200,7 +206,33 @@ fn golden_v2_replay_passes_promtool() {
     promtool_check(&replay_file(EVENTS_V2));
 }
 
+/// Calendar windows and growth against the previous period (issue 19):
+/// `events-calendar.ndjson` replayed with `--calendar-windows
+/// mtd,qtd,ytd,last_month,last_quarter --calendar-timezone Europe/Berlin
+/// --fiscal-year-start-month 4` against `expected-calendar.prom`, and with
+/// `mtd,last_quarter` only (a later late edge) against
+/// `expected-calendar-mtd-lq.prom`. DST changes, a fiscal year from April,
+/// 29 February, events exactly on period edges, a month rollover with no
+/// event: see tests/golden/gen_calendar.py.
+#[test]
+fn golden_calendar_replay_matches_reference() {
+    for (settings, expected) in CALENDAR_RUNS {
+        matches_reference_with(CALENDAR_EVENTS, settings, expected);
+    }
+}
+
+#[test]
+#[ignore = "needs promtool: run scripts/test"]
+fn golden_calendar_replay_passes_promtool() {
+    let (settings, _) = CALENDAR_RUNS[0];
+    promtool_check(&replay_file_with(CALENDAR_EVENTS, settings));
+}
+
 fn matches_reference(events: &str, expected_path: &str) {
+    matches_reference_with(events, &[], expected_path);
+}
+
+fn matches_reference_with(events: &str, settings: &[&str], expected_path: &str) {
     let expected_text = std::fs::read_to_string(manifest(expected_path))
         .unwrap_or_else(|e| panic!("cannot read {expected_path}: {e}"));
     let (expected, expected_problems) = parse_exposition(&expected_text);
@@ -209,7 +241,7 @@ fn matches_reference(events: &str, expected_path: &str) {
         "{expected_path} is malformed: {expected_problems:?}"
     );
 
-    let actual_text = replay_file(events);
+    let actual_text = replay_file_with(events, settings);
     let (actual, parse_problems) = parse_exposition(&actual_text);
 
     let mut missing = Vec::new();
@@ -277,7 +309,8 @@ fn matches_reference(events: &str, expected_path: &str) {
     section(&mut report, "funnel_series", &series_problems);
     assert!(
         report.is_empty(),
-        "replay of {events} differs from {expected_path} ({} expected series, {} published):{report}",
+        "replay of {events} {} differs from {expected_path} ({} expected series, {} published):{report}",
+        settings.join(" "),
         expected.len(),
         actual.len()
     );
