@@ -26,6 +26,10 @@ pub enum Error {
         command: &'static str,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Events `produce` sent that the broker did not acknowledge (its
+    /// summary line gave the counts).
+    #[error("{unacknowledged} of {sent} events were not acknowledged")]
+    NotAcknowledged { sent: u64, unacknowledged: u64 },
     /// A failure already told (logged, or summed up by the command): only
     /// the exit code is left.
     #[error("exit status {0}")]
@@ -36,7 +40,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Refused(_) | Error::Usage(_) => 2,
-            Error::Runtime(_) | Error::Command { .. } => 1,
+            Error::Runtime(_) | Error::Command { .. } | Error::NotAcknowledged { .. } => 1,
             Error::Reported(code) => *code,
         }
     }

@@ -154,8 +154,10 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
     );
     result?;
     if failed > 0 || ok < sent {
-        // The summary above says how many failed.
-        return Err(Error::Reported(1));
+        return Err(Error::NotAcknowledged {
+            sent,
+            unacknowledged: sent.saturating_sub(ok),
+        });
     }
     Ok(())
 }

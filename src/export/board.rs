@@ -30,9 +30,9 @@ pub const HISTORY_STEP: Duration = Duration::from_secs(10);
 /// Samples kept: one hour.
 pub const HISTORY_POINTS: usize = 360;
 
-/// The windowed families summed over keys in each sample (counts and
-/// money: sums of sums are exact roll-ups).
-pub const SAMPLED: &[&str] = &[
+/// The funnel's windowed counts and money, top to bottom: what both
+/// boards (the page at `/` and `tail`'s) roll up first.
+pub const FUNNEL: [&str; 9] = [
     "funnel_impressions",
     "funnel_clicks",
     "funnel_leads",
@@ -42,26 +42,52 @@ pub const SAMPLED: &[&str] = &[
     "funnel_deals_won",
     "funnel_deals_lost",
     "funnel_revenue_won",
-    "funnel_ad_spend",
-    "funnel_spend",
-    "funnel_mrr_new",
-    "funnel_mrr_expansion",
-    "funnel_mrr_reactivation",
-    "funnel_mrr_contraction",
-    "funnel_mrr_churned",
-    "funnel_customers_new",
-    "funnel_customers_churned",
-    "funnel_customers_reactivated",
-    "funnel_sessions",
-    "funnel_bounces",
-    "funnel_emails_sent",
-    "funnel_emails_delivered",
-    "funnel_emails_opened",
-    "funnel_emails_clicked",
-    "funnel_nps_responses",
-    "funnel_nps_promoters",
-    "funnel_nps_detractors",
 ];
+
+/// `parts` one after the other as one array of `N` names; `N` must be
+/// their total length (checked when the constant is evaluated, so a wrong
+/// `N` does not compile).
+pub const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut n, mut p) = (0, 0);
+    while p < parts.len() {
+        let mut i = 0;
+        while i < parts[p].len() {
+            out[n] = parts[p][i];
+            (n, i) = (n + 1, i + 1);
+        }
+        p += 1;
+    }
+    assert!(n == N, "concat: N is not the parts' total length");
+    out
+}
+
+/// The windowed families summed over keys in each sample (counts and
+/// money: sums of sums are exact roll-ups).
+pub const SAMPLED: [&str; 28] = concat(&[
+    &FUNNEL,
+    &[
+        "funnel_ad_spend",
+        "funnel_spend",
+        "funnel_mrr_new",
+        "funnel_mrr_expansion",
+        "funnel_mrr_reactivation",
+        "funnel_mrr_contraction",
+        "funnel_mrr_churned",
+        "funnel_customers_new",
+        "funnel_customers_churned",
+        "funnel_customers_reactivated",
+        "funnel_sessions",
+        "funnel_bounces",
+        "funnel_emails_sent",
+        "funnel_emails_delivered",
+        "funnel_emails_opened",
+        "funnel_emails_clicked",
+        "funnel_nps_responses",
+        "funnel_nps_promoters",
+        "funnel_nps_detractors",
+    ],
+]);
 
 /// The current-state families summed over keys in each sample.
 pub const SAMPLED_STATE: &[&str] = &["funnel_mrr", "funnel_customers"];
@@ -306,30 +332,43 @@ pub async fn page(State(live): State<Arc<LiveState>>) -> Response {
     r
 }
 
+/// Test support for the lists that pick families by name (here and in
+/// `tail`): each of `windowed` must be a family of the one catalogue
+/// (`kpi::FAMILIES`) published per window, each of `per_key` one published
+/// once per key.
+#[cfg(test)]
+pub(crate) fn assert_catalogue_families<'a>(
+    windowed: impl IntoIterator<Item = &'a str>,
+    per_key: &[&str],
+) {
+    use crate::kpi::{family, Eval};
+    for name in windowed {
+        assert!(
+            matches!(family(name).map(|f| f.eval), Some(Eval::Window(_))),
+            "{name} is not a windowed family of kpi::FAMILIES"
+        );
+    }
+    for name in per_key {
+        assert!(
+            matches!(family(name).map(|f| f.eval), Some(Eval::Key(_))),
+            "{name} is not a per-key family of kpi::FAMILIES"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::Engine;
-    use crate::kpi::{family, Eval};
+    use crate::kpi::family;
 
-    /// What the sampler reads is named after the one catalogue
-    /// (`kpi::FAMILIES`), in the shape it expects: a family renamed there
-    /// fails here instead of leaving a gap in the board's sparklines.
+    /// What the sampler reads is named after the one catalogue, in the
+    /// shape it expects: a family renamed there fails here instead of
+    /// leaving a gap in the board's sparklines.
     #[test]
     fn sampled_names_are_families_of_the_catalogue() {
         let windowed = ["funnel_sales_cycle_mean_seconds", "funnel_deals_won"];
-        for name in SAMPLED.iter().chain(&windowed) {
-            assert!(
-                matches!(family(name).map(|f| f.eval), Some(Eval::Window(_))),
-                "{name} is not a windowed family of kpi::FAMILIES"
-            );
-        }
-        for name in SAMPLED_STATE {
-            assert!(
-                matches!(family(name).map(|f| f.eval), Some(Eval::Key(_))),
-                "{name} is not a per-key family of kpi::FAMILIES"
-            );
-        }
+        assert_catalogue_families(SAMPLED.iter().chain(&windowed).copied(), SAMPLED_STATE);
         let cycle = CYCLE_SUM.strip_suffix("_sum").unwrap();
         assert!(
             family(cycle).is_none(),

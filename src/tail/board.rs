@@ -7,44 +7,39 @@
 //! full-screen board (`screen.rs`) draws the same [`Board`].
 
 use crate::export::api::Snapshot;
+use crate::export::board::{concat, FUNNEL};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The series the board reads, by metric name (all windowed).
-pub const INPUTS: &[&str] = &[
-    "funnel_spend",
-    "funnel_ad_spend",
-    "funnel_impressions",
-    "funnel_clicks",
-    "funnel_leads",
-    "funnel_mqls",
-    "funnel_sqls",
-    "funnel_opportunities",
-    "funnel_deals_won",
-    "funnel_deals_lost",
-    "funnel_revenue_won",
-    "funnel_sales_cycle_mean_seconds",
-    // v2 (METRICS.md v2): web, email, NPS, and what LTV and CAC payback
-    // need.
-    "funnel_sessions",
-    "funnel_bounces",
-    "funnel_emails_delivered",
-    "funnel_emails_opened",
-    "funnel_nps_responses",
-    "funnel_nps_promoters",
-    "funnel_nps_detractors",
-    "funnel_mrr_new",
-    "funnel_customers_new",
-    "funnel_customers_reactivated",
-    "funnel_customers_churned",
-    // Per-key KPIs, not summed: the engine's gross margin and LTV constant
-    // are recovered from them (see [`Constants`]).
-    "funnel_cac_payback_months",
-    "funnel_ltv",
-    "funnel_customer_churn_ratio",
-];
+pub const INPUTS: [&str; 26] = concat(&[
+    &["funnel_spend", "funnel_ad_spend"],
+    &FUNNEL,
+    &[
+        "funnel_sales_cycle_mean_seconds",
+        // v2 (METRICS.md v2): web, email, NPS, and what LTV and CAC payback
+        // need.
+        "funnel_sessions",
+        "funnel_bounces",
+        "funnel_emails_delivered",
+        "funnel_emails_opened",
+        "funnel_nps_responses",
+        "funnel_nps_promoters",
+        "funnel_nps_detractors",
+        "funnel_mrr_new",
+        "funnel_customers_new",
+        "funnel_customers_reactivated",
+        "funnel_customers_churned",
+        // Per-key KPIs, not summed: the engine's gross margin and LTV constant
+        // are recovered from them (see [`Constants`]).
+        "funnel_cac_payback_months",
+        "funnel_ltv",
+        "funnel_customer_churn_ratio",
+    ],
+]);
 
-/// The current-state series the board reads (no window).
-pub const STATE_INPUTS: &[&str] = &["funnel_mrr", "funnel_customers"];
+/// The current-state series the board reads (no window): those the page's
+/// history sums.
+pub const STATE_INPUTS: &[&str] = crate::export::board::SAMPLED_STATE;
 
 // Indices into INPUTS.
 const SPEND: usize = 0;
@@ -734,25 +729,19 @@ pub fn text(url: &str, store: &Store, s: &Settings) -> String {
 mod tests {
     use super::*;
     use crate::export::api::KpiSeries;
-    use crate::kpi::{family, Eval};
 
     /// The board reads and shows families of the one catalogue
     /// (`kpi::FAMILIES`): a family renamed there fails here instead of
     /// leaving an empty column.
     #[test]
     fn inputs_and_columns_are_families_of_the_catalogue() {
-        for name in INPUTS.iter().chain(COLUMNS.iter().map(|c| &c.metric)) {
-            assert!(
-                matches!(family(name).map(|f| f.eval), Some(Eval::Window(_))),
-                "{name} is not a windowed family of kpi::FAMILIES"
-            );
-        }
-        for name in STATE_INPUTS {
-            assert!(
-                matches!(family(name).map(|f| f.eval), Some(Eval::Key(_))),
-                "{name} is not a per-key family of kpi::FAMILIES"
-            );
-        }
+        crate::export::board::assert_catalogue_families(
+            INPUTS
+                .iter()
+                .copied()
+                .chain(COLUMNS.iter().map(|c| c.metric)),
+            STATE_INPUTS,
+        );
     }
 
     fn series(metric: &str, ch: &str, cp: &str, w: &str, v: f64) -> KpiSeries {
