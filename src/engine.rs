@@ -149,10 +149,7 @@ impl Engine {
                     config.max_campaigns,
                     config.max_actions,
                 )
-                .with_series_budget(
-                    config.max_series,
-                    crate::kpi::series_per_key(config.windows.len()),
-                ),
+                .with_series_budget(config.max_series, crate::kpi::charges(config.windows.len())),
             ),
             clock: Arc::new(EngineClock::new(config.clock)),
             config: Arc::new(config),
