@@ -18,47 +18,16 @@ timeout), closes the clients. Prints one JSON line per configuration
 import argparse
 import http.client
 import json
-import signal
+import os
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def get(port, path, timeout=60):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        body = r.read()
-        return r.status, body.decode()
-    finally:
-        c.close()
-
-
-def sample(text, prefix):
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(prefix) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def taken(text):
-    return (
-        sample(text, "funnel_events_ingested_total")
-        + sample(text, "funnel_events_duplicate_total")
-        + sample(text, "funnel_events_rejected_total")
-    )
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from benchlib import free_port, get, sample, stop_engine, taken, wait_ready  # noqa: E402
 
 
 def start_demo(binary, keys, history, rate):
@@ -72,26 +41,12 @@ def start_demo(binary, keys, history, rate):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 180
-    while True:
-        try:
-            if get(port, "/readyz", 5)[0] == 200:
-                return p, port
-        except OSError:
-            pass
-        if time.time() > deadline:
-            p.kill()
-            raise SystemExit("demo not ready")
-        time.sleep(0.5)
-
-
-def stop_demo(p):
-    p.send_signal(signal.SIGTERM)
     try:
-        p.wait(timeout=30)
-    except subprocess.TimeoutExpired:
+        wait_ready(port, 180)
+    except SystemExit:
         p.kill()
-        p.wait()
+        raise
+    return p, port
 
 
 def clients(port, n, stop):
@@ -174,7 +129,7 @@ def scrape_bench(a):
                 "ratio_to_0": round(med[n] / med[counts[0]], 2) if med[n] and med[counts[0]] else None,
             }), flush=True)
     finally:
-        stop_demo(p)
+        stop_engine(p, 30)
 
 
 def main():

@@ -23,27 +23,8 @@ import sys
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from benchlib import cpu_s, follow_stream, free_port, rss_mb, wait_ready  # noqa: E402
 
 
 def main():
@@ -58,36 +39,14 @@ def main():
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/readyz")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit("demo not ready")
-            time.sleep(0.5)
+        wait_ready(port, 120)
 
         stop = threading.Event()
         received = [0] * clients
         conns = []
 
         def follow(i):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            conns.append(c)
-            try:
-                c.request("GET", "/api/v1/kpis/stream?interval=1")
-                r = c.getresponse()
-                while not stop.is_set():
-                    chunk = r.read1(65536)
-                    if not chunk:
-                        break
-                    received[i] += len(chunk)
-            except (OSError, http.client.HTTPException):
-                pass
+            follow_stream(port, stop, received, i, 120, conns)
 
         threads = [threading.Thread(target=follow, args=(i,), daemon=True) for i in range(clients)]
         for t in threads:

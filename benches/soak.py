@@ -29,7 +29,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,57 +36,18 @@ import sys
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def scrape(port, timeout=10.0):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", "/metrics")
-        r = c.getresponse()
-        body = r.read().decode()
-        if r.status != 200:
-            raise OSError(f"status {r.status}")
-        return body
-    finally:
-        c.close()
-
-
-def sample(text, prefix):
-    """Sum of the samples whose line starts with `prefix`."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(prefix) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def taken(text):
-    return (
-        sample(text, "funnel_events_ingested_total")
-        + sample(text, "funnel_events_duplicate_total")
-        + sample(text, "funnel_events_rejected_total")
-    )
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from benchlib import (  # noqa: E402
+    cpu_s,
+    follow_stream,
+    free_port,
+    rss_mb,
+    sample,
+    scrape,
+    stop_engine,
+    taken,
+    wait_ready,
+)
 
 
 def main():
@@ -130,35 +90,13 @@ def main():
     )
     stop = threading.Event()
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/readyz")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit("demo not ready")
-            time.sleep(0.5)
+        wait_ready(port, 180)
 
         received = [0] * a.clients
         ended_early = []
 
         def follow(i):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            try:
-                c.request("GET", "/api/v1/kpis/stream?interval=1")
-                r = c.getresponse()
-                while not stop.is_set():
-                    chunk = r.read1(65536)
-                    if not chunk:
-                        break
-                    received[i] += len(chunk)
-            except OSError:
-                pass
-            if not stop.is_set():
+            if follow_stream(port, stop, received, i, 60):
                 ended_early.append(i)
 
         threads = [
@@ -273,12 +211,7 @@ def main():
         return 0 if ok else 1
     finally:
         stop.set()
-        engine.send_signal(signal.SIGTERM)
-        try:
-            engine.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            engine.kill()
-            engine.wait()
+        stop_engine(engine, 30)
 
 
 if __name__ == "__main__":
