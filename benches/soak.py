@@ -4,7 +4,7 @@ sustained load, scrapes and stream clients. Load stays on 127.0.0.1.
 
     benches/soak.py BIN [--minutes 30] [--rate 50000] [--clients 50]
                         [--scrape-every 5] [--warmup 5] [--out FILE]
-                        [--max-tracked-deals N]
+                        [--max-tracked-deals N] [--dedup-capacity N]
 
 Starts `BIN demo` (the embedded mock Kafka cluster, the synthetic stream at
 `--rate` live events per second after 60,000 events of history, and the
@@ -64,6 +64,11 @@ def main():
         type=int,
         help="demo --max-tracked-deals (default: the engine's 1,000,000 per partition)",
     )
+    ap.add_argument(
+        "--dedup-capacity",
+        type=int,
+        help="demo --dedup-capacity (default: the engine's 1,000,000 ids per partition)",
+    )
     a = ap.parse_args()
 
     port = free_port()
@@ -84,7 +89,8 @@ def main():
             ["--max-tracked-deals", str(a.max_tracked_deals)]
             if a.max_tracked_deals
             else []
-        ),
+        )
+        + (["--dedup-capacity", str(a.dedup_capacity)] if a.dedup_capacity else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

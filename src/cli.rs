@@ -177,6 +177,9 @@ pub struct DemoArgs {
     /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks) [default: 1000000].
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_tracked_deals: usize,
+    /// Event ids remembered for deduplication per partition (see `run --dedup-capacity`; soak benchmarks) [default: 1000000].
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub dedup_capacity: usize,
     /// Calendar windows (see `run --calendar-windows`; `none` for none) [default: mtd,qtd].
     #[arg(long, value_name = "W,..", default_value = "mtd,qtd")]
     pub calendar_windows: String,

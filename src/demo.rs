@@ -109,6 +109,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
             max_series: args.max_series.max(1),
             max_tracked_deals: args.max_tracked_deals.max(1),
             calendar,
+            dedup_capacity: args.dedup_capacity.max(1),
             ..EngineConfig::default()
         },
         kafka: KafkaSettings {

@@ -151,7 +151,7 @@ impl Engine {
                 )
                 .with_series_budget(
                     config.max_series,
-                    crate::kpi::series_per_key(config.published_windows()),
+                    crate::kpi::charges(config.published_windows()),
                 ),
             ),
             clock: Arc::new(EngineClock::new(config.clock)),

@@ -6,7 +6,7 @@
 //! A KPI is `None` (absent) while its denominator is exactly zero, so no NaN
 //! or infinity is ever produced from valid sums.
 
-use crate::aggregate::labels::{OVER_V2_SUMS, V1_TYPE_GROUPS};
+use crate::aggregate::labels::{Charges, OVER_V2_SUMS, V1_TYPE_GROUPS};
 use crate::aggregate::ring::sketch;
 use crate::aggregate::v2::{f2, seen, V2Totals, CONV_N};
 use crate::aggregate::{field as f, Totals, WindowSums};
@@ -526,24 +526,69 @@ pub fn window_value(name: &str, t: &Totals, w: &WindowSums) -> Option<Value> {
 }
 
 /// The most series one key publishes from the v1 event types, with
-/// `windows` windows: the families without a gate (v1, and the v2 KPIs
-/// over v1 sums) and those of the groups v1 types open, windowed families
-/// once per window (KPIs counted as present), labelled ones once per label
-/// value. The groups of the v2 types (web, email, survey), the KPIs over
-/// their sums and conversion actions are not included (docs/PERFORMANCE.md,
-/// "Series budget", gives what they add).
+/// `windows` windows (rolling and calendar alike: every window label value
+/// counts): the families without a gate (v1, and the v2 KPIs over v1 sums)
+/// and those of the groups v1 types open, windowed families once per
+/// window (KPIs counted as present), labelled ones once per label value.
+/// The groups of the v2 types (web, email, survey, with the KPIs over
+/// their sums) and conversion actions are charged apart, when a key first
+/// has them: [`series_per_group`], [`series_per_action`]
+/// (docs/PERFORMANCE.md, "Series budget").
 pub fn series_per_key(windows: usize) -> usize {
     FAMILIES
         .iter()
-        .filter(|f| f.gate & !V1_TYPE_GROUPS == 0 && !OVER_V2_SUMS.contains(&f.name))
+        .filter(|f| f.gate & !V1_TYPE_GROUPS == 0 && !OVER_V2_SUMS.iter().any(|o| o.0 == f.name))
+        .map(|f| series_of(f, windows))
+        .sum()
+}
+
+/// The most series the v2 group `group` (one of [`seen`]'s `WEB`, `EMAIL`,
+/// `SURVEY`) adds to a key with `windows` windows: the group's families and
+/// the KPIs without a gate whose denominator is a sum of the group.
+pub fn series_per_group(group: u8, windows: usize) -> usize {
+    FAMILIES
+        .iter()
+        .filter(|f| {
+            f.gate & group != 0 || OVER_V2_SUMS.iter().any(|o| o.0 == f.name && o.1 == group)
+        })
+        .map(|f| series_of(f, windows))
+        .sum()
+}
+
+/// The most series one conversion `action` adds to a key with `windows`
+/// windows (every family labelled by `action`).
+pub fn series_per_action(windows: usize) -> usize {
+    FAMILIES
+        .iter()
         .map(|f| match f.eval {
-            Eval::Window(_) => windows,
-            Eval::Key(_) | Eval::KeyV2(_) => 1,
-            Eval::Labelled { values, .. } | Eval::LabelledV2 { values, .. } => values.len(),
-            Eval::LabelledWindow { values, .. } => values.len() * windows,
-            Eval::ActionWindow(_) | Eval::ActionGrowth(_) | Eval::ActionKey(_) => 0,
+            Eval::ActionWindow(_) | Eval::ActionGrowth(_) => windows,
+            Eval::ActionKey(_) => 1,
+            _ => 0,
         })
         .sum()
+}
+
+/// What the series budget charges with `windows` windows (rolling and
+/// calendar alike: every `window` label value counts).
+pub fn charges(windows: usize) -> Charges {
+    Charges {
+        key: series_per_key(windows),
+        web: series_per_group(seen::WEB, windows),
+        email: series_per_group(seen::EMAIL, windows),
+        survey: series_per_group(seen::SURVEY, windows),
+        action: series_per_action(windows),
+    }
+}
+
+/// Series of one family for one key (one action, for the action families).
+fn series_of(f: &Family, windows: usize) -> usize {
+    match f.eval {
+        Eval::Window(_) => windows,
+        Eval::Key(_) | Eval::KeyV2(_) => 1,
+        Eval::Labelled { values, .. } | Eval::LabelledV2 { values, .. } => values.len(),
+        Eval::LabelledWindow { values, .. } => values.len() * windows,
+        Eval::ActionWindow(_) | Eval::ActionGrowth(_) | Eval::ActionKey(_) => 0,
+    }
 }
 
 #[cfg(test)]

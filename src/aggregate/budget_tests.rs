@@ -93,9 +93,11 @@ fn windows(parts: &[&Partition], specs: &[WindowSpec], now: i64) -> Vec<WindowSu
     out
 }
 
-/// A budget of `keys` keys' worth of series (one of them the overflow key's).
+/// A budget of `keys` keys' worth of v1 series, and the overflow key's
+/// reserve.
 fn budget_of(keys: usize) -> usize {
-    series_per_key(6) * (keys + 1)
+    let c = crate::kpi::charges(6);
+    series_per_key(6) * keys + c.full(EngineConfig::default().max_actions + 1)
 }
 
 #[test]
@@ -126,13 +128,14 @@ fn whole_keys_fold_and_every_total_stays_exact() {
         windows(&[&f0, &f1], &specs, now),
         windows(&[&t0, &t1], &specs, now)
     );
-    // Seven keys under their own labels in all, the rest folded whole.
+    // At most seven keys under their own labels in all (fewer: the v2
+    // groups of the stream are charged too), the rest folded whole.
     let own: BTreeSet<_> = names(&t0)
         .union(&names(&t1))
         .filter(|k| k.0 != OVERFLOW)
         .cloned()
         .collect();
-    assert_eq!(own.len(), 7, "{own:?}");
+    assert!((1..=7).contains(&own.len()), "{own:?}");
     let overflow = (OVERFLOW.to_string(), OVERFLOW.to_string());
     assert!(names(&t0).contains(&overflow));
     // A key is folded in every partition or in none.
@@ -140,7 +143,8 @@ fn whole_keys_fold_and_every_total_stays_exact() {
         let in_tight = names(&t0).contains(k) || names(&t1).contains(k);
         assert_eq!(in_tight, own.contains(k), "{k:?}");
     }
-    // Admitted keys keep exactly their own values.
+    // Admitted keys keep exactly their own values (a v2 group that no
+    // longer fitted is absent, counted in the overflow key).
     let render_of = |e: &Engine, ps: [&Partition; 2]| {
         render(
             &[&ps[0].agg, &ps[1].agg],
@@ -159,7 +163,12 @@ fn whole_keys_fold_and_every_total_stays_exact() {
                 .map(String::from)
                 .collect()
         };
-        assert_eq!(pick(&free_text), pick(&tight_text), "{label}");
+        let free: BTreeSet<String> = pick(&free_text).into_iter().collect();
+        let tight = pick(&tight_text);
+        assert!(tight.len() > 100, "{label}");
+        for l in tight {
+            assert!(free.contains(&l), "{l}");
+        }
     }
     // Every event of a folded key is counted.
     let folded = t0.agg.stats.label_overflow[3] + t1.agg.stats.label_overflow[3];
@@ -322,7 +331,7 @@ fn the_charge_is_every_family_of_a_full_v1_key() {
         })
         .map(|f| f.name)
         .collect();
-    let mut over_v2 = super::labels::OVER_V2_SUMS.to_vec();
+    let mut over_v2: Vec<_> = super::labels::OVER_V2_SUMS.iter().map(|o| o.0).collect();
     let mut missing = missing;
     over_v2.sort_unstable();
     missing.sort_unstable();

@@ -1350,6 +1350,7 @@ impl Aggregator {
             }
             _ => 0,
         };
+        let k = self.charge_v2(k, ev, action);
         let specs: &[Slot] = if late { &[] } else { &self.slots };
         let key = &mut self.keys[k];
         match &ev.body {
@@ -1534,7 +1535,7 @@ impl Aggregator {
             key.decode_from(r, nw, version, &mut intern)?;
             let (ch, ch_over) = self.labels.channel.intern(channel);
             let (ca, ca_over) = self.labels.campaign.intern(campaign);
-            let (ch, ca, admitted) = self.admit(ch, ca);
+            let (ch, ca, admitted) = self.admit_restored(ch, ca, &key);
             let composite = (u64::from(ch) << 32) | u64::from(ca);
             let next = self.keys.len() as u32;
             let idx = *self.index.entry(composite).or_insert(next);

@@ -162,16 +162,64 @@ pub async fn serve_with(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_split(listener, live, security, limits, shutdown, None).await
+}
+
+/// [`serve_with`], with every connection but those of scrapes and probes
+/// on the runtime of `others` when given: the caller runs this on a
+/// runtime of its own, which then accepts, and serves `/metrics`,
+/// `/healthz` and `/readyz` connections (known by their first request
+/// line, on plain HTTP), so that a scrape never waits behind stream
+/// clients' writes or API work on the other runtime's threads. The board's
+/// history and the stream feeds run on `others` too.
+pub async fn serve_split(
+    listener: tokio::net::TcpListener,
+    live: Arc<LiveState>,
+    security: Security,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    others: Option<tokio::runtime::Handle>,
+) -> std::io::Result<()> {
     let hub = StreamHub::new(live.clone(), limits.streams.clone());
     let stop_history = CancellationToken::new();
-    let history = History::start(live.clone(), stop_history.clone());
+    let history = {
+        let _on = others.as_ref().map(|h| h.enter());
+        History::start(live.clone(), stop_history.clone())
+    };
     let app = router(live, security.auth.clone(), hub.clone(), history, &limits);
     let shutdown = async move {
         shutdown.await;
         hub.stop();
         stop_history.cancel();
     };
-    serve_app(listener, app, security.tls, limits, shutdown).await
+    serve_on(listener, app, security.tls, limits, shutdown, others).await
+}
+
+/// `serve` on a connection moved from another runtime: registered with the
+/// reactor of the runtime it runs on.
+async fn moved<F: Future<Output = ()>>(
+    std: std::net::TcpStream,
+    serve: impl FnOnce(tokio::net::TcpStream) -> F,
+) {
+    match tokio::net::TcpStream::from_std(std) {
+        Ok(tcp) => serve(tcp).await,
+        Err(e) => debug!("cannot move a connection: {e}"),
+    }
+}
+
+/// Request lines served on the accepting runtime by [`serve_split`].
+const PRIORITY: [&[u8]; 3] = [b"GET /metrics", b"GET /healthz", b"GET /readyz"];
+
+/// Whether the connection's first request is a scrape or a probe: peeks at
+/// its first bytes (within `wait`) without consuming them.
+async fn is_priority(tcp: &tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(wait, tcp.peek(&mut buf)).await {
+        Ok(Ok(n)) => PRIORITY
+            .iter()
+            .any(|p| buf[..n].starts_with(p) && matches!(buf.get(p.len()), Some(b' ' | b'?'))),
+        _ => false,
+    }
 }
 
 /// The accept loop under every listener of the engine: HTTP/1.1 (hyper),
@@ -183,6 +231,19 @@ pub async fn serve_app(
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(listener, app, tls, limits, shutdown, None).await
+}
+
+/// [`serve_app`], connections other than scrapes and probes on `others`
+/// when given (see [`serve_split`]).
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    others: Option<tokio::runtime::Handle>,
 ) -> std::io::Result<()> {
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -210,7 +271,9 @@ pub async fn serve_app(
         let watcher = graceful.watcher();
         let (app, tls, limits) = (app.clone(), tls.clone(), limits.clone());
         let stopping = stopping.clone();
-        tasks.spawn(async move {
+        let (plain, wait) = (tls.is_none(), limits.header_read_timeout);
+        let (stop_peek, close_peek) = (stopping.clone(), close.clone());
+        let handle = move |tcp: tokio::net::TcpStream| async move {
             let busy = Arc::new(AtomicUsize::new(0));
             let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
             io.set_write_timeout(Some(limits.write_timeout));
@@ -245,7 +308,36 @@ pub async fn serve_app(
                 _ = idle_at_stop => {}
                 _ = serve => {}
             }
-        });
+        };
+        match &others {
+            None => {
+                tasks.spawn(handle(tcp));
+            }
+            // Plain HTTP: where the first request line says (peeked in a
+            // task of its own, so that a slow client holds up no accept).
+            Some(rt) if plain => {
+                let (rt, others_tasks) = (rt.clone(), tasks.clone());
+                let (stopped, closed) = (stop_peek, close_peek);
+                tasks.spawn(async move {
+                    // Nothing sent yet: closes at once on shutdown.
+                    let priority = tokio::select! {
+                        _ = stopped.cancelled() => return,
+                        _ = closed.cancelled() => return,
+                        p = is_priority(&tcp, wait) => p,
+                    };
+                    if priority {
+                        handle(tcp).await;
+                    } else if let Ok(std) = tcp.into_std() {
+                        others_tasks.spawn_on(moved(std, handle), &rt);
+                    }
+                });
+            }
+            Some(rt) => {
+                if let Ok(std) = tcp.into_std() {
+                    tasks.spawn_on(moved(std, handle), rt);
+                }
+            }
+        }
     }
     drop(listener);
     stopping.cancel();
@@ -365,5 +457,85 @@ async fn readyz(State(live): State<Arc<LiveState>>) -> Response {
             format!("not ready: {why}\n"),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    /// The status line and the time of a `GET path` (connection closed by
+    /// the server after the response).
+    fn get(addr: std::net::SocketAddr, path: &str) -> (String, String, Duration) {
+        let t0 = Instant::now();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.lines().next().unwrap_or("").to_string();
+        (status, out, t0.elapsed())
+    }
+
+    /// With the split, a scrape and a probe are answered while every thread
+    /// of the other runtime is busy (as under many stream clients' writes);
+    /// an API request there waits for it.
+    #[test]
+    fn scrapes_do_not_wait_for_the_other_runtime() {
+        let runtime = |name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (scrapes, others) = (runtime("t-scrape"), runtime("t-others"));
+        let live = LiveState::new(Engine::new(Default::default()));
+        let listener = scrapes
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let server = scrapes.spawn(serve_split(
+            listener,
+            live,
+            Security::default(),
+            HttpLimits::default(),
+            async move { stopped.cancelled().await },
+            Some(others.handle().clone()),
+        ));
+        assert!(get(addr, "/healthz").0.contains("200"));
+        // The other runtime's only worker is busy for 3 s.
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        others.spawn(async move {
+            busy_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        busy_rx.recv().unwrap();
+        let started = Instant::now();
+        let (status, body, took) = get(addr, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        assert!(body.contains("funnel_build_info"));
+        assert!(took < Duration::from_millis(1500), "scrape took {took:?}");
+        let (status, _, took) = get(addr, "/readyz?verbose");
+        assert!(!status.is_empty());
+        assert!(took < Duration::from_millis(1500), "probe took {took:?}");
+        let (status, _, _) = get(addr, "/api/v1/health");
+        assert!(status.contains("200"), "{status}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(2500),
+            "the API request did not run on the other runtime"
+        );
+        stop.cancel();
+        scrapes.block_on(server).unwrap().unwrap();
     }
 }

@@ -27,6 +27,9 @@ pub struct HttpSettings {
 pub struct Server {
     settings: HttpSettings,
     rt: tokio::runtime::Runtime,
+    /// Accepts, and serves scrapes and probes: never behind stream writes
+    /// or API work, which run on `rt` (`http::serve_split`).
+    scrape_rt: tokio::runtime::Runtime,
     listener: Option<TcpListener>,
     addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -44,7 +47,13 @@ impl Server {
             .enable_all()
             .build()
             .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
-        let listener = rt.block_on(TcpListener::bind(listen)).map_err(|e| {
+        let scrape_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("funnel-scrape")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
+        let listener = scrape_rt.block_on(TcpListener::bind(listen)).map_err(|e| {
             error!("cannot listen on {listen}: {e}");
             Error::Runtime(format!("cannot listen on {listen}: {e}"))
         })?;
@@ -52,6 +61,7 @@ impl Server {
         Ok(Server {
             settings,
             rt,
+            scrape_rt,
             listener: Some(listener),
             addr,
             stop: watch::channel(false).0,
@@ -90,12 +100,13 @@ impl Server {
         let Some(listener) = self.listener.take() else {
             return Ok(());
         };
-        self.main = Some(tokio::spawn(http::serve_with(
+        self.main = Some(self.scrape_rt.spawn(http::serve_split(
             listener,
             live.clone(),
             s.security.clone(),
             s.limits.clone(),
             stopped(self.stop.subscribe()),
+            Some(self.rt.handle().clone()),
         )));
         info!(addr = %self.addr, "serving /metrics, /, /healthz, /readyz");
         Ok(())
@@ -139,6 +150,7 @@ impl Server {
         // A render or snapshot still running on a blocking thread must not
         // hold the exit: the server has already let every connection go.
         self.rt.shutdown_timeout(Duration::from_secs(2));
+        self.scrape_rt.shutdown_timeout(Duration::from_secs(1));
         result
     }
 }
