@@ -45,7 +45,14 @@ const OWNERS: [(&str, &str); 6] = [
     ("tower_http", "export"),
 ];
 
-const CLOCK_READS: [&str; 2] = ["SystemTime::now", "Instant::now"];
+/// The clock, from std and from jiff (calendar windows: engine time is
+/// given, the zone's rules are data).
+const CLOCK_READS: [&str; 4] = [
+    "SystemTime::now",
+    "Instant::now",
+    "Timestamp::now",
+    "Zoned::now",
+];
 
 /// I/O of the standard library the core must not do either (files,
 /// sockets, environment, processes, the terminal).

@@ -147,21 +147,21 @@ pub struct DemoArgs {
     /// put [default: 200].
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub rate: u64,
-    /// Days of history written at start, up to the longest window (larger
-    /// values mean 90) [default: 90].
-    #[arg(long, value_name = "DAYS", default_value_t = 90)]
+    /// Days of history written at start, up to 179 (just under twice the
+    /// 90d window, whose previous window the growth families read) [default: 179].
+    #[arg(long, value_name = "DAYS", default_value_t = 179)]
     pub history: u64,
     /// Load-test mode: instead of the company, src/synth.rs's benchmark
     /// stream (random keys, KPIs changing all the time): --events events of
-    /// history over the last 89 days, then --rate events a second;
+    /// history over the last 178 days, then --rate events a second;
     /// --history is ignored.
     #[arg(long)]
     pub firehose: bool,
-    /// With --firehose: events of history written at start [default: 20000].
+    /// With --firehose: events of history written at start [default: 40000].
     #[arg(
         long,
         value_name = "N",
-        default_value_t = 20_000,
+        default_value_t = 40_000,
         requires = "firehose"
     )]
     pub events: u64,
@@ -483,11 +483,11 @@ pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
     }
     if let Some(v) = &s.calendar_windows {
         c.calendar.windows = crate::config::parse_calendar_windows(v)
-            .map_err(|p| ConfigError::invalid("calendar_windows", p))?;
+            .map_err(|p| ConfigError::parse("calendar_windows", p))?;
     }
     if let Some(v) = &s.calendar_timezone {
         c.calendar.tz = crate::config::parse_timezone(v)
-            .map_err(|p| ConfigError::invalid("calendar_timezone", p))?;
+            .map_err(|p| ConfigError::parse("calendar_timezone", p))?;
         c.calendar.timezone = v.trim().to_string();
     }
     if let Some(n) = s.fiscal_year_start_month {
@@ -936,6 +936,38 @@ mod tests {
         for n in ["0", "-1", "x"] {
             bad("--max-actions", n, "max_actions");
         }
+        for w in ["wtd", "mtd,mtd", "mtd,,qtd", "MTD"] {
+            bad("--calendar-windows", w, "calendar_windows");
+        }
+        for z in ["Europe/Nowhere", "", "CET+1"] {
+            bad("--calendar-timezone", z, "calendar_timezone");
+        }
+        for m in ["0", "13", "x", "-1"] {
+            bad("--fiscal-year-start-month", m, "fiscal_year_start_month");
+        }
+        let c = resolve(
+            &[
+                "--calendar-windows=last_quarter,mtd",
+                "--calendar-timezone=Europe/Berlin",
+                "--fiscal-year-start-month=4",
+            ],
+            &Settings::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.calendar.windows,
+            [
+                crate::config::CalWindow::Mtd,
+                crate::config::CalWindow::LastQuarter
+            ]
+        );
+        assert_eq!(
+            (
+                c.calendar.timezone.as_str(),
+                c.calendar.fiscal_year_start_month
+            ),
+            ("Europe/Berlin", 4)
+        );
         let file = toml("gross_margin = 2.0\n");
         let e = resolve(&[], &file).unwrap_err();
         assert!(e.to_string().starts_with("gross_margin: "), "{e}");

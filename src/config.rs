@@ -61,6 +61,14 @@ pub enum ParseError {
     TooManyWindows,
     #[error("`{0}` is not a clock: use wall or event")]
     NotAClock(String),
+    #[error("`{0}` is not a calendar window: use mtd, qtd, ytd, last_month or last_quarter")]
+    NotACalendarWindow(String),
+    #[error("calendar window {0} is listed twice")]
+    CalendarWindowTwice(String),
+    #[error("empty time zone name")]
+    EmptyTimeZone,
+    #[error("`{0}` is not an IANA time zone (like UTC, Europe/Berlin or America/New_York)")]
+    NotATimeZone(String),
 }
 
 const UNITS: [(&str, i64); 7] = [
@@ -255,7 +263,7 @@ impl CalWindow {
 
 /// Parses `mtd,qtd` (any subset of the calendar windows, `none` or empty
 /// for none) into the contract's order.
-pub fn parse_calendar_windows(s: &str) -> Result<Vec<CalWindow>, String> {
+pub fn parse_calendar_windows(s: &str) -> Result<Vec<CalWindow>, ParseError> {
     let s = s.trim();
     if s.is_empty() || s == "none" {
         return Ok(Vec::new());
@@ -263,12 +271,10 @@ pub fn parse_calendar_windows(s: &str) -> Result<Vec<CalWindow>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim) {
         let Some(w) = CalWindow::ALL.into_iter().find(|w| w.label() == part) else {
-            return Err(format!(
-                "`{part}` is not a calendar window: use mtd, qtd, ytd, last_month or last_quarter"
-            ));
+            return Err(ParseError::NotACalendarWindow(part.to_string()));
         };
         if out.contains(&w) {
-            return Err(format!("calendar window {part} is listed twice"));
+            return Err(ParseError::CalendarWindowTwice(part.to_string()));
         }
         out.push(w);
     }
@@ -300,14 +306,12 @@ impl Default for CalendarConfig {
 }
 
 /// Looks an IANA time zone up in the bundled tz database.
-pub fn parse_timezone(s: &str) -> Result<jiff::tz::TimeZone, String> {
+pub fn parse_timezone(s: &str) -> Result<jiff::tz::TimeZone, ParseError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty time zone name".into());
+        return Err(ParseError::EmptyTimeZone);
     }
-    jiff::tz::TimeZone::get(s).map_err(|_| {
-        format!("`{s}` is not an IANA time zone (like UTC, Europe/Berlin or America/New_York)")
-    })
+    jiff::tz::TimeZone::get(s).map_err(|_| ParseError::NotATimeZone(s.to_string()))
 }
 
 /// Everything the engine core (decode, dedup, aggregate) needs to know.

@@ -1,6 +1,6 @@
 //! `funnelstream demo`: the embedded default. An in-process Kafka-protocol
 //! broker (librdkafka's mock cluster), a believable B2B SaaS company
-//! written into it (src/company.rs: 90 days of history first, then live
+//! written into it (src/company.rs: 179 days of history first, then live
 //! traffic in real time at the same pace, ~1% duplicates and ~0.3%
 //! malformed events), and the engine consuming it through exactly the code
 //! path of `run`.
@@ -29,7 +29,10 @@ const DAY_MS: f64 = 86_400_000.0;
 /// campaign, so unevenly spread) must fit before the engine reads it.
 const PARTITIONS: i32 = 12;
 /// The longest history the demo writes: its longest window.
-pub const MAX_HISTORY_DAYS: u64 = 90;
+/// Up to just under twice the longest default window: the previous 90d
+/// window (growth) and the previous quarter (`qtd`'s growth) have data,
+/// and no history event is late (older than 2 x 90d).
+pub const MAX_HISTORY_DAYS: u64 = 179;
 /// Live traffic is simulated in slots of this length (ad platforms and
 /// analytics tools report in batches).
 pub const LIVE_SLOT_MS: i64 = 10_000;
@@ -45,9 +48,9 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         .map_err(|_| ConfigError::invalid("listen", format!("`{listen_s}` is not an ADDR:PORT")))?;
     let calendar = crate::config::CalendarConfig {
         windows: crate::config::parse_calendar_windows(&args.calendar_windows)
-            .map_err(|p| ConfigError::invalid("calendar_windows", p))?,
+            .map_err(|p| ConfigError::parse("calendar_windows", p))?,
         tz: crate::config::parse_timezone(&args.calendar_timezone)
-            .map_err(|p| ConfigError::invalid("calendar_timezone", p))?,
+            .map_err(|p| ConfigError::parse("calendar_timezone", p))?,
         timezone: args.calendar_timezone.trim().to_string(),
         fiscal_year_start_month: args.fiscal_year_start_month,
     };
@@ -152,7 +155,7 @@ fn demo_producer(bootstrap: &str) -> Option<EventProducer> {
 }
 
 /// History, then live traffic until `stop`: the demo company
-/// ([`Company`]) over its last `history_days` days (at most 90), then in
+/// ([`Company`]) over its last `history_days` days (at most 179), then in
 /// real time, a slot every [`LIVE_SLOT_MS`], at most `rate` messages a
 /// second (0: no live traffic).
 fn generate(
@@ -233,7 +236,9 @@ fn firehose(
         return;
     };
     let now = wall_clock_ms();
-    let span = 89.0 * DAY_MS;
+    // Like the company's history: the previous 90d window and the previous
+    // quarter have events too.
+    let span = 178.0 * DAY_MS;
     let mut g = Synth::new(SynthConfig {
         seed: now as u64,
         keys,

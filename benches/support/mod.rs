@@ -16,12 +16,15 @@ use funnelstream::wall_clock_ms;
 use std::time::Duration;
 
 /// The engine measured: event time, `windows` (e.g. `5m,1h,1d`), room for
-/// a million campaigns.
+/// a million campaigns and no series budget.
 pub fn engine_config(windows: &str) -> EngineConfig {
     EngineConfig {
         windows: parse_windows(windows).unwrap(),
         clock: ClockMode::Event,
         max_campaigns: 1_000_000,
+        // Every key its own: the default series budget (200,000 series)
+        // would fold all but 470 of a 100,000-key stream into one key.
+        max_series: usize::MAX,
         ..EngineConfig::default()
     }
 }

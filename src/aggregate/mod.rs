@@ -160,10 +160,7 @@ impl PrevSums {
     }
 
     pub fn add_conversion(&mut self, action: u32, v: &[i64; v2::CONV_N]) {
-        match self.conversions.iter_mut().find(|x| x.0 == action) {
-            Some(x) => add_into(&mut x.1, v),
-            None => self.conversions.push((action, *v)),
-        }
+        v2::add_action(&mut self.conversions, action, v);
     }
 
     pub fn finish(&mut self) {
@@ -172,10 +169,7 @@ impl PrevSums {
 
     /// The sums of one conversion action (zero when it has none here).
     pub fn conversion(&self, action: u32) -> [i64; v2::CONV_N] {
-        self.conversions
-            .iter()
-            .find(|x| x.0 == action)
-            .map_or([0; v2::CONV_N], |x| x.1)
+        v2::action_sums(&self.conversions, action)
     }
 }
 

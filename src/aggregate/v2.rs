@@ -148,10 +148,7 @@ impl V2Sums {
     }
 
     fn add_conversion(&mut self, action: u32, v: &[i64; CONV_N]) {
-        match self.conversions.iter_mut().find(|x| x.0 == action) {
-            Some(x) => super::ring::add_into(&mut x.1, v),
-            None => self.conversions.push((action, *v)),
-        }
+        add_action(&mut self.conversions, action, v);
     }
 
     pub fn finish(&mut self) {
@@ -160,11 +157,24 @@ impl V2Sums {
 
     /// The sums of one conversion action (zero when it has none here).
     pub fn conversion(&self, action: u32) -> [i64; CONV_N] {
-        self.conversions
-            .iter()
-            .find(|x| x.0 == action)
-            .map_or([0; CONV_N], |x| x.1)
+        action_sums(&self.conversions, action)
     }
+}
+
+/// Adds one action's sums to a list of `(action label id, sums)`.
+pub(crate) fn add_action(list: &mut Vec<(u32, [i64; CONV_N])>, action: u32, v: &[i64; CONV_N]) {
+    match list.iter_mut().find(|x| x.0 == action) {
+        Some(x) => super::ring::add_into(&mut x.1, v),
+        None => list.push((action, *v)),
+    }
+}
+
+/// One action's sums in a list of `(action label id, sums)`; zero when it
+/// has none there.
+pub(crate) fn action_sums(list: &[(u32, [i64; CONV_N])], action: u32) -> [i64; CONV_N] {
+    list.iter()
+        .find(|x| x.0 == action)
+        .map_or([0; CONV_N], |x| x.1)
 }
 
 /// One conversion action of a key: its total and rings.

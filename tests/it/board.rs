@@ -191,7 +191,7 @@ fn the_board_shows_the_demo_live_in_chromium() {
     );
     assert_eq!(
         windows,
-        serde_json::json!(["5m", "1h", "1d", "7d", "30d", "90d"])
+        serde_json::json!(["5m", "1h", "1d", "7d", "30d", "90d", "mtd", "qtd"])
     );
     assert_eq!(
         eval(
@@ -709,12 +709,12 @@ fn every_kpi_on_the_board_equals_the_apis_roll_up() {
         while checked == 0 {
             assert!(Instant::now() < deadline, "window {window}: {last}");
             std::thread::sleep(Duration::from_millis(2500));
-            let (_, a) = http_get(port, "/api/v1/kpis", &[]);
+            let (_, a) = http_get(port, &format!("/api/v1/kpis?window={window}"), &[]);
             let page: serde_json::Value = eval(
                 &tab,
                 "Object.fromEntries([...document.querySelectorAll('[data-value]')].map(e => [e.id, e.dataset.value]))",
             );
-            let (_, b) = http_get(port, "/api/v1/kpis", &[]);
+            let (_, b) = http_get(port, &format!("/api/v1/kpis?window={window}"), &[]);
             let (a, b): (serde_json::Value, serde_json::Value) = (
                 serde_json::from_str(&a).unwrap(),
                 serde_json::from_str(&b).unwrap(),

@@ -249,7 +249,21 @@ fn the_demo_company_sits_in_the_articles_ranges() {
     assert_eq!(status, 200);
     let samples = parse(&text);
     let s = Sums::new(&samples);
-    let mut windows: Vec<String> = s.windowed.keys().map(|(w, _)| w.clone()).collect();
+    let mut calendar: Vec<String> = s
+        .windowed
+        .keys()
+        .map(|(w, _)| w.clone())
+        .filter(|w| !w.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    calendar.sort();
+    calendar.dedup();
+    assert_eq!(calendar, ["mtd", "qtd"], "calendar windows");
+    let mut windows: Vec<String> = s
+        .windowed
+        .keys()
+        .map(|(w, _)| w.clone())
+        .filter(|w| !calendar.contains(w))
+        .collect();
     windows.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
     windows.dedup();
     assert_eq!(windows, ["5m", "1h", "1d", "7d", "30d", "90d"], "windows");
@@ -752,6 +766,35 @@ fn the_demo_company_sits_in_the_articles_ranges() {
                 (lo, hi),
                 "live at the history's rate",
             );
+        }
+    }
+
+    // Growth against the previous window (METRICS.md v2): the company is
+    // steady, so a window holds about what its previous window held (the
+    // history reaches back 179 days: both 90d windows, and the quarter
+    // before this one up to the same point). The calendar windows nest.
+    for count in ["leads", "mqls", "opportunities", "sessions"] {
+        for w in ["30d", "90d", "qtd"] {
+            let (x, prev) = (
+                s.get(w, &all, count),
+                s.get(w, &all, &format!("{count}_previous")),
+            );
+            r.ratio(
+                &format!("{count}_vs_previous"),
+                w,
+                "company",
+                x,
+                prev,
+                1.0,
+                x.min(prev),
+                (0.6, 1.6),
+                "steady company",
+            );
+        }
+        let (mtd, qtd) = (s.get("mtd", &all, count), s.get("qtd", &all, count));
+        if mtd > qtd {
+            r.failures
+                .push(format!("{count}: mtd {mtd} is more than qtd {qtd}"));
         }
     }
 

@@ -182,8 +182,13 @@ const COLS: [&str; 14] = [
     "VELOCITY/D",
 ];
 
-fn api_snapshot(port: u16) -> serde_json::Value {
-    let (status, body) = http_get(port, "/api/v1/kpis", &[]);
+/// The API's series of one window (and those without a window), or all.
+fn api_snapshot(port: u16, window: Option<&str>) -> serde_json::Value {
+    let path = match window {
+        Some(w) => format!("/api/v1/kpis?window={w}"),
+        None => "/api/v1/kpis".to_string(),
+    };
+    let (status, body) = http_get(port, &path, &[]);
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -526,9 +531,9 @@ fn once_prints_the_board_the_api_adds_up_to() {
         ("90d", "channel/campaign"),
     ] {
         wait_until(30, "a stable --once board", || {
-            let a = api_snapshot(port);
+            let a = api_snapshot(port, Some(window));
             let out = tail(&["--url", &d.url(), "--once", "--window", window, "--by", by]);
-            let b = api_snapshot(port);
+            let b = api_snapshot(port, Some(window));
             assert!(out.status.success(), "{out:?}");
             let text = String::from_utf8(out.stdout).unwrap();
             assert!(!text.contains('\x1b'), "{text}");
@@ -687,8 +692,11 @@ fn board_in_tmux_shows_sorts_switches_and_quits() {
                 return Err(s);
             }
             let board = parse_board(&s).ok_or(s.clone())?;
-            agrees(&board, &expected(&api_snapshot(port), window, by))
-                .map_err(|e| format!("{e}\n{s}"))?;
+            agrees(
+                &board,
+                &expected(&api_snapshot(port, Some(window)), window, by),
+            )
+            .map_err(|e| format!("{e}\n{s}"))?;
             Ok(s)
         });
         keep(name, &screen);
