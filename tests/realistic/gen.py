@@ -19,7 +19,7 @@ pointed at a topic that already holds months of history (see README.md):
   line at a log-uniform distance in arrival order, from the next line to the
   far end of the log: most resend events that are days or months older than
   engine time;
-- late events (older than the longest window when they arrive), events of
+- late events (older than twice the longest window when they arrive), events of
   every EVENTS.md rejection reason except `too_large` (a third of them with
   the id of a valid event sent later, which must still count), future events (a `ts`
   in 2100..2199: ahead of any wall clock, so rejected as `future_timestamp` by
@@ -34,9 +34,9 @@ pointed at a topic that already holds months of history (see README.md):
   customers_start are negative.
 
 Every valid event lies more than one bucket (W/60) plus a second away from
-every window's trailing edge at the final engine time: such events are
-dropped by construction, so every windowed series is exactly determined by
-the contract (`reference.py --check-margins` verifies it).
+every window's trailing edge and its previous window's (now - W, now - 2W)
+at the final engine time: such events are dropped by construction, so every
+windowed series is exactly determined by the contract (`reference.py --check-margins` verifies it).
 """
 
 import json
@@ -406,10 +406,11 @@ class Gen:
         last["count"] = 1
         self.valid.append(last)
         now = END
-        # Drop events near a trailing edge at `now` (by construction, see doc).
+        # Drop events near a trailing edge at `now`, and near the previous
+        # window's (`now - 2W`) (by construction, see doc).
         kept = []
         for ev in self.valid:
-            near = any(abs(ev["ts"] - (now - w)) <= w // 60 + 1000 for w in WINDOWS_MS)
+            near = any(abs(ev["ts"] - (now - k * w)) <= w // 60 + 1000 for w in WINDOWS_MS for k in (1, 2))
             if near:
                 self.count("dropped near a window edge")
             else:
@@ -433,13 +434,14 @@ class Gen:
         self.count("valid on-time events", len(self.valid))
         self.count("of which backfill (shuffled)", len(old))
         self.count("of which live tail (delayed)", len(new))
-        # Late events: 25..30+ days before the oldest window when they arrive
-        # (in the live tail, where engine time is at least END - LIVE_TAIL).
+        # Late events: older than twice the longest window (v2 publishes the
+        # previous window) by 8..50 days when they arrive (in the live tail,
+        # where engine time is at least END - LIVE_TAIL).
         n_late = max(5, self.target // 150)
         tail_start = len(old)
         for _ in range(n_late):
             ev = self.base(r.choice(["click", "lead", "spend"]), r.choice(self.keys),
-                           r.randint(END - 130 * DAY, END - 105 * DAY))
+                           r.randint(END - 230 * DAY, END - 200 * DAY))
             if ev["type"] == "lead":
                 ev["lead_id"] = self.nid("L")
             elif ev["type"] == "spend":
