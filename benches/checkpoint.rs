@@ -34,6 +34,9 @@ fn config() -> EngineConfig {
     EngineConfig {
         clock: ClockMode::Event,
         max_campaigns: 1_000_000,
+        // 100,000 whole keys: the default series budget (200,000 series)
+        // would fold all but a few hundred into `__overflow__`.
+        max_series: 1_000_000_000,
         ..EngineConfig::default()
     }
 }

@@ -659,7 +659,9 @@ fn checkpoint_settings(s: &Settings) -> Result<Option<CheckpointSettings>, Confi
     let policy = match &s.checkpoint_policy {
         Some(v) => v
             .parse()
-            .map_err(|e: String| ConfigError::invalid("checkpoint_policy", e))?,
+            .map_err(|e: crate::source::checkpoint::UnknownPolicy| {
+                ConfigError::invalid("checkpoint_policy", e.to_string())
+            })?,
         None => Policy::Rebuild,
     };
     Ok(Some(CheckpointSettings {

@@ -51,15 +51,56 @@ pub enum Policy {
     Refuse,
 }
 
+/// A checkpoint policy that is neither `rebuild` nor `refuse`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a policy: use rebuild or refuse")]
+pub struct UnknownPolicy(pub String);
+
 impl std::str::FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownPolicy;
+    fn from_str(s: &str) -> Result<Self, UnknownPolicy> {
         match s {
             "rebuild" => Ok(Policy::Rebuild),
             "refuse" => Ok(Policy::Refuse),
-            _ => Err(format!("`{s}` is not a policy: use rebuild or refuse")),
+            _ => Err(UnknownPolicy(s.to_string())),
         }
     }
+}
+
+/// Why the checkpoint store could not write, read or use its topic.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A Kafka client call failed; `what` names it.
+    #[error("{what}: {source}")]
+    Kafka {
+        what: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// The checkpoint topic is missing, cannot be created or has no
+    /// partitions.
+    #[error("{0}")]
+    Topic(String),
+    /// A stored checkpoint's records cannot be put back together.
+    #[error("{0}")]
+    Unreadable(String),
+    /// No acknowledgement, or no end of a read, within [`IO_TIMEOUT`].
+    #[error("{0}")]
+    Timeout(String),
+    /// A checkpoint must not cover a rejected event whose dead-letter copy
+    /// the broker has not acknowledged yet.
+    #[error("dead-letter copy of offset {0} not yet acknowledged")]
+    DeadLetterPending(i64),
+    #[error("checkpoint manifest: {0}")]
+    Manifest(#[from] serde_json::Error),
+    #[error("checkpoint topic admin runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Wraps a Kafka error with what was being done.
+fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> StoreError {
+    let what = what.into();
+    move |source| StoreError::Kafka { what, source }
 }
 
 impl std::fmt::Display for Policy {
@@ -126,7 +167,7 @@ pub fn chunk_record(generation: u64, index: u32, part: &[u8]) -> Vec<u8> {
     value
 }
 
-type Results = Arc<Mutex<Vec<Option<Result<i64, String>>>>>;
+type Results = Arc<Mutex<Vec<Option<Result<i64, KafkaError>>>>>;
 
 /// The checkpoint reader's callbacks: its end-of-partition events are how
 /// a read ends, not errors worth a log line.
@@ -148,7 +189,7 @@ impl ProducerContext for DeliveryContext {
         let (results, i) = *opaque;
         let r = match result {
             Ok(m) => Ok(m.offset()),
-            Err((e, _)) => Err(e.to_string()),
+            Err((e, _)) => Err(e.clone()),
         };
         let mut all = results.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = all.get_mut(i) {
@@ -204,7 +245,7 @@ impl Store {
         source_topics: &[String],
         properties: &[(String, String)],
         settings: CheckpointSettings,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StoreError> {
         let mut common = ClientConfig::new();
         common.set("bootstrap.servers", brokers);
         for (k, v) in properties {
@@ -223,7 +264,7 @@ impl Store {
             .set("message.timeout.ms", "30000");
         let producer: ThreadedProducer<DeliveryContext> = p
             .create_with_context(DeliveryContext)
-            .map_err(|e| format!("checkpoint producer: {e}"))?;
+            .map_err(kafka("checkpoint producer"))?;
         let admin = common.clone();
         let mut reader = common;
         reader
@@ -254,13 +295,13 @@ impl Store {
 
     /// Partitions of the checkpoint topic (looked up on first use, retried
     /// while brokers are down).
-    fn partition_count(&self) -> Result<i32, String> {
+    fn partition_count(&self) -> Result<i32, StoreError> {
         if let Some(n) = self.partitions.get() {
             return Ok(*n);
         }
         let n = match self.lookup_partition_count()? {
             Some(n) => n,
-            None => return Err(self.missing_message()),
+            None => return Err(StoreError::Topic(self.missing_message())),
         };
         Ok(*self.partitions.get_or_init(|| n))
     }
@@ -280,7 +321,7 @@ impl Store {
 
     /// Creates the missing checkpoint topic ([`CREATED_TOPIC_CONFIG`]);
     /// another instance creating it at the same moment is no error.
-    fn create_topic(&self) -> Result<(), String> {
+    fn create_topic(&self) -> Result<(), StoreError> {
         let client = self.producer.client();
         let mut partitions = 1;
         for t in &self.source_topics {
@@ -293,7 +334,7 @@ impl Store {
         let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = self
             .admin
             .create()
-            .map_err(|e| format!("checkpoint topic admin client: {e}"))?;
+            .map_err(kafka("checkpoint topic admin client"))?;
         let mut new = rdkafka::admin::NewTopic::new(
             &self.topic,
             partitions,
@@ -305,14 +346,16 @@ impl Store {
         }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build()?;
         let opts = rdkafka::admin::AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(30)))
             .request_timeout(Some(Duration::from_secs(30)));
         let res = rt
             .block_on(admin.create_topics([&new], &opts))
-            .map_err(|e| format!("cannot create checkpoint topic `{}`: {e}", self.topic))?;
+            .map_err(kafka(format!(
+                "cannot create checkpoint topic `{}`",
+                self.topic
+            )))?;
         for r in res {
             match r {
                 Ok(_) => {
@@ -321,11 +364,11 @@ impl Store {
                 }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, e)) => {
-                    return Err(format!(
+                    return Err(StoreError::Topic(format!(
                         "cannot create checkpoint topic `{}`: {e}; create it yourself \
                          (compacted, cleanup.policy=compact) or allow the engine to",
                         self.topic
-                    ))
+                    )))
                 }
             }
         }
@@ -337,10 +380,10 @@ impl Store {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(StoreError::Topic(format!(
                     "checkpoint topic `{}` was created but does not appear",
                     self.topic
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -350,7 +393,7 @@ impl Store {
     /// topic exists (creating it if allowed), and warns when it is not
     /// compacted (retention could then delete the checkpoint of a partition
     /// that stays idle).
-    pub fn check_topic(&self) -> Result<(), String> {
+    pub fn check_topic(&self) -> Result<(), StoreError> {
         let admin_config = &self.admin;
         if self.partitions.get().is_some() {
             return Ok(());
@@ -360,7 +403,7 @@ impl Store {
                 let _ = self.partitions.set(n);
             }
             None if self.settings.create => self.create_topic()?,
-            None => return Err(self.missing_message()),
+            None => return Err(StoreError::Topic(self.missing_message())),
         }
         let policy = (|| -> Option<String> {
             let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
@@ -390,7 +433,7 @@ impl Store {
 
     /// The checkpoint topic's partition count; `None` when it does not
     /// exist.
-    fn lookup_partition_count(&self) -> Result<Option<i32>, String> {
+    fn lookup_partition_count(&self) -> Result<Option<i32>, StoreError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match self
@@ -412,22 +455,22 @@ impl Store {
                     }
                 }
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(format!("checkpoint topic `{}`: {e}", self.topic));
+                    return Err(kafka(format!("checkpoint topic `{}`", self.topic))(e));
                 }
                 Err(_) => {}
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(StoreError::Topic(format!(
                     "checkpoint topic `{}` has no partitions (does it exist?)",
                     self.topic
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(500));
         }
     }
 
     /// The checkpoint partition of a source partition.
-    fn partition_of(&self, topic: &str, partition: i32) -> Result<i32, String> {
+    fn partition_of(&self, topic: &str, partition: i32) -> Result<i32, StoreError> {
         let n = self.partition_count()?;
         let h =
             xxhash_rust::xxh3::xxh3_64(format!("{}/{topic}/{partition}", self.group).as_bytes());
@@ -436,7 +479,7 @@ impl Store {
 
     /// Writes one checkpoint into `slot` (0 or 1) and returns once the
     /// broker has acknowledged every record of it.
-    pub fn write(&self, bytes: &[u8], meta: &CheckpointMeta, slot: u8) -> Result<(), String> {
+    pub fn write(&self, bytes: &[u8], meta: &CheckpointMeta, slot: u8) -> Result<(), StoreError> {
         let _one = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
@@ -463,7 +506,7 @@ impl Store {
             bytes: bytes.len() as u64,
             written_at_ms: meta.written_at_ms,
         };
-        let value = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+        let value = serde_json::to_vec(&manifest)?;
         let k = key(&self.group, &meta.topic, meta.partition, slot, None);
         let results: Results = Arc::new(Mutex::new(vec![None]));
         self.send(cp, &k, &value, Box::new((results.clone(), 0)))?;
@@ -484,7 +527,7 @@ impl Store {
         key: &str,
         value: &[u8],
         opaque: Box<(Results, usize)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let mut record = BaseRecord::with_opaque_to(&self.topic, opaque)
             .partition(partition)
             .key(key)
@@ -499,13 +542,13 @@ impl Store {
                     record = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err((e, _)) => return Err(format!("checkpoint write: {e}")),
+                Err((e, _)) => return Err(kafka("checkpoint write")(e)),
             }
         }
     }
 
     /// Waits for every delivery report; returns the offsets in order.
-    fn wait(&self, results: &Results) -> Result<Vec<i64>, String> {
+    fn wait(&self, results: &Results) -> Result<Vec<i64>, StoreError> {
         let deadline = Instant::now() + IO_TIMEOUT;
         loop {
             {
@@ -513,22 +556,24 @@ impl Store {
                 if r.iter().all(Option::is_some) {
                     return r
                         .iter()
-                        .map(|x| x.clone().unwrap_or_else(|| Err("no report".into())))
-                        .map(|x| x.map_err(|e| format!("checkpoint write: {e}")))
+                        .flatten()
+                        .map(|x| x.clone().map_err(kafka("checkpoint write")))
                         .collect();
                 }
             }
             if Instant::now() >= deadline {
-                return Err("checkpoint write: no acknowledgement within 30s".into());
+                return Err(StoreError::Timeout(
+                    "checkpoint write: no acknowledgement within 30s".into(),
+                ));
             }
             let _ = self.producer.flush(Duration::from_millis(50));
         }
     }
 
-    fn reader(&self) -> Result<BaseConsumer<QuietReader>, String> {
+    fn reader(&self) -> Result<BaseConsumer<QuietReader>, StoreError> {
         self.reader
             .create_with_context(QuietReader)
-            .map_err(|e| format!("checkpoint reader: {e}"))
+            .map_err(kafka("checkpoint reader"))
     }
 
     /// Reads `[from, until)` of a checkpoint partition (`until` = None: to
@@ -540,22 +585,22 @@ impl Store {
         from: i64,
         until: Option<i64>,
         mut f: impl FnMut(i64, &[u8], &[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         if until.is_some_and(|u| u <= from) {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, cp, Offset::Offset(from))
-            .map_err(|e| e.to_string())?;
+            .map_err(kafka("checkpoint read"))?;
         let reader = self.reader()?;
-        reader.assign(&tpl).map_err(|e| e.to_string())?;
+        reader.assign(&tpl).map_err(kafka("checkpoint read"))?;
         let deadline = Instant::now() + IO_TIMEOUT;
         let mut last_progress = Instant::now();
         loop {
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(StoreError::Timeout(format!(
                     "reading checkpoint partition {cp}: no end within 30s"
-                ));
+                )));
             }
             match reader.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
@@ -573,7 +618,7 @@ impl Store {
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
                 Some(Err(e)) if last_progress.elapsed() > Duration::from_secs(10) => {
-                    return Err(format!("reading checkpoint partition {cp}: {e}"));
+                    return Err(kafka(format!("reading checkpoint partition {cp}"))(e));
                 }
                 Some(Err(_)) => {}
                 None => {}
@@ -590,13 +635,13 @@ impl Store {
         topic: &str,
         partition: i32,
         source_low: i64,
-    ) -> Result<Loaded, String> {
+    ) -> Result<Loaded, StoreError> {
         let cp = self.partition_of(topic, partition)?;
         let watermarks = || {
             self.producer
                 .client()
                 .fetch_watermarks(&self.topic, cp, Duration::from_secs(10))
-                .map_err(|e| format!("checkpoint topic watermarks: {e}"))
+                .map_err(kafka("checkpoint topic watermarks"))
         };
         let (low, _) = watermarks()?;
         let mut end: Option<i64> = None;
@@ -679,12 +724,14 @@ impl Store {
         }
     }
 
-    fn read_chunks(&self, cp: i32, m: &Manifest) -> Result<Vec<u8>, String> {
+    fn read_chunks(&self, cp: i32, m: &Manifest) -> Result<Vec<u8>, StoreError> {
         let (Some(&first), Some(&last)) = (m.chunks.iter().min(), m.chunks.iter().max()) else {
-            return Err("manifest lists no chunks".into());
+            return Err(StoreError::Unreadable("manifest lists no chunks".into()));
         };
         if m.bytes > (m.chunks.len() * CHUNK_BYTES) as u64 {
-            return Err("manifest size does not match its chunks".into());
+            return Err(StoreError::Unreadable(
+                "manifest size does not match its chunks".into(),
+            ));
         }
         let mut parts: Vec<Option<Vec<u8>>> = vec![None; m.chunks.len()];
         self.scan(cp, first, Some(last + 1), |o, _k, v| {
@@ -704,19 +751,19 @@ impl Store {
             match p {
                 Some(p) => out.extend_from_slice(&p),
                 None => {
-                    return Err(format!(
+                    return Err(StoreError::Unreadable(format!(
                         "chunk {i} (offset {}) is missing or overwritten",
                         m.chunks[i]
-                    ))
+                    )))
                 }
             }
         }
         if out.len() as u64 != m.bytes {
-            return Err(format!(
+            return Err(StoreError::Unreadable(format!(
                 "{} bytes of state, manifest says {}",
                 out.len(),
                 m.bytes
-            ));
+            )));
         }
         Ok(out)
     }

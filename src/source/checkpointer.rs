@@ -1,6 +1,6 @@
 //! Taking checkpoints: of one partition, and periodically of all.
 
-use super::checkpoint::Store;
+use super::checkpoint::{Store, StoreError};
 use super::commit::commit_covered;
 use super::Kafka;
 use crate::clock::wall_clock_ms;
@@ -19,7 +19,7 @@ pub(crate) fn checkpoint_slot(
     store: &Store,
     live: &LiveState,
     slot: &Slot,
-) -> Result<bool, String> {
+) -> Result<bool, StoreError> {
     let _g = slot
         .checkpoint_lock
         .lock()
@@ -48,9 +48,7 @@ pub(crate) fn checkpoint_slot(
             .first()
         {
             if first < next {
-                return Err(format!(
-                    "dead-letter copy of offset {first} not yet acknowledged"
-                ));
+                return Err(StoreError::DeadLetterPending(first));
             }
         }
         let meta = crate::checkpoint::CheckpointMeta {

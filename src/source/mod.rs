@@ -117,7 +117,8 @@ impl Source {
                     &settings.properties,
                     c.clone(),
                 )
-                .map_err(SourceError::Config)?;
+                // Only the producer's creation fails here: its configuration.
+                .map_err(|e| SourceError::Config(e.to_string()))?;
                 let _ = live.checkpoint.set(st.stats.clone());
                 Some(Arc::new(st))
             }

@@ -19,7 +19,7 @@ impl SourceContext {
         let Some(store) = &self.store else { return };
         if let Err(e) = store.check_topic() {
             error!("{e}");
-            *self.live.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            *self.live.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
             return;
         }
         let committed = with_retries("committed offsets", || {

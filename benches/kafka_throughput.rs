@@ -1,0 +1,501 @@
+//! Issue 16's live-path figures on Apache Kafka, printed (not asserted),
+//! each next to its baseline in the same run. Starts one Kafka broker
+//! through the shared helper (`scripts/kafka`; Java and Maven, see README).
+//! Run: `cargo bench --bench kafka_throughput`.
+//!
+//! 1. Throughput on the skewed stream: the realistic log of
+//!    `tests/realistic/gen.py` (N events, default 1,000,000) keyed by
+//!    campaign into 4 partitions (roughly 47/37/10/6% of the events),
+//!    drained in alternating rounds, each in a new group, by
+//!    - a no-op rdkafka consumer (the ceiling: poll, nothing else),
+//!    - the engine's source and workers (event clock, the CLI's default
+//!      worker count: 1 on 2 cores),
+//!    - the hand-written Python consumer (`benches/python_consumer.py`),
+//!
+//!    timed from the first message (first applied batch) to the last.
+//!    Next to them, the worker's ceiling: the same messages, captured once
+//!    from the topic in arrival order, applied in memory by one thread in
+//!    the batches the source would hand over (no Kafka). For the engine
+//!    rounds the CPU seconds of each thread (`/proc/self/task`) and of the
+//!    broker's JVM are printed: where the time goes.
+//! 2. Freshness: while a producer writes 50,000 events/s, 200 probe events
+//!    with a unique campaign are sent; the time until each is applied is
+//!    recorded: p50 and p99.
+//!
+//! Environment: `KAFKA_BENCH_EVENTS` (default 1,000,000), `KAFKA_BENCH_ROUNDS`
+//! (default 3), `KAFKA_BENCH_WORKERS` (default: the CLI's),
+//! `KAFKA_BENCH_PYTHON=0` (skip Python), `KAFKA_BENCH_PROPS=k=v,k=v` (extra
+//! librdkafka properties for the engine's consumer), `KAFKA_BENCH_ONLY=throughput|freshness|engine` (`engine`:
+//! the engine's rounds alone, for profilers).
+
+mod support;
+
+use funnelstream::config::{ClockMode, EngineConfig};
+use funnelstream::engine::{Engine, Outcome};
+use funnelstream::live::LiveState;
+use funnelstream::source::producer::{producer, send};
+use funnelstream::source::{KafkaSettings, Source};
+use funnelstream::synth::{Synth, SynthConfig};
+use funnelstream::wall_clock_ms;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::ClientConfig;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::Broker;
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn workers() -> usize {
+    // The CLI's default: one core left to the poll thread.
+    env(
+        "KAFKA_BENCH_WORKERS",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .saturating_sub(1)
+            .max(1),
+    )
+}
+
+/// Extra librdkafka properties for the engine, `KAFKA_BENCH_PROPS=k=v,k=v`.
+fn props() -> Vec<(String, String)> {
+    env("KAFKA_BENCH_PROPS", String::new())
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
+    KafkaSettings {
+        brokers: brokers.into(),
+        topics: vec![topic.into()],
+        group: group.into(),
+        properties: props(),
+        workers: workers(),
+        dead_letter_topic: None,
+        checkpoint: None,
+    }
+}
+
+/// The engine drained: a log of history, so event time (every event is
+/// windowed), room for every campaign.
+fn engine_config(clock: ClockMode) -> EngineConfig {
+    EngineConfig {
+        clock,
+        max_campaigns: 100_000,
+        ..EngineConfig::default()
+    }
+}
+
+/// CPU seconds (user + system) by thread name, this process.
+fn thread_cpu() -> BTreeMap<String, f64> {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let p = t.path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(p.join("comm")),
+            std::fs::read_to_string(p.join("stat")),
+        ) else {
+            continue;
+        };
+        if let Some(cpu) = stat_cpu(&stat) {
+            // librdkafka names its threads rdk:main, rdk:broker1, ...
+            let name = comm.trim().trim_end_matches(char::is_numeric).to_string();
+            *out.entry(name).or_insert(0.0) += cpu / tick;
+        }
+    }
+    out
+}
+
+/// utime + stime (ticks) from a `/proc/.../stat` line.
+fn stat_cpu(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+}
+
+/// CPU seconds of the broker's JVM.
+fn jvm_cpu(broker: &Broker) -> f64 {
+    std::fs::read_to_string(broker.dir.join("node-1/pid"))
+        .ok()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
+        .and_then(|s| stat_cpu(&s))
+        .map_or(f64::NAN, |t| t / 100.0)
+}
+
+fn cpu_delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    after
+        .iter()
+        .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d >= 0.05)
+        .map(|(k, d)| format!("{k} {d:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn noop_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut seen = 0u64;
+    let mut t0 = None;
+    while seen < n {
+        if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
+            seen += 1;
+            t0.get_or_insert_with(Instant::now);
+        }
+    }
+    n as f64 / t0.unwrap().elapsed().as_secs_f64()
+}
+
+fn applied(live: &LiveState) -> i64 {
+    live.slots()
+        .iter()
+        .map(|s| s.messages.load(Ordering::Acquire))
+        .sum()
+}
+
+/// The engine's rate, and where its CPU went.
+fn engine_rate(brokers: &str, broker: &Broker, topic: &str, group: &str, n: u64) -> (f64, String) {
+    let live = LiveState::new(Engine::new(engine_config(ClockMode::Event)));
+    let source = Source::new(live.clone(), settings(brokers, topic, group)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = std::thread::Builder::new()
+        .name("funnel-poll".into())
+        .spawn(move || source.run(&s2))
+        .unwrap();
+    let mut start = None;
+    loop {
+        let a = applied(&live);
+        if a > 0 && start.is_none() {
+            start = Some((Instant::now(), thread_cpu(), jvm_cpu(broker)));
+        }
+        if a as u64 >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (t0, cpu0, jvm0) = start.unwrap();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = format!(
+        "wall {wall:.2} s; CPU s: {}, broker JVM {:.2}",
+        cpu_delta(&cpu0, &thread_cpu()),
+        jvm_cpu(broker) - jvm0
+    );
+    stop.store(true, Ordering::Release);
+    h.join().unwrap();
+    (n as f64 / wall, cpu)
+}
+
+fn python_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/python_consumer.py"
+        ))
+        .args([brokers, topic, group, &n.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python consumer failed (pip install confluent-kafka prometheus_client): {text}"
+    );
+    text.trim()
+        .strip_prefix("events_per_s ")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("python consumer printed {text:?}"))
+}
+
+/// The realistic log (`tests/realistic/gen.py`), generated once per size.
+fn skewed_log(n: u64) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("realistic-{n}.ndjson"));
+    if !file.exists() {
+        let out = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/realistic/gen.py"
+            ))
+            .args(["--events", &n.to_string()])
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "gen.py failed");
+        std::fs::write(&file, out.stdout).unwrap();
+    }
+    file
+}
+
+/// Every message of `topic`, in the order one consumer receives them:
+/// (partition, payload).
+fn capture(brokers: &str, topic: &str, n: u64) -> Vec<(i32, Vec<u8>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-capture")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::with_capacity(n as usize);
+    while (out.len() as u64) < n {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push((m.partition(), m.payload().unwrap_or(&[]).to_vec()));
+        }
+    }
+    out
+}
+
+/// The worker alone: `msgs` applied by one thread to fresh partitions in
+/// runs of consecutive messages of one partition, at most `batch`
+/// messages a hand-over, as the source's workers apply them. Events/s.
+fn in_memory_rate(msgs: &[(i32, Vec<u8>)], batch: usize) -> f64 {
+    let engine = Engine::new(engine_config(ClockMode::Event));
+    let mut parts: Vec<_> = (0..4).map(|_| engine.live_partition()).collect();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut payloads: Vec<&[u8]> = Vec::new();
+    let t = Instant::now();
+    for chunk in msgs.chunks(batch) {
+        let wall = wall_clock_ms();
+        let mut i = 0;
+        while i < chunk.len() {
+            let p = chunk[i].0;
+            let end = chunk[i..]
+                .iter()
+                .position(|m| m.0 != p)
+                .map_or(chunk.len(), |k| i + k);
+            payloads.clear();
+            payloads.extend(chunk[i..end].iter().map(|m| m.1.as_slice()));
+            outcomes.clear();
+            parts[p as usize].process_batch_at(&payloads, wall, &mut outcomes);
+            i = end;
+        }
+    }
+    msgs.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn throughput(brokers: &str, broker: &Broker, n: u64, rounds: usize) {
+    let file = skewed_log(n);
+    let lines: Vec<Vec<u8>> = std::fs::read(&file)
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let n = lines.len() as u64;
+    broker.create_topic("skew", 4);
+    let t = Instant::now();
+    let (p, _) = producer(brokers, &[]).unwrap();
+    for l in &lines {
+        send(&p, "skew", l).unwrap();
+    }
+    p.flush(Duration::from_secs(300)).unwrap();
+    drop(lines);
+    let shares: Vec<String> = (0..4)
+        .map(|i| {
+            let (lo, hi) = broker.watermarks("skew", i);
+            format!("{:.0}%", (hi - lo) as f64 * 100.0 / n as f64)
+        })
+        .collect();
+    println!(
+        "loaded {n} realistic events keyed by campaign in {:.1}s; partitions hold {}",
+        t.elapsed().as_secs_f64(),
+        shares.join("/")
+    );
+    if env("KAFKA_BENCH_ONLY", String::new()) == "engine" {
+        // For profilers: the engine's rounds alone.
+        for r in 0..rounds {
+            let (b, cpu) = engine_rate(brokers, broker, "skew", &format!("bench-engine-{r}"), n);
+            println!("round {r}: engine {b:.0}/s; {cpu}");
+        }
+        return;
+    }
+    let msgs = capture(brokers, "skew", n);
+    let mut runs = 0;
+    for w in msgs.windows(2) {
+        runs += usize::from(w[0].0 != w[1].0);
+    }
+    println!(
+        "captured in arrival order: {} messages, {} runs of one partition (mean {:.0} messages)",
+        msgs.len(),
+        runs + 1,
+        msgs.len() as f64 / (runs + 1) as f64
+    );
+    let python = env("KAFKA_BENCH_PYTHON", 1) != 0;
+    let (mut noop, mut engine, mut py, mut mem) = (vec![], vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let a = noop_rate(brokers, "skew", &format!("bench-noop-{r}"), n);
+        let (b, cpu) = engine_rate(brokers, broker, "skew", &format!("bench-engine-{r}"), n);
+        let c = if python {
+            python_rate(brokers, "skew", &format!("bench-python-{r}"), n)
+        } else {
+            f64::NAN
+        };
+        let m = in_memory_rate(&msgs, 1024);
+        println!(
+            "round {r}: no-op rdkafka {a:.0}/s, engine {b:.0}/s ({} workers), python {c:.0}/s, \
+             worker alone in memory {m:.0}/s: engine/no-op {:.2}, engine/python {:.1}, \
+             engine/in-memory {:.2}",
+            workers(),
+            b / a,
+            b / c,
+            b / m
+        );
+        println!("round {r}: engine {cpu}");
+        noop.push(a);
+        engine.push(b);
+        py.push(c);
+        mem.push(m);
+    }
+    let ratios: Vec<f64> = engine.iter().zip(&noop).map(|(e, n)| e / n).collect();
+    let py_ratios: Vec<f64> = engine.iter().zip(&py).map(|(e, p)| e / p).collect();
+    println!(
+        "throughput (median of {rounds}): no-op rdkafka {:.0}/s, engine {:.0}/s, python {:.0}/s, \
+         in memory {:.0}/s; engine/no-op {:.2} (rounds {:?}), engine/python {:.1} (rounds {:?})",
+        median(noop),
+        median(engine),
+        median(py),
+        median(mem),
+        median(ratios.clone()),
+        ratios
+            .iter()
+            .map(|r| (r * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        median(py_ratios.clone()),
+        py_ratios
+            .iter()
+            .map(|r| (r * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
+    );
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn freshness(brokers: &str, broker: &Broker) {
+    broker.create_topic("fresh", 3);
+    let live = LiveState::new(Engine::new(engine_config(ClockMode::Wall)));
+    let source = Source::new(live.clone(), settings(brokers, "fresh", "bench-fresh")).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = std::thread::spawn(move || source.run(&s2));
+    while live.readiness().is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Background load at 50k events/s.
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let ls = load_stop.clone();
+    let b = brokers.to_string();
+    let load = std::thread::spawn(move || {
+        let (p, _) = producer(&b, &[]).unwrap();
+        let mut g = Synth::new(SynthConfig {
+            keys: 200,
+            step_ms: 0.0,
+            ..SynthConfig::default()
+        });
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while !ls.load(Ordering::Acquire) {
+            let due = (start.elapsed().as_secs_f64() * 50_000.0) as u64;
+            while sent < due {
+                g.set_time_ms(wall_clock_ms());
+                let _ = send(&p, "fresh", g.next_line().as_bytes());
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = p.flush(Duration::from_secs(10));
+        sent as f64 / start.elapsed().as_secs_f64()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (p, _) = producer(brokers, &[("linger.ms".into(), "0".into())]).unwrap();
+    let mut lat = Vec::new();
+    for i in 0..200 {
+        let campaign = format!("probe-{i}");
+        let line = format!(
+            r#"{{"id":"probe-{i}","type":"click","ts":{},"channel":"probe","campaign":"{campaign}"}}"#,
+            wall_clock_ms()
+        );
+        let t = Instant::now();
+        send(&p, "fresh", line.as_bytes()).unwrap();
+        loop {
+            if live
+                .engine
+                .labels
+                .campaign
+                .names()
+                .iter()
+                .any(|n| **n == *campaign)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+            if t.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+        }
+        lat.push(t.elapsed().as_secs_f64());
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    load_stop.store(true, Ordering::Release);
+    let achieved = load.join().unwrap();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "freshness under {:.0} events/s: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} probes)",
+        achieved,
+        percentile(&lat, 0.5) * 1000.0,
+        percentile(&lat, 0.99) * 1000.0,
+        lat.last().unwrap() * 1000.0,
+        lat.len()
+    );
+    stop.store(true, Ordering::Release);
+    h.join().unwrap();
+}
+
+fn main() {
+    let broker = Broker::start();
+    let brokers = broker.addr();
+    let n: u64 = env("KAFKA_BENCH_EVENTS", 1_000_000);
+    let rounds: usize = env("KAFKA_BENCH_ROUNDS", 3);
+    let only: String = env("KAFKA_BENCH_ONLY", String::new());
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", l.trim());
+    }
+    if only.is_empty() || only == "throughput" || only == "engine" {
+        throughput(&brokers, &broker, n, rounds);
+    }
+    if only.is_empty() || only == "freshness" {
+        freshness(&brokers, &broker);
+    }
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at end: {}", l.trim());
+    }
+}
