@@ -571,14 +571,14 @@ mod tests {
     fn the_sizing_guide_charges_v2_groups() {
         let got: Vec<Charges> = [1, 6, 8].iter().map(|&w| crate::kpi::charges(w)).collect();
         let keys: Vec<usize> = got.iter().map(|c| c.key).collect();
-        assert_eq!(keys, [89, 424, 558]);
+        assert_eq!(keys, [105, 520, 686]);
         let groups: Vec<[usize; 4]> = got
             .iter()
             .map(|c| [c.web, c.email, c.survey, c.action])
             .collect();
         assert_eq!(
             groups,
-            [[9, 23, 10, 5], [44, 93, 50, 25], [58, 121, 66, 33]]
+            [[11, 23, 10, 7], [56, 93, 50, 37], [74, 121, 66, 49]]
         );
         // Keys admitted by the default budget (200,000) and action limit
         // (50) when no key has a v2 group.
@@ -586,6 +586,6 @@ mod tests {
             .iter()
             .map(|&w| KeyBudget::new(200_000, crate::kpi::charges(w), 51).max_keys())
             .collect();
-        assert_eq!(admitted, [2242, 892, 467, 353]);
+        assert_eq!(admitted, [1899, 733, 379, 286]);
     }
 }
