@@ -10,10 +10,15 @@ pub mod broker;
 pub use broker::Broker;
 
 use funnelstream::config::{parse_windows, ClockMode, EngineConfig};
+use funnelstream::engine::Engine;
+use funnelstream::live::LiveState;
 use funnelstream::source::producer::{producer, send};
+use funnelstream::source::{KafkaSettings, Source};
 use funnelstream::synth::{Synth, SynthConfig};
 use funnelstream::wall_clock_ms;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The engine measured: event time, `windows` (e.g. `5m,1h,1d`), room for
 /// a million campaigns and no series budget.
@@ -53,4 +58,92 @@ pub fn load_events(brokers: &str, topic: &str, n: u64, keys: u64) {
         send(&p, topic, g.next_line().as_bytes()).unwrap();
     }
     p.flush(Duration::from_secs(300)).unwrap();
+}
+
+/// The value at quantile `p` of sorted values (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Freshness under 50k events/s of background load: the time from sending
+/// a probe event (a new campaign) to the engine knowing its campaign, p50
+/// and p99 of 200 probes, printed. `settings` must read topic `fresh`.
+pub fn freshness(broker: &Broker, brokers: &str, engine: Engine, settings: KafkaSettings) {
+    broker.create_topic("fresh", 3);
+    let live = LiveState::new(engine);
+    let source = Source::new(live.clone(), settings).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = std::thread::spawn(move || source.run(&s2));
+    while live.readiness().is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Background load at 50k events/s.
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let ls = load_stop.clone();
+    let b = brokers.to_string();
+    let load = std::thread::spawn(move || {
+        let (p, _) = producer(&b, &[]).unwrap();
+        let mut g = Synth::new(SynthConfig {
+            keys: 200,
+            step_ms: 0.0,
+            ..SynthConfig::default()
+        });
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while !ls.load(Ordering::Acquire) {
+            let due = (start.elapsed().as_secs_f64() * 50_000.0) as u64;
+            while sent < due {
+                g.set_time_ms(wall_clock_ms());
+                let _ = send(&p, "fresh", g.next_line().as_bytes());
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = p.flush(Duration::from_secs(10));
+        sent as f64 / start.elapsed().as_secs_f64()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (p, _) = producer(brokers, &[("linger.ms".into(), "0".into())]).unwrap();
+    let mut lat = Vec::new();
+    for i in 0..200 {
+        let campaign = format!("probe-{i}");
+        let line = format!(
+            r#"{{"id":"probe-{i}","type":"click","ts":{},"channel":"probe","campaign":"{campaign}"}}"#,
+            wall_clock_ms()
+        );
+        let t = Instant::now();
+        send(&p, "fresh", line.as_bytes()).unwrap();
+        loop {
+            if live
+                .engine
+                .labels
+                .campaign
+                .names()
+                .iter()
+                .any(|n| **n == *campaign)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+            if t.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+        }
+        lat.push(t.elapsed().as_secs_f64());
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    load_stop.store(true, Ordering::Release);
+    let achieved = load.join().unwrap();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "freshness under {:.0} events/s: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} probes)",
+        achieved,
+        percentile(&lat, 0.5) * 1000.0,
+        percentile(&lat, 0.99) * 1000.0,
+        lat.last().unwrap() * 1000.0,
+        lat.len()
+    );
+    stop.store(true, Ordering::Release);
+    h.join().unwrap();
 }
