@@ -27,8 +27,6 @@ use funnelstream::source::producer::{producer, send};
 use funnelstream::source::{KafkaSettings, Source};
 use funnelstream::synth::{Synth, SynthConfig};
 use funnelstream::wall_clock_ms;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,27 +45,6 @@ fn settings(brokers: &str, topic: &str, group: &str) -> KafkaSettings {
         dead_letter_topic: None,
         checkpoint: None,
     }
-}
-
-fn noop_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let mut seen = 0u64;
-    let mut t0 = None;
-    while seen < n {
-        if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
-            seen += 1;
-            t0.get_or_insert_with(Instant::now);
-        }
-    }
-    n as f64 / t0.unwrap().elapsed().as_secs_f64()
 }
 
 fn workers() -> usize {
@@ -92,13 +69,6 @@ fn engine_config() -> EngineConfig {
     }
 }
 
-fn applied(live: &LiveState) -> i64 {
-    live.slots()
-        .iter()
-        .map(|s| s.messages.load(Ordering::Acquire))
-        .sum()
-}
-
 fn engine_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
     let live = LiveState::new(Engine::new(EngineConfig {
         // A log of history: event time, so that every event is windowed.
@@ -118,7 +88,7 @@ fn engine_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
     let h = std::thread::spawn(move || source.run(&s2));
     let mut t0 = None;
     loop {
-        let a = applied(&live);
+        let a = support::applied(&live);
         if a > 0 {
             t0.get_or_insert_with(Instant::now);
         }
@@ -200,54 +170,8 @@ fn scrape(keys: u64, events: u64) {
     );
 }
 
-fn python_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
-    let out = std::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/benches/python_consumer.py"
-        ))
-        .args([brokers, topic, group, &n.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python consumer failed (pip install confluent-kafka prometheus_client): {text}"
-    );
-    text.trim()
-        .strip_prefix("events_per_s ")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("python consumer printed {text:?}"))
-}
-
-/// The realistic log (`tests/realistic/gen.py`), generated once per size.
-fn skewed_log(n: u64) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("realistic-{n}.ndjson"));
-    if !file.exists() {
-        let out = std::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/realistic/gen.py"
-            ))
-            .args(["--events", &n.to_string()])
-            .output()
-            .expect("python3");
-        assert!(out.status.success(), "gen.py failed");
-        std::fs::write(&file, out.stdout).unwrap();
-    }
-    file
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn throughput(brokers: &str, broker: &Broker, n: u64, rounds: usize) {
-    let file = skewed_log(n);
+    let file = support::skewed_log(n);
     let lines: Vec<Vec<u8>> = std::fs::read(&file)
         .unwrap()
         .split(|b| *b == b'\n')
@@ -277,10 +201,10 @@ fn throughput(brokers: &str, broker: &Broker, n: u64, rounds: usize) {
     let python = std::env::var("LIVE_BENCH_PYTHON").map_or(true, |v| v != "0");
     let (mut noop, mut engine, mut py) = (vec![], vec![], vec![]);
     for r in 0..rounds {
-        let a = noop_rate(brokers, "skew", &format!("bench-noop-{r}"), n);
+        let a = support::noop_rate(brokers, "skew", &format!("bench-noop-{r}"), n);
         let b = engine_rate(brokers, "skew", &format!("bench-engine-{r}"), n);
         let c = if python {
-            python_rate(brokers, "skew", &format!("bench-python-{r}"), n)
+            support::python_rate(brokers, "skew", &format!("bench-python-{r}"), n)
         } else {
             f64::NAN
         };
@@ -300,15 +224,15 @@ fn throughput(brokers: &str, broker: &Broker, n: u64, rounds: usize) {
     println!(
         "throughput (median of {rounds}): no-op rdkafka {:.0}/s, engine {:.0}/s, python {:.0}/s; \
          engine/no-op {:.2} (rounds {:?}), engine/python {:.1}",
-        median(noop),
-        median(engine),
-        median(py),
-        median(ratios.clone()),
+        support::median(noop),
+        support::median(engine),
+        support::median(py),
+        support::median(ratios.clone()),
         ratios
             .iter()
             .map(|r| (r * 100.0).round() / 100.0)
             .collect::<Vec<_>>(),
-        median(py_ratios)
+        support::median(py_ratios)
     );
 }
 

@@ -16,6 +16,8 @@ use funnelstream::source::producer::{producer, send};
 use funnelstream::source::{KafkaSettings, Source};
 use funnelstream::synth::{Synth, SynthConfig};
 use funnelstream::wall_clock_ms;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,4 +148,78 @@ pub fn freshness(broker: &Broker, brokers: &str, engine: Engine, settings: Kafka
     );
     stop.store(true, Ordering::Release);
     h.join().unwrap();
+}
+
+pub fn noop_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut seen = 0u64;
+    let mut t0 = None;
+    while seen < n {
+        if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
+            seen += 1;
+            t0.get_or_insert_with(Instant::now);
+        }
+    }
+    n as f64 / t0.unwrap().elapsed().as_secs_f64()
+}
+
+pub fn applied(live: &LiveState) -> i64 {
+    live.slots()
+        .iter()
+        .map(|s| s.messages.load(Ordering::Acquire))
+        .sum()
+}
+
+pub fn python_rate(brokers: &str, topic: &str, group: &str, n: u64) -> f64 {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/python_consumer.py"
+        ))
+        .args([brokers, topic, group, &n.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python consumer failed (pip install confluent-kafka prometheus_client): {text}"
+    );
+    text.trim()
+        .strip_prefix("events_per_s ")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("python consumer printed {text:?}"))
+}
+
+/// The realistic log (`tests/realistic/gen.py`), generated once per size.
+pub fn skewed_log(n: u64) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("realistic-{n}.ndjson"));
+    if !file.exists() {
+        let out = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/realistic/gen.py"
+            ))
+            .args(["--events", &n.to_string()])
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "gen.py failed");
+        std::fs::write(&file, out.stdout).unwrap();
+    }
+    file
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
