@@ -33,7 +33,6 @@ mod support;
 use funnelstream::config::{ClockMode, EngineConfig};
 use funnelstream::engine::{Engine, Outcome};
 use funnelstream::live::LiveState;
-use funnelstream::source::producer::{producer, send};
 use funnelstream::source::{KafkaSettings, Source};
 
 use funnelstream::wall_clock_ms;
@@ -228,33 +227,7 @@ fn in_memory_rate(msgs: &[(i32, Vec<u8>)], batch: usize) -> f64 {
 }
 
 fn throughput(brokers: &str, broker: &Broker, n: u64, rounds: usize) {
-    let file = support::skewed_log(n);
-    let lines: Vec<Vec<u8>> = std::fs::read(&file)
-        .unwrap()
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
-    let n = lines.len() as u64;
-    broker.create_topic("skew", 4);
-    let t = Instant::now();
-    let (p, _) = producer(brokers, &[]).unwrap();
-    for l in &lines {
-        send(&p, "skew", l).unwrap();
-    }
-    p.flush(Duration::from_secs(300)).unwrap();
-    drop(lines);
-    let shares: Vec<String> = (0..4)
-        .map(|i| {
-            let (lo, hi) = broker.watermarks("skew", i);
-            format!("{:.0}%", (hi - lo) as f64 * 100.0 / n as f64)
-        })
-        .collect();
-    println!(
-        "loaded {n} realistic events keyed by campaign in {:.1}s; partitions hold {}",
-        t.elapsed().as_secs_f64(),
-        shares.join("/")
-    );
+    let n = support::load_skewed(brokers, broker, n);
     if env("KAFKA_BENCH_ONLY", String::new()) == "engine" {
         // For profilers: the engine's rounds alone.
         for r in 0..rounds {
