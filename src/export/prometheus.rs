@@ -710,7 +710,7 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
         out,
         format,
         "funnel_label_overflow_total",
-        "Events whose label value was folded into __overflow__ by the cardinality limit (label=\"key\": whole keys folded by the series budget).",
+        "Events whose label value was folded into __overflow__ by the cardinality limit (label=\"key\": events applied to the overflow key by the series budget, of a key not admitted or of a v2 group or conversion action not charged to its key).",
         "label",
         [
             ("channel", h.agg.label_overflow[0]),
