@@ -131,8 +131,10 @@ fn filtered(keys: &KeyCopies, now: i64, filter: &Filter) -> Snapshot {
 }
 
 /// The series of `next` that are new or changed since `prev`, plus those of
-/// `prev` that disappeared (value `None`).
-pub fn changes(prev: &BTreeMap<String, Option<f64>>, next: &Snapshot) -> Vec<KpiSeries> {
+/// `prev` that disappeared (value `None`): what a stream's `changes` event
+/// says (the reference of [`changes_frame`]'s tests).
+#[cfg(test)]
+fn changes(prev: &BTreeMap<String, Option<f64>>, next: &Snapshot) -> Vec<KpiSeries> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for s in &next.series {
@@ -214,7 +216,7 @@ struct FeedKey {
 
 /// One computed interval of a feed, shared by all its subscribers.
 struct Tick {
-    snapshot: Snapshot,
+    series: Arc<Encoded>,
     /// `event: snapshot` with the whole snapshot, encoded on first need.
     full: OnceLock<Bytes>,
     /// `event: changes` against the previous tick.
@@ -224,11 +226,19 @@ struct Tick {
 impl Tick {
     fn full_frame(&self) -> Bytes {
         self.full
-            .get_or_init(|| frame("snapshot", &self.snapshot))
+            .get_or_init(|| {
+                let s = &self.series;
+                let mut out = frame_start("snapshot", s.now, s.text.len() + 24 * s.len());
+                for i in 0..s.len() {
+                    push_series(&mut out, s.head(i), Some(s.values[i]));
+                }
+                frame_end(out)
+            })
             .clone()
     }
 }
 
+#[cfg(test)]
 fn frame(event: &str, payload: &Snapshot) -> Bytes {
     let mut out = Vec::with_capacity(64 + payload.series.len() * 128);
     out.extend_from_slice(b"event: ");
@@ -239,6 +249,187 @@ fn frame(event: &str, payload: &Snapshot) -> Bytes {
     }
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+/// A feed's series at one tick, encoded once as the JSON of
+/// [`Snapshot`]'s series: each series' object up to its value
+/// (`{"metric":…,"labels":{…},"value":`, its identity) in one text, and
+/// the values. Frames are cut from it: no per-series allocation, and the
+/// same bytes as serialising a [`Snapshot`].
+struct Encoded {
+    now: i64,
+    text: Vec<u8>,
+    /// End of each series' head in `text` (it starts where the previous ends).
+    ends: Vec<usize>,
+    values: Vec<f64>,
+}
+
+impl Encoded {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn head(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+}
+
+/// Encodes every series of `keys` that `filter` keeps.
+struct Encoder<'a> {
+    filter: &'a Filter,
+    keep_key: bool,
+    channel: String,
+    campaign: String,
+    out: Encoded,
+}
+
+impl SeriesVisitor for Encoder<'_> {
+    fn key(&mut self, channel: &str, campaign: &str) {
+        self.keep_key = self.filter.channel.as_deref().is_none_or(|c| c == channel)
+            && self
+                .filter
+                .campaign
+                .as_deref()
+                .is_none_or(|c| c == campaign);
+        self.channel.clear();
+        self.channel.push_str(channel);
+        self.campaign.clear();
+        self.campaign.push_str(campaign);
+    }
+
+    fn series(&mut self, family: usize, extra: &[(&'static str, &str)], value: Value) {
+        if !self.keep_key {
+            return;
+        }
+        let name = FAMILIES[family].name;
+        if self.filter.metric.as_deref().is_some_and(|m| m != name) {
+            return;
+        }
+        if let Some(w) = self.filter.window.as_deref() {
+            if extra.iter().any(|(k, v)| *k == "window" && *v != w) {
+                return;
+            }
+        }
+        // Labels in key order, as a BTreeMap serialises them (a later
+        // duplicate replaces an earlier one, as BTreeMap::insert does).
+        const MOST: usize = 8;
+        let mut labels: [(&str, &str); MOST] = [("", ""); MOST];
+        let mut n = 0;
+        for (k, v) in [("channel", &*self.channel), ("campaign", &*self.campaign)]
+            .into_iter()
+            .chain(extra.iter().copied())
+        {
+            match labels[..n].iter_mut().find(|l| l.0 == k) {
+                Some(l) => l.1 = v,
+                None if n < MOST => {
+                    labels[n] = (k, v);
+                    n += 1;
+                }
+                None => {}
+            }
+        }
+        let labels = &mut labels[..n];
+        labels.sort_unstable_by_key(|l| l.0);
+        let out = &mut self.out.text;
+        out.extend_from_slice(b"{\"metric\":");
+        json_str(out, name);
+        out.extend_from_slice(b",\"labels\":{");
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(out, k);
+            out.push(b':');
+            json_str(out, v);
+        }
+        out.extend_from_slice(b"},\"value\":");
+        self.out.ends.push(out.len());
+        self.out.values.push(value.as_f64());
+    }
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serialising a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn encode(keys: &KeyCopies, now: i64, filter: &Filter) -> Encoded {
+    let mut e = Encoder {
+        filter,
+        keep_key: false,
+        channel: String::new(),
+        campaign: String::new(),
+        out: Encoded {
+            now,
+            text: Vec::new(),
+            ends: Vec::new(),
+            values: Vec::new(),
+        },
+    };
+    visit_copied(keys, &mut e);
+    e.out
+}
+
+/// `event: EVENT\ndata: {"now":NOW,"series":[`
+fn frame_start(event: &str, now: i64, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + capacity);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"now\":");
+    out.extend_from_slice(itoa::Buffer::new().format(now).as_bytes());
+    out.extend_from_slice(b",\"series\":[");
+    out
+}
+
+/// One series of a frame: its head, then its value (`null`: gone).
+fn push_series(out: &mut Vec<u8>, head: &[u8], value: Option<f64>) {
+    if out.last() != Some(&b'[') {
+        out.push(b',');
+    }
+    out.extend_from_slice(head);
+    // Serialising an f64 into a Vec cannot fail (not finite: null).
+    let _ = serde_json::to_writer(&mut *out, &value);
+    out.push(b'}');
+}
+
+fn frame_end(mut out: Vec<u8>) -> Bytes {
+    out.extend_from_slice(b"]}\n\n");
+    Bytes::from(out)
+}
+
+/// `event: changes`: the series of `next` that are new or whose value
+/// changed since `prev`, then those of `prev` that disappeared (value
+/// `null`), in the order of `next` and `prev`.
+fn changes_frame(prev: &Encoded, next: &Encoded) -> Bytes {
+    let mut out = frame_start("changes", next.now, 4096);
+    if prev.ends == next.ends && prev.text == next.text {
+        // The same series as before (the usual case): compare in place.
+        for (i, (a, b)) in prev.values.iter().zip(&next.values).enumerate() {
+            if a != b {
+                push_series(&mut out, next.head(i), Some(*b));
+            }
+        }
+        return frame_end(out);
+    }
+    let index: ahash::AHashMap<&[u8], usize> = (0..prev.len()).map(|j| (prev.head(j), j)).collect();
+    let mut kept = vec![false; prev.len()];
+    for i in 0..next.len() {
+        let (head, value) = (next.head(i), next.values[i]);
+        match index.get(head) {
+            Some(&j) => {
+                kept[j] = true;
+                if prev.values[j] != value {
+                    push_series(&mut out, head, Some(value));
+                }
+            }
+            None => push_series(&mut out, head, Some(value)),
+        }
+    }
+    for (j, _) in kept.iter().enumerate().filter(|(_, k)| !**k) {
+        push_series(&mut out, prev.head(j), None);
+    }
+    frame_end(out)
 }
 
 /// One snapshot per interval for one filter, computed once and broadcast
@@ -336,25 +527,22 @@ impl StreamHub {
 
 async fn run_feed(hub: Arc<StreamHub>, key: FeedKey, filter: Filter, feed: Arc<Feed>) {
     let interval = Duration::from_millis(key.interval_ms);
-    let mut prev: Arc<BTreeMap<String, Option<f64>>> = Arc::new(BTreeMap::new());
+    // None before the first tick, whose changes nobody receives: a
+    // subscriber's first event is the full snapshot of the latest tick.
+    let mut prev: Option<Arc<Encoded>> = None;
     loop {
         let (h, f, p) = (hub.clone(), filter.clone(), prev.clone());
         let computed = tokio::task::spawn_blocking(move || {
             let (keys, now) = &*h.copies();
-            let snap = filtered(keys, *now, &f);
-            let changed = Snapshot {
-                now: snap.now,
-                series: changes(&p, &snap),
-            };
-            let next: BTreeMap<_, _> = snap.series.iter().map(|s| (s.id(), s.value)).collect();
-            let changes = frame("changes", &changed);
-            (snap, changes, next)
+            let next = encode(keys, *now, &f);
+            let changes = p.map_or_else(Bytes::new, |p| changes_frame(&p, &next));
+            (Arc::new(next), changes)
         })
         .await;
-        if let Ok((snapshot, changes, next)) = computed {
-            prev = Arc::new(next);
+        if let Ok((series, changes)) = computed {
+            prev = Some(series.clone());
             let tick = Arc::new(Tick {
-                snapshot,
+                series,
                 full: OnceLock::new(),
                 changes,
             });
@@ -582,6 +770,128 @@ mod tests {
             campaign: campaign.map(String::from),
             interval_ms: 200,
         }
+    }
+
+    /// A live state fed `events` synthetic events (v1 and v2) over `keys`
+    /// keys, on the event clock.
+    fn fed(seed: u64, keys: u64, events: usize) -> Arc<LiveState> {
+        use crate::clock::wall_clock_ms;
+        use crate::config::{ClockMode, EngineConfig};
+        use crate::synth::{Synth, SynthConfig};
+        let live = LiveState::new(Engine::new(EngineConfig {
+            clock: ClockMode::Event,
+            ..EngineConfig::default()
+        }));
+        let slot = live.slot("t", 0);
+        slot.assigned.store(true, Ordering::Release);
+        let mut p = slot.state.lock().unwrap();
+        let day = 86_400_000.0;
+        let mut g = Synth::new(SynthConfig {
+            seed,
+            keys,
+            start_ms: 1_700_000_000_000 - 40 * 86_400_000,
+            step_ms: 40.0 * day / events as f64,
+            v2_ratio: 0.3,
+            ..SynthConfig::default()
+        });
+        for _ in 0..events {
+            p.process_at(g.next_line().as_bytes(), wall_clock_ms());
+        }
+        drop(p);
+        live
+    }
+
+    fn parse(frame: &Bytes, event: &str) -> Snapshot {
+        let text = std::str::from_utf8(frame).unwrap();
+        let data = text
+            .strip_prefix(&format!("event: {event}\ndata: "))
+            .and_then(|t| t.strip_suffix("\n\n"))
+            .unwrap_or_else(|| panic!("not an SSE {event} event: {text:.80}"));
+        serde_json::from_str(data).unwrap()
+    }
+
+    fn sorted(mut s: Vec<KpiSeries>) -> Vec<KpiSeries> {
+        s.sort_by_key(|x| x.id());
+        s
+    }
+
+    /// The frames cut from the encoded series are what serialising the
+    /// snapshot (the API's `Snapshot` type) gives, byte for byte, and a
+    /// `changes` frame lists exactly the series the reference `changes`
+    /// finds: new, changed and gone, under several filters.
+    #[test]
+    fn encoded_frames_match_the_snapshot_serialisation() {
+        let states = [fed(3, 12, 6_000), fed(3, 12, 9_000), fed(5, 7, 4_000)];
+        let copies: Vec<_> = states
+            .iter()
+            .map(|l| {
+                let (keys, _, now) = l.copy_partitions();
+                (keys, now)
+            })
+            .collect();
+        let filters = [
+            Filter::default(),
+            Filter {
+                window: Some("7d".into()),
+                ..Filter::default()
+            },
+            Filter {
+                metric: Some("funnel_clicks".into()),
+                ..Filter::default()
+            },
+        ];
+        let (mut changed, mut gone) = (0, 0);
+        for f in &filters {
+            for (a, b) in [(0, 1), (1, 2), (2, 0), (1, 1)] {
+                let (ka, na) = &copies[a];
+                let (kb, nb) = &copies[b];
+                let (prev, next) = (encode(ka, *na, f), encode(kb, *nb, f));
+                let (sa, sb) = (filtered(ka, *na, f), filtered(kb, *nb, f));
+                assert!(!sb.series.is_empty());
+                let tick = Tick {
+                    series: Arc::new(next),
+                    full: OnceLock::new(),
+                    changes: Bytes::new(),
+                };
+                assert_eq!(tick.full_frame(), frame("snapshot", &sb), "{f:?}");
+                let before: BTreeMap<_, _> = sa.series.iter().map(|s| (s.id(), s.value)).collect();
+                let want = changes(&before, &sb);
+                let got = parse(&changes_frame(&prev, &tick.series), "changes");
+                assert_eq!(got.now, *nb);
+                assert_eq!(sorted(got.series), sorted(want.clone()), "{f:?} {a} -> {b}");
+                changed += want.iter().filter(|s| s.value.is_some()).count();
+                gone += want.iter().filter(|s| s.value.is_none()).count();
+                if a == b {
+                    assert!(want.is_empty());
+                }
+            }
+        }
+        assert!(changed > 0 && gone > 0, "{changed} changed, {gone} gone");
+    }
+
+    /// Same series, some values changed: compared in place, in order.
+    #[test]
+    fn changes_of_the_same_series_are_found_in_place() {
+        let (keys, _, now) = fed(9, 5, 3_000).copy_partitions();
+        let f = Filter::default();
+        let prev = encode(&keys, now, &f);
+        let mut next = encode(&keys, now + 1, &f);
+        let moved = [0, 7, next.len() - 1];
+        for &i in &moved {
+            next.values[i] += 1.5;
+        }
+        let got = parse(&changes_frame(&prev, &next), "changes");
+        let mut snap = filtered(&keys, now, &f);
+        let want: Vec<_> = moved
+            .iter()
+            .map(|&i| {
+                let s = &mut snap.series[i];
+                s.value = s.value.map(|v| v + 1.5);
+                s.clone()
+            })
+            .collect();
+        assert_eq!(got.series, want);
+        assert_eq!(got.now, now + 1);
     }
 
     /// Fifty clients of one filter share one feed and receive the very same

@@ -44,6 +44,7 @@ impl Server {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("funnel-http")
+            .on_thread_start(yield_to_scrapes)
             .enable_all()
             .build()
             .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
@@ -81,11 +82,15 @@ impl Server {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let _guard = self.rt.enter();
+        // Probes, like scrapes, are served by the scrape runtime.
+        let _guard = self.scrape_rt.enter();
         if let Some(addr) = s.probe_listen {
-            let l = self.rt.block_on(TcpListener::bind(addr)).map_err(|e| {
-                Error::Runtime(format!("cannot listen on {addr} (probe_listen): {e}"))
-            })?;
+            let l = self
+                .scrape_rt
+                .block_on(TcpListener::bind(addr))
+                .map_err(|e| {
+                    Error::Runtime(format!("cannot listen on {addr} (probe_listen): {e}"))
+                })?;
             info!(%addr, "serving /healthz and /readyz for probes");
             let app = http::probe_router(live.clone());
             let shutdown = stopped(self.stop.subscribe());
@@ -152,6 +157,56 @@ impl Server {
         self.rt.shutdown_timeout(Duration::from_secs(2));
         self.scrape_rt.shutdown_timeout(Duration::from_secs(1));
         result
+    }
+}
+
+/// How many nice levels below the rest of the engine the threads of the
+/// stream and API runtime run (`funnel-http`: stream clients' writes, the
+/// feeds' snapshots, API and board work): when they compete for a core with
+/// a scrape's render and write (`funnel-scrape`), the scheduler gives the
+/// scrape the larger share (at +10, about 10 to 1), so `/metrics` keeps
+/// priority over any number of stream clients. Idle CPU is still theirs.
+const OTHERS_NICE: i32 = 10;
+
+/// Sets the calling thread's nice value to the main thread's plus
+/// [`OTHERS_NICE`] (Linux gives each thread its own nice value, and a new
+/// thread inherits its creator's, hence from the main thread's, not its
+/// own; elsewhere, and when refused, nothing changes).
+fn yield_to_scrapes() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::{process, thread};
+        if let Ok(base) = process::getpriority_process(Some(process::getpid())) {
+            let _ =
+                process::setpriority_process(Some(thread::gettid()), (base + OTHERS_NICE).min(19));
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use rustix::{process, thread};
+
+    /// Every thread of a runtime built with `yield_to_scrapes`, blocking
+    /// ones (created by a worker) included, runs at the main thread's nice
+    /// value plus OTHERS_NICE, once and not twice.
+    #[test]
+    fn stream_runtime_threads_run_below_the_engine() {
+        let base = process::getpriority_process(Some(process::getpid())).unwrap();
+        let want = (base + super::OTHERS_NICE).min(19);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .on_thread_start(super::yield_to_scrapes)
+            .build()
+            .unwrap();
+        let nice = || process::getpriority_process(Some(thread::gettid())).unwrap();
+        let (worker, blocking) = rt.block_on(async move {
+            let worker = tokio::spawn(async move { nice() }).await.unwrap();
+            let blocking = tokio::task::spawn_blocking(nice).await.unwrap();
+            (worker, blocking)
+        });
+        assert_eq!((worker, blocking), (want, want));
+        assert_eq!(nice(), base, "the calling thread is not touched");
     }
 }
 
