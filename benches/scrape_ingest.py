@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
-from benchlib import cpu_s, free_port, get, sample, stop_engine, taken, wait_ready  # noqa: E402
+from benchlib import cpu_s, free_port, get, sample, stop_engine, taken  # noqa: E402
 
 
 def health_taken(port):
@@ -65,7 +65,18 @@ def main():
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_ready(port, 180)
+        # /healthz, not /readyz: with the producer faster than the engine
+        # the partitions may never count as caught up.
+        deadline = time.time() + 180
+        while True:
+            try:
+                if get(port, "/healthz", 5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit("demo not serving")
+            time.sleep(0.5)
         # Until the history is consumed and every key has its series.
         last, series = -1.0, 0.0
         deadline = time.time() + 300
