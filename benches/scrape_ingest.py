@@ -21,7 +21,9 @@ is in both phases.
 
 Prints one JSON line per phase (events taken per second, scrapes and their
 times, the load average) and a summary: the median rate of each
-configuration and their ratio (scrape / none; the target is >= 0.9).
+configuration and their ratio (scrape / none; the target is >= 0.9), and
+each round's ratio of its scrape phase to its no-scrape phase (adjacent in
+time) with their median.
 """
 
 import argparse
@@ -77,15 +79,19 @@ def main():
             if time.time() > deadline:
                 raise SystemExit("demo not serving")
             time.sleep(0.5)
-        # Until the history is consumed and every key has its series.
-        last, series = -1.0, 0.0
-        deadline = time.time() + 300
+        # Until the history is consumed and every key has its series (the
+        # live events open the keys' v2 groups: the count is stable over
+        # three readings 3 s apart, and 15 s of live events have passed).
+        series, stable = 0.0, 0
+        t_ready = time.time()
+        deadline = t_ready + 300
         while time.time() < deadline:
             _, text = get(port, "/metrics")
             s = sample(text, "funnel_series ")
-            if taken(text) >= history * 0.99 and s == series:
-                break
+            stable = stable + 1 if s == series else 0
             series = s
+            if taken(text) >= history * 0.99 and stable >= 2 and time.time() - t_ready >= 15:
+                break
             time.sleep(3)
         phases = []
         order = []
@@ -136,8 +142,17 @@ def main():
             k: statistics.median([p["events_per_s"] for p in phases if p["phase"] == k])
             for k in ("none", "scrape")
         }
+        # Each round's scrape phase against its own no-scrape phase (adjacent
+        # in time, so a drift of the machine or the stream cancels out).
+        pairs = [
+            phases[2 * r + (1 if r % 2 == 0 else 0)]["events_per_s"]
+            / max(phases[2 * r + (0 if r % 2 == 0 else 1)]["events_per_s"], 1)
+            for r in range(a.rounds)
+        ]
         print(json.dumps({
             "series": int(series),
+            "round_ratios": [round(x, 3) for x in pairs],
+            "round_ratio_median": round(statistics.median(pairs), 3),
             "none_events_per_s": round(med["none"]),
             "scrape_events_per_s": round(med["scrape"]),
             "ratio": round(med["scrape"] / med["none"], 3) if med["none"] else None,
