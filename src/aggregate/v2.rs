@@ -14,8 +14,9 @@
 //! event sets too.
 
 use super::calendar::{Slot, View};
+use super::key::{rings, rings_heap, Rings};
 use super::ring::Ring;
-use super::{rings, rings_heap, PrevSums, Rings};
+use super::PrevSums;
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
 
 /// Bits of `KeyState::seen`: the groups a key has received an event of.
