@@ -3,7 +3,6 @@
 //! plain probe listener. The live engine binds it, starts it once the
 //! source runs, waits on it for SIGTERM/SIGINT, and stops it.
 
-use crate::error::Error;
 use crate::export::http::{self, HttpLimits};
 use crate::export::security::Security;
 use crate::live::LiveState;
@@ -13,7 +12,28 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info};
+use tracing::info;
+
+/// Why the HTTP side could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot start the HTTP runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr} (probe_listen): {source}")]
+    ProbeListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Failed(#[source] std::io::Error),
+    #[error("the HTTP server stopped unexpectedly: {0}")]
+    Stopped(#[source] tokio::task::JoinError),
+}
 
 /// Where and how the HTTP side serves.
 #[derive(Debug, Clone)]
@@ -39,24 +59,26 @@ pub struct Server {
 
 impl Server {
     /// Starts the runtime and binds the main address (not serving yet).
-    pub fn bind(settings: HttpSettings) -> Result<Server, Error> {
+    pub fn bind(settings: HttpSettings) -> Result<Server, ServeError> {
         let listen = settings.listen;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("funnel-http")
             .enable_all()
             .build()
-            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
+            .map_err(ServeError::Runtime)?;
         let scrape_rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("funnel-scrape")
             .enable_all()
             .build()
-            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
-        let listener = scrape_rt.block_on(TcpListener::bind(listen)).map_err(|e| {
-            error!("cannot listen on {listen}: {e}");
-            Error::Runtime(format!("cannot listen on {listen}: {e}"))
-        })?;
+            .map_err(ServeError::Runtime)?;
+        let listener = scrape_rt
+            .block_on(TcpListener::bind(listen))
+            .map_err(|source| ServeError::Listen {
+                addr: listen,
+                source,
+            })?;
         let addr = listener.local_addr().unwrap_or(listen);
         Ok(Server {
             settings,
@@ -76,16 +98,17 @@ impl Server {
     }
 
     /// Serves `live`: binds the probe address if any, then serves both.
-    pub fn start(&mut self, live: &Arc<LiveState>) -> Result<(), Error> {
+    pub fn start(&mut self, live: &Arc<LiveState>) -> Result<(), ServeError> {
         let s = &self.settings;
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
         let _guard = self.rt.enter();
         if let Some(addr) = s.probe_listen {
-            let l = self.rt.block_on(TcpListener::bind(addr)).map_err(|e| {
-                Error::Runtime(format!("cannot listen on {addr} (probe_listen): {e}"))
-            })?;
+            let l = self
+                .rt
+                .block_on(TcpListener::bind(addr))
+                .map_err(|source| ServeError::ProbeListen { addr, source })?;
             info!(%addr, "serving /healthz and /readyz for probes");
             let app = http::probe_router(live.clone());
             let shutdown = stopped(self.stop.subscribe());
@@ -124,27 +147,20 @@ impl Server {
         let _ = self.stop.send(true);
     }
 
-    /// Waits for the listeners to finish (the main one only when the
-    /// engine did not stop on `fatal`, which is the error then).
-    pub fn finish(mut self, fatal: Option<String>) -> Result<(), Error> {
+    /// Waits for the listeners to finish (the main one only when `wait_main`:
+    /// not when the engine stopped on a fatal error, which is the error then).
+    pub fn finish(mut self, wait_main: bool) -> Result<(), ServeError> {
         let (probes, main) = (self.probes.take(), self.main.take());
         let result = self.rt.block_on(async move {
             if let Some(p) = probes {
                 let _ = p.await;
             }
-            if let Some(m) = fatal {
-                return Err(Error::Runtime(m));
-            }
             match main {
-                Some(server) => match server.await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => {
-                        error!("http server: {e}");
-                        Err(Error::Reported(1))
-                    }
-                    Err(_) => Err(Error::Reported(1)),
+                Some(server) if wait_main => match server.await {
+                    Ok(r) => r.map_err(ServeError::Failed),
+                    Err(e) => Err(ServeError::Stopped(e)),
                 },
-                None => Ok(()),
+                _ => Ok(()),
             }
         });
         // A render or snapshot still running on a blocking thread must not
