@@ -29,13 +29,13 @@ pub struct AggStats {
     /// Events whose channel (0), campaign (1) or conversion action (2)
     /// was folded into `__overflow__`, and events whose whole key was
     /// folded by the series budget (3).
-    pub label_overflow: [u64; 4],
+    pub(crate) label_overflow: [u64; 4],
     /// Deal events whose `origin` (0) or `influenced` (1) had an invalid
     /// value, read as the default (`funnel_fields_ignored_total`).
-    pub fields_ignored: [u64; 2],
+    pub(crate) fields_ignored: [u64; 2],
     /// Deal events not tracked for the open pipeline because
     /// `max_tracked_deals` was reached.
-    pub deals_untracked: u64,
+    pub(crate) deals_untracked: u64,
 }
 
 /// Aggregate state of one partition.

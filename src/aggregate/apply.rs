@@ -56,7 +56,13 @@ impl Aggregator {
 
     /// [`apply`](Self::apply) with the key lookup done ahead by
     /// [`key_hint`](Self::key_hint) on this aggregator.
-    pub fn apply_hinted(&mut self, ev: &Event<'_>, ts_eff: i64, now: i64, hint: KeyHint) -> bool {
+    pub(crate) fn apply_hinted(
+        &mut self,
+        ev: &Event<'_>,
+        ts_eff: i64,
+        now: i64,
+        hint: KeyHint,
+    ) -> bool {
         let k = self.key_index(hint, &ev.channel, &ev.campaign);
         let late = self.is_late(ts_eff, now);
         if late {

@@ -117,7 +117,7 @@ impl KeyState {
     /// [`Aggregator::views`]), with its previous window's growth groups and
     /// the subscription sums after it. Call [`WindowSums::finish`] after the
     /// last merge.
-    pub fn sums_into(&self, slots: &[Slot], views: &[View], out: &mut [WindowSums]) {
+    pub(crate) fn sums_into(&self, slots: &[Slot], views: &[View], out: &mut [WindowSums]) {
         for (v, o) in views.iter().zip(out.iter_mut()) {
             let (i, slot) = (v.slot, &slots[v.slot]);
             if let Some(r) = &self.traffic {
@@ -174,7 +174,7 @@ impl KeyState {
     }
 
     /// Adds this key's v2 totals (and [`v2::seen`] bits) into `out`.
-    pub fn v2_totals_into(&self, out: &mut V2Totals) {
+    pub(crate) fn v2_totals_into(&self, out: &mut V2Totals) {
         out.seen |= self.seen;
         if let Some(v) = &self.v2 {
             out.add(&v.totals);
@@ -426,10 +426,6 @@ impl KeyState {
         if let Some(v) = &o.v2 {
             self.v2_mut().merge_from(v, nw);
         }
-    }
-    /// Composite key of the two label ids.
-    pub fn label_key(&self) -> u64 {
-        (u64::from(self.channel) << 32) | u64::from(self.campaign)
     }
 }
 

@@ -13,7 +13,7 @@ pub mod calendar;
 mod codec;
 mod key;
 pub mod labels;
-pub mod pending;
+pub(crate) mod pending;
 mod prefetch;
 pub mod ring;
 mod sums;
@@ -21,8 +21,9 @@ pub mod v2;
 
 pub use aggregator::{AggStats, Aggregator};
 pub use key::{KeyState, Totals};
-pub use prefetch::{KeyHint, KeyHints};
-pub use sums::{field, KpiParams, PrevSums, WindowSums, DEALS_N, LEADS_N, SUBS_N, TRAFFIC_N};
+pub(crate) use prefetch::{KeyHint, KeyHints};
+pub use sums::{field, KpiParams, PrevSums, WindowSums};
+pub(crate) use sums::{DEALS_N, LEADS_N, SUBS_N, TRAFFIC_N};
 
 #[cfg(test)]
 use crate::config::{EngineConfig, WindowSpec};

@@ -14,7 +14,7 @@ use crate::decode::{Body, Event};
 /// A key lookup done ahead of applying an event: see
 /// [`Aggregator::key_hint`].
 #[derive(Debug, Clone, Copy)]
-pub struct KeyHint {
+pub(crate) struct KeyHint {
     pub(super) hash: u128,
     /// `NO_KEY` when the pair was not in the cache.
     pub(super) key: u32,
@@ -30,7 +30,7 @@ pub(super) const NO_KEY: u32 = u32::MAX;
 /// (never from overflow pairs, which must go through label interning), so
 /// a hit always equals what that cache would answer.
 #[derive(Debug, Default)]
-pub struct KeyHints {
+pub(crate) struct KeyHints {
     pub(super) buckets: Vec<HintBucket>,
 }
 
@@ -106,7 +106,7 @@ impl Aggregator {
     /// (for batches: the lookups of several events then overlap). A key
     /// found stays valid: keys and their cache entries are never removed.
     #[inline]
-    pub fn key_hint(&self, ev: &Event<'_>) -> KeyHint {
+    pub(crate) fn key_hint(&self, ev: &Event<'_>) -> KeyHint {
         let hash = pair_hash(&ev.channel, &ev.campaign);
         let key = self.cache.get(&hash).copied().unwrap_or(NO_KEY);
         KeyHint { hash, key }
@@ -115,7 +115,7 @@ impl Aggregator {
     /// Prefetches the key state of a found key: its first cache line and
     /// the lines of its totals that `ev` updates.
     #[inline]
-    pub fn prefetch_key(&self, ev: &Event<'_>, hint: KeyHint) {
+    pub(crate) fn prefetch_key(&self, ev: &Event<'_>, hint: KeyHint) {
         if let Some(k) = self.keys.get(hint.key as usize) {
             prefetch(k);
             let t = &k.totals;
@@ -141,7 +141,7 @@ impl Aggregator {
     /// key's first line should be in cache already, see
     /// [`prefetch_key`](Self::prefetch_key)).
     #[inline]
-    pub fn prefetch_rings(&self, ev: &Event<'_>, hint: KeyHint) {
+    pub(crate) fn prefetch_rings(&self, ev: &Event<'_>, hint: KeyHint) {
         let Some(k) = self.keys.get(hint.key as usize) else {
             return;
         };
@@ -175,7 +175,7 @@ impl Aggregator {
     /// (the ring pointers should be in cache already, see
     /// [`prefetch_rings`](Self::prefetch_rings)).
     #[inline]
-    pub fn prefetch_buckets(&self, ev: &Event<'_>, hint: KeyHint) {
+    pub(crate) fn prefetch_buckets(&self, ev: &Event<'_>, hint: KeyHint) {
         let Some(k) = self.flushing_key(ev, hint) else {
             return;
         };
@@ -206,7 +206,7 @@ impl Aggregator {
     /// (the ring headers should be in cache already, see
     /// [`prefetch_buckets`](Self::prefetch_buckets)).
     #[inline]
-    pub fn prefetch_tails(&self, ev: &Event<'_>, hint: KeyHint) {
+    pub(crate) fn prefetch_tails(&self, ev: &Event<'_>, hint: KeyHint) {
         let Some(k) = self.flushing_key(ev, hint) else {
             return;
         };

@@ -27,10 +27,10 @@ pub mod field {
     pub const CUSTOMERS_REACTIVATED: usize = 7;
 }
 
-pub const TRAFFIC_N: usize = 4;
-pub const LEADS_N: usize = 3;
-pub const DEALS_N: usize = 5;
-pub const SUBS_N: usize = 8;
+pub(crate) const TRAFFIC_N: usize = 4;
+pub(crate) const LEADS_N: usize = 3;
+pub(crate) const DEALS_N: usize = 5;
+pub(crate) const SUBS_N: usize = 8;
 
 /// The sums of one window at one instant (possibly merged across
 /// partitions). Money in micro-units.
@@ -124,7 +124,7 @@ impl PrevSums {
         }
     }
 
-    pub fn add_conversion(&mut self, action: u32, v: &[i64; v2::CONV_N]) {
+    pub(crate) fn add_conversion(&mut self, action: u32, v: &[i64; v2::CONV_N]) {
         v2::add_action(&mut self.conversions, action, v);
     }
 

@@ -37,14 +37,14 @@ pub enum ServeError {
 
 /// Where and how the HTTP side serves.
 #[derive(Debug, Clone)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     pub listen: SocketAddr,
     pub probe_listen: Option<SocketAddr>,
     pub security: Security,
-    pub limits: HttpLimits,
+    pub(crate) limits: HttpLimits,
 }
 
-pub struct Server {
+pub(crate) struct Server {
     settings: HttpSettings,
     rt: tokio::runtime::Runtime,
     /// Accepts, and serves scrapes and probes: never behind stream writes
@@ -137,13 +137,13 @@ impl Server {
 
     /// Blocks until SIGTERM/SIGINT, or until `stop()` holds (polled every
     /// 100 ms).
-    pub fn wait_for_stop(&self, stop: impl Fn() -> bool) {
+    pub(crate) fn wait_for_stop(&self, stop: impl Fn() -> bool) {
         self.rt.block_on(wait_for_stop(stop));
     }
 
     /// Stops accepting: streams get their final event, other requests a
     /// bounded grace period.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         let _ = self.stop.send(true);
     }
 
