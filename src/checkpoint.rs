@@ -40,17 +40,17 @@ use crate::util::codec::{ReadResult, Reader, Writer};
 
 pub use crate::util::codec::CheckpointError;
 
-pub const MAGIC: [u8; 8] = *b"FNLSTCKP";
+pub(crate) const MAGIC: [u8; 8] = *b"FNLSTCKP";
 /// Bump on any change of the body layout, and keep reading the previous
 /// versions ([`OLDEST_READ_VERSION`]..=`FORMAT_VERSION`).
-pub const FORMAT_VERSION: u16 = 4;
+pub(crate) const FORMAT_VERSION: u16 = 4;
 /// The oldest format version [`decode`] still reads.
-pub const OLDEST_READ_VERSION: u16 = 1;
-pub const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;
+pub(crate) const OLDEST_READ_VERSION: u16 = 1;
+pub(crate) const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;
 
 /// Why a partition starts from empty state though checkpoints are on
 /// (label values of `funnel_checkpoint_rebuilds_total`).
-pub const REBUILD_REASONS: [&str; 3] = ["missing", "corrupt", "incompatible"];
+pub(crate) const REBUILD_REASONS: [&str; 3] = ["missing", "corrupt", "incompatible"];
 
 /// What a checkpoint is about, besides the state itself.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,19 +5,19 @@
 use crate::config::{
     format_duration_ms, parse_duration_ms, parse_windows, ClockMode, ConfigError, EngineConfig,
 };
-pub use crate::logging::LogFormat;
+pub(crate) use crate::logging::LogFormat;
 
 /// The defaults of the settings that are not engine settings (those are
 /// `EngineConfig::default()`), each defined here only.
 pub mod defaults {
-    pub const BROKERS: &str = "127.0.0.1:9092";
-    pub const TOPIC: &str = "funnel-events";
-    pub const GROUP: &str = "funnelstream";
+    pub(crate) const BROKERS: &str = "127.0.0.1:9092";
+    pub(crate) const TOPIC: &str = "funnel-events";
+    pub(crate) const GROUP: &str = "funnelstream";
     /// `--listen` of `run` and `check-config`.
-    pub const LISTEN: &str = "0.0.0.0:9490";
+    pub(crate) const LISTEN: &str = "0.0.0.0:9490";
     /// `--listen` of `demo`.
-    pub const DEMO_LISTEN: &str = "127.0.0.1:9490";
-    pub const CHECKPOINT_INTERVAL_MS: i64 = 30_000;
+    pub(crate) const DEMO_LISTEN: &str = "127.0.0.1:9490";
+    pub(crate) const CHECKPOINT_INTERVAL_MS: i64 = 30_000;
 }
 use crate::settings::{layer, ChannelOrigins, Properties, Settings};
 use crate::source::checkpoint::{CheckpointSettings, Policy};
@@ -115,7 +115,7 @@ pub struct RunArgs {
     /// Extra librdkafka property (security.protocol, sasl.*, ssl.*, ...); repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
     #[serde(skip)]
-    pub kafka_property: Vec<String>,
+    pub(crate) kafka_property: Vec<String>,
     /// Extra plain-HTTP address serving only /healthz and /readyz, without
     /// TLS or auth (for kubelet probes when --web-config-file protects the
     /// main address).
@@ -176,16 +176,16 @@ pub struct DemoArgs {
     pub max_series: usize,
     /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks) [default: 1000000].
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
-    pub max_tracked_deals: usize,
+    pub(crate) max_tracked_deals: usize,
     /// Event ids remembered for deduplication per partition (see `run --dedup-capacity`; soak benchmarks) [default: 1000000].
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
-    pub dedup_capacity: usize,
+    pub(crate) dedup_capacity: usize,
     /// Calendar windows (see `run --calendar-windows`; `none` for none) [default: mtd,qtd].
     #[arg(long, value_name = "W,..", default_value = "mtd,qtd")]
-    pub calendar_windows: String,
+    pub(crate) calendar_windows: String,
     /// IANA time zone of the calendar windows [default: UTC].
     #[arg(long, value_name = "ZONE", default_value = "UTC")]
-    pub calendar_timezone: String,
+    pub(crate) calendar_timezone: String,
     /// First month (1..=12) of the fiscal year [default: 1].
     #[arg(long, value_name = "1..12", default_value_t = 1)]
     pub fiscal_year_start_month: u8,
@@ -222,7 +222,7 @@ pub struct ProduceArgs {
     pub seed: u64,
     /// Extra librdkafka property; repeatable.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
-    pub kafka_property: Vec<String>,
+    pub(crate) kafka_property: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -249,25 +249,25 @@ pub struct EngineArgs {
     pub clock: Option<String>,
     /// How far `ts` may lie ahead of the wall clock [default: 5m].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_MAX_FUTURE_SKEW")]
-    pub max_future_skew: Option<String>,
+    pub(crate) max_future_skew: Option<String>,
     /// Extra age past the longest window before an event counts as late [default: 0].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_ALLOWED_LATENESS")]
-    pub allowed_lateness: Option<String>,
+    pub(crate) allowed_lateness: Option<String>,
     /// Event-time horizon of deduplication by `id` [default: 1h].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_DEDUP_HORIZON")]
-    pub dedup_horizon: Option<String>,
+    pub(crate) dedup_horizon: Option<String>,
     /// Event ids remembered per partition at most [default: 1000000].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_DEDUP_CAPACITY", value_parser = whole("dedup_capacity"))]
-    pub dedup_capacity: Option<u64>,
+    pub(crate) dedup_capacity: Option<u64>,
     /// Distinct `channel` values before folding into __overflow__ [default: 100].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_CHANNELS", value_parser = whole("max_channels"))]
-    pub max_channels: Option<u64>,
+    pub(crate) max_channels: Option<u64>,
     /// Distinct `campaign` values before folding into __overflow__ [default: 10000].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_CAMPAIGNS", value_parser = whole("max_campaigns"))]
     pub max_campaigns: Option<u64>,
     /// Deals remembered per partition for open-pipeline matching [default: 1000000].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_TRACKED_DEALS", value_parser = whole("max_tracked_deals"))]
-    pub max_tracked_deals: Option<u64>,
+    pub(crate) max_tracked_deals: Option<u64>,
     /// Longest accepted event, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES", env = "FUNNELSTREAM_MAX_EVENT_BYTES", value_parser = whole("max_event_bytes"))]
     pub max_event_bytes: Option<u64>,
@@ -292,17 +292,17 @@ pub struct EngineArgs {
     pub max_series: Option<u64>,
     /// Calendar windows to publish besides the rolling ones: any of mtd,qtd,ytd,last_month,last_quarter [default: none].
     #[arg(long, value_name = "W,..", env = "FUNNELSTREAM_CALENDAR_WINDOWS")]
-    pub calendar_windows: Option<String>,
+    pub(crate) calendar_windows: Option<String>,
     /// IANA time zone of the calendar windows' periods [default: UTC].
     #[arg(long, value_name = "ZONE", env = "FUNNELSTREAM_CALENDAR_TIMEZONE")]
-    pub calendar_timezone: Option<String>,
+    pub(crate) calendar_timezone: Option<String>,
     /// First month (1..=12) of the fiscal year, for qtd, ytd and last_quarter [default: 1].
     #[arg(long, value_name = "1..12", env = "FUNNELSTREAM_FISCAL_YEAR_START_MONTH", value_parser = whole("fiscal_year_start_month"))]
     pub fiscal_year_start_month: Option<u64>,
 }
 
 /// Parses `channel=origin` pairs (the `channel_origins` setting).
-pub fn parse_channel_origins(
+pub(crate) fn parse_channel_origins(
     pairs: &[(String, String)],
 ) -> Result<Vec<(String, crate::decode::Origin)>, ConfigError> {
     let mut out: Vec<(String, crate::decode::Origin)> = Vec::new();
@@ -754,7 +754,7 @@ fn logging(s: &Settings) -> Result<(LogFormat, String), ConfigError> {
 }
 
 /// Property names whose values are secrets: never printed or logged.
-pub fn is_secret(key: &str) -> bool {
+pub(crate) fn is_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
         "password",
@@ -770,7 +770,7 @@ pub fn is_secret(key: &str) -> bool {
 
 /// The effective settings as TOML, secrets masked: the resolved values,
 /// serialized as the [`Settings`] the file would hold.
-pub fn effective_settings(cfg: &RunConfig) -> Result<String, ConfigError> {
+pub(crate) fn effective_settings(cfg: &RunConfig) -> Result<String, ConfigError> {
     let e = &cfg.engine;
     let k = &cfg.kafka;
     let checkpoint = k.checkpoint.as_ref();

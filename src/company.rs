@@ -44,8 +44,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 
-pub const MINUTE_MS: i64 = 60_000;
-pub const HOUR_MS: i64 = 3_600_000;
+pub(crate) const MINUTE_MS: i64 = 60_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
 /// Days before the history simulated silently, so that the pipeline
 /// (leads weeks from a deal, deals months from closing) is in a steady
@@ -140,7 +140,7 @@ const SOURCES: [Source; 13] = [
 
 /// Settings of the company.
 #[derive(Debug, Clone)]
-pub struct CompanyConfig {
+pub(crate) struct CompanyConfig {
     pub seed: u64,
     /// Multiplies every volume (traffic, leads, customers): ratios stay.
     pub size: f64,
@@ -239,7 +239,7 @@ struct Send {
 /// The company: call [`history`](Self::history) once, then
 /// [`advance`](Self::advance) with the wall clock.
 #[derive(Debug, Clone)]
-pub struct Company {
+pub(crate) struct Company {
     cfg: CompanyConfig,
     rng: Rng,
     sources: Vec<Source>,
@@ -368,7 +368,7 @@ impl Company {
     }
 
     /// Event time simulated so far, epoch ms.
-    pub fn time_ms(&self) -> i64 {
+    pub(crate) fn time_ms(&self) -> i64 {
         self.t
     }
 

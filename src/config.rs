@@ -83,7 +83,7 @@ const UNITS: [(&str, i64); 7] = [
 
 /// Parses a Prometheus duration (`5m`, `1h30m`, `90d`, `500ms`, `0`) into
 /// milliseconds.
-pub fn parse_duration_ms(s: &str) -> Result<i64, ParseError> {
+pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, ParseError> {
     let s = s.trim();
     if s == "0" {
         return Ok(0);
@@ -131,7 +131,7 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, ParseError> {
 
 /// Formats milliseconds as a Prometheus duration using d, h, m, s and ms
 /// (`7d`, `90d`, `1h30m`), as the contract's `window` label wants.
-pub fn format_duration_ms(mut ms: i64) -> String {
+pub(crate) fn format_duration_ms(mut ms: i64) -> String {
     if ms == 0 {
         return "0s".into();
     }
@@ -156,8 +156,8 @@ pub struct WindowSpec {
 }
 
 /// Buckets per window: a bucket is at most `W / 60` wide (METRICS.md).
-pub const BUCKETS_PER_WINDOW: i64 = 60;
-pub const MAX_WINDOWS: usize = 16;
+pub(crate) const BUCKETS_PER_WINDOW: i64 = 60;
+pub(crate) const MAX_WINDOWS: usize = 16;
 
 impl WindowSpec {
     pub fn new(len_ms: i64) -> Result<Self, ParseError> {
@@ -197,7 +197,7 @@ pub fn parse_windows(s: &str) -> Result<Vec<WindowSpec>, ParseError> {
     Ok(out)
 }
 
-pub const DEFAULT_WINDOWS: &str = "5m,1h,1d,7d,30d,90d";
+pub(crate) const DEFAULT_WINDOWS: &str = "5m,1h,1d,7d,30d,90d";
 
 /// Which clock drives engine time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -365,7 +365,7 @@ impl Default for EngineConfig {
 
 impl EngineConfig {
     /// Values of the `window` label: rolling and calendar windows.
-    pub fn published_windows(&self) -> usize {
+    pub(crate) fn published_windows(&self) -> usize {
         self.windows.len() + self.calendar.windows.len()
     }
 

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const TOPIC: &str = defaults::TOPIC;
+pub(crate) const TOPIC: &str = defaults::TOPIC;
 /// Share of v2 events (sessions, conversions, email, surveys) in
 /// `produce`'s synthetic stream.
-pub const DEMO_V2_RATIO: f64 = 0.25;
+pub(crate) const DEMO_V2_RATIO: f64 = 0.25;
 const DAY_MS: f64 = 86_400_000.0;
 /// Partitions of the demo topic: librdkafka's mock broker keeps at most
 /// 5 MB a partition, and the whole history (about 13 MB, keyed by
@@ -32,10 +32,10 @@ const PARTITIONS: i32 = 12;
 /// Up to just under twice the longest default window: the previous 90d
 /// window (growth) and the previous quarter (`qtd`'s growth) have data,
 /// and no history event is late (older than 2 x 90d).
-pub const MAX_HISTORY_DAYS: u64 = 179;
+pub(crate) const MAX_HISTORY_DAYS: u64 = 179;
 /// Live traffic is simulated in slots of this length (ad platforms and
 /// analytics tools report in batches).
-pub const LIVE_SLOT_MS: i64 = 10_000;
+pub(crate) const LIVE_SLOT_MS: i64 = 10_000;
 
 pub fn run(args: &DemoArgs) -> Result<(), Error> {
     init_logging(LogFormat::Text, "info,librdkafka=error");

@@ -31,7 +31,7 @@ impl EngineClock {
 
     /// Engine time after seeing a valid event at `ts`.
     #[inline]
-    pub fn observe(&self, ts: i64, wall_ms: i64) -> i64 {
+    pub(crate) fn observe(&self, ts: i64, wall_ms: i64) -> i64 {
         let t = match self.mode {
             ClockMode::Event => ts,
             ClockMode::Wall => wall_ms,
@@ -69,7 +69,7 @@ impl EngineClock {
 
 /// How many messages [`Partition::process_batch_at`] decodes ahead of the
 /// one it applies.
-pub const BATCH_AHEAD: usize = 16;
+pub(crate) const BATCH_AHEAD: usize = 16;
 
 /// Dedup lookups done together by [`Partition::process_batch_at`].
 const DEDUP_BURST: usize = 8;
@@ -83,7 +83,7 @@ const TAILS_AHEAD: usize = 8;
 /// the backfill stream (medians of three alternating runs, ns/event, one
 /// by one against the pipeline): 544/662 at 2,000 keys, 624/647 at 4,000,
 /// 734/710 at 5,000, 746/707 at 7,000, 819/738 at 10,000.
-pub const PIPELINE_MIN_KEYS: usize = 4096;
+pub(crate) const PIPELINE_MIN_KEYS: usize = 4096;
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub enum Outcome {
 }
 
 /// Upper bounds (seconds) of the `funnel_event_delay_seconds` buckets.
-pub const DELAY_BUCKETS_S: [f64; 14] = [
+pub(crate) const DELAY_BUCKETS_S: [f64; 14] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0, 604800.0,
 ];
 
@@ -104,12 +104,12 @@ pub const DELAY_BUCKETS_S: [f64; 14] = [
 pub struct DelayHistogram {
     /// Per bucket (not cumulative), the last one for +Inf.
     pub counts: [u64; DELAY_BUCKETS_S.len() + 1],
-    pub sum_ms: i128,
+    pub(crate) sum_ms: i128,
 }
 
 impl DelayHistogram {
     #[inline]
-    pub fn observe(&mut self, delay_ms: i64) {
+    pub(crate) fn observe(&mut self, delay_ms: i64) {
         let s = delay_ms as f64 / 1000.0;
         let i = DELAY_BUCKETS_S.partition_point(|&le| le < s);
         self.counts[i] += 1;
@@ -403,16 +403,16 @@ impl Partition {
 pub struct Health {
     pub partition: PartitionStats,
     pub agg: AggStats,
-    pub dedup_evicted: u64,
+    pub(crate) dedup_evicted: u64,
     /// Live use only.
     pub delay: Option<DelayHistogram>,
     /// `(topic, partition, lag)` of assigned partitions (live use only).
     pub lag: Vec<(String, i32, i64)>,
     /// `(topic, partition)` of the partitions whose state this exposition
     /// holds (live use only): `funnel_partition_owned`.
-    pub owned: Vec<(String, i32)>,
+    pub(crate) owned: Vec<(String, i32)>,
     /// Dead-letter copies written, failed writes, copies pending.
-    pub dead_letter: Option<[u64; 3]>,
+    pub(crate) dead_letter: Option<[u64; 3]>,
     /// Checkpoint counters (live use with a checkpoint topic only).
     pub checkpoint: Option<CheckpointHealth>,
     /// `/api/v1/kpis/stream` clients connected now, and dropped because
@@ -429,11 +429,11 @@ pub struct CheckpointHealth {
     pub failures: u64,
     pub restored: u64,
     /// By [`crate::checkpoint::REBUILD_REASONS`].
-    pub rebuilds: [u64; 3],
+    pub(crate) rebuilds: [u64; 3],
     /// Latest checkpoint size of each assigned partition, summed.
     pub bytes: u64,
     /// Age of the oldest latest checkpoint among assigned partitions.
-    pub age_ms: i64,
+    pub(crate) age_ms: i64,
 }
 
 impl Health {

@@ -95,7 +95,7 @@ pub struct Family {
     pub eval: Eval,
     /// [`seen`] bits: the family is published for a key only once it has
     /// received an event of one of these groups (0: always; METRICS.md v2).
-    pub gate: u8,
+    pub(crate) gate: u8,
 }
 
 const fn gauge_w(name: &'static str, help: &'static str, f: WindowFn) -> Family {
@@ -251,7 +251,7 @@ fn pipeline_velocity(w: &WindowSums) -> Option<Value> {
 // --- v2 -----------------------------------------------------------------------
 
 /// Days in the month of METRICS.md v2 (LTV).
-pub const MONTH_MS: i64 = 30 * 86_400_000;
+pub(crate) const MONTH_MS: i64 = 30 * 86_400_000;
 
 fn count(x: i64) -> Option<Value> {
     Some(Value::Int(i128::from(x)))
@@ -271,7 +271,7 @@ fn survey(w: &WindowSums, i: usize) -> i128 {
 
 /// `funnel_mrr_net_new`: new + expansion + reactivation - contraction -
 /// churned.
-pub fn mrr_net_new(w: &WindowSums) -> i128 {
+pub(crate) fn mrr_net_new(w: &WindowSums) -> i128 {
     mrr_net(w)
 }
 
@@ -301,7 +301,7 @@ pub fn cac_payback_months(w: &WindowSums) -> Option<f64> {
 }
 
 /// `funnel_nps_score`: 100 * (promoters - detractors) / responses.
-pub fn nps_score(w: &WindowSums) -> Option<f64> {
+pub(crate) fn nps_score(w: &WindowSums) -> Option<f64> {
     let n = survey(w, f2::NPS_RESPONSES);
     (n != 0).then(|| {
         100.0 * (survey(w, f2::NPS_PROMOTERS) - survey(w, f2::NPS_DETRACTORS)) as f64 / n as f64
@@ -518,7 +518,8 @@ pub fn family(name: &str) -> Option<&'static Family> {
 }
 
 /// Evaluates a windowed family for one key and window.
-pub fn window_value(name: &str, t: &Totals, w: &WindowSums) -> Option<Value> {
+#[cfg(test)]
+pub(crate) fn window_value(name: &str, t: &Totals, w: &WindowSums) -> Option<Value> {
     match family(name)?.eval {
         Eval::Window(f) => f(t, w),
         _ => None,
@@ -534,7 +535,7 @@ pub fn window_value(name: &str, t: &Totals, w: &WindowSums) -> Option<Value> {
 /// their sums) and conversion actions are charged apart, when a key first
 /// has them: [`series_per_group`], [`series_per_action`]
 /// (docs/PERFORMANCE.md, "Series budget").
-pub fn series_per_key(windows: usize) -> usize {
+pub(crate) fn series_per_key(windows: usize) -> usize {
     FAMILIES
         .iter()
         .filter(|f| f.gate & !V1_TYPE_GROUPS == 0 && !OVER_V2_SUMS.iter().any(|o| o.0 == f.name))
@@ -545,7 +546,7 @@ pub fn series_per_key(windows: usize) -> usize {
 /// The most series the v2 group `group` (one of [`seen`]'s `WEB`, `EMAIL`,
 /// `SURVEY`) adds to a key with `windows` windows: the group's families and
 /// the KPIs without a gate whose denominator is a sum of the group.
-pub fn series_per_group(group: u8, windows: usize) -> usize {
+pub(crate) fn series_per_group(group: u8, windows: usize) -> usize {
     FAMILIES
         .iter()
         .filter(|f| {
@@ -557,7 +558,7 @@ pub fn series_per_group(group: u8, windows: usize) -> usize {
 
 /// The most series one conversion `action` adds to a key with `windows`
 /// windows (every family labelled by `action`).
-pub fn series_per_action(windows: usize) -> usize {
+pub(crate) fn series_per_action(windows: usize) -> usize {
     FAMILIES
         .iter()
         .map(|f| match f.eval {

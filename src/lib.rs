@@ -71,7 +71,7 @@ mod tail;
 pub use cli::Cli;
 pub use clock::wall_clock_ms;
 pub use cmd::dispatch;
-pub use config::{ClockMode, ConfigError, EngineConfig};
+pub use config::{ClockMode, EngineConfig};
 pub use engine::{Engine, Health, Outcome, Partition};
 pub use error::Error;
 pub use live::LiveState;

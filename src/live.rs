@@ -17,33 +17,33 @@ pub struct Slot {
     pub state: Mutex<Partition>,
     /// Next offset to apply (offset of the last applied message + 1), -1
     /// before the first.
-    pub applied_next: AtomicI64,
+    pub(crate) applied_next: AtomicI64,
     /// High watermark seen at assignment: caught up once applied_next or
     /// the fetch position reaches it. -1 while unknown.
     pub target: AtomicI64,
     /// Offset consumption started from at assignment, -1 unknown.
-    pub start_offset: AtomicI64,
+    pub(crate) start_offset: AtomicI64,
     /// The target has been raised to a high watermark reported by a fetch
     /// response since assignment (ListOffsets alone can lag behind on some
     /// brokers).
-    pub target_confirmed: AtomicBool,
+    pub(crate) target_confirmed: AtomicBool,
     /// Dispatched to a worker but not yet applied.
-    pub in_flight: AtomicI64,
+    pub(crate) in_flight: AtomicI64,
     /// Offsets of rejected events whose dead-letter copy is not yet
     /// acknowledged: the partition's commit stays below the first.
-    pub dlq_pending: Mutex<std::collections::BTreeSet<i64>>,
+    pub(crate) dlq_pending: Mutex<std::collections::BTreeSet<i64>>,
     /// Next offset covered by the last acknowledged checkpoint of this
     /// slot's current state, -1 none (checkpointing only).
-    pub checkpointed: AtomicI64,
+    pub(crate) checkpointed: AtomicI64,
     /// Checkpoint slot (0 or 1) the next checkpoint goes to.
-    pub checkpoint_slot: std::sync::atomic::AtomicU8,
+    pub(crate) checkpoint_slot: std::sync::atomic::AtomicU8,
     /// Size and wall-clock time of the last checkpoint (or of the
     /// assignment, before the first).
-    pub checkpoint_bytes: std::sync::atomic::AtomicU64,
-    pub checkpoint_at_ms: AtomicI64,
+    pub(crate) checkpoint_bytes: std::sync::atomic::AtomicU64,
+    pub(crate) checkpoint_at_ms: AtomicI64,
     /// Held while a checkpoint of this partition is taken, and while the
     /// partition is assigned or revoked.
-    pub checkpoint_lock: Mutex<()>,
+    pub(crate) checkpoint_lock: Mutex<()>,
     /// Last offset committed synchronously by this process, -1 none.
     pub committed: AtomicI64,
     /// Messages this process applied (valid, duplicate or rejected).
@@ -56,7 +56,7 @@ pub struct Slot {
 impl Slot {
     /// Everything that was in the partition when it was assigned has been
     /// applied (`applied_next` starts at the committed offset).
-    pub fn caught_up(&self) -> bool {
+    pub(crate) fn caught_up(&self) -> bool {
         let target = self.target.load(Ordering::Acquire);
         self.target_confirmed.load(Ordering::Acquire)
             && self.start_offset.load(Ordering::Acquire) >= 0
@@ -89,17 +89,17 @@ impl std::fmt::Display for NotReady {
 pub struct LiveState {
     pub engine: Engine,
     slots: RwLock<BTreeMap<(String, i32), Arc<Slot>>>,
-    pub assigned_once: AtomicBool,
-    pub shutting_down: AtomicBool,
+    pub(crate) assigned_once: AtomicBool,
+    pub(crate) shutting_down: AtomicBool,
     /// Last error that made every broker unreachable; cleared on progress.
-    pub brokers_down: Mutex<Option<String>>,
+    pub(crate) brokers_down: Mutex<Option<String>>,
     pub version: &'static str,
     /// Dead-letter counters, when a dead-letter topic is configured.
-    pub dead_letter: std::sync::OnceLock<Arc<DeadLetterStats>>,
+    pub(crate) dead_letter: std::sync::OnceLock<Arc<DeadLetterStats>>,
     /// Checkpoint counters, when a checkpoint topic is configured.
     pub checkpoint: std::sync::OnceLock<Arc<CheckpointStats>>,
     /// Set when the engine must stop with an error (a refused checkpoint).
-    pub fatal: Mutex<Option<String>>,
+    pub(crate) fatal: Mutex<Option<String>>,
     /// Counters of `/api/v1/kpis/stream` (written by the HTTP export).
     pub streams: StreamStats,
 }
@@ -200,7 +200,7 @@ impl LiveState {
         Ok(())
     }
 
-    pub fn fatal(&self) -> Option<String> {
+    pub(crate) fn fatal(&self) -> Option<String> {
         self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -211,7 +211,7 @@ impl LiveState {
     /// Holds every lock for the whole of `f`: the live exports use
     /// [`copy_partitions`](Self::copy_partitions) instead.
     #[cfg(test)]
-    pub fn with_partitions<R>(&self, f: impl FnOnce(&[&Partition], i64) -> R) -> R {
+    pub(crate) fn with_partitions<R>(&self, f: impl FnOnce(&[&Partition], i64) -> R) -> R {
         use crate::clock::wall_clock_ms;
         use std::sync::MutexGuard;
         let slots = self.assigned();
@@ -235,7 +235,7 @@ impl LiveState {
 
 /// Dead-letter counters (written by the source, published on /metrics).
 #[derive(Debug, Default)]
-pub struct DeadLetterStats {
+pub(crate) struct DeadLetterStats {
     pub written: AtomicU64,
     pub failures: AtomicU64,
     pub pending: AtomicI64,
@@ -247,11 +247,11 @@ pub struct CheckpointStats {
     pub written: AtomicU64,
     pub failures: AtomicU64,
     pub restored: AtomicU64,
-    pub rebuilds: [AtomicU64; 3],
+    pub(crate) rebuilds: [AtomicU64; 3],
     pub written_bytes: AtomicU64,
     /// Microseconds spent encoding (partition locked) and writing.
-    pub encode_us: AtomicU64,
-    pub write_us: AtomicU64,
+    pub(crate) encode_us: AtomicU64,
+    pub(crate) write_us: AtomicU64,
 }
 
 #[cfg(test)]

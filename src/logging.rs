@@ -7,7 +7,7 @@ pub enum LogFormat {
 }
 
 /// Installs the tracing subscriber (stderr, text or JSON).
-pub fn init_logging(format: LogFormat, level: &str) {
+pub(crate) fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

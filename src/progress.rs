@@ -31,6 +31,6 @@ pub fn bar(len: Option<u64>, what: &str) -> ProgressBar {
 }
 
 /// The length of a file to read, when it is a regular file.
-pub fn file_len(f: &std::fs::File) -> Option<u64> {
+pub(crate) fn file_len(f: &std::fs::File) -> Option<u64> {
     f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len())
 }

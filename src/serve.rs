@@ -52,5 +52,9 @@ pub fn serve(
     // The HTTP side stops at once, alongside the source.
     server.begin_shutdown();
     let _ = src.join();
-    server.finish(fatal)
+    let served = server.finish(fatal.is_none());
+    match fatal {
+        Some(m) => Err(Error::Runtime(m)),
+        None => Ok(served?),
+    }
 }

@@ -49,19 +49,19 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_future_skew: Option<String>,
+    pub(crate) max_future_skew: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_lateness: Option<String>,
+    pub(crate) allowed_lateness: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dedup_horizon: Option<String>,
+    pub(crate) dedup_horizon: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dedup_capacity: Option<u64>,
+    pub(crate) dedup_capacity: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_channels: Option<u64>,
+    pub(crate) max_channels: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_campaigns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_tracked_deals: Option<u64>,
+    pub(crate) max_tracked_deals: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_event_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,9 +71,9 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_series: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub calendar_windows: Option<String>,
+    pub(crate) calendar_windows: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub calendar_timezone: Option<String>,
+    pub(crate) calendar_timezone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fiscal_year_start_month: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,7 +126,7 @@ impl Settings {
 
     /// The settings as TOML, in field order, with `comments` after the
     /// values of their keys (`check-config`).
-    pub fn to_toml(&self, comments: &[(&str, String)]) -> Result<String, ConfigError> {
+    pub(crate) fn to_toml(&self, comments: &[(&str, String)]) -> Result<String, ConfigError> {
         let table = toml::Table::try_from(self).map_err(internal)?;
         let mut out = String::new();
         let mut tables = String::new();
@@ -167,7 +167,7 @@ fn internal(e: impl std::fmt::Display) -> ConfigError {
 
 /// flag > env (both through clap) > file: every value the flags set (a
 /// struct with the file's key names and types) replaces the file's.
-pub fn layer(flags: &impl Serialize, file: Settings) -> Result<Settings, ConfigError> {
+pub(crate) fn layer(flags: &impl Serialize, file: Settings) -> Result<Settings, ConfigError> {
     let mut table = toml::Table::try_from(file).map_err(internal)?;
     table.extend(toml::Table::try_from(flags).map_err(internal)?);
     table.try_into().map_err(internal)

@@ -15,7 +15,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -129,7 +129,7 @@ impl Synth {
     }
 
     /// Sets how far event time advances per event on average.
-    pub fn set_step_ms(&mut self, step_ms: f64) {
+    pub(crate) fn set_step_ms(&mut self, step_ms: f64) {
         self.cfg.step_ms = step_ms;
     }
 

@@ -40,17 +40,17 @@ use std::sync::Arc;
 /// Width of the month grid's buckets: 6 hours, at most 1/60 of the
 /// shortest month (28 days / 60 = 11.2 h), so the end of a to-date previous
 /// window is within the contract's tolerance.
-pub const MONTH_GRID_MS: i64 = 6 * 3_600_000;
+pub(crate) const MONTH_GRID_MS: i64 = 6 * 3_600_000;
 /// Width of the day grid's buckets (quarters and years: 1 day is under
 /// 1/60 of a quarter).
-pub const DAY_GRID_MS: i64 = 86_400_000;
+pub(crate) const DAY_GRID_MS: i64 = 86_400_000;
 const DAY_MS: i64 = 86_400_000;
 
 /// A time zone's UTC offsets as a table of transitions: `(from, offset)`,
 /// both in ms, sorted by `from`, the first from `i64::MIN`. Covers
 /// 1900..2200; outside, the nearest offset of the table holds.
 #[derive(Debug)]
-pub struct Zone {
+pub(crate) struct Zone {
     pub name: String,
     tz: TimeZone,
     table: Box<[(i64, i64)]>,
@@ -151,7 +151,7 @@ pub enum Grid {
 /// One slot: its bucket grid and how many buckets its rings keep.
 #[derive(Debug, Clone)]
 pub struct Slot {
-    pub width: i64,
+    pub(crate) width: i64,
     /// Buckets kept by the groups without a previous window...
     keep: i64,
     /// ... and by the growth groups.
@@ -406,7 +406,7 @@ impl Calendar {
     /// The UTC start of the oldest span any calendar window covers at
     /// `now` (its previous period included), and the UTC range of `now`'s
     /// local day, over which that start holds.
-    pub fn oldest_start(&self, now: i64) -> (i64, (i64, i64)) {
+    pub(crate) fn oldest_start(&self, now: i64) -> (i64, (i64, i64)) {
         let p = self.periods(now);
         let oldest = self
             .windows

@@ -33,7 +33,7 @@ impl LabelValues {
     /// The id of `value`, interning it while under the limit. The flag is
     /// `true` when the value was folded into [`OVERFLOW`].
     #[inline]
-    pub fn intern(&self, value: &str) -> (u32, bool) {
+    pub(crate) fn intern(&self, value: &str) -> (u32, bool) {
         if let Some(id) = self.ids.get(value) {
             return (*id, false);
         }
@@ -99,7 +99,7 @@ impl LabelTable {
     /// The same table with the `max_series` budget, charging what
     /// `charges` says (`kpi::charges`); the overflow key's most is
     /// reserved, with every conversion action this table can intern.
-    pub fn with_series_budget(mut self, max_series: usize, charges: Charges) -> Self {
+    pub(crate) fn with_series_budget(mut self, max_series: usize, charges: Charges) -> Self {
         self.keys = KeyBudget::new(max_series, charges, self.action.limit + 1);
         self
     }
@@ -107,7 +107,7 @@ impl LabelTable {
 
 /// Composite of the whole-key overflow pair (`__overflow__`,
 /// `__overflow__`): both label ids are 0.
-pub const OVERFLOW_KEY: u64 = 0;
+pub(crate) const OVERFLOW_KEY: u64 = 0;
 
 /// The series the budget charges, with the engine's windows (`kpi::charges`:
 /// rolling and calendar windows alike).
@@ -138,11 +138,11 @@ impl Charges {
 
 /// The v2 groups charged apart from a key's admission (the v2 types'
 /// groups; the deal and subscription groups are in [`Charges::key`]).
-pub const CHARGED_GROUPS: u8 = seen::WEB | seen::EMAIL | seen::SURVEY;
+pub(crate) const CHARGED_GROUPS: u8 = seen::WEB | seen::EMAIL | seen::SURVEY;
 
 /// What a key is charged for beyond its admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charge {
+pub(crate) enum Charge {
     /// A v2 group ([`CHARGED_GROUPS`] bit).
     Group(u8),
     /// A conversion action (its label id).
@@ -190,7 +190,7 @@ pub struct KeyBudget {
 }
 
 impl KeyBudget {
-    pub fn unlimited() -> Self {
+    pub(crate) fn unlimited() -> Self {
         KeyBudget {
             admitted: DashMap::with_hasher(ahash::RandomState::new()),
             actions: DashMap::with_hasher(ahash::RandomState::new()),
@@ -231,7 +231,7 @@ impl KeyBudget {
     /// Whether the key of label ids `composite` is published under its own
     /// labels, admitting it if there is room. The overflow key always is.
     #[inline]
-    pub fn admit(&self, composite: u64) -> bool {
+    pub(crate) fn admit(&self, composite: u64) -> bool {
         if composite == OVERFLOW_KEY || self.admitted.contains_key(&composite) {
             return true;
         }
@@ -297,7 +297,7 @@ impl KeyBudget {
     /// Charges `c` to the admitted key `composite` if it is not yet, when it
     /// fits: whether the key has it now. The overflow key always has
     /// (reserved); so has every key when the budget is unlimited.
-    pub fn charge(&self, composite: u64, c: Charge) -> bool {
+    pub(crate) fn charge(&self, composite: u64, c: Charge) -> bool {
         if composite == OVERFLOW_KEY || self.unlimited_budget() || self.has(composite, c) {
             return true;
         }
@@ -319,7 +319,7 @@ impl KeyBudget {
     /// and conversion `actions` it had: admitted whole if it is admitted
     /// already (what it has then is charged: it was published under this
     /// budget before) or if all of it fits, else folded whole.
-    pub fn admit_restored(&self, composite: u64, groups: u8, actions: &[u32]) -> bool {
+    pub(crate) fn admit_restored(&self, composite: u64, groups: u8, actions: &[u32]) -> bool {
         let groups = groups & CHARGED_GROUPS;
         if composite == OVERFLOW_KEY {
             return true;
@@ -416,7 +416,7 @@ pub(crate) const OVER_V2_SUMS: &[(&str, u8)] = &[
 /// Groups that v1 event types open: any deal event opens the v2 deal group
 /// (`_by_origin`, `_influenced`, `pipeline_created`), any subscription
 /// event `funnel_mrr_net_new`.
-pub const V1_TYPE_GROUPS: u8 = seen::DEAL | seen::SUBS;
+pub(crate) const V1_TYPE_GROUPS: u8 = seen::DEAL | seen::SUBS;
 
 /// The series budget's two hooks into the aggregator.
 impl super::Aggregator {

@@ -20,13 +20,13 @@ use crate::decode::{Change, DealStage, LeadStage};
 
 /// Entries per key: 16 x 32 bytes, 8 cache lines. Longer logs touch the
 /// rings less often but cost memory on every key and time on every render.
-pub const LOG_LEN: usize = 16;
+pub(crate) const LOG_LEN: usize = 16;
 
 /// One logged update: `kind` says which group it belongs to and what `a`
 /// and `b` mean.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Start of the span the event time falls in.
     pub lo: i64,
     pub a: i64,
@@ -66,7 +66,7 @@ pub enum Kind {
 
 /// The group an entry belongs to, by which rings it goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
+pub(crate) enum Group {
     Traffic,
     Leads,
     Deals,
@@ -86,7 +86,7 @@ impl Kind {
     /// The traffic fields `a` and `b` of a traffic kind stand for (one
     /// table for writing entries and for adding them up).
     #[inline(always)]
-    pub fn traffic_fields(self) -> Option<(usize, usize)> {
+    pub(crate) fn traffic_fields(self) -> Option<(usize, usize)> {
         use field::{AD_SPEND, CLICKS, IMPRESSIONS, OTHER_SPEND};
         match self {
             Kind::Counts => Some((IMPRESSIONS, CLICKS)),
@@ -98,13 +98,13 @@ impl Kind {
     }
 
     /// Bit of [`Group`] in a key's log group mask.
-    pub fn group_bit(self) -> u8 {
+    pub(crate) fn group_bit(self) -> u8 {
         1 << self.group() as u8
     }
 }
 
 /// The customer count a subscription change moves (`funnel_customers_*`).
-pub fn customer_field(change: Change) -> Option<usize> {
+pub(crate) fn customer_field(change: Change) -> Option<usize> {
     match change {
         Change::New => Some(field::CUSTOMERS_NEW),
         Change::Churn => Some(field::CUSTOMERS_CHURNED),
@@ -117,20 +117,20 @@ impl Entry {
     /// Can a later update of span `lo` and kind `kind` be summed into
     /// this entry?
     #[inline]
-    pub fn absorbs(&self, lo: i64, kind: Kind) -> bool {
+    pub(crate) fn absorbs(&self, lo: i64, kind: Kind) -> bool {
         self.lo == lo && self.kind == kind && kind != Kind::DealWon
     }
 
     /// Adds this entry's values into the sums of its group (the sketch
     /// samples excepted: a won deal's sales cycle is returned for it).
     #[inline]
-    pub fn add_to(&self, d: &mut WindowSums) -> Option<i64> {
+    pub(crate) fn add_to(&self, d: &mut WindowSums) -> Option<i64> {
         self.add_to_groups(&mut d.traffic, &mut d.leads, &mut d.deals, &mut d.subs)
     }
 
     /// Adds the entry to a previous window's sums when it is of a group
     /// with one (leads, deals, subscriptions; not traffic).
-    pub fn add_to_prev(&self, p: &mut PrevSums) {
+    pub(crate) fn add_to_prev(&self, p: &mut PrevSums) {
         if self.kind.group() != Group::Traffic {
             let mut traffic = [0; TRAFFIC_N];
             self.add_to_groups(&mut traffic, &mut p.leads, &mut p.deals, &mut p.subs);
@@ -139,7 +139,7 @@ impl Entry {
 
     /// Adds a subscription entry to `subs` (the sums after a closed
     /// window).
-    pub fn add_to_subs(&self, subs: &mut [i64; SUBS_N]) {
+    pub(crate) fn add_to_subs(&self, subs: &mut [i64; SUBS_N]) {
         if self.kind.group() == Group::Subs {
             let (mut t, mut l, mut d) = ([0; TRAFFIC_N], [0; LEADS_N], [0; DEALS_N]);
             self.add_to_groups(&mut t, &mut l, &mut d, subs);

@@ -14,8 +14,9 @@
 //! event sets too.
 
 use super::calendar::{Slot, View};
+use super::key::{rings, rings_heap, Rings};
 use super::ring::Ring;
-use super::{rings, rings_heap, PrevSums, Rings};
+use super::PrevSums;
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
 
 /// Bits of `KeyState::seen`: the groups a key has received an event of.
@@ -44,10 +45,10 @@ pub mod f2 {
     /// `open` amounts by origin (4 values).
     pub const PIPELINE_BY_ORIGIN: usize = 4;
     // web group
-    pub const SESSIONS: usize = 0;
-    pub const PAGEVIEWS: usize = 1;
-    pub const BOUNCES: usize = 2;
-    pub const ENGAGED: usize = 3;
+    pub(crate) const SESSIONS: usize = 0;
+    pub(crate) const PAGEVIEWS: usize = 1;
+    pub(crate) const BOUNCES: usize = 2;
+    pub(crate) const ENGAGED: usize = 3;
     // email group: by `EmailAction as usize`
     // survey group
     pub const NPS_RESPONSES: usize = 0;
@@ -57,16 +58,16 @@ pub mod f2 {
     pub const CSAT_RESPONSES: usize = 4;
     pub const CSAT_SATISFIED: usize = 5;
     // conversion group (per action)
-    pub const CONVERSIONS: usize = 0;
-    pub const CONVERSION_VALUE: usize = 1;
+    pub(crate) const CONVERSIONS: usize = 0;
+    pub(crate) const CONVERSION_VALUE: usize = 1;
 }
 
-pub const DEAL_A_N: usize = 7;
-pub const DEAL_B_N: usize = 8;
-pub const WEB_N: usize = 4;
-pub const EMAIL_N: usize = 8;
-pub const SURVEY_N: usize = 6;
-pub const CONV_N: usize = 2;
+pub(crate) const DEAL_A_N: usize = 7;
+pub(crate) const DEAL_B_N: usize = 8;
+pub(crate) const WEB_N: usize = 4;
+pub(crate) const EMAIL_N: usize = 8;
+pub(crate) const SURVEY_N: usize = 6;
+pub(crate) const CONV_N: usize = 2;
 
 /// All-time v2 totals of one key (or of keys merged for rendering). Money
 /// in micro-units.
@@ -113,7 +114,7 @@ impl V2Totals {
     }
 
     /// `funnel_email_subscribers`: subscribes - unsubscribes - complaints.
-    pub fn email_subscribers(&self) -> i128 {
+    pub(crate) fn email_subscribers(&self) -> i128 {
         use crate::decode::EmailAction as A;
         self.email[A::Subscribed as usize]
             - self.email[A::Unsubscribed as usize]
@@ -179,7 +180,7 @@ pub(crate) fn action_sums(list: &[(u32, [i64; CONV_N])], action: u32) -> [i64; C
 
 /// One conversion action of a key: its total and rings.
 #[derive(Debug, Clone, Default)]
-pub struct ConvAction {
+pub(crate) struct ConvAction {
     pub action: u32,
     pub total: i128,
     rings: Rings<Ring<CONV_N>>,
@@ -187,7 +188,7 @@ pub struct ConvAction {
 
 /// The v2 state of one key.
 #[derive(Debug, Clone, Default)]
-pub struct V2Key {
+pub(crate) struct V2Key {
     pub totals: V2Totals,
     deal_a: Rings<Ring<DEAL_A_N>>,
     deal_b: Rings<Ring<DEAL_B_N>>,
@@ -274,7 +275,7 @@ impl V2Key {
 
     /// Adds a view's sums into `o`, and its growth groups' previous
     /// window into `p`.
-    pub fn sums_into(&self, v: &View, o: &mut V2Sums, p: &mut PrevSums) {
+    pub(crate) fn sums_into(&self, v: &View, o: &mut V2Sums, p: &mut PrevSums) {
         let wi = v.slot;
         if let Some(r) = &self.deal_a {
             r[wi].sum_range(v.cur, &mut o.deal_a);
@@ -306,7 +307,7 @@ impl V2Key {
 
     /// Drops the buckets of slot `wi` older than `oldest` (`growth` for the
     /// groups with a previous window).
-    pub fn evict(&mut self, wi: usize, oldest: i64, growth: i64, shrink: bool) {
+    pub(crate) fn evict(&mut self, wi: usize, oldest: i64, growth: i64, shrink: bool) {
         fn ev<const N: usize>(r: &mut Rings<Ring<N>>, wi: usize, oldest: i64, shrink: bool) {
             if let Some(r) = r {
                 r[wi].evict(oldest, shrink);
@@ -322,7 +323,7 @@ impl V2Key {
         }
     }
 
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         rings_heap(&self.deal_a, Ring::heap_bytes)
             + rings_heap(&self.deal_b, Ring::heap_bytes)
             + rings_heap(&self.web, Ring::heap_bytes)
@@ -339,7 +340,7 @@ impl V2Key {
 
     /// Adds another key's v2 state (restored keys folding into one);
     /// `remap` turns the other's action ids into this one's.
-    pub fn merge_from(&mut self, o: &V2Key, nw: usize) {
+    pub(crate) fn merge_from(&mut self, o: &V2Key, nw: usize) {
         fn merge<const N: usize>(into: &mut Rings<Ring<N>>, from: &Rings<Ring<N>>, nw: usize) {
             if let Some(src) = from {
                 for (a, b) in rings(into, nw).iter_mut().zip(src.iter()) {

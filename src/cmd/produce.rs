@@ -11,6 +11,7 @@ use crate::logging::{init_logging, LogFormat};
 use crate::source::producer::{producer, send, ProduceError};
 use crate::synth::{Synth, SynthConfig};
 use std::io::BufRead;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -40,19 +41,7 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
         .rate
         .unwrap_or(if args.from.is_some() { 0.0 } else { 1000.0 });
     let start = Instant::now();
-    // A bar over the input file's bytes on a terminal (the periodic lines
-    // below otherwise, as for synthetic events).
-    let pb = match &args.from {
-        Some(path) if path.as_os_str() == "-" => crate::progress::bar(None, "produce"),
-        Some(path) => crate::progress::bar(
-            std::fs::metadata(path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.len()),
-            "produce",
-        ),
-        None => indicatif::ProgressBar::hidden(),
-    };
+    let pb = progress_bar(args.from.as_deref());
     let mut sent: u64 = 0;
     let mut last_progress = Instant::now();
     let mut emit = |line: &[u8]| -> Result<(), ProduceError> {
@@ -82,62 +71,9 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
         }
         Ok(())
     };
-    let result: Result<(), Error> = match &args.from {
-        Some(path) => {
-            let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-                Box::new(std::io::BufReader::new(
-                    pb.wrap_read(std::io::stdin().lock()),
-                ))
-            } else {
-                match std::fs::File::open(path) {
-                    Ok(f) => Box::new(std::io::BufReader::new(pb.wrap_read(f))),
-                    Err(e) => {
-                        return Err(Error::Usage(format!("--from {}: {e}", path.display())));
-                    }
-                }
-            };
-            let mut r = Ok(());
-            for line in reader.split(b'\n') {
-                match line {
-                    Ok(mut bytes) => {
-                        if bytes.last() == Some(&b'\r') {
-                            bytes.pop();
-                        }
-                        if bytes.iter().all(u8::is_ascii_whitespace) {
-                            continue;
-                        }
-                        // Sent byte for byte: invalid UTF-8 included.
-                        if let Err(e) = emit(&bytes) {
-                            r = Err(Error::Runtime(e.to_string()));
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        r = Err(Error::Runtime(format!("reading {}: {e}", path.display())));
-                        break;
-                    }
-                }
-            }
-            r
-        }
-        None => {
-            let mut g = Synth::new(SynthConfig {
-                seed: args.seed,
-                keys: args.keys.max(1),
-                step_ms: 0.0,
-                v2_ratio: crate::demo::DEMO_V2_RATIO,
-                ..SynthConfig::default()
-            });
-            let mut r = Ok(());
-            for _ in 0..args.count {
-                g.set_time_ms(wall_clock_ms());
-                if let Err(e) = emit(g.next_line().as_bytes()) {
-                    r = Err(Error::Runtime(e.to_string()));
-                    break;
-                }
-            }
-            r
-        }
+    let result = match &args.from {
+        Some(path) => send_file(path, &pb, &mut emit),
+        None => send_synthetic(args, &mut emit),
     };
     pb.finish_and_clear();
     if let Err(e) = p.flush(Duration::from_secs(120)) {
@@ -158,6 +94,72 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
             sent,
             unacknowledged: sent.saturating_sub(ok),
         });
+    }
+    Ok(())
+}
+
+/// A bar over the input file's bytes on a terminal (the periodic lines of
+/// `run` otherwise, as for synthetic events).
+fn progress_bar(from: Option<&Path>) -> indicatif::ProgressBar {
+    match from {
+        Some(path) if path.as_os_str() == "-" => crate::progress::bar(None, "produce"),
+        Some(path) => crate::progress::bar(
+            std::fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+            "produce",
+        ),
+        None => indicatif::ProgressBar::hidden(),
+    }
+}
+
+/// Sends every non-blank line of `path` (`-`: stdin) byte for byte.
+fn send_file(
+    path: &Path,
+    pb: &indicatif::ProgressBar,
+    emit: &mut dyn FnMut(&[u8]) -> Result<(), ProduceError>,
+) -> Result<(), Error> {
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(
+            pb.wrap_read(std::io::stdin().lock()),
+        ))
+    } else {
+        match std::fs::File::open(path) {
+            Ok(f) => Box::new(std::io::BufReader::new(pb.wrap_read(f))),
+            Err(e) => return Err(Error::Usage(format!("--from {}: {e}", path.display()))),
+        }
+    };
+    for line in reader.split(b'\n') {
+        let mut bytes =
+            line.map_err(|e| Error::Runtime(format!("reading {}: {e}", path.display())))?;
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        // Sent byte for byte: invalid UTF-8 included.
+        emit(&bytes).map_err(|e| Error::Runtime(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Sends `--count` synthetic events at the wall clock's time.
+fn send_synthetic(
+    args: &ProduceArgs,
+    emit: &mut dyn FnMut(&[u8]) -> Result<(), ProduceError>,
+) -> Result<(), Error> {
+    let mut g = Synth::new(SynthConfig {
+        seed: args.seed,
+        keys: args.keys.max(1),
+        step_ms: 0.0,
+        v2_ratio: crate::demo::DEMO_V2_RATIO,
+        ..SynthConfig::default()
+    });
+    for _ in 0..args.count {
+        g.set_time_ms(wall_clock_ms());
+        emit(g.next_line().as_bytes()).map_err(|e| Error::Runtime(e.to_string()))?;
     }
     Ok(())
 }

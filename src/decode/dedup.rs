@@ -65,14 +65,14 @@ impl Dedup {
     /// [`check_and_insert`](Self::check_and_insert), so that the cache
     /// misses of several events overlap. Changes nothing.
     #[inline]
-    pub fn touch(&self, id_hash: u64) {
+    pub(crate) fn touch(&self, id_hash: u64) {
         std::hint::black_box(self.set.contains(&id_hash));
     }
 
     /// Loads the set slot of the `n`th oldest id: expiry or capacity
     /// eviction removes it about `n` insertions from now. Changes nothing.
     #[inline]
-    pub fn touch_nth(&self, n: usize) {
+    pub(crate) fn touch_nth(&self, n: usize) {
         if let Some((h, _)) = self.order.get(n) {
             std::hint::black_box(self.set.contains(h));
         }

@@ -76,7 +76,7 @@ impl fmt::Display for RejectReason {
 /// The event types, in the order of EVENTS.md (the six of v1, then the
 /// four of v2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
+pub(crate) enum EventType {
     Impression,
     Click,
     Lead,
@@ -103,7 +103,7 @@ impl EventType {
         Self::Survey,
     ];
     /// Types of v1 (a format-1 or format-2 checkpoint counts these only).
-    pub const V1_COUNT: usize = 6;
+    pub(crate) const V1_COUNT: usize = 6;
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Impression => "impression",
@@ -217,7 +217,7 @@ impl Origin {
     }
     /// The default of EVENTS.md v2 for a channel, before the
     /// `channel_origins` setting overrides it.
-    pub fn default_for_channel(channel: &str) -> Self {
+    pub(crate) fn default_for_channel(channel: &str) -> Self {
         match channel {
             "outbound" => Self::Sales,
             "partner" => Self::Partner,
@@ -289,10 +289,10 @@ impl SurveyKind {
 
 /// Bits of [`Body::Deal`]'s `ignored`: v2 optional fields whose invalid
 /// value was read as the default (`funnel_fields_ignored_total{field}`).
-pub const IGNORED_ORIGIN: u8 = 1;
-pub const IGNORED_INFLUENCED: u8 = 2;
+pub(crate) const IGNORED_ORIGIN: u8 = 1;
+pub(crate) const IGNORED_INFLUENCED: u8 = 2;
 /// The `field` label values, by bit position.
-pub const IGNORABLE_FIELDS: [&str; 2] = ["origin", "influenced"];
+pub(crate) const IGNORABLE_FIELDS: [&str; 2] = ["origin", "influenced"];
 
 /// Type-specific payload of a valid event. Money is in integer micro-units.
 #[derive(Debug, Clone, PartialEq)]
@@ -363,7 +363,7 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
-    pub fn event_type(&self) -> EventType {
+    pub(crate) fn event_type(&self) -> EventType {
         match self.body {
             Body::Impression { .. } => EventType::Impression,
             Body::Click { .. } => EventType::Click,
@@ -383,9 +383,9 @@ impl Event<'_> {
 /// implementation represents exactly.
 pub const MAX_COUNT: u64 = (1 << 53) - 1;
 /// Largest accepted money amount per event, in currency units.
-pub const MAX_MONEY_UNITS: f64 = 1e12;
+pub(crate) const MAX_MONEY_UNITS: f64 = 1e12;
 /// Micro-units per currency unit.
-pub const MICRO: i64 = 1_000_000;
+pub(crate) const MICRO: i64 = 1_000_000;
 
 /// Decoder settings.
 #[derive(Debug, Clone)]

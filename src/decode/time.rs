@@ -47,7 +47,7 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
 /// milliseconds. Fractions beyond the millisecond are truncated; `T`, `t` or a
 /// space separate date and time; `Z`, `z` or `+HH:MM` / `-HH:MM` give the
 /// offset. Returns `None` for anything else.
-pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 {
         return None;

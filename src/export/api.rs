@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-pub struct Filter {
+pub(crate) struct Filter {
     pub metric: Option<String>,
     pub window: Option<String>,
     pub channel: Option<String>,
@@ -39,7 +39,7 @@ pub struct Filter {
 
 /// One series of a snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct KpiSeries {
+pub(crate) struct KpiSeries {
     pub metric: String,
     /// `channel`, `campaign`, and `window`, `stage` or `change`.
     pub labels: BTreeMap<String, String>,
@@ -59,7 +59,7 @@ impl KpiSeries {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Engine time, epoch milliseconds.
     pub now: i64,
     pub series: Vec<KpiSeries>,
@@ -176,7 +176,8 @@ pub async fn kpis(
 }
 
 /// The final event of every stream when the engine stops.
-pub const SHUTDOWN_EVENT: &str = "event: shutdown\ndata: {\"reason\":\"engine stopping\"}\n\n";
+pub(crate) const SHUTDOWN_EVENT: &str =
+    "event: shutdown\ndata: {\"reason\":\"engine stopping\"}\n\n";
 const KEEP_ALIVE: &str = ":\n\n";
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 /// How often each client's forwarder checks that its client still reads.
@@ -186,12 +187,12 @@ const STALL_CHECK_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct StreamLimits {
     /// Most clients following streams at once; more get 503.
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
     /// Events queued for one client; a client whose queue is full, or whose
     /// oldest queued event waited `stall_timeout`, is disconnected and
     /// counted in `funnel_stream_clients_dropped_total`.
-    pub client_buffer: usize,
-    pub stall_timeout: Duration,
+    pub(crate) client_buffer: usize,
+    pub(crate) stall_timeout: Duration,
 }
 
 impl Default for StreamLimits {
@@ -443,7 +444,7 @@ struct Feed {
 /// The shared source of every `/api/v1/kpis/stream`: one feed per (filter,
 /// interval), alive while it has subscribers. Streams cost one snapshot per
 /// interval and filter, not one per client.
-pub struct StreamHub {
+pub(crate) struct StreamHub {
     live: Arc<LiveState>,
     feeds: Mutex<HashMap<FeedKey, Arc<Feed>>>,
     permits: Arc<Semaphore>,
@@ -494,7 +495,8 @@ impl StreamHub {
     }
 
     /// Number of feeds computing now (one per distinct filter and interval).
-    pub fn feeds(&self) -> usize {
+    #[cfg(test)]
+    fn feeds(&self) -> usize {
         self.feeds.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
@@ -569,7 +571,7 @@ async fn run_feed(hub: Arc<StreamHub>, key: FeedKey, filter: Filter, feed: Arc<F
 /// Set on each request by the server: closing it closes the connection
 /// (used to drop a stream client that stopped reading).
 #[derive(Clone, Debug)]
-pub struct ConnectionCloser(pub CancellationToken);
+pub(crate) struct ConnectionCloser(pub CancellationToken);
 
 /// The frames queued for one client, and when the client last took one.
 struct ClientBody {

@@ -26,13 +26,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How often the history is sampled.
-pub const HISTORY_STEP: Duration = Duration::from_secs(10);
+pub(crate) const HISTORY_STEP: Duration = Duration::from_secs(10);
 /// Samples kept: one hour.
-pub const HISTORY_POINTS: usize = 360;
+pub(crate) const HISTORY_POINTS: usize = 360;
 
 /// The funnel's windowed counts and money, top to bottom: what both
 /// boards (the page at `/` and `tail`'s) roll up first.
-pub const FUNNEL: [&str; 9] = [
+pub(crate) const FUNNEL: [&str; 9] = [
     "funnel_impressions",
     "funnel_clicks",
     "funnel_leads",
@@ -64,7 +64,7 @@ pub const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str;
 
 /// The windowed families summed over keys in each sample (counts and
 /// money: sums of sums are exact roll-ups).
-pub const SAMPLED: [&str; 28] = concat(&[
+pub(crate) const SAMPLED: [&str; 28] = concat(&[
     &FUNNEL,
     &[
         "funnel_ad_spend",
@@ -90,23 +90,23 @@ pub const SAMPLED: [&str; 28] = concat(&[
 ]);
 
 /// The current-state families summed over keys in each sample.
-pub const SAMPLED_STATE: &[&str] = &["funnel_mrr", "funnel_customers"];
+pub(crate) const SAMPLED_STATE: &[&str] = &["funnel_mrr", "funnel_customers"];
 
 /// The sum of the won deals' sales cycles (mean x deals won per key): the
 /// mean of a roll-up is this over the summed deals won.
-pub const CYCLE_SUM: &str = "funnel_sales_cycle_seconds_sum";
+pub(crate) const CYCLE_SUM: &str = "funnel_sales_cycle_seconds_sum";
 
 /// One sample: engine time, the sums per window, the current-state sums.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Point {
+pub(crate) struct Point {
     pub now: i64,
     pub windows: BTreeMap<String, BTreeMap<String, f64>>,
     pub state: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct HistoryReply {
-    pub step_seconds: f64,
+pub(crate) struct HistoryReply {
+    pub(crate) step_seconds: f64,
     pub points: Vec<Point>,
 }
 
@@ -179,7 +179,7 @@ pub fn sample(live: &LiveState) -> Point {
 
 /// The last hour of samples, newest last.
 #[derive(Default)]
-pub struct History {
+pub(crate) struct History {
     points: Mutex<VecDeque<Arc<Point>>>,
 }
 
@@ -214,7 +214,7 @@ impl History {
     }
 
     /// The samples, oldest first, restricted to one window when given.
-    pub fn reply(&self, window: Option<&str>) -> HistoryReply {
+    pub(crate) fn reply(&self, window: Option<&str>) -> HistoryReply {
         let q = self.points.lock().unwrap_or_else(|e| e.into_inner());
         let points = q
             .iter()
@@ -234,7 +234,7 @@ impl History {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     pub window: Option<String>,
 }
 
@@ -247,7 +247,7 @@ pub async fn history(
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct HealthReply {
+pub(crate) struct HealthReply {
     pub ready: bool,
     /// Why not ready (the body of `/readyz`), when not.
     pub reason: Option<String>,
@@ -263,10 +263,10 @@ pub struct HealthReply {
     pub late: u64,
     pub lag: i64,
     /// `funnel_stream_clients`.
-    pub stream_clients: u64,
+    pub(crate) stream_clients: u64,
 }
 
-pub fn health_now(live: &LiveState) -> HealthReply {
+pub(crate) fn health_now(live: &LiveState) -> HealthReply {
     // One partition locked at a time, only to read its counters.
     let mut h = crate::engine::Health::default();
     let mut lag = 0;

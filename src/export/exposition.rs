@@ -14,7 +14,7 @@ impl LiveState {
     /// never stalls ingestion on the other partitions, nor on this one for
     /// longer than the copy. Partitions revoked from this instance are left
     /// out: their new owner publishes them.
-    pub fn copy_partitions(&self) -> (KeyCopies, Health, i64) {
+    pub(crate) fn copy_partitions(&self) -> (KeyCopies, Health, i64) {
         let now = self.engine.clock.now(wall_clock_ms());
         let mut keys = KeyCopies::default();
         let mut health = Health::default();

@@ -48,17 +48,17 @@ impl Drop for Busy {
 pub struct HttpLimits {
     /// A request's head must arrive within this; it also closes idle
     /// keep-alive connections (and bounds the TLS handshake).
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// A write to a client that makes no progress for this long closes the
     /// connection (a client that never reads).
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     /// Longest time to produce a response (streams excepted): 503 after it.
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// `/api/v1/kpis` and `/` requests computed at once; more get 503, so
     /// that API work never queues up ahead of `/metrics`.
-    pub max_api_requests: usize,
+    pub(crate) max_api_requests: usize,
     /// Largest request body accepted (every endpoint is a GET).
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// On shutdown: how long in-flight requests may take to finish before
     /// their connections are closed.
     pub grace: Duration,
@@ -79,7 +79,7 @@ impl Default for HttpLimits {
     }
 }
 
-pub fn router(
+pub(crate) fn router(
     live: Arc<LiveState>,
     auth: Option<Arc<BasicAuth>>,
     hub: Arc<StreamHub>,
@@ -132,7 +132,7 @@ pub fn router(
 
 /// Only `/healthz` and `/readyz`, plain HTTP, no auth: for kubelet probes
 /// on a separate address (`--probe-listen`).
-pub fn probe_router(live: Arc<LiveState>) -> Router {
+pub(crate) fn probe_router(live: Arc<LiveState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -155,7 +155,7 @@ pub async fn serve(
 /// accepted, in-flight requests have `limits.grace` to finish, then every
 /// remaining connection is closed. Returns within about `grace` plus a
 /// second, whatever the clients do.
-pub async fn serve_with(
+pub(crate) async fn serve_with(
     listener: tokio::net::TcpListener,
     live: Arc<LiveState>,
     security: Security,
@@ -172,7 +172,7 @@ pub async fn serve_with(
 /// line, on plain HTTP), so that a scrape never waits behind stream
 /// clients' writes or API work on the other runtime's threads. The board's
 /// history and the stream feeds run on `others` too.
-pub async fn serve_split(
+pub(crate) async fn serve_split(
     listener: tokio::net::TcpListener,
     live: Arc<LiveState>,
     security: Security,
@@ -225,7 +225,7 @@ async fn is_priority(tcp: &tokio::net::TcpStream, wait: Duration) -> bool {
 /// The accept loop under every listener of the engine: HTTP/1.1 (hyper),
 /// optional TLS, header-read and write timeouts, and a bounded graceful
 /// shutdown.
-pub async fn serve_app(
+pub(crate) async fn serve_app(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,

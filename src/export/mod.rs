@@ -2,11 +2,11 @@
 //! [`prometheus`] renders the exposition text from the aggregators' state
 //! and the engine's health counters.
 
-pub mod api;
-pub mod board;
+pub(crate) mod api;
+pub(crate) mod board;
 mod exposition;
 pub mod http;
-pub mod ownership;
+pub(crate) mod ownership;
 pub mod prometheus;
 pub mod security;
 pub mod server;

@@ -17,10 +17,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Content type of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Appends `v` with `\`, `"` and newline escaped as label values need.
-pub fn escape_label_value(out: &mut String, v: &str) {
+pub(crate) fn escape_label_value(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -33,7 +33,7 @@ pub fn escape_label_value(out: &mut String, v: &str) {
 
 /// Appends a value in a form Prometheus parses exactly: integers as
 /// integers, money as an exact decimal, other floats in shortest form.
-pub fn write_value(out: &mut String, v: Value) {
+pub(crate) fn write_value(out: &mut String, v: Value) {
     match v {
         Value::Int(i) => out.push_str(itoa::Buffer::new().format(i)),
         Value::Money(m) => write_micro(out, m),
@@ -52,7 +52,7 @@ pub fn write_value(out: &mut String, v: Value) {
 }
 
 /// Micro-units as an exact decimal: `12500000` -> `12.5`.
-pub fn write_micro(out: &mut String, m: i128) {
+pub(crate) fn write_micro(out: &mut String, m: i128) {
     if m < 0 {
         out.push('-');
     }
@@ -134,7 +134,7 @@ struct MergedKey {
 /// totals and window sums merged across the aggregators (keys that exist in
 /// several partitions add up, so the result equals a single aggregator's over
 /// all events).
-pub fn for_each_key(
+pub(crate) fn for_each_key(
     aggs: &[&Aggregator],
     now: i64,
     mut f: impl FnMut(&str, &str, &Totals, &V2Totals, &[WindowSums]),
@@ -208,7 +208,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::Text => CONTENT_TYPE,
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
@@ -217,7 +217,7 @@ impl Format {
 }
 
 /// Content type of OpenMetrics 1.0.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
+pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Renders the whole exposition at engine time `now` in the text format.
@@ -226,7 +226,7 @@ pub fn render(aggs: &[&Aggregator], health: &Health, now: i64, version: &str) ->
 }
 
 /// Receives every business series, key by key (see [`visit_series`]).
-pub trait SeriesVisitor {
+pub(crate) trait SeriesVisitor {
     /// A new (channel, campaign) key starts; its series follow.
     fn key(&mut self, channel: &str, campaign: &str);
     /// One series of the current key: family index into [`FAMILIES`], the
@@ -236,7 +236,7 @@ pub trait SeriesVisitor {
 }
 
 /// Evaluates every family of [`FAMILIES`] for every key, in label order.
-pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) {
+pub(crate) fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) {
     let specs = aggs.first().map(|a| a.views(now)).unwrap_or_default();
     let actions = aggs
         .first()
@@ -256,7 +256,7 @@ pub fn visit_series(aggs: &[&Aggregator], now: i64, v: &mut impl SeriesVisitor) 
 }
 
 /// [`visit_series`] over keys copied out of the partitions.
-pub fn visit_copied(keys: &KeyCopies, v: &mut impl SeriesVisitor) {
+pub(crate) fn visit_copied(keys: &KeyCopies, v: &mut impl SeriesVisitor) {
     let actions = keys
         .labels
         .as_ref()
@@ -269,7 +269,7 @@ pub fn visit_copied(keys: &KeyCopies, v: &mut impl SeriesVisitor) {
 }
 
 /// One (channel, campaign) key's merged state, as the families read it.
-pub struct KeyView<'a> {
+pub(crate) struct KeyView<'a> {
     pub channel: &'a str,
     pub campaign: &'a str,
     pub totals: &'a Totals,
@@ -369,7 +369,7 @@ type Sums = (Totals, V2Totals, Vec<WindowSums>);
 /// themselves: the sums are integers and the sketches and conversion lists
 /// are merged by `finish`, so the order of the additions does not matter.
 #[derive(Debug, Default)]
-pub struct KeyCopies {
+pub(crate) struct KeyCopies {
     views: Vec<View>,
     slots: Vec<Slot>,
     gross_margin: f64,
@@ -472,11 +472,6 @@ impl KeyCopies {
             windows: ws,
         })
     }
-
-    /// The published windows the keys were summed over.
-    pub fn views(&self) -> &[View] {
-        &self.views
-    }
 }
 
 /// Writes series into one buffer per family, so that each family's lines
@@ -510,7 +505,7 @@ impl SeriesVisitor for TextWriter {
 }
 
 /// Renders the whole exposition at engine time `now`.
-pub fn render_as(
+pub(crate) fn render_as(
     aggs: &[&Aggregator],
     health: &Health,
     now: i64,
@@ -521,7 +516,12 @@ pub fn render_as(
 }
 
 /// [`render_as`] from keys copied out of the partitions: the same bytes.
-pub fn render_copied(keys: &KeyCopies, health: &Health, version: &str, format: Format) -> String {
+pub(crate) fn render_copied(
+    keys: &KeyCopies,
+    health: &Health,
+    version: &str,
+    format: Format,
+) -> String {
     render_series(|w| visit_copied(keys, w), health, version, format)
 }
 

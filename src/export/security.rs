@@ -285,7 +285,7 @@ fn unauthorized() -> Response {
 }
 
 /// Axum middleware: every request needs valid basic-auth credentials.
-pub async fn require_auth(
+pub(crate) async fn require_auth(
     State(auth): State<Arc<BasicAuth>>,
     req: Request,
     next: Next,

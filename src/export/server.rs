@@ -3,7 +3,6 @@
 //! plain probe listener. The live engine binds it, starts it once the
 //! source runs, waits on it for SIGTERM/SIGINT, and stops it.
 
-use crate::error::Error;
 use crate::export::http::{self, HttpLimits};
 use crate::export::security::Security;
 use crate::live::LiveState;
@@ -13,18 +12,39 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info};
+use tracing::info;
+
+/// Why the HTTP side could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot start the HTTP runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr} (probe_listen): {source}")]
+    ProbeListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Failed(#[source] std::io::Error),
+    #[error("the HTTP server stopped unexpectedly: {0}")]
+    Stopped(#[source] tokio::task::JoinError),
+}
 
 /// Where and how the HTTP side serves.
 #[derive(Debug, Clone)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     pub listen: SocketAddr,
     pub probe_listen: Option<SocketAddr>,
     pub security: Security,
-    pub limits: HttpLimits,
+    pub(crate) limits: HttpLimits,
 }
 
-pub struct Server {
+pub(crate) struct Server {
     settings: HttpSettings,
     rt: tokio::runtime::Runtime,
     /// Accepts, and serves scrapes and probes: never behind stream writes
@@ -39,7 +59,7 @@ pub struct Server {
 
 impl Server {
     /// Starts the runtime and binds the main address (not serving yet).
-    pub fn bind(settings: HttpSettings) -> Result<Server, Error> {
+    pub fn bind(settings: HttpSettings) -> Result<Server, ServeError> {
         let listen = settings.listen;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -47,17 +67,19 @@ impl Server {
             .on_thread_start(yield_to_scrapes)
             .enable_all()
             .build()
-            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
+            .map_err(ServeError::Runtime)?;
         let scrape_rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("funnel-scrape")
             .enable_all()
             .build()
-            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
-        let listener = scrape_rt.block_on(TcpListener::bind(listen)).map_err(|e| {
-            error!("cannot listen on {listen}: {e}");
-            Error::Runtime(format!("cannot listen on {listen}: {e}"))
-        })?;
+            .map_err(ServeError::Runtime)?;
+        let listener = scrape_rt
+            .block_on(TcpListener::bind(listen))
+            .map_err(|source| ServeError::Listen {
+                addr: listen,
+                source,
+            })?;
         let addr = listener.local_addr().unwrap_or(listen);
         Ok(Server {
             settings,
@@ -77,7 +99,7 @@ impl Server {
     }
 
     /// Serves `live`: binds the probe address if any, then serves both.
-    pub fn start(&mut self, live: &Arc<LiveState>) -> Result<(), Error> {
+    pub fn start(&mut self, live: &Arc<LiveState>) -> Result<(), ServeError> {
         let s = &self.settings;
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -88,9 +110,7 @@ impl Server {
             let l = self
                 .scrape_rt
                 .block_on(TcpListener::bind(addr))
-                .map_err(|e| {
-                    Error::Runtime(format!("cannot listen on {addr} (probe_listen): {e}"))
-                })?;
+                .map_err(|source| ServeError::ProbeListen { addr, source })?;
             info!(%addr, "serving /healthz and /readyz for probes");
             let app = http::probe_router(live.clone());
             let shutdown = stopped(self.stop.subscribe());
@@ -119,37 +139,30 @@ impl Server {
 
     /// Blocks until SIGTERM/SIGINT, or until `stop()` holds (polled every
     /// 100 ms).
-    pub fn wait_for_stop(&self, stop: impl Fn() -> bool) {
+    pub(crate) fn wait_for_stop(&self, stop: impl Fn() -> bool) {
         self.rt.block_on(wait_for_stop(stop));
     }
 
     /// Stops accepting: streams get their final event, other requests a
     /// bounded grace period.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         let _ = self.stop.send(true);
     }
 
-    /// Waits for the listeners to finish (the main one only when the
-    /// engine did not stop on `fatal`, which is the error then).
-    pub fn finish(mut self, fatal: Option<String>) -> Result<(), Error> {
+    /// Waits for the listeners to finish (the main one only when `wait_main`:
+    /// not when the engine stopped on a fatal error, which is the error then).
+    pub fn finish(mut self, wait_main: bool) -> Result<(), ServeError> {
         let (probes, main) = (self.probes.take(), self.main.take());
         let result = self.rt.block_on(async move {
             if let Some(p) = probes {
                 let _ = p.await;
             }
-            if let Some(m) = fatal {
-                return Err(Error::Runtime(m));
-            }
             match main {
-                Some(server) => match server.await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => {
-                        error!("http server: {e}");
-                        Err(Error::Reported(1))
-                    }
-                    Err(_) => Err(Error::Reported(1)),
+                Some(server) if wait_main => match server.await {
+                    Ok(r) => r.map_err(ServeError::Failed),
+                    Err(e) => Err(ServeError::Stopped(e)),
                 },
-                None => Ok(()),
+                _ => Ok(()),
             }
         });
         // A render or snapshot still running on a blocking thread must not

@@ -18,7 +18,7 @@
 
 use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
 use crate::engine::{Engine, Partition};
-pub use crate::live::CheckpointStats;
+pub(crate) use crate::live::CheckpointStats;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 /// State bytes per chunk record (below librdkafka's and Kafka's default
 /// 1 MB message limit, with room for the header).
-pub const CHUNK_BYTES: usize = 512 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 512 * 1024;
 const CHUNK_MAGIC: [u8; 8] = *b"FNLSTCHK";
 pub const CHUNK_HEADER: usize = 8 + 8 + 4;
 /// Manifest format version.
@@ -127,7 +127,7 @@ pub struct CheckpointSettings {
 /// the largest source topic (at least 1), so that a restore scans about one
 /// source partition's checkpoints; its replication factor is the broker's
 /// `default.replication.factor`.
-pub const CREATED_TOPIC_CONFIG: [(&str, &str); 4] = [
+pub(crate) const CREATED_TOPIC_CONFIG: [(&str, &str); 4] = [
     ("cleanup.policy", "compact"),
     // A chunk is 512 KiB of state plus a 20-byte header and its key: room
     // for one with margin, or two in a producer batch.
@@ -171,7 +171,7 @@ type Results = Arc<Mutex<Vec<Option<Result<i64, KafkaError>>>>>;
 
 /// The checkpoint reader's callbacks: its end-of-partition events are how
 /// a read ends, not errors worth a log line.
-pub struct QuietReader;
+pub(crate) struct QuietReader;
 impl ClientContext for QuietReader {
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(error, KafkaError::PartitionEOF(_)) {
@@ -181,7 +181,7 @@ impl ClientContext for QuietReader {
 }
 impl rdkafka::consumer::ConsumerContext for QuietReader {}
 
-pub struct DeliveryContext;
+pub(crate) struct DeliveryContext;
 impl ClientContext for DeliveryContext {}
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<(Results, usize)>;
@@ -393,7 +393,7 @@ impl Store {
     /// topic exists (creating it if allowed), and warns when it is not
     /// compacted (retention could then delete the checkpoint of a partition
     /// that stays idle).
-    pub fn check_topic(&self) -> Result<(), StoreError> {
+    pub(crate) fn check_topic(&self) -> Result<(), StoreError> {
         let admin_config = &self.admin;
         if self.partitions.get().is_some() {
             return Ok(());

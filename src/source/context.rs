@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 /// Consumer callbacks: rebalances, statistics (lag), errors, logs.
-pub struct SourceContext {
+pub(crate) struct SourceContext {
     pub(super) live: Arc<LiveState>,
     pub(super) dispatcher: Arc<Dispatcher>,
     pub(super) needs_targets: AtomicBool,

@@ -5,7 +5,7 @@
 //! (`funnel_dead_letter_failures_total`) and visible
 //! (`funnel_dead_letter_pending`), and never blocks the partition.
 
-pub use crate::live::DeadLetterStats;
+pub(crate) use crate::live::DeadLetterStats;
 use crate::live::Slot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// Header names on dead-lettered messages.
-pub const HEADER_REASON: &str = "funnelstream.reason";
-pub const HEADER_TOPIC: &str = "funnelstream.source.topic";
-pub const HEADER_PARTITION: &str = "funnelstream.source.partition";
-pub const HEADER_OFFSET: &str = "funnelstream.source.offset";
+pub(crate) const HEADER_REASON: &str = "funnelstream.reason";
+pub(crate) const HEADER_TOPIC: &str = "funnelstream.source.topic";
+pub(crate) const HEADER_PARTITION: &str = "funnelstream.source.partition";
+pub(crate) const HEADER_OFFSET: &str = "funnelstream.source.offset";
 
 /// One copy on its way; kept until acknowledged, so it can be re-sent.
 pub struct Copy {
@@ -31,7 +31,7 @@ pub struct Copy {
     reason: &'static str,
 }
 
-pub struct Context {
+pub(crate) struct Context {
     stats: Arc<DeadLetterStats>,
     retry: Arc<Mutex<Vec<Copy>>>,
     last_warning: Mutex<Option<Instant>>,
@@ -75,7 +75,7 @@ impl Context {
     }
 }
 
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     producer: ThreadedProducer<Context>,
     topic: String,
     pub stats: Arc<DeadLetterStats>,
@@ -187,7 +187,7 @@ impl DeadLetter {
     }
 
     /// Re-sends the copies whose writes failed (called a few times a second).
-    pub fn retry_failed(&self) {
+    pub(crate) fn retry_failed(&self) {
         let failed: Vec<Copy> =
             std::mem::take(&mut *self.retry.lock().unwrap_or_else(|e| e.into_inner()));
         for c in failed {

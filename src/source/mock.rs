@@ -5,7 +5,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
-pub struct MockBroker(MockCluster<'static, DefaultProducerContext>);
+pub(crate) struct MockBroker(MockCluster<'static, DefaultProducerContext>);
 
 impl MockBroker {
     /// A one-broker cluster.

@@ -21,9 +21,9 @@
 //! Kafka), `dead_letter`; this file builds the source and shuts it down.
 
 pub mod checkpoint;
-pub mod client;
-pub mod dead_letter;
-pub mod mock;
+pub(crate) mod client;
+pub(crate) mod dead_letter;
+pub(crate) mod mock;
 pub mod producer;
 
 mod checkpointer;
@@ -38,8 +38,9 @@ mod stats;
 mod worker;
 
 pub(crate) use checkpointer::checkpoint_slot;
-pub use context::SourceContext;
-pub use settings::{client_config, KafkaSettings, CONSUMER_ONLY, MANAGED_PROPERTIES};
+pub(crate) use context::SourceContext;
+pub use settings::KafkaSettings;
+pub(crate) use settings::{client_config, CONSUMER_ONLY, MANAGED_PROPERTIES};
 
 use crate::live::LiveState;
 use checkpoint::Store;

@@ -7,7 +7,7 @@ use rdkafka::config::ClientConfig;
 
 /// librdkafka properties funnelstream sets itself, because exactness
 /// depends on them; passing them through is refused.
-pub const MANAGED_PROPERTIES: [&str; 5] = [
+pub(crate) const MANAGED_PROPERTIES: [&str; 5] = [
     "bootstrap.servers",
     "group.id",
     "enable.auto.commit",
@@ -17,7 +17,7 @@ pub const MANAGED_PROPERTIES: [&str; 5] = [
 
 /// Consumer-only librdkafka properties, not passed to the dead-letter
 /// producer.
-pub const CONSUMER_ONLY: [&str; 12] = [
+pub(crate) const CONSUMER_ONLY: [&str; 12] = [
     "auto.offset.reset",
     "session.timeout.ms",
     "heartbeat.interval.ms",
@@ -49,7 +49,7 @@ pub struct KafkaSettings {
 }
 
 /// The client configuration funnelstream uses (exposed for `check-config`).
-pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, SourceError> {
+pub(crate) fn client_config(s: &KafkaSettings) -> Result<ClientConfig, SourceError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &s.brokers)
         .set("group.id", &s.group)

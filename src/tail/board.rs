@@ -11,7 +11,7 @@ use crate::export::board::{concat, FUNNEL};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The series the board reads, by metric name (all windowed).
-pub const INPUTS: [&str; 26] = concat(&[
+pub(crate) const INPUTS: [&str; 26] = concat(&[
     &["funnel_spend", "funnel_ad_spend"],
     &FUNNEL,
     &[
@@ -39,7 +39,7 @@ pub const INPUTS: [&str; 26] = concat(&[
 
 /// The current-state series the board reads (no window): those the page's
 /// history sums.
-pub const STATE_INPUTS: &[&str] = crate::export::board::SAMPLED_STATE;
+pub(crate) const STATE_INPUTS: &[&str] = crate::export::board::SAMPLED_STATE;
 
 // Indices into INPUTS.
 const SPEND: usize = 0;
@@ -76,9 +76,9 @@ const CHURN_RATIO: usize = 25;
 /// gross_margin = spend / (mrr_new * cac_payback_months) and
 /// gross_margin * W / month = ltv * customer_churn_ratio / arpa.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Constants {
+pub(crate) struct Constants {
     pub gross_margin: Option<f64>,
-    pub gm_w_month: Option<f64>,
+    pub(crate) gm_w_month: Option<f64>,
     /// A closed calendar period (`last_month`, `last_quarter`): its
     /// starting stock is today's minus the movement since the period
     /// began, which its own sums do not hold, so roll-ups over a starting
@@ -92,7 +92,7 @@ pub struct Constants {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sums {
     pub v: [f64; INPUTS.len()],
-    pub cycle_s: f64,
+    pub(crate) cycle_s: f64,
     /// Current MRR and customers of the group's keys (state, no window).
     pub mrr: f64,
     pub customers: f64,
@@ -129,7 +129,7 @@ pub enum Unit {
     Number,
 }
 
-pub struct Column {
+pub(crate) struct Column {
     /// Short header shown on the board.
     pub header: &'static str,
     /// The metric of METRICS.md the column is (rolled up).
@@ -141,7 +141,7 @@ pub struct Column {
 }
 
 /// The board's KPI columns, in display order.
-pub static COLUMNS: &[Column] = &[
+pub(crate) static COLUMNS: &[Column] = &[
     Column {
         header: "SPEND",
         metric: "funnel_spend",
@@ -324,7 +324,7 @@ fn velocity(s: &Sums) -> Option<f64> {
 
 /// A column by header or metric name (case-insensitive); `name` (the row
 /// labels) is column 0, the KPIs follow.
-pub fn column_index(name: &str) -> Option<usize> {
+pub(crate) fn column_index(name: &str) -> Option<usize> {
     let n = name.trim().to_ascii_lowercase();
     if matches!(n.as_str(), "name" | "channel" | "campaign") {
         return Some(0);
@@ -347,7 +347,7 @@ pub fn format(unit: Unit, v: Option<f64>) -> String {
 
 /// What a row stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum View {
+pub(crate) enum View {
     #[default]
     Channel,
     Campaign,
@@ -381,7 +381,7 @@ impl View {
 /// A `--by` value that names no view.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}`: use channel, campaign or channel/campaign")]
-pub struct UnknownView(pub String);
+pub(crate) struct UnknownView(pub String);
 
 impl std::str::FromStr for View {
     type Err = UnknownView;
@@ -476,7 +476,7 @@ impl Store {
 
     /// The engine's constants for `window`, from the first key that
     /// publishes the KPIs they are read from.
-    pub fn constants(&self, window: &str) -> Constants {
+    pub(crate) fn constants(&self, window: &str) -> Constants {
         let mut c = Constants {
             closed: matches!(window, "last_month" | "last_quarter"),
             ..Constants::default()
@@ -545,7 +545,7 @@ impl Store {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     pub name: Vec<String>,
     pub values: Vec<Option<f64>>,
     pub cells: Vec<String>,
@@ -626,7 +626,7 @@ pub fn headers(view: View, cols: &[usize]) -> Vec<String> {
 
 impl Row {
     /// The row with only the columns `cols`.
-    pub fn project(&self, cols: &[usize]) -> Row {
+    pub(crate) fn project(&self, cols: &[usize]) -> Row {
         Row {
             name: self.name.clone(),
             values: cols.iter().map(|i| self.values[*i]).collect(),
@@ -637,7 +637,7 @@ impl Row {
 
 /// What to show: everything the keys of the board choose.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub view: View,
     pub window: String,
     pub sort: usize,
@@ -679,7 +679,7 @@ pub fn title(url: &str, store: &Store, s: &Settings) -> String {
 }
 
 /// Column widths of a table (header and rows).
-pub fn widths(head: &[String], rows: &[&Row]) -> Vec<usize> {
+pub(crate) fn widths(head: &[String], rows: &[&Row]) -> Vec<usize> {
     let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.name.iter().chain(&r.cells).enumerate() {

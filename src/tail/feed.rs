@@ -11,7 +11,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
-pub enum Msg {
+pub(crate) enum Msg {
     /// The full state: the first event of every connection.
     Snapshot(Snapshot),
     /// Series changed or gone (`value: None`) since the previous event.
@@ -156,7 +156,7 @@ pub struct Health {
 
 /// The engine's answer to `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
+pub(crate) enum Readiness {
     Ready,
     /// Not ready, or refusing the request: why (the URL, the status and
     /// the body of `/readyz`).
@@ -165,7 +165,7 @@ pub enum Readiness {
     Unreachable,
 }
 
-pub const COUNTERS: [&str; 5] = [
+pub(crate) const COUNTERS: [&str; 5] = [
     "funnel_events_ingested_total",
     "funnel_events_rejected_total",
     "funnel_events_duplicate_total",
@@ -174,7 +174,7 @@ pub const COUNTERS: [&str; 5] = [
 ];
 
 /// Sums the health counters of a Prometheus text exposition.
-pub fn parse_counters(text: impl BufRead) -> std::io::Result<[f64; 5]> {
+pub(crate) fn parse_counters(text: impl BufRead) -> std::io::Result<[f64; 5]> {
     let mut out = [0.0; 5];
     for line in text.lines() {
         let line = line?;

@@ -80,12 +80,12 @@ pub struct TailArgs {
     /// PEM file of the CA that signed the engine's certificate (https://
     /// URLs with a private CA).
     #[arg(long, value_name = "FILE")]
-    pub ca_cert: Option<std::path::PathBuf>,
+    pub(crate) ca_cert: Option<std::path::PathBuf>,
 }
 
 /// How a request failed (each message starts with the URL).
 #[derive(Debug, thiserror::Error)]
-pub enum Fetch {
+pub(crate) enum Fetch {
     /// Connection refused, reset, timed out: the engine may come back.
     #[error("{0}")]
     Transport(String),
@@ -102,7 +102,7 @@ pub enum Fetch {
 
 /// Why `tail` stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum TailError {
+pub(crate) enum TailError {
     /// A flag with an invalid value (exit 2).
     #[error(transparent)]
     Usage(#[from] ConfigError),
@@ -235,7 +235,7 @@ pub fn request(
 }
 
 /// `metric{channel="..",campaign="..",window=".."}`
-pub fn series_name(s: &KpiSeries) -> String {
+pub(crate) fn series_name(s: &KpiSeries) -> String {
     let mut labels: Vec<(&String, &String)> = s.labels.iter().collect();
     // channel, campaign first, then the extra label.
     labels.sort_by_key(|(k, _)| match k.as_str() {
@@ -247,7 +247,7 @@ pub fn series_name(s: &KpiSeries) -> String {
     format!("{}{{{}}}", s.metric, inner.join(","))
 }
 
-pub fn format_value(v: Option<f64>) -> String {
+pub(crate) fn format_value(v: Option<f64>) -> String {
     match v {
         None => "gone".into(),
         Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
@@ -342,7 +342,7 @@ fn settings(args: &TailArgs) -> Result<Settings, ConfigError> {
 }
 
 /// The window to show: the one asked for, else 1d, else the shortest.
-pub fn pick_window(asked: &str, served: &[String]) -> String {
+pub(crate) fn pick_window(asked: &str, served: &[String]) -> String {
     if !asked.is_empty() {
         return asked.to_string();
     }

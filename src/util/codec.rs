@@ -18,7 +18,7 @@ pub enum CheckpointError {
 
 /// Appends varint-encoded values.
 #[derive(Debug, Default)]
-pub struct Writer {
+pub(crate) struct Writer {
     pub buf: Vec<u8>,
 }
 
@@ -28,18 +28,18 @@ impl Writer {
         self.buf.push(v);
     }
     #[inline]
-    pub fn u64_fixed(&mut self, v: u64) {
+    pub(crate) fn u64_fixed(&mut self, v: u64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
     #[inline]
-    pub fn uvar(&mut self, v: u64) {
+    pub(crate) fn uvar(&mut self, v: u64) {
         put_uvar(&mut self.buf, v);
     }
     #[inline]
-    pub fn ivar(&mut self, v: i64) {
+    pub(crate) fn ivar(&mut self, v: i64) {
         self.uvar(zigzag(v));
     }
-    pub fn i128var(&mut self, v: i128) {
+    pub(crate) fn i128var(&mut self, v: i128) {
         let mut z = ((v << 1) ^ (v >> 127)) as u128;
         while z >= 0x80 {
             self.buf.push((z as u8) | 0x80);
@@ -55,12 +55,12 @@ impl Writer {
 
 /// Reads what [`Writer`] wrote; every read is bounds-checked.
 #[derive(Debug)]
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
-pub type ReadResult<T> = Result<T, CheckpointError>;
+pub(crate) type ReadResult<T> = Result<T, CheckpointError>;
 
 fn truncated<T>(what: &str) -> ReadResult<T> {
     Err(CheckpointError::Corrupt(format!(
@@ -73,7 +73,7 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
@@ -86,7 +86,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    pub fn u64_fixed(&mut self) -> ReadResult<u64> {
+    pub(crate) fn u64_fixed(&mut self) -> ReadResult<u64> {
         let Some(b) = self.buf.get(self.pos..self.pos + 8) else {
             return truncated("u64");
         };
@@ -95,7 +95,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    pub fn uvar(&mut self) -> ReadResult<u64> {
+    pub(crate) fn uvar(&mut self) -> ReadResult<u64> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -111,11 +111,11 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    pub fn ivar(&mut self) -> ReadResult<i64> {
+    pub(crate) fn ivar(&mut self) -> ReadResult<i64> {
         Ok(unzigzag(self.uvar()?))
     }
 
-    pub fn i128var(&mut self) -> ReadResult<i128> {
+    pub(crate) fn i128var(&mut self) -> ReadResult<i128> {
         let mut z: u128 = 0;
         for shift in (0..128).step_by(7) {
             let b = self.u8()?;

@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// A `Hasher` for keys that are already uniformly distributed hashes.
 #[derive(Default, Clone, Copy)]
-pub struct PreHashed(u64);
+pub(crate) struct PreHashed(u64);
 
 impl Hasher for PreHashed {
     fn finish(&self) -> u64 {
@@ -27,11 +27,11 @@ impl Hasher for PreHashed {
     }
 }
 
-pub type PreHashedMap<V> = HashMap<u64, V, BuildHasherDefault<PreHashed>>;
-pub type PreHashedMap128<V> = HashMap<u128, V, BuildHasherDefault<PreHashed>>;
+pub(crate) type PreHashedMap<V> = HashMap<u64, V, BuildHasherDefault<PreHashed>>;
+pub(crate) type PreHashedMap128<V> = HashMap<u128, V, BuildHasherDefault<PreHashed>>;
 
 /// Hash of an event id or a deal id.
 #[inline]
-pub fn id_hash(id: &str) -> u64 {
+pub(crate) fn id_hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }

@@ -4,4 +4,4 @@
 
 pub mod codec;
 pub mod hash;
-pub mod varint;
+pub(crate) mod varint;

@@ -3,12 +3,12 @@
 //! (`aggregate::ring`).
 
 /// Most bytes one `u64` varint takes.
-pub const MAX_LEN: usize = 10;
+pub(crate) const MAX_LEN: usize = 10;
 
 /// Writes `v` as a varint into `buf` at `at`, returning the end. `buf`
 /// must have [`MAX_LEN`] bytes from `at` (or as many as `v` needs).
 #[inline]
-pub fn put_uvar_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
+pub(crate) fn put_uvar_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
     while v >= 0x80 {
         buf[at] = v as u8 | 0x80;
         v >>= 7;
@@ -20,7 +20,7 @@ pub fn put_uvar_at(buf: &mut [u8], mut at: usize, mut v: u64) -> usize {
 
 /// Appends `v` as a varint.
 #[inline]
-pub fn put_uvar(out: &mut Vec<u8>, v: u64) {
+pub(crate) fn put_uvar(out: &mut Vec<u8>, v: u64) {
     let mut b = [0u8; MAX_LEN];
     let n = put_uvar_at(&mut b, 0, v);
     out.extend_from_slice(&b[..n]);
@@ -29,7 +29,7 @@ pub fn put_uvar(out: &mut Vec<u8>, v: u64) {
 /// Reads a varint written by [`put_uvar_at`] from trusted bytes (the
 /// process's own: panics past the end of `b`).
 #[inline]
-pub fn get_uvar(b: &[u8], p: &mut usize) -> u64 {
+pub(crate) fn get_uvar(b: &[u8], p: &mut usize) -> u64 {
     let mut v = 0u64;
     let mut shift = 0u32;
     loop {
@@ -45,12 +45,12 @@ pub fn get_uvar(b: &[u8], p: &mut usize) -> u64 {
 
 /// Maps signed to unsigned so that small magnitudes make short varints.
 #[inline]
-pub fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
 #[inline]
-pub fn unzigzag(z: u64) -> i64 {
+pub(crate) fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
