@@ -354,15 +354,6 @@ fn one_exit_point() {
     assert!(bad.is_empty(), "exit outside main.rs: {bad:?}");
 }
 
-/// Errors that are plain strings, left in files outside this work's reach
-/// (`src/source/`, issue 16), with how many each may still have: the
-/// number may only go down. Every other file has none.
-const STRING_ERRORS_LEFT: [(&str, usize); 3] = [
-    ("source/checkpoint.rs", 16),
-    ("source/checkpointer.rs", 1),
-    ("source/restore.rs", 1),
-];
-
 /// How many times `code` makes a plain `String` an error: a `Result<..>`
 /// whose last generic argument is `String` (`Result<T, String>`,
 /// `Result<(), String>`, over several lines too), or `type Err = String`.
@@ -407,20 +398,11 @@ fn errors_are_typed_not_strings() {
     let mut bad = Vec::new();
     for s in sources() {
         let n = string_errors(&s.code);
-        let allowed = STRING_ERRORS_LEFT
-            .iter()
-            .find(|(f, _)| *f == s.file)
-            .map_or(0, |(_, n)| *n);
-        if n > allowed {
+        if n > 0 {
             bad.push(format!(
-                "{}: {n} `Result<_, String>` (at most {allowed}): return a typed error",
+                "{}: {n} `Result<_, String>`: return a typed error",
                 s.file
             ));
-        } else if n < allowed {
-            println!(
-                "{}: {n} string errors left; lower STRING_ERRORS_LEFT",
-                s.file
-            );
         }
     }
     assert!(bad.is_empty(), "string errors:\n{}", bad.join("\n"));

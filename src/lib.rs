@@ -34,8 +34,10 @@
 //!   and `demo`; `main.rs` is the one place that exits.
 //!
 //! The modules the benchmarks, the integration tests and the fuzzer drive
-//! directly are public; the rest is private. The most used items are
-//! re-exported here.
+//! directly are public, and in them only what those name (and the types
+//! their signatures need); everything else is `pub(crate)` or private, so
+//! the compiler reports dead code. The most used items are re-exported
+//! here.
 
 #[cfg(test)]
 mod architecture;

@@ -1,14 +1,44 @@
 //! Restoring newly assigned partitions from their checkpoints.
 
-use super::checkpoint::{Loaded, Policy, Store};
+use super::checkpoint::{Loaded, Policy, Store, StoreError};
 use super::context::SourceContext;
 use super::Kafka;
 use crate::clock::wall_clock_ms;
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
+
+/// Why a newly assigned partition cannot start (the engine stops).
+#[derive(Debug, thiserror::Error)]
+enum RestoreError {
+    #[error("cannot read the offsets of {topic}/{partition}: {source}")]
+    Watermarks {
+        topic: String,
+        partition: i32,
+        source: KafkaError,
+    },
+    #[error("cannot read checkpoints of {topic}/{partition} from `{store}`: {source}")]
+    Read {
+        topic: String,
+        partition: i32,
+        store: String,
+        source: Box<StoreError>,
+    },
+    #[error(
+        "checkpoint of {topic}/{partition} is {reason}: {detail}; refusing to start \
+         (--checkpoint-policy refuse). Fix or delete the checkpoint, or run \
+         with --checkpoint-policy rebuild to recount from the earliest retained offset"
+    )]
+    Refused {
+        topic: String,
+        partition: i32,
+        reason: &'static str,
+        detail: String,
+    },
+}
 
 impl SourceContext {
     /// Checkpointing on: gives every newly assigned partition its state
@@ -45,7 +75,8 @@ impl SourceContext {
                         warn!(error = %e, "setting the start offset failed");
                     }
                 }
-                Err(msg) => {
+                Err(e) => {
+                    let msg = e.to_string();
                     error!("{msg}");
                     *self.live.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
                     return;
@@ -63,7 +94,7 @@ impl SourceContext {
         topic: &str,
         p: i32,
         group_offset: Option<i64>,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, RestoreError> {
         let live = &self.live;
         let slot = live.slot(topic, p);
         let _g = slot
@@ -88,15 +119,19 @@ impl SourceContext {
         let (low, _) = with_retries("source watermarks", || {
             consumer.fetch_watermarks(topic, p, Duration::from_secs(10))
         })
-        .map_err(|e| format!("cannot read the offsets of {topic}/{p}: {e}"))?;
+        .map_err(|source| RestoreError::Watermarks {
+            topic: topic.to_string(),
+            partition: p,
+            source,
+        })?;
         let loaded = with_retries("checkpoint read", || {
             store.load(&live.engine, topic, p, low)
         })
-        .map_err(|e| {
-            format!(
-                "cannot read checkpoints of {topic}/{p} from `{}`: {e}",
-                store.topic
-            )
+        .map_err(|source| RestoreError::Read {
+            topic: topic.to_string(),
+            partition: p,
+            store: store.topic.clone(),
+            source: Box::new(source),
         })?;
         let reset = |start: i64, at_ms: i64| {
             *slot.state.lock().unwrap_or_else(|e| e.into_inner()) = live.engine.live_partition();
@@ -176,11 +211,12 @@ impl SourceContext {
                         reset(low, wall_clock_ms());
                         Ok(low)
                     }
-                    Policy::Refuse => Err(format!(
-                        "checkpoint of {topic}/{p} is {reason}: {detail}; refusing to start \
-                         (--checkpoint-policy refuse). Fix or delete the checkpoint, or run \
-                         with --checkpoint-policy rebuild to recount from the earliest retained offset"
-                    )),
+                    Policy::Refuse => Err(RestoreError::Refused {
+                        topic: topic.to_string(),
+                        partition: p,
+                        reason,
+                        detail,
+                    }),
                 }
             }
         }
