@@ -1875,6 +1875,32 @@ fn end_to_end_prometheus_scrapes_demo() {
         },
         &mut [&mut prometheus],
     );
+    // Then a whole pass of every rule group (two recording, two alerting)
+    // that started after those scrapes: the groups' offsets within the
+    // evaluation interval differ, so one group having data says nothing of
+    // the others. Prometheus sets this gauge to a pass's start once it ends.
+    let scraped_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    wait_until(
+        "a pass of every rule group after the fifth scrape",
+        Duration::from_secs(4 * EVALUATION_INTERVAL_S + 30),
+        || {
+            let Ok((200, own)) = get(&prom_addr, "/metrics") else {
+                return false;
+            };
+            let passes: Vec<f64> = own
+                .lines()
+                .filter(|l| {
+                    l.starts_with("prometheus_rule_group_last_evaluation_timestamp_seconds{")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+                .collect();
+            passes.len() == 4 && passes.iter().all(|&t| t > scraped_at)
+        },
+        &mut [&mut prometheus],
+    );
     engine.assert_running();
     let ready_after = started.elapsed();
 
