@@ -94,6 +94,18 @@ static NTH_END: [[u8; 8]; 256] = {
     t
 };
 
+/// `VALUES[m]`: the values a bucket with mask `m` holds (its set bits; a
+/// table, as the baseline x86_64 target has no popcount instruction).
+static VALUES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut m = 0;
+    while m < 256 {
+        t[m] = (m as u8).count_ones() as u8;
+        m += 1;
+    }
+    t
+};
+
 /// Most bytes one bucket can take: gap, mask, up to 8 values (a mask
 /// byte has 8 bits).
 const MAX_BUCKET_BYTES: usize = 10 + 1 + 10 * 8;
@@ -209,7 +221,7 @@ impl<const N: usize> Packed<N> {
         } else {
             get_uvar(b, &mut q)
         };
-        let mut values = b[q].count_ones() as usize;
+        let mut values = usize::from(VALUES[usize::from(b[q])]);
         q += 1;
         while values > 0 {
             let Some(w) = b.get(q..q + 8) else {
