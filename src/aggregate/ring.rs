@@ -67,6 +67,45 @@ struct Packed<const N: usize> {
     back: i64,
 }
 
+/// The high bit of each byte of `w`, gathered into the low 8 bits (bit
+/// `j` from byte `j`, little-endian).
+#[inline(always)]
+fn high_bits(w: u64) -> u64 {
+    ((w >> 7) & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// `NTH_END[m][k]`: the position of the `k+1`-th set bit of `m` (from the
+/// lowest), or 8 when `m` has fewer: where the `k+1`-th varint ending
+/// among 8 bytes is (see `Packed::step`).
+static NTH_END: [[u8; 8]; 256] = {
+    let mut t = [[8u8; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut bit, mut k) = (0, 0);
+        while bit < 8 {
+            if m & (1 << bit) != 0 {
+                t[m][k] = bit as u8;
+                k += 1;
+            }
+            bit += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// `VALUES[m]`: the values a bucket with mask `m` holds (its set bits; a
+/// table, as the baseline x86_64 target has no popcount instruction).
+static VALUES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut m = 0;
+    while m < 256 {
+        t[m] = (m as u8).count_ones() as u8;
+        m += 1;
+    }
+    t
+};
+
 /// Most bytes one bucket can take: gap, mask, up to 8 values (a mask
 /// byte has 8 bits).
 const MAX_BUCKET_BYTES: usize = 10 + 1 + 10 * 8;
@@ -163,16 +202,63 @@ impl<const N: usize> Packed<N> {
     /// Moves `*p` past the bucket there.
     #[inline]
     fn skip(&self, p: &mut usize) {
+        *p = self.step(*p).1;
+    }
+
+    /// The gap of the bucket at `p` and the offset of the next one,
+    /// without a branch per byte: a varint's last byte is the one with its
+    /// high bit clear, so after the mask the bucket ends at the `k`-th such
+    /// byte, `k` being the values the mask says it holds. They are found 8
+    /// bytes at a time (most buckets need one load), byte by byte only
+    /// within the last 8 bytes of the vector.
+    #[inline(always)]
+    fn step(&self, p: usize) -> (u64, usize) {
         let b = &self.bytes;
-        get_uvar(b, p);
-        let mut values = b[*p].count_ones();
-        *p += 1;
+        let mut q = p;
+        let gap = if b[p] < 0x80 {
+            q += 1;
+            u64::from(b[p])
+        } else {
+            get_uvar(b, &mut q)
+        };
+        let mut values = usize::from(VALUES[usize::from(b[q])]);
+        q += 1;
         while values > 0 {
-            if b[*p] < 0x80 {
-                values -= 1;
+            let Some(w) = b.get(q..q + 8) else {
+                while values > 0 {
+                    if b[q] < 0x80 {
+                        values -= 1;
+                    }
+                    q += 1;
+                }
+                break;
+            };
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            let ends = !high_bits(w) as u8;
+            let nth = NTH_END[usize::from(ends)][values - 1];
+            if nth < 8 {
+                return (gap, q + usize::from(nth) + 1);
             }
-            *p += 1;
+            values -= ends.count_ones() as usize;
+            q += 8;
         }
+        (gap, q)
+    }
+
+    /// Replaces the bytes `start..end` with `new`, moving the bytes after
+    /// them (in place: the caller has reserved room for any growth).
+    #[inline]
+    fn replace(&mut self, start: usize, end: usize, new: &[u8]) {
+        let len = self.bytes.len();
+        let moved = start + new.len();
+        if moved > end {
+            self.bytes.resize(len + (moved - end), 0);
+            self.bytes.copy_within(end..len, moved);
+        } else if moved < end {
+            self.bytes.copy_within(end..len, moved);
+            self.bytes.truncate(len - (end - moved));
+        }
+        self.bytes[start..moved].copy_from_slice(new);
     }
 
     /// Decodes the bucket at `*p` (its gap and values), moving `*p` past it.
@@ -258,37 +344,38 @@ impl<const N: usize> Packed<N> {
         let mut cur = self.first;
         let mut prev: Option<i64> = None;
         for i in 0..self.len {
-            let start = p;
-            let mut after_gap = p;
-            let gap = get_uvar(&self.bytes, &mut after_gap);
+            let (gap, next) = self.step(p);
             if i > 0 {
                 cur = cur.wrapping_add(gap as i64);
             }
-            let mut buf = [0u8; MAX_BUCKET_BYTES + 10];
-            if cur == idx {
-                // The bucket exists: re-encode it with its (unchanged) gap.
-                let mut end = start;
-                let (_, mut v) = self.read(&mut end);
-                add_into(&mut v, delta);
-                let n = Self::encode(&mut buf, gap, &v);
-                self.bytes.splice(start..end, buf[..n].iter().copied());
-                return;
-            }
-            if cur > idx {
-                // A new bucket before this one, whose gap now starts at it.
-                let new_gap = prev.map_or(0, |pv| idx.wrapping_sub(pv) as u64);
-                let n = Self::encode(&mut buf, new_gap, delta);
-                let n = put_uvar_at(&mut buf, n, cur.wrapping_sub(idx) as u64);
-                self.bytes
-                    .splice(start..after_gap, buf[..n].iter().copied());
-                if prev.is_none() {
-                    self.first = idx;
+            if cur >= idx {
+                let mut buf = [0u8; MAX_BUCKET_BYTES + 10];
+                if cur == idx {
+                    // The bucket exists: re-encode it with its (unchanged)
+                    // gap.
+                    let mut end = p;
+                    let (_, mut v) = self.read(&mut end);
+                    add_into(&mut v, delta);
+                    let n = Self::encode(&mut buf, gap, &v);
+                    self.replace(p, end, &buf[..n]);
+                } else {
+                    // A new bucket before this one, whose gap now starts
+                    // at it.
+                    let mut after_gap = p;
+                    get_uvar(&self.bytes, &mut after_gap);
+                    let new_gap = prev.map_or(0, |pv| idx.wrapping_sub(pv) as u64);
+                    let n = Self::encode(&mut buf, new_gap, delta);
+                    let n = put_uvar_at(&mut buf, n, cur.wrapping_sub(idx) as u64);
+                    self.replace(p, after_gap, &buf[..n]);
+                    if prev.is_none() {
+                        self.first = idx;
+                    }
+                    self.len += 1;
                 }
-                self.len += 1;
                 return;
             }
             prev = Some(cur);
-            self.skip(&mut p);
+            p = next;
         }
         // Newer than every bucket held (not the callers' case).
         self.push_back(oldest, idx, delta);
@@ -735,17 +822,23 @@ mod tests {
     /// few buckets' worth), although expired buckets are dropped lazily.
     #[test]
     fn packed_ring_equals_a_plain_model() {
+        // Three values, and eight (a mask byte with its high bit set).
+        packed_model::<3>(0x9E37_79B9_7F4A_7C15, 200);
+        packed_model::<8>(0x2545_F491_4F6C_DD1D, 60);
+    }
+
+    fn packed_model<const N: usize>(seed: u64, rings: usize) {
         use std::collections::BTreeMap;
-        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = seed;
         let mut next = move |n: u64| {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
             rng % n
         };
-        for _ in 0..200 {
-            let mut ring = Ring::<3>::default();
-            let mut model: BTreeMap<i64, [i64; 3]> = BTreeMap::new();
+        for _ in 0..rings {
+            let mut ring = Ring::<N>::default();
+            let mut model: BTreeMap<i64, [i64; N]> = BTreeMap::new();
             let mut oldest = next(1000) as i64 - 500;
             let mut max_live = 0;
             for _ in 0..400 {
@@ -768,19 +861,23 @@ mod tests {
                             1 => newest - next(4) as i64,
                             _ => newest + next(3) as i64,
                         };
-                        let mut d = [0i64; 3];
+                        let mut d = [0i64; N];
                         for x in d.iter_mut() {
-                            *x = match next(5) {
-                                0 => 0,
-                                1 => i64::MAX - next(3) as i64,
-                                2 => i64::MIN + next(3) as i64,
+                            // Zero, extremes, and one-, two- and
+                            // three-byte varints.
+                            *x = match next(8) {
+                                0 | 1 => 0,
+                                2 => i64::MAX - next(3) as i64,
+                                3 => i64::MIN + next(3) as i64,
+                                4 | 5 => next(128) as i64 - 64,
+                                6 => next(16_000) as i64 - 8_000,
                                 _ => next(2_000_000) as i64 - 1_000_000,
                             };
                         }
                         ring.add(oldest, idx, &d);
                         model.retain(|k, _| *k >= oldest);
                         if idx >= oldest {
-                            add_into(model.entry(idx).or_insert([0; 3]), &d);
+                            add_into(model.entry(idx).or_insert([0; N]), &d);
                         }
                     }
                 }
@@ -794,7 +891,7 @@ mod tests {
                     .map(|(k, v)| {
                         let gap = prev.map_or(0, |p: i64| (k - p) as u64);
                         prev = Some(*k);
-                        Packed::<3>::encode(&mut buf, gap, v)
+                        Packed::<N>::encode(&mut buf, gap, v)
                     })
                     .sum();
                 max_live = max_live.max(live);
@@ -804,7 +901,7 @@ mod tests {
                     ring.heap_bytes()
                 );
                 for from in [oldest, oldest + 3, oldest + 40] {
-                    let (mut s, mut m) = ([0i64; 3], [0i64; 3]);
+                    let (mut s, mut m) = ([0i64; N], [0i64; N]);
                     ring.sum_into(from, &mut s);
                     for v in model.range(from..).map(|e| e.1) {
                         add_into(&mut m, v);
@@ -816,7 +913,7 @@ mod tests {
             let mut w = Writer::default();
             ring.encode_into(&mut w);
             let bytes = w.buf;
-            let back = Ring::<3>::decode_from(&mut Reader::new(&bytes)).unwrap();
+            let back = Ring::<N>::decode_from(&mut Reader::new(&bytes)).unwrap();
             assert_eq!(back, ring);
         }
     }
