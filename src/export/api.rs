@@ -37,6 +37,24 @@ pub(crate) struct Filter {
     pub interval: Option<f64>,
 }
 
+impl Filter {
+    /// Whether the series of key (`channel`, `campaign`) are kept.
+    fn keeps_key(&self, channel: &str, campaign: &str) -> bool {
+        self.channel.as_deref().is_none_or(|c| c == channel)
+            && self.campaign.as_deref().is_none_or(|c| c == campaign)
+    }
+
+    /// Whether a series of family `name` with labels `extra` (besides the
+    /// key's) is kept.
+    fn keeps_series(&self, name: &str, extra: &[(&'static str, &str)]) -> bool {
+        self.metric.as_deref().is_none_or(|m| m == name)
+            && self
+                .window
+                .as_deref()
+                .is_none_or(|w| !extra.iter().any(|(k, v)| *k == "window" && *v != w))
+    }
+}
+
 /// One series of a snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct KpiSeries {
@@ -75,28 +93,15 @@ struct Collector<'a> {
 
 impl SeriesVisitor for Collector<'_> {
     fn key(&mut self, channel: &str, campaign: &str) {
-        self.keep_key = self.filter.channel.as_deref().is_none_or(|c| c == channel)
-            && self
-                .filter
-                .campaign
-                .as_deref()
-                .is_none_or(|c| c == campaign);
+        self.keep_key = self.filter.keeps_key(channel, campaign);
         self.channel = channel.to_string();
         self.campaign = campaign.to_string();
     }
 
     fn series(&mut self, family: usize, extra: &[(&'static str, &str)], value: Value) {
-        if !self.keep_key {
-            return;
-        }
         let name = FAMILIES[family].name;
-        if self.filter.metric.as_deref().is_some_and(|m| m != name) {
+        if !self.keep_key || !self.filter.keeps_series(name, extra) {
             return;
-        }
-        if let Some(w) = self.filter.window.as_deref() {
-            if extra.iter().any(|(k, v)| *k == "window" && *v != w) {
-                return;
-            }
         }
         let mut labels = BTreeMap::new();
         labels.insert("channel".to_string(), self.channel.clone());
@@ -287,12 +292,7 @@ struct Encoder<'a> {
 
 impl SeriesVisitor for Encoder<'_> {
     fn key(&mut self, channel: &str, campaign: &str) {
-        self.keep_key = self.filter.channel.as_deref().is_none_or(|c| c == channel)
-            && self
-                .filter
-                .campaign
-                .as_deref()
-                .is_none_or(|c| c == campaign);
+        self.keep_key = self.filter.keeps_key(channel, campaign);
         self.channel.clear();
         self.channel.push_str(channel);
         self.campaign.clear();
@@ -300,17 +300,9 @@ impl SeriesVisitor for Encoder<'_> {
     }
 
     fn series(&mut self, family: usize, extra: &[(&'static str, &str)], value: Value) {
-        if !self.keep_key {
-            return;
-        }
         let name = FAMILIES[family].name;
-        if self.filter.metric.as_deref().is_some_and(|m| m != name) {
+        if !self.keep_key || !self.filter.keeps_series(name, extra) {
             return;
-        }
-        if let Some(w) = self.filter.window.as_deref() {
-            if extra.iter().any(|(k, v)| *k == "window" && *v != w) {
-                return;
-            }
         }
         // Labels in key order, as a BTreeMap serialises them (a later
         // duplicate replaces an earlier one, as BTreeMap::insert does).
