@@ -10,6 +10,18 @@
 //! expiry and capacity eviction both pop it, and the set holds exactly the
 //! ids of the queue. That costs 16 bytes per id in the queue and 9 (one
 //! hash slot and its control byte) in the set, over hashbrown's load factor.
+//!
+//! Once the memory is full, every insertion removes the oldest id, and
+//! hashbrown leaves a tombstone for some removals. It clears them by
+//! rehashing in place only while the set holds at most half its capacity;
+//! past that it doubles the table instead. A set filled to `capacity` by
+//! doubling holds more than half, so it used to double once more, some 11
+//! capacities of insertions later (about half an hour into a soak at the
+//! default million ids): resident memory stepped up long after the
+//! warm-up. The set is therefore given that final size when the queue first
+//! fills (2 x `capacity` ids of room: 2^22 buckets, 38 MB, for a million),
+//! and never grows after it
+//! (`the_set_does_not_grow_once_the_memory_is_full`).
 
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
 use crate::util::hash::PreHashed;
@@ -27,6 +39,8 @@ pub struct Dedup {
     order: VecDeque<(u64, i64)>,
     /// Live ids forgotten because the memory was full.
     pub evicted: u64,
+    /// The set was given its final size (see the module comment).
+    sized: bool,
 }
 
 impl Dedup {
@@ -37,6 +51,7 @@ impl Dedup {
             set: HashSet::default(),
             order: VecDeque::new(),
             evicted: 0,
+            sized: false,
         }
     }
 
@@ -58,7 +73,20 @@ impl Dedup {
         let at = self.order.back().map_or(now, |&(_, t)| t.max(now));
         self.set.insert(id_hash);
         self.order.push_back((id_hash, at));
+        if self.order.len() == self.capacity && !self.sized {
+            self.reach_final_size();
+        }
         false
+    }
+
+    /// Room for 2 x `capacity` ids: the set then holds at most half its
+    /// capacity for good, so hashbrown clears tombstones in place and never
+    /// reallocates. Once only: a later `reserve` would count tombstones as
+    /// used room and double the table.
+    fn reach_final_size(&mut self) {
+        self.sized = true;
+        self.set
+            .reserve((2 * self.capacity).saturating_sub(self.set.len()));
     }
 
     /// Loads the set slot of `id_hash` ahead of
@@ -115,6 +143,20 @@ impl Dedup {
     ) -> ReadResult<()> {
         self.set = HashSet::default();
         self.order = VecDeque::new();
+        self.sized = false;
+        let read = self.decode_queue(r, version, engine_now);
+        if self.order.len() >= self.capacity {
+            self.reach_final_size();
+        }
+        read
+    }
+
+    fn decode_queue(
+        &mut self,
+        r: &mut Reader<'_>,
+        version: u16,
+        engine_now: i64,
+    ) -> ReadResult<()> {
         if version == 1 {
             return self.decode_v1(r, engine_now);
         }
@@ -232,6 +274,48 @@ mod tests {
         assert!(d.len() <= 12, "{}", d.len());
         assert_eq!(d.len(), d.order.len());
         assert_eq!(d.evicted, 0);
+    }
+
+    /// Ids as the engine makes them: 64-bit hashes, spread over every bit.
+    fn hashes() -> impl Iterator<Item = u64> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        std::iter::repeat_with(move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        })
+    }
+
+    #[test]
+    fn the_set_does_not_grow_once_the_memory_is_full() {
+        // hashbrown's room (`capacity()`: items + growth left) is at its
+        // largest right after an allocation; tombstones only lower it.
+        // Without the final sizing, a set of 1,000 ids in 2,048 buckets
+        // doubles to 4,096 about 12,000 insertions after filling.
+        let cap = 1000;
+        let mut d = Dedup::new(i64::MAX, cap);
+        let mut ids = hashes();
+        for (t, h) in ids.by_ref().take(cap).enumerate() {
+            assert!(!d.check_and_insert(h, t as i64));
+        }
+        let room = d.set.capacity();
+        assert!(room >= 2 * cap, "{room}");
+        for (t, h) in ids.take(50 * cap).enumerate() {
+            d.check_and_insert(h, (cap + t) as i64);
+            assert!(
+                d.set.capacity() <= room,
+                "grew to {} after {t}",
+                d.set.capacity()
+            );
+        }
+        assert_eq!(d.len(), cap);
+        assert_eq!(d.evicted, 50 * cap as u64);
+        // A restored full memory is given the same room at once.
+        let mut back = Dedup::new(i64::MAX, cap);
+        back.decode_from(&mut Reader::new(&encoded(&d)), 2, 0)
+            .unwrap();
+        assert_eq!(back.set.capacity(), room);
     }
 
     #[test]
