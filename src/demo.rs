@@ -39,13 +39,44 @@ pub(crate) const LIVE_SLOT_MS: i64 = 10_000;
 
 pub fn run(args: &DemoArgs) -> Result<(), Error> {
     init_logging(LogFormat::Text, "info,librdkafka=error");
+    let listen = listen_addr(args)?;
+    let calendar = calendar_config(args)?;
+    let cluster = start_broker()?;
+    let bootstrap = cluster.bootstrap_servers();
+    let stop = Arc::new(AtomicBool::new(false));
+    // The engine starts once the history is in the broker, so that
+    // /readyz (caught up with the offsets found at start) means the whole
+    // history is counted.
+    let (written_tx, written) = std::sync::mpsc::channel::<()>();
+    let gen = spawn_generator(args, &bootstrap, &stop, written_tx);
+    if args.duration > 0 {
+        stop_after(Duration::from_secs(args.duration), &stop);
+    }
+    let cfg = run_config(args, &bootstrap, listen, calendar);
+    // Dropped without a message if the generator fails: start anyway.
+    let _ = written.recv_timeout(Duration::from_secs(300));
+    let result = crate::serve::serve(cfg, Some(stop.clone()), |addr| {
+        print_banner(addr, &bootstrap)
+    });
+    stop.store(true, Ordering::Release);
+    let _ = gen.join();
+    drop(cluster);
+    result
+}
+
+/// `--listen`, or the demo's default address.
+fn listen_addr(args: &DemoArgs) -> Result<std::net::SocketAddr, Error> {
     let listen_s = args
         .listen
         .clone()
         .unwrap_or_else(|| defaults::DEMO_LISTEN.into());
-    let listen = listen_s
+    Ok(listen_s
         .parse()
-        .map_err(|_| ConfigError::invalid("listen", format!("`{listen_s}` is not an ADDR:PORT")))?;
+        .map_err(|_| ConfigError::invalid("listen", format!("`{listen_s}` is not an ADDR:PORT")))?)
+}
+
+/// The calendar windows, time zone and fiscal year of the arguments.
+fn calendar_config(args: &DemoArgs) -> Result<crate::config::CalendarConfig, Error> {
     let calendar = crate::config::CalendarConfig {
         windows: crate::config::parse_calendar_windows(&args.calendar_windows)
             .map_err(|p| ConfigError::parse("calendar_windows", p))?,
@@ -64,46 +95,67 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         )
         .into());
     }
+    Ok(calendar)
+}
+
+/// The embedded broker, with the demo topic created.
+fn start_broker() -> Result<MockBroker, Error> {
     let cluster = MockBroker::start()
         .map_err(|e| Error::Runtime(format!("cannot start the embedded broker: {e}")))?;
     cluster
         .create_topic(TOPIC, PARTITIONS)
         .map_err(|e| Error::Runtime(format!("cannot create the demo topic: {e}")))?;
-    let bootstrap = cluster.bootstrap_servers();
-    let stop = Arc::new(AtomicBool::new(false));
-    // The engine starts once the history is in the broker, so that
-    // /readyz (caught up with the offsets found at start) means the whole
-    // history is counted.
-    let (written_tx, written) = std::sync::mpsc::channel::<()>();
-    let gen = {
-        let (stop, bootstrap, rate, history, firehose_mode, keys, events) = (
-            stop.clone(),
-            bootstrap.clone(),
-            args.rate,
-            args.history,
-            args.firehose,
-            args.keys.max(1),
-            args.events,
-        );
-        std::thread::Builder::new()
-            .name("funnel-demo-gen".into())
-            .spawn(move || {
-                if firehose_mode {
-                    firehose(&bootstrap, events, rate, keys, &stop, written_tx)
-                } else {
-                    generate(&bootstrap, history, rate, &stop, written_tx)
-                }
-            })
-            .expect("spawn generator")
-    };
-    if args.duration > 0 {
-        let (stop, secs) = (stop.clone(), args.duration);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(secs));
-            stop.store(true, Ordering::Release);
-        });
-    }
-    let cfg = RunConfig {
+    Ok(cluster)
+}
+
+/// The generator thread: the company ([`generate`]) or, with
+/// `--firehose`, the benchmark stream ([`firehose`]); `written` gets a
+/// message once the history is in the broker.
+fn spawn_generator(
+    args: &DemoArgs,
+    bootstrap: &str,
+    stop: &Arc<AtomicBool>,
+    written: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<()> {
+    let (stop, bootstrap, rate, history, firehose_mode, keys, events) = (
+        stop.clone(),
+        bootstrap.to_string(),
+        args.rate,
+        args.history,
+        args.firehose,
+        args.keys.max(1),
+        args.events,
+    );
+    std::thread::Builder::new()
+        .name("funnel-demo-gen".into())
+        .spawn(move || {
+            if firehose_mode {
+                firehose(&bootstrap, events, rate, keys, &stop, written)
+            } else {
+                generate(&bootstrap, history, rate, &stop, written)
+            }
+        })
+        .expect("spawn generator")
+}
+
+/// Sets `stop` after `duration` (`--duration`).
+fn stop_after(duration: Duration, stop: &Arc<AtomicBool>) {
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Release);
+    });
+}
+
+/// The engine's configuration: the demo topic of the embedded broker at
+/// `bootstrap`, served on `listen`.
+fn run_config(
+    args: &DemoArgs,
+    bootstrap: &str,
+    listen: std::net::SocketAddr,
+    calendar: crate::config::CalendarConfig,
+) -> RunConfig {
+    RunConfig {
         engine: EngineConfig {
             clock: ClockMode::Wall,
             max_series: args.max_series.max(1),
@@ -113,7 +165,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
             ..EngineConfig::default()
         },
         kafka: KafkaSettings {
-            brokers: bootstrap.clone(),
+            brokers: bootstrap.to_string(),
             topics: vec![TOPIC.into()],
             group: "funnelstream-demo".into(),
             properties: vec![],
@@ -128,23 +180,19 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
         security: Default::default(),
         probe_listen: None,
         http: Default::default(),
-    };
-    // Dropped without a message if the generator fails: start anyway.
-    let _ = written.recv_timeout(Duration::from_secs(300));
-    let result = crate::serve::serve(cfg, Some(stop.clone()), |addr| {
-        println!(
-            "funnelstream demo is running\n\
-             \x20 metrics:       http://{addr}/metrics\n\
-             \x20 KPI board:     http://{addr}/\n\
-             \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, {PARTITIONS} partitions)\n\
-             \x20 add events:    funnelstream produce --brokers {bootstrap} --topic {TOPIC} --from FILE\n\
-             Press Ctrl-C to stop."
-        );
-    });
-    stop.store(true, Ordering::Release);
-    let _ = gen.join();
-    drop(cluster);
-    result
+    }
+}
+
+/// Where to look, printed once the engine listens on `addr`.
+fn print_banner(addr: std::net::SocketAddr, bootstrap: &str) {
+    println!(
+        "funnelstream demo is running\n\
+         \x20 metrics:       http://{addr}/metrics\n\
+         \x20 KPI board:     http://{addr}/\n\
+         \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, {PARTITIONS} partitions)\n\
+         \x20 add events:    funnelstream produce --brokers {bootstrap} --topic {TOPIC} --from FILE\n\
+         Press Ctrl-C to stop."
+    );
 }
 
 /// The generator's producer (`None`, logged, when it cannot be made).

@@ -465,14 +465,13 @@ mod tests {
     use super::*;
     use crate::engine::Engine;
     use std::io::{Read, Write};
-    use std::time::Instant;
 
-    /// The status line and the time of a `GET path` (connection closed by
-    /// the server after the response).
-    fn get(addr: std::net::SocketAddr, path: &str) -> (String, String, Duration) {
-        let t0 = Instant::now();
+    /// The status line and the whole response of a `GET path` (connection
+    /// closed by the server after the response).
+    fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // Longer than the callers' guard: they fail first, with a message.
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -481,12 +480,31 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let status = out.lines().next().unwrap_or("").to_string();
-        (status, out, t0.elapsed())
+        (status, out)
     }
+
+    /// [`get`] on a thread of its own: its response arrives on the channel.
+    fn get_later(
+        addr: std::net::SocketAddr,
+        path: &'static str,
+    ) -> std::sync::mpsc::Receiver<(String, String)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(get(addr, path));
+        });
+        rx
+    }
+
+    /// Only a guard against a hang: the test checks order, not duration.
+    const NEVER: Duration = Duration::from_secs(30);
 
     /// With the split, a scrape and a probe are answered while every thread
     /// of the other runtime is busy (as under many stream clients' writes);
-    /// an API request there waits for it.
+    /// an API request there waits for it. Checked by order, not by time:
+    /// the other runtime's only worker stays blocked until the test has
+    /// both answers, so a scrape or probe served there never arrives (the
+    /// guard fails the test), and the API answer can only come after the
+    /// release.
     #[test]
     fn scrapes_do_not_wait_for_the_other_runtime() {
         let runtime = |name: &str| {
@@ -514,26 +532,44 @@ mod tests {
             Some(others.handle().clone()),
         ));
         assert!(get(addr, "/healthz").0.contains("200"));
-        // The other runtime's only worker is busy for 3 s.
+        // The other runtime's only worker blocks until `release` sends or
+        // is dropped (declared after the runtimes, so a failing assertion
+        // drops it first and the runtimes can shut down).
         let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
         others.spawn(async move {
             busy_tx.send(()).unwrap();
-            std::thread::sleep(Duration::from_secs(3));
+            let _ = blocked.recv();
         });
         busy_rx.recv().unwrap();
-        let started = Instant::now();
-        let (status, body, took) = get(addr, "/metrics");
+        let api = {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let released = released.clone();
+            std::thread::spawn(move || {
+                let answer = get(addr, "/api/v1/health");
+                let _ = tx.send((answer, released.load(Ordering::Acquire)));
+            });
+            rx
+        };
+        let (status, body) = get_later(addr, "/metrics")
+            .recv_timeout(NEVER)
+            .expect("the scrape waited for the blocked runtime");
         assert!(status.contains("200"), "{status}");
         assert!(body.contains("funnel_build_info"));
-        assert!(took < Duration::from_millis(1500), "scrape took {took:?}");
-        let (status, _, took) = get(addr, "/readyz?verbose");
+        let (status, _) = get_later(addr, "/readyz?verbose")
+            .recv_timeout(NEVER)
+            .expect("the probe waited for the blocked runtime");
         assert!(!status.is_empty());
-        assert!(took < Duration::from_millis(1500), "probe took {took:?}");
-        let (status, _, _) = get(addr, "/api/v1/health");
+        released.store(true, Ordering::Release);
+        release.send(()).unwrap();
+        let ((status, _), after_release) = api
+            .recv_timeout(NEVER)
+            .expect("no API answer after the release");
         assert!(status.contains("200"), "{status}");
         assert!(
-            started.elapsed() >= Duration::from_millis(2500),
-            "the API request did not run on the other runtime"
+            after_release,
+            "the API request was answered while the other runtime was blocked"
         );
         stop.cancel();
         scrapes.block_on(server).unwrap().unwrap();

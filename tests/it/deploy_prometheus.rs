@@ -1768,6 +1768,40 @@ fn every_recorded_series_has_one_writer() {
     assert_eq!(seen.len(), 236 + 2, "recording rules in deploy/prometheus");
 }
 
+/// A rule that reads a recorded series comes after the rule recording it,
+/// in the same group: Prometheus evaluates a group's rules in order, each
+/// seeing the results of those above it at the same timestamp, but groups
+/// run independently. A rule placed above its input would read the previous
+/// evaluation's value (or nothing at first), which the promtool tests,
+/// whose inputs are constant, cannot see.
+#[test]
+fn recorded_series_are_read_after_they_are_written() {
+    for entry in std::fs::read_dir(manifest("deploy/prometheus")).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !file.ends_with("-rules.yml") {
+            continue;
+        }
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let recorded: BTreeSet<String> = recording_rule_names(&yaml).into_iter().collect();
+        for group in yaml.split("\n  - name: ").skip(1) {
+            let group_name = group.lines().next().unwrap_or("").trim();
+            let mut above = BTreeSet::new();
+            for (record, expr) in record_exprs(group) {
+                let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+                for read in strip_comments(&expr).split(|c: char| !ident(c)) {
+                    assert!(
+                        !recorded.contains(read) || above.contains(read),
+                        "{file}, group {group_name}: {record} reads {read}, \
+                         which is not recorded above it in the group"
+                    );
+                }
+                above.insert(record);
+            }
+        }
+    }
+}
+
 /// The log check of the end-to-end test recognises what Prometheus 2.42
 /// really logs (these lines are from a run of that test before the fix).
 #[test]
