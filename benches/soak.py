@@ -5,6 +5,7 @@ sustained load, scrapes and stream clients. Load stays on 127.0.0.1.
     benches/soak.py BIN [--minutes 30] [--rate 50000] [--clients 50]
                         [--scrape-every 5] [--warmup 5] [--out FILE]
                         [--max-tracked-deals N] [--dedup-capacity N]
+                        [--kafka [--partitions 12] [--keys 24]]
 
 Starts `BIN demo` (the embedded mock Kafka cluster, the synthetic stream at
 `--rate` live events per second after 60,000 events of history, and the
@@ -15,6 +16,12 @@ drop it and count it in funnel_stream_clients_dropped_total). Scrapes
 /metrics every SCRAPE_EVERY seconds (10 s timeout, Prometheus' default) and
 samples the engine's resident memory and the events it has taken
 (ingested + duplicates + rejected) every 10 s.
+
+With --kafka the engine runs as `BIN run` on a real Apache Kafka broker
+(scripts/kafka, in a temporary directory removed at the end), fed by
+`BIN produce` in a process of its own at RATE synthetic events/s (no daily
+rhythm, no history): the memory sampled is the engine's alone. Needs Java,
+Maven and confluent-kafka (scripts/test installs them).
 
 Prints one JSON line per minute (progress) and a final JSON summary:
 resident memory after the warm-up (first WARMUP minutes) as min, max and
