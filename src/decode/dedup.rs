@@ -8,25 +8,37 @@
 //! million-id memory). Acceptance times never decrease (engine time is
 //! monotonic), so the ids form a queue: the oldest is always at the front,
 //! expiry and capacity eviction both pop it, and the set holds exactly the
-//! ids of the queue. That costs 16 bytes per id in the queue and 9 (one
-//! hash slot and its control byte) in the set, over hashbrown's load factor.
+//! ids of the queue.
 //!
-//! Once the memory is full, every insertion removes the oldest id, and
-//! hashbrown leaves a tombstone for some removals. It clears them by
-//! rehashing in place only while the set holds at most half its capacity;
-//! past that it doubles the table instead. A set filled to `capacity` by
-//! doubling holds more than half, so it used to double once more, some 11
-//! capacities of insertions later (about half an hour into a soak at the
-//! default million ids): resident memory stepped up long after the
-//! warm-up. The set is therefore given that final size when the queue first
-//! fills (2 x `capacity` ids of room: 2^22 buckets, 38 MB, for a million),
-//! and never grows after it
-//! (`the_set_does_not_grow_once_the_memory_is_full`).
+//! The set is [`table::IdTable`], open addressing with linear probing over
+//! the bare 8-byte hashes, kept at most half full, and deleting by backward
+//! shift. Once the memory is full every insertion removes the oldest id;
+//! with no tombstones that churn never rehashes, so the table grows with
+//! the number of ids only and never reallocates once the memory has first
+//! filled (`the_set_does_not_grow_once_the_memory_is_full`). hashbrown's set
+//! did: it doubled a full million-id set again some 11M insertions after it
+//! filled, to clear its tombstones.
+//!
+//! The queue is [`queue::Queue`]: 12 bytes an id, the hash and the gap in
+//! milliseconds from the previous acceptance time (gaps of 49.7 days and
+//! more, possible only with a horizon that long, are kept aside), instead
+//! of 16 for `(hash, time)`.
+//!
+//! Memory at the default capacity of 1,000,000 ids, once full: the table's
+//! 2^21 slots of 8 bytes (16.8 MB) and the queue's 2^20 entries of 12 bytes
+//! (12.6 MB), 29.4 MB a partition, 29.4 bytes an id. hashbrown's set and a
+//! queue of `(u64, i64)`: 2^22 buckets of 9 bytes once it had doubled (or
+//! been reserved so), 37.7 MB, 54.5 MB with the queue.
+
+mod queue;
+mod table;
 
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
 use crate::util::hash::PreHashed;
-use std::collections::{HashMap, HashSet, VecDeque};
+use queue::Queue;
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use table::IdTable;
 
 /// The dedup memory of one partition.
 #[derive(Debug)]
@@ -34,13 +46,11 @@ pub struct Dedup {
     horizon_ms: i64,
     capacity: usize,
     /// Every remembered id: exactly the ids of `order`.
-    set: HashSet<u64, BuildHasherDefault<PreHashed>>,
+    set: IdTable,
     /// `(id hash, acceptance time)`, oldest first; times never decrease.
-    order: VecDeque<(u64, i64)>,
+    order: Queue,
     /// Live ids forgotten because the memory was full.
     pub evicted: u64,
-    /// The set was given its final size (see the module comment).
-    sized: bool,
 }
 
 impl Dedup {
@@ -48,10 +58,9 @@ impl Dedup {
         Dedup {
             horizon_ms,
             capacity: capacity.max(1),
-            set: HashSet::default(),
-            order: VecDeque::new(),
+            set: IdTable::default(),
+            order: Queue::default(),
             evicted: 0,
-            sized: false,
         }
     }
 
@@ -60,60 +69,45 @@ impl Dedup {
     /// it as accepted at `now` and returns `false`.
     pub fn check_and_insert(&mut self, id_hash: u64, now: i64) -> bool {
         self.expire(now.saturating_sub(self.horizon_ms));
-        if self.set.contains(&id_hash) {
+        if self.set.contains(id_hash) {
             return true;
         }
         while self.order.len() >= self.capacity {
-            let (h, _) = self.order.pop_front().expect("non-empty");
-            self.set.remove(&h);
+            let h = self.order.pop_front().expect("non-empty");
+            self.set.remove(h);
             self.evicted += 1;
         }
         // Engine time is monotonic; the max keeps the queue ordered even
         // for a caller that is not.
-        let at = self.order.back().map_or(now, |&(_, t)| t.max(now));
-        self.set.insert(id_hash);
-        self.order.push_back((id_hash, at));
-        if self.order.len() == self.capacity && !self.sized {
-            self.reach_final_size();
-        }
+        let at = self.order.back_at().map_or(now, |t| t.max(now));
+        self.set.insert_absent(id_hash);
+        self.order.push_back(id_hash, at);
         false
     }
 
-    /// Room for 2 x `capacity` ids: the set then holds at most half its
-    /// capacity for good, so hashbrown clears tombstones in place and never
-    /// reallocates. Once only: a later `reserve` would count tombstones as
-    /// used room and double the table.
-    fn reach_final_size(&mut self) {
-        self.sized = true;
-        self.set
-            .reserve((2 * self.capacity).saturating_sub(self.set.len()));
-    }
-
-    /// Loads the set slot of `id_hash` ahead of
+    /// Starts loading the table slot of `id_hash` ahead of
     /// [`check_and_insert`](Self::check_and_insert), so that the cache
-    /// misses of several events overlap. Changes nothing.
+    /// misses of several events overlap (a prefetch: changes nothing).
     #[inline]
     pub(crate) fn touch(&self, id_hash: u64) {
-        std::hint::black_box(self.set.contains(&id_hash));
+        self.set.prefetch(id_hash);
     }
 
-    /// Loads the set slot of the `n`th oldest id: expiry or capacity
-    /// eviction removes it about `n` insertions from now. Changes nothing.
+    /// Starts loading the table slot of the `n`th oldest id: expiry or
+    /// capacity eviction removes it about `n` insertions from now (a
+    /// prefetch: changes nothing).
     #[inline]
     pub(crate) fn touch_nth(&self, n: usize) {
-        if let Some((h, _)) = self.order.get(n) {
-            std::hint::black_box(self.set.contains(h));
+        if let Some(h) = self.order.id(n) {
+            self.set.prefetch(h);
         }
     }
 
     /// Forgets the ids accepted before `cutoff` (all at the front).
     fn expire(&mut self, cutoff: i64) {
-        while let Some(&(h, at)) = self.order.front() {
-            if at >= cutoff {
-                break;
-            }
-            self.order.pop_front();
-            self.set.remove(&h);
+        while self.order.front_at().is_some_and(|at| at < cutoff) {
+            let h = self.order.pop_front().expect("non-empty");
+            self.set.remove(h);
         }
     }
 
@@ -123,7 +117,7 @@ impl Dedup {
         w.uvar(self.evicted);
         w.uvar(self.order.len() as u64);
         let mut prev = 0i64;
-        for &(h, at) in &self.order {
+        for (h, at) in self.order.iter() {
             w.u64_fixed(h);
             w.ivar(at.wrapping_sub(prev));
             prev = at;
@@ -141,14 +135,9 @@ impl Dedup {
         version: u16,
         engine_now: i64,
     ) -> ReadResult<()> {
-        self.set = HashSet::default();
-        self.order = VecDeque::new();
-        self.sized = false;
-        let read = self.decode_queue(r, version, engine_now);
-        if self.order.len() >= self.capacity {
-            self.reach_final_size();
-        }
-        read
+        self.set = IdTable::default();
+        self.order = Queue::default();
+        self.decode_queue(r, version, engine_now)
     }
 
     fn decode_queue(
@@ -162,8 +151,15 @@ impl Dedup {
         }
         self.evicted = r.uvar()?;
         let n = r.count(9)?;
-        self.order.reserve(n);
-        self.set.reserve(n);
+        // Room for `n`, rounded up as growth by doubling would (to at most
+        // `capacity`, so a restored nearly full memory never doubles).
+        let room = if n >= self.capacity {
+            n
+        } else {
+            n.next_power_of_two().min(self.capacity)
+        };
+        self.order = Queue::with_capacity(room);
+        self.set = IdTable::with_capacity(n);
         let mut at = 0i64;
         for i in 0..n {
             let h = r.u64_fixed()?;
@@ -177,7 +173,7 @@ impl Dedup {
             if !self.set.insert(h) {
                 return Err(CheckpointError::Corrupt("dedup id repeated".into()));
             }
-            self.order.push_back((h, at));
+            self.order.push_back(h, at);
         }
         Ok(())
     }
@@ -210,11 +206,11 @@ impl Dedup {
         for (i, &h) in entries.iter().enumerate() {
             last.insert(h, i);
         }
-        self.set.reserve(last.len());
+        self.set = IdTable::with_capacity(last.len());
         for (i, &h) in entries.iter().enumerate() {
             if last[&h] == i {
                 self.set.insert(h);
-                self.order.push_back((h, engine_now));
+                self.order.push_back(h, engine_now);
             }
         }
         Ok(())
@@ -226,13 +222,15 @@ impl Dedup {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
+        self.set.len() == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
 
     const H: i64 = 1000;
 
@@ -289,33 +287,32 @@ mod tests {
 
     #[test]
     fn the_set_does_not_grow_once_the_memory_is_full() {
-        // hashbrown's room (`capacity()`: items + growth left) is at its
-        // largest right after an allocation; tombstones only lower it.
-        // Without the final sizing, a set of 1,000 ids in 2,048 buckets
-        // doubles to 4,096 about 12,000 insertions after filling.
+        // The table grows with the ids it holds, never with churn: full
+        // (1,000 ids at most half a table's load: 2,048 slots), it keeps
+        // that size through 50 capacities of insertions and evictions,
+        // where hashbrown doubled about 12,000 insertions after filling.
         let cap = 1000;
         let mut d = Dedup::new(i64::MAX, cap);
         let mut ids = hashes();
         for (t, h) in ids.by_ref().take(cap).enumerate() {
             assert!(!d.check_and_insert(h, t as i64));
         }
-        let room = d.set.capacity();
-        assert!(room >= 2 * cap, "{room}");
+        let slots = d.set.slot_count();
+        assert_eq!(slots, 2048);
         for (t, h) in ids.take(50 * cap).enumerate() {
             d.check_and_insert(h, (cap + t) as i64);
-            assert!(
-                d.set.capacity() <= room,
-                "grew to {} after {t}",
-                d.set.capacity()
-            );
+            assert_eq!(d.set.slot_count(), slots, "resized after {t} insertions");
         }
+        d.set.check_invariants();
         assert_eq!(d.len(), cap);
         assert_eq!(d.evicted, 50 * cap as u64);
-        // A restored full memory is given the same room at once.
+        // A restored full memory gets the same size at once.
         let mut back = Dedup::new(i64::MAX, cap);
         back.decode_from(&mut Reader::new(&encoded(&d)), 2, 0)
             .unwrap();
-        assert_eq!(back.set.capacity(), room);
+        assert_eq!(back.set.slot_count(), slots);
+        // At the default capacity: 2^21 slots of 8 bytes.
+        assert_eq!(table::slot_count_for(1_000_000), 1 << 21);
     }
 
     #[test]
@@ -323,7 +320,13 @@ mod tests {
         let mut d = Dedup::new(H, 100);
         assert!(!d.check_and_insert(1, 2_000));
         assert!(!d.check_and_insert(2, 1_500));
-        assert_eq!(d.order[1], (2, 2_000));
+        assert_eq!(d.order.iter().nth(1), Some((2, 2_000)));
+    }
+
+    fn sorted(t: &IdTable) -> Vec<u64> {
+        let mut v: Vec<u64> = t.iter().collect();
+        v.sort_unstable();
+        v
     }
 
     fn encoded(d: &Dedup) -> Vec<u8> {
@@ -341,8 +344,11 @@ mod tests {
         let bytes = encoded(&d);
         let mut back = Dedup::new(H, 4);
         back.decode_from(&mut Reader::new(&bytes), 2, 0).unwrap();
-        assert_eq!(back.order, d.order);
-        assert_eq!(back.set, d.set);
+        assert_eq!(
+            back.order.iter().collect::<Vec<_>>(),
+            d.order.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(sorted(&back.set), sorted(&d.set));
         assert_eq!(back.evicted, 1);
         // A repeated id or a decreasing time is corrupt, never accepted.
         let mut w = Writer { buf: Vec::new() };
@@ -384,11 +390,146 @@ mod tests {
         let mut d = Dedup::new(H, 10);
         d.decode_from(&mut Reader::new(&w.buf), 1, 50_000).unwrap();
         assert_eq!(
-            d.order.iter().copied().collect::<Vec<_>>(),
+            d.order.iter().collect::<Vec<_>>(),
             [(2, 50_000), (3, 50_000), (1, 50_000)]
         );
         assert_eq!(d.evicted, 3);
         assert!(d.check_and_insert(3, 50_000 + H));
         assert!(!d.check_and_insert(3, 50_001 + H));
+    }
+
+    #[test]
+    fn gaps_of_49_days_and_more_under_a_longer_horizon() {
+        // Gaps from u32::MAX ms on are kept aside; times come back exact
+        // through expiry, eviction and a checkpoint.
+        let big = 1i64 << 33;
+        let mut d = Dedup::new(4 * big, 3);
+        let times = [0, 5, 5 + big, 5 + big + u32::MAX as i64, 6 + 3 * big];
+        for (h, &t) in times.iter().enumerate() {
+            assert!(!d.check_and_insert(h as u64 + 1, t));
+        }
+        assert_eq!(d.evicted, 2);
+        let want = [
+            (3, 5 + big),
+            (4, 5 + big + u32::MAX as i64),
+            (5, 6 + 3 * big),
+        ];
+        assert_eq!(d.order.iter().collect::<Vec<_>>(), want);
+        let mut back = Dedup::new(4 * big, 3);
+        back.decode_from(&mut Reader::new(&encoded(&d)), 2, 0)
+            .unwrap();
+        assert_eq!(back.order.iter().collect::<Vec<_>>(), want);
+        // Id 3 is remembered until 5 + 5 * big, then forgotten.
+        assert!(back.check_and_insert(3, 5 + 5 * big));
+        assert!(!back.check_and_insert(3, 6 + 5 * big));
+        assert_eq!(
+            back.order.iter().next(),
+            Some((4, 5 + big + u32::MAX as i64))
+        );
+    }
+
+    /// The contract's dedup memory written plainly: a queue of `(id, time
+    /// accepted)`, searched from end to end.
+    #[derive(Default)]
+    struct Model {
+        queue: VecDeque<(u64, i64)>,
+        evicted: u64,
+    }
+
+    impl Model {
+        fn check_and_insert(&mut self, id: u64, now: i64, horizon: i64, cap: usize) -> bool {
+            self.queue
+                .retain(|&(_, at)| now.saturating_sub(at) <= horizon);
+            if self.queue.iter().any(|&(h, _)| h == id) {
+                return true;
+            }
+            while self.queue.len() >= cap {
+                self.queue.pop_front();
+                self.evicted += 1;
+            }
+            let at = self.queue.back().map_or(now, |&(_, t)| t.max(now));
+            self.queue.push_back((id, at));
+            false
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// An event with this id, `dt` ms after the previous one.
+        Event(u64, i64),
+        Touch(u64),
+        TouchNth(usize),
+        /// Checkpoint and restore.
+        Restore,
+    }
+
+    /// Ids whose low bits collide (home slots at the end of small tables,
+    /// so chains wrap to slot 0), the id 0, and random ones.
+    fn id() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            8 => (0u64..5, prop::sample::select(vec![0u64, 1, 14, 15, 31, 63]))
+                .prop_map(|(hi, lo)| (hi << 48) | lo),
+            1 => any::<u64>(),
+        ]
+    }
+
+    /// Mostly small steps, some back (a clock that is not monotonic), and
+    /// some of 49.7 days and more (gaps the queue keeps aside).
+    fn dt() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            12 => 0i64..4,
+            2 => -3i64..0,
+            1 => (1i64 << 32) - 2..(1i64 << 34),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            12 => (id(), dt()).prop_map(|(h, dt)| Op::Event(h, dt)),
+            1 => id().prop_map(Op::Touch),
+            1 => (0usize..20).prop_map(Op::TouchNth),
+            1 => Just(Op::Restore),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn matches_the_plain_model(
+            cap in 1usize..40,
+            horizon in prop_oneof![3 => 0i64..30, 1 => Just(1i64 << 36)],
+            ops in prop::collection::vec(op(), 0..300),
+        ) {
+            let mut d = Dedup::new(horizon, cap);
+            let mut m = Model::default();
+            let mut now = 1_000i64;
+            for op in ops {
+                match op {
+                    Op::Event(h, dt) => {
+                        now += dt;
+                        prop_assert_eq!(
+                            d.check_and_insert(h, now),
+                            m.check_and_insert(h, now, horizon, cap),
+                            "id {:#x} at {}", h, now
+                        );
+                    }
+                    Op::Touch(h) => d.touch(h),
+                    Op::TouchNth(n) => d.touch_nth(n),
+                    Op::Restore => {
+                        let mut back = Dedup::new(horizon, cap);
+                        back.decode_from(&mut Reader::new(&encoded(&d)), 2, now).unwrap();
+                        d = back;
+                    }
+                }
+                d.set.check_invariants();
+                prop_assert_eq!(d.order.iter().collect::<Vec<_>>(),
+                    m.queue.iter().copied().collect::<Vec<_>>());
+                let mut ids: Vec<u64> = m.queue.iter().map(|&(h, _)| h).collect();
+                ids.sort_unstable();
+                prop_assert_eq!(sorted(&d.set), ids);
+                prop_assert_eq!(d.len(), m.queue.len());
+                prop_assert_eq!(d.evicted, m.evicted);
+            }
+        }
     }
 }
