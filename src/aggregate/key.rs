@@ -5,7 +5,7 @@
 
 use super::calendar::{within, Slot, View};
 use super::pending::{Entry, Group, Kind, LOG_LEN};
-use super::ring::{add_into, sketch, CycleRing, Ring};
+use super::ring::{add_into, batch_slot, sketch, CycleRing, Ring};
 use super::sums::{field, WindowSums, DEALS_N, LEADS_N, SUBS_N, TRAFFIC_N};
 use super::v2::{V2Key, V2Totals};
 use crate::config::MAX_WINDOWS;
@@ -306,8 +306,11 @@ impl KeyState {
 
     /// Adds the logged updates to the rings (no sum changes), dropping
     /// the buckets that have left their window at `now` (none at
-    /// `i64::MIN`). Consecutive entries of one span and group are added
-    /// as one update. Out of line, so that appending to the log stays small
+    /// `i64::MIN`). Ring by ring: the entries of the ring's group are
+    /// summed by bucket, and the buckets older than the ring's newest are
+    /// updated in one pass (see [`Ring::add_sorted`]): on a backfill most
+    /// entries land in older buckets, a scan of the ring each when added
+    /// one by one. Out of line, so that appending to the log stays small
     /// enough to inline.
     #[inline(never)]
     pub(super) fn flush(&mut self, slots: &[Slot], now: i64) {
@@ -316,62 +319,37 @@ impl KeyState {
             return;
         }
         let mut b = Buckets::new(slots, now);
-        // Sums of the current run (sketch samples go to the rings directly).
-        let mut d = WindowSums::default();
-        let mut cur: Option<(i64, Group)> = None;
-        for i in 0..n {
-            let e = self.log.0[i];
-            let at = (e.lo, e.kind.group());
-            if cur.is_some_and(|c| c != at) {
-                self.add_deltas(cur.take(), &mut d, &mut b);
-            }
-            cur = Some(at);
-            if let Some(cycle) = e.add_to(&mut d) {
-                let h = sketch::index(cycle);
-                for (wi, r) in rings(&mut self.cycles, b.n).iter_mut().enumerate() {
+        let (log, groups, nw) = (&self.log.0[..n], self.log_groups, b.n);
+        let has = |g: Group| groups & (1 << g as u8) != 0;
+        if has(Group::Traffic) {
+            let r = rings(&mut self.traffic, nw);
+            add_group(r, &mut b, log, Group::Traffic, false, Entry::add_to_traffic);
+        }
+        if has(Group::Leads) {
+            let r = rings(&mut self.leads, nw);
+            add_group(r, &mut b, log, Group::Leads, true, Entry::add_to_leads);
+        }
+        if has(Group::Deals) {
+            let r = rings(&mut self.deals, nw);
+            add_group(r, &mut b, log, Group::Deals, true, |e, d| {
+                e.add_to_deals(d);
+            });
+            // Sketch samples go to the rings one by one.
+            for e in log.iter().filter(|e| e.kind == Kind::DealWon) {
+                let h = sketch::index(e.b);
+                for (wi, r) in rings(&mut self.cycles, nw).iter_mut().enumerate() {
                     if let Some(idx) = b.of(wi, e.lo, false) {
                         r.add(b.oldest[wi], idx, h);
                     }
                 }
             }
         }
-        self.add_deltas(cur, &mut d, &mut b);
+        if has(Group::Subs) {
+            let r = rings(&mut self.subs, nw);
+            add_group(r, &mut b, log, Group::Subs, true, Entry::add_to_subs);
+        }
         self.log_len = 0;
         self.log_groups = 0;
-    }
-
-    /// Adds the deltas of group `at.1` at time `at.0` to their rings and
-    /// clears them.
-    pub(super) fn add_deltas(
-        &mut self,
-        at: Option<(i64, Group)>,
-        d: &mut WindowSums,
-        b: &mut Buckets,
-    ) {
-        fn add<const N: usize>(
-            rings: &mut [Ring<N>],
-            b: &mut Buckets,
-            lo: i64,
-            d: &mut [i64; N],
-            growth: bool,
-        ) {
-            for (wi, r) in rings.iter_mut().enumerate() {
-                if let Some(idx) = b.of(wi, lo, growth) {
-                    r.add(b.oldest(wi, growth), idx, d);
-                }
-            }
-            *d = [0; N];
-        }
-        let Some((lo, group)) = at else {
-            return;
-        };
-        let nw = b.n;
-        match group {
-            Group::Traffic => add(rings(&mut self.traffic, nw), b, lo, &mut d.traffic, false),
-            Group::Leads => add(rings(&mut self.leads, nw), b, lo, &mut d.leads, true),
-            Group::Deals => add(rings(&mut self.deals, nw), b, lo, &mut d.deals, true),
-            Group::Subs => add(rings(&mut self.subs, nw), b, lo, &mut d.subs, true),
-        }
     }
 
     /// Adds the pending traffic and the log to the rings (no sum changes),
@@ -426,6 +404,32 @@ impl KeyState {
         if let Some(v) = &o.v2 {
             self.v2_mut().merge_from(v, nw);
         }
+    }
+}
+
+/// Adds the entries of `log` of group `group` to its rings (one per
+/// slot), `add` giving an entry's values: per ring, the entries are summed
+/// by bucket (in a sorted batch, on the stack) and the batch is added at
+/// once.
+#[inline]
+fn add_group<const N: usize>(
+    rings: &mut [Ring<N>],
+    b: &mut Buckets,
+    log: &[Entry],
+    group: Group,
+    growth: bool,
+    add: impl Fn(&Entry, &mut [i64; N]),
+) {
+    let mut batch = [(0i64, [0i64; N]); LOG_LEN];
+    for (wi, r) in rings.iter_mut().enumerate() {
+        let mut k = 0;
+        for e in log.iter().filter(|e| e.kind.group() == group) {
+            let Some(idx) = b.of(wi, e.lo, growth) else {
+                continue;
+            };
+            add(e, batch_slot(&mut batch, &mut k, idx));
+        }
+        r.add_sorted(b.oldest(wi, growth), &batch[..k]);
     }
 }
 

@@ -137,15 +137,6 @@ impl Entry {
         }
     }
 
-    /// Adds a subscription entry to `subs` (the sums after a closed
-    /// window).
-    pub(crate) fn add_to_subs(&self, subs: &mut [i64; SUBS_N]) {
-        if self.kind.group() == Group::Subs {
-            let (mut t, mut l, mut d) = ([0; TRAFFIC_N], [0; LEADS_N], [0; DEALS_N]);
-            self.add_to_groups(&mut t, &mut l, &mut d, subs);
-        }
-    }
-
     fn add_to_groups(
         &self,
         traffic: &mut [i64; TRAFFIC_N],
@@ -153,31 +144,62 @@ impl Entry {
         deals: &mut [i64; DEALS_N],
         subs: &mut [i64; SUBS_N],
     ) -> Option<i64> {
+        match self.kind.group() {
+            Group::Traffic => self.add_to_traffic(traffic),
+            Group::Leads => self.add_to_leads(leads),
+            Group::Deals => return self.add_to_deals(deals),
+            Group::Subs => self.add_to_subs(subs),
+        }
+        None
+    }
+
+    /// Adds a traffic entry to `t` (others add nothing).
+    #[inline]
+    pub(crate) fn add_to_traffic(&self, t: &mut [i64; TRAFFIC_N]) {
+        if let Some((fa, fb)) = self.kind.traffic_fields() {
+            t[fa] = t[fa].wrapping_add(self.a);
+            t[fb] = t[fb].wrapping_add(self.b);
+        }
+    }
+
+    /// Adds a lead entry to `l` (others add nothing).
+    #[inline]
+    pub(crate) fn add_to_leads(&self, l: &mut [i64; LEADS_N]) {
+        if let Kind::Lead(s) = self.kind {
+            l[s as usize] = l[s as usize].wrapping_add(self.a);
+        }
+    }
+
+    /// Adds a deal entry to `d` (others add nothing), returning a won
+    /// deal's sales cycle (a sketch sample).
+    #[inline]
+    pub(crate) fn add_to_deals(&self, d: &mut [i64; DEALS_N]) -> Option<i64> {
         let (a, b) = (self.a, self.b);
         let add = |x: &mut i64, v: i64| *x = x.wrapping_add(v);
         match self.kind {
-            Kind::Counts | Kind::Money | Kind::Impressions | Kind::Clicks => {
-                let (fa, fb) = self.kind.traffic_fields().expect("a traffic kind");
-                add(&mut traffic[fa], a);
-                add(&mut traffic[fb], b);
-            }
-            Kind::Lead(s) => add(&mut leads[s as usize], a),
-            Kind::DealOpen => add(&mut deals[field::OPEN], a),
-            Kind::DealLost => add(&mut deals[field::LOST], a),
+            Kind::DealOpen => add(&mut d[field::OPEN], a),
+            Kind::DealLost => add(&mut d[field::LOST], a),
             Kind::DealWon => {
-                add(&mut deals[field::WON], 1);
-                add(&mut deals[field::REVENUE_WON], a);
-                add(&mut deals[field::CYCLE_SUM_MS], b);
+                add(&mut d[field::WON], 1);
+                add(&mut d[field::REVENUE_WON], a);
+                add(&mut d[field::CYCLE_SUM_MS], b);
                 return Some(b);
             }
-            Kind::Sub(c) => {
-                add(&mut subs[c as usize], a);
-                if let Some(f) = customer_field(c) {
-                    add(&mut subs[f], b);
-                }
-            }
+            _ => {}
         }
         None
+    }
+
+    /// Adds a subscription entry to `s` (others add nothing): also the
+    /// sums after a closed window.
+    #[inline]
+    pub(crate) fn add_to_subs(&self, s: &mut [i64; SUBS_N]) {
+        if let Kind::Sub(c) = self.kind {
+            s[c as usize] = s[c as usize].wrapping_add(self.a);
+            if let Some(f) = customer_field(c) {
+                s[f] = s[f].wrapping_add(self.b);
+            }
+        }
     }
 
     /// The kind and values of a deal event.

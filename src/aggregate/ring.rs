@@ -110,6 +110,15 @@ static VALUES: [u8; 256] = {
 /// byte has 8 bits).
 const MAX_BUCKET_BYTES: usize = 10 + 1 + 10 * 8;
 
+/// Room [`Packed::add_older`] makes before a splice: one bucket and the
+/// next one's gap.
+const ADD_OLDER_ROOM: usize = MAX_BUCKET_BYTES + 10;
+
+thread_local! {
+    /// The bytes [`Packed::add_many`] re-encodes, kept between calls.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl<const N: usize> Packed<N> {
     const ONE_MASK_BIT_PER_VALUE: () = assert!(N <= 8);
     #[inline]
@@ -177,8 +186,11 @@ impl<const N: usize> Packed<N> {
         }
         let need = self.bytes.len() + self.bytes.len() / 2 + n;
         if self.bytes.capacity() < need {
+            // At least four buckets' worth, so that appends move bytes
+            // rarely (a batch of several buckets, see `add_many`, counts
+            // as one bucket here: the vector stays within its bound).
             self.bytes
-                .reserve_exact((need - self.bytes.len()).max(4 * n));
+                .reserve_exact((need - self.bytes.len()).max(4 * n.min(ADD_OLDER_ROOM)));
         }
     }
 
@@ -336,7 +348,7 @@ impl<const N: usize> Packed<N> {
     fn add_older(&mut self, oldest: i64, idx: i64, delta: &[i64; N]) {
         self.drop_before(oldest);
         // The splices below then never grow the vector on their own terms.
-        const MOST: usize = MAX_BUCKET_BYTES + 10;
+        const MOST: usize = ADD_OLDER_ROOM;
         if self.bytes.capacity() - self.bytes.len() < MOST {
             self.make_room(oldest, MOST);
         }
@@ -379,6 +391,121 @@ impl<const N: usize> Packed<N> {
         }
         // Newer than every bucket held (not the callers' case).
         self.push_back(oldest, idx, delta);
+    }
+
+    /// Adds each `(idx, delta)` of `ups` to its bucket, creating the
+    /// buckets needed, in one pass: `ups` are strictly increasing, none
+    /// older than `oldest` nor newer than the last bucket held. Where
+    /// [`add_older`](Self::add_older) scans from the oldest bucket once per
+    /// update and splices each, this scans once, re-encodes the buckets
+    /// from the first update's to the last's into a scratch buffer (each
+    /// unchanged one copied but for its gap) and splices them in at once.
+    /// Buckets older than `oldest` are dropped first.
+    fn add_many(&mut self, oldest: i64, ups: &[(i64, [i64; N])]) {
+        debug_assert!(ups.windows(2).all(|w| w[0].0 < w[1].0));
+        debug_assert!(ups.first().is_some_and(|u| u.0 >= oldest));
+        debug_assert!(ups.last().is_some_and(|u| self.len > 0 && u.0 <= self.back));
+        self.drop_before(oldest);
+        if self.len == 0 {
+            // Not the callers' case: every update would be newer.
+            for (idx, d) in ups {
+                self.push_back(oldest, *idx, d);
+            }
+            return;
+        }
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            let b = &self.bytes;
+            let mut p = self.head as usize;
+            let mut cur = self.first;
+            let mut left = self.len;
+            // The bucket before the region, in the result.
+            let mut prev: Option<i64> = None;
+            let (mut gap, mut next) = self.step(p);
+            // Up to the first bucket not older than the first update.
+            while cur < ups[0].0 {
+                prev = Some(cur);
+                p = next;
+                left -= 1;
+                (gap, next) = self.step(p);
+                cur = cur.wrapping_add(gap as i64);
+            }
+            let start = p;
+            let mut added = 0;
+            let mut buf = [0u8; MAX_BUCKET_BYTES];
+            let gap_from = |prev: Option<i64>, idx: i64, own: u64| {
+                prev.map_or(own, |pv| idx.wrapping_sub(pv) as u64)
+            };
+            // The bytes before `copied` are in `out`; those from there to
+            // the bucket at `p` are unchanged, copied at once when a changed
+            // bucket follows. After a new bucket, the bucket at `p` needs its
+            // gap rewritten (`regap`).
+            let mut copied = start;
+            let mut regap = false;
+            for (idx, d) in ups {
+                while cur < *idx {
+                    if regap {
+                        let mut q = p;
+                        get_uvar(b, &mut q);
+                        let n = put_uvar_at(&mut buf, 0, gap_from(prev, cur, gap));
+                        out.extend_from_slice(&buf[..n]);
+                        copied = q;
+                        regap = false;
+                    }
+                    prev = Some(cur);
+                    p = next;
+                    left -= 1;
+                    (gap, next) = self.step(p);
+                    cur = cur.wrapping_add(gap as i64);
+                }
+                out.extend_from_slice(&b[copied..p]);
+                if cur == *idx {
+                    let mut end = p;
+                    let (_, mut v) = self.read(&mut end);
+                    add_into(&mut v, d);
+                    let n = Self::encode(&mut buf, gap_from(prev, cur, gap), &v);
+                    out.extend_from_slice(&buf[..n]);
+                    prev = Some(cur);
+                    p = next;
+                    left -= 1;
+                    if left > 0 {
+                        (gap, next) = self.step(p);
+                        cur = cur.wrapping_add(gap as i64);
+                    }
+                    regap = false;
+                } else {
+                    // A new bucket before the one at `p`.
+                    let n = Self::encode(&mut buf, gap_from(prev, *idx, 0), d);
+                    out.extend_from_slice(&buf[..n]);
+                    prev = Some(*idx);
+                    added += 1;
+                    regap = true;
+                }
+                copied = p;
+            }
+            // The gap of the bucket after the region, if a new bucket now
+            // comes before it.
+            let mut end = p;
+            if regap {
+                get_uvar(b, &mut end);
+                let n = put_uvar_at(&mut buf, 0, gap_from(prev, cur, gap));
+                out.extend_from_slice(&buf[..n]);
+            }
+            let (mut start, mut end) = (start, end);
+            let grow = out.len().saturating_sub(end - start);
+            if self.bytes.capacity() - self.bytes.len() < grow {
+                let head = self.head as usize;
+                self.make_room(oldest, grow);
+                // `make_room` moved the live bytes to the front.
+                start -= head;
+                end -= head;
+            }
+            if start == self.head as usize && ups[0].0 < self.first {
+                self.first = ups[0].0;
+            }
+            self.replace(start, end, out);
+            self.len += added;
+        });
     }
 
     /// Gives back unused capacity (for idle keys: see `Aggregator::trim`).
@@ -453,6 +580,29 @@ pub(crate) fn add_into<const N: usize>(v: &mut [i64; N], d: &[i64; N]) {
     }
 }
 
+/// The values of bucket `idx` in `batch[..*k]` (sorted by strictly
+/// increasing bucket, as [`Ring::add_sorted`] takes them), inserted as
+/// zeros if absent. Looks from the end: updates mostly come in order.
+/// Panics if `batch` is full and `idx` absent.
+#[inline]
+pub(crate) fn batch_slot<'a, const N: usize>(
+    batch: &'a mut [(i64, [i64; N])],
+    k: &mut usize,
+    idx: i64,
+) -> &'a mut [i64; N] {
+    let mut j = *k;
+    while j > 0 && batch[j - 1].0 > idx {
+        j -= 1;
+    }
+    if j == 0 || batch[j - 1].0 != idx {
+        batch.copy_within(j..*k, j + 1);
+        batch[j] = (idx, [0; N]);
+        *k += 1;
+        j += 1;
+    }
+    &mut batch[j - 1].1
+}
+
 impl<const N: usize> Ring<N> {
     /// Drops the buckets older than `oldest`, and gives unused memory back
     /// when `shrink` (for idle keys: see `Aggregator::trim`).
@@ -515,6 +665,33 @@ impl<const N: usize> Ring<N> {
             self.older.push_back(oldest, idx, delta);
         } else {
             self.older.add_older(oldest, idx, delta);
+        }
+    }
+
+    /// Adds each `(idx, delta)` of `ups`, sorted by strictly increasing
+    /// `idx`: what [`add`](Self::add) of each would give, but the updates
+    /// of older buckets (all but those at or after the newest older bucket)
+    /// take one pass over the packed buckets instead of one each.
+    pub fn add_sorted(&mut self, oldest: i64, ups: &[(i64, [i64; N])]) {
+        debug_assert!(ups.windows(2).all(|w| w[0].0 < w[1].0));
+        if self.last_idx != EMPTY && self.last_idx < oldest {
+            self.last_idx = EMPTY;
+            self.older.clear();
+        }
+        let ups = &ups[ups.partition_point(|u| u.0 < oldest)..];
+        let older = if self.older.is_empty() {
+            0
+        } else {
+            let back = self.older.back;
+            ups.partition_point(|u| u.0 <= back)
+        };
+        match older {
+            0 => {}
+            1 => self.older.add_older(oldest, ups[0].0, &ups[0].1),
+            _ => self.older.add_many(oldest, &ups[..older]),
+        }
+        for (idx, d) in &ups[older..] {
+            self.add(oldest, *idx, d);
         }
     }
 
@@ -842,7 +1019,7 @@ mod tests {
             let mut oldest = next(1000) as i64 - 500;
             let mut max_live = 0;
             for _ in 0..400 {
-                match next(10) {
+                match next(12) {
                     0 => {
                         // The window moves on; buckets are dropped lazily
                         // unless evicted.
@@ -851,6 +1028,42 @@ mod tests {
                             ring.evict(oldest, next(2) == 0);
                         }
                         model.retain(|k, _| *k >= oldest);
+                    }
+                    1 | 2 => {
+                        // A batch (what a flush gives one ring): updates
+                        // before the first bucket, equal to a held one,
+                        // between two, after the newest, repeated, and
+                        // before the window; summed by bucket and added
+                        // at once, the model adding them one by one.
+                        // Expired buckets may still be held (see above).
+                        let mut raw: Vec<(i64, [i64; N])> = Vec::new();
+                        for _ in 0..1 + next(20) {
+                            let held: Vec<i64> = ring.buckets().map(|b| b.0).collect();
+                            let first = held.first().copied().unwrap_or(oldest);
+                            let newest = held.last().copied().unwrap_or(oldest);
+                            let idx = match next(7) {
+                                0 => oldest + next(70) as i64 - 5,
+                                1 => first - 1 - next(3) as i64,
+                                2 if !held.is_empty() => held[next(held.len() as u64) as usize],
+                                3 => first + next((newest - first + 1) as u64) as i64,
+                                4 if !raw.is_empty() => raw[next(raw.len() as u64) as usize].0,
+                                5 => newest - next(4) as i64,
+                                _ => newest + next(3) as i64,
+                            };
+                            raw.push((idx, random_delta::<N>(&mut next)));
+                        }
+                        let mut batch = vec![(0, [0; N]); raw.len()];
+                        let mut k = 0;
+                        for (idx, d) in &raw {
+                            add_into(batch_slot(&mut batch, &mut k, *idx), d);
+                        }
+                        ring.add_sorted(oldest, &batch[..k]);
+                        model.retain(|k, _| *k >= oldest);
+                        for (idx, d) in raw {
+                            if idx >= oldest {
+                                add_into(model.entry(idx).or_insert([0; N]), &d);
+                            }
+                        }
                     }
                     _ => {
                         // Mostly at or after the newest bucket, sometimes
@@ -861,19 +1074,7 @@ mod tests {
                             1 => newest - next(4) as i64,
                             _ => newest + next(3) as i64,
                         };
-                        let mut d = [0i64; N];
-                        for x in d.iter_mut() {
-                            // Zero, extremes, and one-, two- and
-                            // three-byte varints.
-                            *x = match next(8) {
-                                0 | 1 => 0,
-                                2 => i64::MAX - next(3) as i64,
-                                3 => i64::MIN + next(3) as i64,
-                                4 | 5 => next(128) as i64 - 64,
-                                6 => next(16_000) as i64 - 8_000,
-                                _ => next(2_000_000) as i64 - 1_000_000,
-                            };
-                        }
+                        let d = random_delta::<N>(&mut next);
                         ring.add(oldest, idx, &d);
                         model.retain(|k, _| *k >= oldest);
                         if idx >= oldest {
@@ -916,6 +1117,22 @@ mod tests {
             let back = Ring::<N>::decode_from(&mut Reader::new(&bytes)).unwrap();
             assert_eq!(back, ring);
         }
+    }
+
+    /// Zero, extremes, and one-, two- and three-byte varints.
+    fn random_delta<const N: usize>(next: &mut impl FnMut(u64) -> u64) -> [i64; N] {
+        let mut d = [0i64; N];
+        for x in d.iter_mut() {
+            *x = match next(8) {
+                0 | 1 => 0,
+                2 => i64::MAX - next(3) as i64,
+                3 => i64::MIN + next(3) as i64,
+                4 | 5 => next(128) as i64 - 64,
+                6 => next(16_000) as i64 - 8_000,
+                _ => next(2_000_000) as i64 - 1_000_000,
+            };
+        }
+        d
     }
 
     /// A ring only ever appended to (the common case, where expired
