@@ -253,7 +253,7 @@ pub struct EngineArgs {
     /// Extra age past the longest window before an event counts as late [default: 0].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_ALLOWED_LATENESS")]
     pub(crate) allowed_lateness: Option<String>,
-    /// Event-time horizon of deduplication by `id` [default: 1h].
+    /// How long an accepted `id` is remembered, in engine time after its acceptance [default: 24h].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_DEDUP_HORIZON")]
     pub(crate) dedup_horizon: Option<String>,
     /// Event ids remembered per partition at most [default: 1000000].

@@ -251,8 +251,8 @@ impl Partition {
                     _ => (0, 0),
                 };
                 hints[i % SLOTS] = None;
-                // The dedup slots cannot be prefetched, only looked up: in a
-                // burst, so that the lookups' misses overlap each other.
+                // The dedup slots are prefetched in a burst, so that their
+                // misses overlap each other.
                 if (i + 1) % DEDUP_BURST == 0 || i + 1 == n {
                     let from = (i + 1).saturating_sub(DEDUP_BURST);
                     for j in from..=i {

@@ -7,9 +7,10 @@ use super::apply::is_traffic;
 use super::calendar::Slot;
 use super::key::{KeyState, Rings};
 use super::pending::Group;
-use super::ring::{prefetch, prefetch_all, Ring};
+use super::ring::Ring;
 use super::Aggregator;
 use crate::decode::{Body, Event};
+use crate::util::prefetch::{prefetch, prefetch_all};
 
 /// A key lookup done ahead of applying an event: see
 /// [`Aggregator::key_hint`].

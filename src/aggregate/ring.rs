@@ -7,6 +7,7 @@
 //! true sum fits in an `i64` and never panics on input.
 
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
+use crate::util::prefetch::prefetch;
 use crate::util::varint::{get_uvar, put_uvar_at, unzigzag, zigzag};
 use std::collections::VecDeque;
 
@@ -529,36 +530,6 @@ impl<const N: usize> Packed<N> {
         if self.bytes.capacity() > 0 {
             prefetch(self.bytes.as_ptr().wrapping_add(self.bytes.len()));
         }
-    }
-}
-
-/// Asks the CPU to start loading the cache line holding `p` (a hint only:
-/// it never faults and changes no state). No-op off x86_64.
-#[inline(always)]
-pub fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetch` is a hint that never faults, whatever the address;
-    // SSE is part of the x86_64 baseline.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
-/// [`prefetch`] of every cache line of `v`.
-#[inline(always)]
-pub fn prefetch_all<T: ?Sized>(v: &T) {
-    let start = (v as *const T).cast::<u8>();
-    let len = std::mem::size_of_val(v);
-    let mut off = 0;
-    while off < len {
-        prefetch(start.wrapping_add(off));
-        off += 64;
-    }
-    if len > 0 {
-        prefetch(start.wrapping_add(len - 1));
     }
 }
 

@@ -17,6 +17,8 @@
 //! slot's line. The default million ids fill 2^21 slots to 47.7% (16.8 MB),
 //! and any limit from there to 95% gives that same size.
 
+use crate::util::prefetch::prefetch;
+
 /// The value of an empty slot.
 const EMPTY: u64 = 0;
 /// Slots of a new table (128 bytes).
@@ -163,20 +165,10 @@ impl IdTable {
     }
 
     /// Asks the CPU to start loading the home slot of `id` (a hint only:
-    /// it never faults and changes no state). No-op off x86_64. (The same
-    /// as `aggregate::ring::prefetch`, which `decode` may not import.)
+    /// it never faults and changes no state).
     #[inline(always)]
     pub(super) fn prefetch(&self, id: u64) {
-        let p = self.slots.as_ptr().wrapping_add(id as usize & self.mask());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `prefetch` is a hint that never faults, whatever the
-        // address; SSE is part of the x86_64 baseline.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = p;
+        prefetch(self.slots.as_ptr().wrapping_add(id as usize & self.mask()));
     }
 
     fn grow(&mut self) {
