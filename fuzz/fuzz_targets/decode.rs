@@ -2,6 +2,9 @@
 //! partition. Nothing may panic; a valid event must satisfy the contract's
 //! bounds; the partition must reject exactly what the decoder rejects.
 //!
+//! The decoder's fast path for flat objects must agree exactly with
+//! serde_json's general parser (`decode_general`) on every input.
+//!
 //! The input is decoded as one message, then split at `\n` and fed line by
 //! line to a fresh partition, so one input can also exercise sequences
 //! (duplicates, deal open then won, late events).
@@ -10,7 +13,7 @@
 
 use funnelstream::config::EngineConfig;
 use funnelstream::decode::time::MAX_TS_MS;
-use funnelstream::decode::{decode, Body, DecodeConfig, MAX_COUNT};
+use funnelstream::decode::{decode, decode_general, Body, DecodeConfig, MAX_COUNT};
 use funnelstream::engine::{Engine, Outcome};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +26,9 @@ const MAX_TS: i64 = MAX_TS_MS + DAY_MS + 1_000;
 const MAX_MICRO: i64 = 1_000_000_000_000 * 1_000_000;
 
 fn check(data: &[u8], cfg: &DecodeConfig) -> Option<funnelstream::decode::RejectReason> {
-    match decode(data, cfg, WALL_MS) {
+    let got = decode(data, cfg, WALL_MS);
+    assert_eq!(got, decode_general(data, cfg, WALL_MS));
+    match got {
         Err(r) => Some(r),
         Ok(ev) => {
             assert!((1..=128).contains(&ev.id.len()));

@@ -7,6 +7,7 @@
 //! contain JSON escapes. The decoder never panics, whatever the bytes.
 
 pub mod dedup;
+mod flat;
 pub mod time;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -411,12 +412,36 @@ pub fn decode<'a>(
     cfg: &DecodeConfig,
     wall_now_ms: i64,
 ) -> Result<Event<'a>, RejectReason> {
+    decode_with(bytes, cfg, wall_now_ms, parse_raw)
+}
+
+/// [`decode`] with serde_json's general parser alone, never the fast path
+/// for flat objects: the reference that path is checked against (the
+/// differential tests and the fuzz target).
+#[doc(hidden)]
+pub fn decode_general<'a>(
+    bytes: &'a [u8],
+    cfg: &DecodeConfig,
+    wall_now_ms: i64,
+) -> Result<Event<'a>, RejectReason> {
+    decode_with(bytes, cfg, wall_now_ms, |bytes, raw| {
+        let text = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidJson)?;
+        parse_general(text, raw)
+    })
+}
+
+fn decode_with<'a>(
+    bytes: &'a [u8],
+    cfg: &DecodeConfig,
+    wall_now_ms: i64,
+    parse: impl FnOnce(&'a [u8], &mut Raw<'a>) -> Result<(), RejectReason>,
+) -> Result<Event<'a>, RejectReason> {
     if bytes.len() > cfg.max_event_bytes {
         return Err(RejectReason::TooLarge);
     }
     // Filled in place: `Raw` is ~400 bytes, and each move of it a copy.
     let mut raw = Raw::default();
-    parse_raw(bytes, &mut raw)?;
+    parse(bytes, &mut raw)?;
     let ev = validate(&mut raw)?;
     if ev.ts > wall_now_ms.saturating_add(cfg.max_future_skew_ms) {
         return Err(RejectReason::FutureTimestamp);
@@ -651,6 +676,41 @@ struct Raw<'a> {
     influenced: Option<Scalar<'a>>,
 }
 
+impl<'a> Raw<'a> {
+    /// Where a field's value goes; `None` for fields the contract does not
+    /// define (skipped).
+    fn slot(&mut self, field: Field) -> Option<&mut Option<Scalar<'a>>> {
+        Some(match field {
+            Field::Id => &mut self.id,
+            Field::Type => &mut self.type_,
+            Field::Ts => &mut self.ts,
+            Field::Channel => &mut self.channel,
+            Field::Campaign => &mut self.campaign,
+            Field::Count => &mut self.count,
+            Field::Cost => &mut self.cost,
+            Field::LeadId => &mut self.lead_id,
+            Field::Stage => &mut self.stage,
+            Field::DealId => &mut self.deal_id,
+            Field::Amount => &mut self.amount,
+            Field::CreatedTs => &mut self.created_ts,
+            Field::Category => &mut self.category,
+            Field::AccountId => &mut self.account_id,
+            Field::Change => &mut self.change,
+            Field::MrrDelta => &mut self.mrr_delta,
+            Field::Pageviews => &mut self.pageviews,
+            Field::Bounces => &mut self.bounces,
+            Field::Engaged => &mut self.engaged,
+            Field::Action => &mut self.action,
+            Field::Value => &mut self.value,
+            Field::Kind => &mut self.kind,
+            Field::Score => &mut self.score,
+            Field::Origin => &mut self.origin,
+            Field::Influenced => &mut self.influenced,
+            Field::Unknown => return None,
+        })
+    }
+}
+
 /// The top-level value: an object's known fields, written into the `Raw`
 /// it holds; deserializes to whether it was an object.
 struct TopSeed<'r, 'a>(&'r mut Raw<'a>);
@@ -667,38 +727,12 @@ impl<'de> de::DeserializeSeed<'de> for TopSeed<'_, 'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 let r = self.0;
                 while let Some(field) = a.next_key::<Field>()? {
-                    let slot = match field {
-                        Field::Id => &mut r.id,
-                        Field::Type => &mut r.type_,
-                        Field::Ts => &mut r.ts,
-                        Field::Channel => &mut r.channel,
-                        Field::Campaign => &mut r.campaign,
-                        Field::Count => &mut r.count,
-                        Field::Cost => &mut r.cost,
-                        Field::LeadId => &mut r.lead_id,
-                        Field::Stage => &mut r.stage,
-                        Field::DealId => &mut r.deal_id,
-                        Field::Amount => &mut r.amount,
-                        Field::CreatedTs => &mut r.created_ts,
-                        Field::Category => &mut r.category,
-                        Field::AccountId => &mut r.account_id,
-                        Field::Change => &mut r.change,
-                        Field::MrrDelta => &mut r.mrr_delta,
-                        Field::Pageviews => &mut r.pageviews,
-                        Field::Bounces => &mut r.bounces,
-                        Field::Engaged => &mut r.engaged,
-                        Field::Action => &mut r.action,
-                        Field::Value => &mut r.value,
-                        Field::Kind => &mut r.kind,
-                        Field::Score => &mut r.score,
-                        Field::Origin => &mut r.origin,
-                        Field::Influenced => &mut r.influenced,
-                        Field::Unknown => {
+                    match r.slot(field) {
+                        Some(slot) => *slot = Some(a.next_value::<Scalar<'de>>()?),
+                        None => {
                             a.next_value::<Skip>()?;
-                            continue;
                         }
-                    };
-                    *slot = Some(a.next_value::<Scalar<'de>>()?);
+                    }
                 }
                 Ok(true)
             }
@@ -733,6 +767,16 @@ fn parse_raw<'a>(bytes: &'a [u8], raw: &mut Raw<'a>) -> Result<(), RejectReason>
     // Validate UTF-8 once for the whole message (skipped values included),
     // then parse from `&str`, which does not check it again.
     let text = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidJson)?;
+    if flat::parse(text, raw) {
+        return Ok(());
+    }
+    *raw = Raw::default();
+    parse_general(text, raw)
+}
+
+/// The raw parse by serde_json alone: every message the fast path gives up
+/// on, and the reference it is tested against.
+fn parse_general<'a>(text: &'a str, raw: &mut Raw<'a>) -> Result<(), RejectReason> {
     let mut de = serde_json::Deserializer::from_str(text);
     let object = de::DeserializeSeed::deserialize(TopSeed(raw), &mut de)
         .map_err(|_| RejectReason::InvalidJson)?;

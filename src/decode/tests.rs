@@ -2553,6 +2553,8 @@ struct Tally {
     inputs: usize,
     valid: usize,
     rejected: [usize; 11],
+    /// Inputs the flat fast path parsed (the others went to serde_json).
+    fast: usize,
 }
 
 /// Decodes one input, checks the invariants and compares with the model.
@@ -2573,6 +2575,24 @@ fn run_one(input: &[u8], c: &DecodeConfig, wall: i64, tally: &mut Tally) {
         "decoder and model disagree\n input: {}\n decoder: {got:?}\n model:   {want:?}",
         show(input)
     );
+    tally.fast += usize::from(fast_and_general_agree(input, c, wall));
+}
+
+/// The decoder (fast path first) and serde_json's general parser alone
+/// give the same result; whether the fast path took the input.
+#[track_caller]
+fn fast_and_general_agree(input: &[u8], c: &DecodeConfig, wall: i64) -> bool {
+    let got = decode(input, c, wall);
+    let general = decode_general(input, c, wall);
+    assert!(
+        got == general,
+        "fast path and serde_json disagree\n input: {}\n decoder: {got:?}\n general: {general:?}",
+        show(input)
+    );
+    match std::str::from_utf8(input) {
+        Ok(text) => flat::parse(text, &mut Raw::default()),
+        Err(_) => false,
+    }
 }
 
 const TOKENS: [&[u8]; 40] = [
@@ -2893,6 +2913,10 @@ fn robustness_random_and_mutated_inputs() {
     }
     eprintln!("robustness: {tally:?}");
     assert!(tally.inputs >= 5_000);
+    // Both parse paths are exercised: flat objects by the fast one, the
+    // rest (escapes, nesting, invalid JSON) by serde_json.
+    assert!(tally.fast > 2_000, "{tally:?}");
+    assert!(tally.inputs - tally.fast > 2_000, "{tally:?}");
     // The mutations reach valid events and every parse-level reason.
     assert!(tally.valid > 1_000, "{tally:?}");
     for r in R::ALL {
@@ -3384,4 +3408,104 @@ fn v2_deal_fields_are_lenient() {
         r#"{"id":"e","type":"deal","ts":10,"deal_id":"D","stage":"won","created_ts":1,"origin":5}"#,
         R::MissingField,
     );
+}
+
+// --- The flat fast path against serde_json ------------------------------------
+
+/// A JSON value as the fast path meets it: plain and escaped strings (any
+/// character, control characters included), numbers of every shape,
+/// literals, and now and then a nested value.
+fn json_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-zA-Z0-9_ .:+-]{0,24}".prop_map(|s| format!("\"{s}\"")),
+        1 => any::<String>().prop_map(|s| format!("\"{s}\"")),
+        1 => any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+        1 => r#""[a-z\\"/bfnrtu0-9A-F]{0,12}""#,
+        3 => "-?(0|[1-9][0-9]{0,21})(\\.[0-9]{1,30})?([eE][+-]?[0-9]{1,3})?",
+        1 => "[0-9.eE+-]{1,8}",
+        1 => any::<u64>().prop_map(|n| n.to_string()),
+        1 => any::<f64>().prop_map(|x| x.to_string()),
+        1 => (0u64..1_000_000_000_000, 0u32..1_000_000).prop_map(|(a, b)| format!("{a}.{b:06}")),
+        1 => prop::sample::select(vec!["true", "false", "null", "tru", "nul", "[]", "{}", "[1,{\"a\":2}]"])
+            .prop_map(String::from),
+    ]
+}
+
+/// Objects of contract and unknown keys with [`json_value`]s, between
+/// random JSON whitespace, sometimes with a stray byte.
+fn flat_object() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        3 => prop::sample::select(KEYS.to_vec()).prop_map(String::from),
+        1 => "[a-z_]{0,8}",
+        1 => Just("ty\\u0070e".to_string()),
+    ];
+    let ws = || "[ \t\r\n]{0,2}";
+    (
+        prop::sample::select(all_types()),
+        prop::collection::vec((key, json_value(), ws(), ws()), 0..10),
+        ws(),
+        ws(),
+        prop::option::of((any::<prop::sample::Index>(), any::<u8>())),
+    )
+        .prop_map(|(ty, pairs, lead, trail, stray)| {
+            let mut s = format!(
+                "{lead}{{\"id\":\"e1\",{lead}\"type\":\"{ty}\",\"ts\":\"2026-11-25T10:00:00Z\""
+            );
+            for (k, v, w1, w2) in pairs {
+                s.push_str(&format!(",{w1}\"{k}\"{w2}:{w1}{v}{w2}"));
+            }
+            s.push('}');
+            s.push_str(&trail);
+            let mut b = s.into_bytes();
+            if let Some((i, byte)) = stray {
+                let i = i.index(b.len());
+                b[i] = byte;
+            }
+            b
+        })
+        .prop_map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20_000, ..proptest_config() })]
+
+    /// Whatever the fast path accepts it reads exactly as serde_json does,
+    /// and whatever it declines serde_json decides.
+    #[test]
+    fn proptest_fast_path_agrees_with_serde_json(s in flat_object()) {
+        fast_and_general_agree(s.as_bytes(), &cfg(), WALL);
+    }
+}
+
+#[test]
+fn fast_path_takes_the_synthetic_and_realistic_shapes() {
+    let mut synth = Synth::new(SynthConfig {
+        seed: 3,
+        v2_ratio: 0.3,
+        ..SynthConfig::default()
+    });
+    for _ in 0..5_000 {
+        let line = synth.next_line();
+        assert!(
+            fast_and_general_agree(line.as_bytes(), &cfg(), synth.current_ms() + 1),
+            "declined: {line}"
+        );
+    }
+    for s in [
+        r#" {"id" : "e1", "type":"click","ts":1795593600000,"count":3,"cost":0.1} "#,
+        r#"{"id":"é€😀","type":"deal","ts":"2026-11-25T10:00:00.125+01:00","deal_id":"d","stage":"open","amount":12345678901.5,"x":null,"influenced":true}"#,
+        "{}",
+    ] {
+        assert!(fast_and_general_agree(s.as_bytes(), &cfg(), WALL), "{s}");
+    }
+    for s in [
+        r#"{"id":"e\"1","type":"click","ts":0}"#,
+        r#"{"id":"e1","type":"click","ts":0,"x":[1]}"#,
+        r#"{"id":"e1","type":"click","ts":0,"cost":1e2}"#,
+        r#"{"id":"e1","type":"click","ts":0,"cost":-1}"#,
+        r#"{"id":"e1","type":"click","ts":0,"count":12345678901234567890}"#,
+        r#"{"id":"e1","type":"click","ts":0}x"#,
+    ] {
+        assert!(!fast_and_general_agree(s.as_bytes(), &cfg(), WALL), "{s}");
+    }
 }
