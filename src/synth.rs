@@ -172,9 +172,7 @@ impl Synth {
         if r < self.cfg.duplicate_ratio + self.cfg.invalid_ratio {
             return self.invalid();
         }
-        self.ts += self.cfg.step_ms * 2.0 * self.rng.unit();
-        let ts = self.ts as i64;
-        self.seq += 1;
+        let ts = self.advance();
         let mut s = String::with_capacity(256);
         let _ = write!(
             s,
@@ -184,130 +182,172 @@ impl Synth {
         );
         if self.cfg.v2_ratio > 0.0 && self.rng.unit() < self.cfg.v2_ratio {
             self.v2_event(&mut s);
-            self.last.clone_from(&s);
-            return s;
-        }
-        let p = self.rng.unit();
-        // Shares: 40% impressions, 30% clicks, 16% leads, 7% deals,
-        // 3% spend, 4% subscriptions.
-        if p < 0.70 {
-            let (k, channel, campaign) = self.key();
-            let _ = k;
-            let click = p >= 0.40;
-            let count = if click {
-                1 + self.rng.below(5)
-            } else {
-                50 + self.rng.below(2000)
-            };
-            let cost = if click {
-                0.2 + self.rng.unit() * 4.0
-            } else {
-                count as f64 * 0.004
-            };
-            let _ = write!(
-                s,
-                r#""type":"{}","channel":"{channel}","campaign":"{campaign}","count":{count},"cost":{:.2},"source":"ads-sync","ad_group":"ag-{}"}}"#,
-                if click { "click" } else { "impression" },
-                cost,
-                self.rng.below(40)
-            );
-        } else if p < 0.86 {
-            let (_, channel, campaign) = self.key();
-            let q = self.rng.unit();
-            let stage = if q < 0.6 {
-                "new"
-            } else if q < 0.85 {
-                "mql"
-            } else {
-                "sql"
-            };
-            let _ = write!(
-                s,
-                r#""type":"lead","channel":"{channel}","campaign":"{campaign}","lead_id":"L-{}","stage":"{stage}","form":"demo-request"}}"#,
-                self.rng.below(1_000_000)
-            );
-        } else if p < 0.93 {
-            if self.open_deals.is_empty() || self.rng.unit() < 0.5 {
-                let (k, channel, campaign) = self.key();
-                let deal = self.seq;
-                let amount = 5_000 + self.rng.below(60_000) as i64;
-                self.open_deals.push((deal, ts, k));
-                if self.open_deals.len() > 10_000 {
-                    self.open_deals.swap_remove(0);
-                }
-                let _ = write!(
-                    s,
-                    r#""type":"deal","channel":"{channel}","campaign":"{campaign}","deal_id":"D-{deal}","stage":"open","amount":{amount}}}"#
-                );
-            } else {
-                let i = self.rng.below(self.open_deals.len() as u64) as usize;
-                let (deal, created, k) = self.open_deals.swap_remove(i);
-                let (channel, campaign) = self.key_of(k);
-                let won = self.rng.unit() < 0.3;
-                let amount = 5_000 + self.rng.below(60_000);
-                // v2: the CRM's attribution on some closed deals (about
-                // 40% of won deals marketing-influenced; an explicit
-                // partner origin now and then).
-                let mut extra = String::new();
-                if self.cfg.v2_ratio > 0.0 {
-                    if won && self.rng.unit() < 0.4 {
-                        extra.push_str(r#","influenced":true"#);
-                    }
-                    if self.rng.unit() < 0.1 {
-                        extra.push_str(r#","origin":"partner""#);
-                    }
-                }
-                let _ = write!(
-                    s,
-                    r#""type":"deal","channel":"{channel}","campaign":"{campaign}","deal_id":"D-{deal}","stage":"{}","amount":{amount},"created_ts":"{}"{extra}}}"#,
-                    if won { "won" } else { "lost" },
-                    format_rfc3339_ms(created)
-                );
-            }
-        } else if p < 0.96 {
-            let (_, channel, campaign) = self.key();
-            let ads = self.rng.unit() < 0.7;
-            let _ = write!(
-                s,
-                r#""type":"spend","channel":"{channel}","campaign":"{campaign}","amount":{:.2},"category":"{}"}}"#,
-                50.0 + self.rng.unit() * 500.0,
-                if ads { "ads" } else { "tools" }
-            );
         } else {
-            let q = self.rng.unit();
-            let (change, k, acct, delta) = if self.accounts.is_empty() || q < 0.45 {
-                let (k, _, _) = self.key();
-                let delta = 200 + self.rng.below(3000) as i64;
-                let acct = self.seq;
-                self.accounts.push((acct, k, delta));
-                if self.accounts.len() > 10_000 {
-                    self.accounts.swap_remove(0);
-                }
-                ("new", k, acct, delta)
-            } else {
-                let i = self.rng.below(self.accounts.len() as u64) as usize;
-                let (acct, k, mrr) = self.accounts[i];
-                if q < 0.75 {
-                    let d = 50 + self.rng.below(500) as i64;
-                    self.accounts[i].2 += d;
-                    ("expansion", k, acct, d)
-                } else if q < 0.88 {
-                    let d = (mrr / 4).max(1);
-                    self.accounts[i].2 -= d;
-                    ("contraction", k, acct, d)
-                } else {
-                    self.accounts.swap_remove(i);
-                    ("churn", k, acct, mrr)
-                }
-            };
-            let (channel, campaign) = self.key_of(k);
-            let _ = write!(
-                s,
-                r#""type":"subscription","channel":"{channel}","campaign":"{campaign}","account_id":"A-{acct}","change":"{change}","mrr_delta":{delta}}}"#
-            );
+            self.v1_event(&mut s, ts);
         }
         self.last.clone_from(&s);
         s
+    }
+
+    /// Moves event time on and takes the next sequence number; returns the
+    /// new event's time.
+    fn advance(&mut self) -> i64 {
+        self.ts += self.cfg.step_ms * 2.0 * self.rng.unit();
+        let ts = self.ts as i64;
+        self.seq += 1;
+        ts
+    }
+
+    /// The rest of one v1 event, at `ts`. Shares: 40% impressions, 30%
+    /// clicks, 16% leads, 7% deals, 3% spend, 4% subscriptions.
+    fn v1_event(&mut self, s: &mut String, ts: i64) {
+        let p = self.rng.unit();
+        if p < 0.70 {
+            self.ad_event(s, p >= 0.40);
+        } else if p < 0.86 {
+            self.lead_event(s);
+        } else if p < 0.93 {
+            if self.open_deals.is_empty() || self.rng.unit() < 0.5 {
+                self.open_deal(s, ts);
+            } else {
+                self.close_deal(s);
+            }
+        } else if p < 0.96 {
+            self.spend_event(s);
+        } else {
+            self.subscription_event(s);
+        }
+    }
+
+    fn ad_event(&mut self, s: &mut String, click: bool) {
+        let (_, channel, campaign) = self.key();
+        let count = if click {
+            1 + self.rng.below(5)
+        } else {
+            50 + self.rng.below(2000)
+        };
+        let cost = if click {
+            0.2 + self.rng.unit() * 4.0
+        } else {
+            count as f64 * 0.004
+        };
+        let _ = write!(
+            s,
+            r#""type":"{}","channel":"{channel}","campaign":"{campaign}","count":{count},"cost":{:.2},"source":"ads-sync","ad_group":"ag-{}"}}"#,
+            if click { "click" } else { "impression" },
+            cost,
+            self.rng.below(40)
+        );
+    }
+
+    fn lead_event(&mut self, s: &mut String) {
+        let (_, channel, campaign) = self.key();
+        let q = self.rng.unit();
+        let stage = if q < 0.6 {
+            "new"
+        } else if q < 0.85 {
+            "mql"
+        } else {
+            "sql"
+        };
+        let _ = write!(
+            s,
+            r#""type":"lead","channel":"{channel}","campaign":"{campaign}","lead_id":"L-{}","stage":"{stage}","form":"demo-request"}}"#,
+            self.rng.below(1_000_000)
+        );
+    }
+
+    /// A new open deal, remembered (up to 10,000) for a later close.
+    fn open_deal(&mut self, s: &mut String, ts: i64) {
+        let (k, channel, campaign) = self.key();
+        let deal = self.seq;
+        let amount = 5_000 + self.rng.below(60_000) as i64;
+        self.open_deals.push((deal, ts, k));
+        if self.open_deals.len() > 10_000 {
+            self.open_deals.swap_remove(0);
+        }
+        let _ = write!(
+            s,
+            r#""type":"deal","channel":"{channel}","campaign":"{campaign}","deal_id":"D-{deal}","stage":"open","amount":{amount}}}"#
+        );
+    }
+
+    /// One remembered open deal, won or lost.
+    fn close_deal(&mut self, s: &mut String) {
+        let i = self.rng.below(self.open_deals.len() as u64) as usize;
+        let (deal, created, k) = self.open_deals.swap_remove(i);
+        let (channel, campaign) = self.key_of(k);
+        let won = self.rng.unit() < 0.3;
+        let amount = 5_000 + self.rng.below(60_000);
+        // v2: the CRM's attribution on some closed deals (about
+        // 40% of won deals marketing-influenced; an explicit
+        // partner origin now and then).
+        let mut extra = String::new();
+        if self.cfg.v2_ratio > 0.0 {
+            if won && self.rng.unit() < 0.4 {
+                extra.push_str(r#","influenced":true"#);
+            }
+            if self.rng.unit() < 0.1 {
+                extra.push_str(r#","origin":"partner""#);
+            }
+        }
+        let _ = write!(
+            s,
+            r#""type":"deal","channel":"{channel}","campaign":"{campaign}","deal_id":"D-{deal}","stage":"{}","amount":{amount},"created_ts":"{}"{extra}}}"#,
+            if won { "won" } else { "lost" },
+            format_rfc3339_ms(created)
+        );
+    }
+
+    fn spend_event(&mut self, s: &mut String) {
+        let (_, channel, campaign) = self.key();
+        let ads = self.rng.unit() < 0.7;
+        let _ = write!(
+            s,
+            r#""type":"spend","channel":"{channel}","campaign":"{campaign}","amount":{:.2},"category":"{}"}}"#,
+            50.0 + self.rng.unit() * 500.0,
+            if ads { "ads" } else { "tools" }
+        );
+    }
+
+    fn subscription_event(&mut self, s: &mut String) {
+        let (change, k, acct, delta) = self.subscription_change();
+        let (channel, campaign) = self.key_of(k);
+        let _ = write!(
+            s,
+            r#""type":"subscription","channel":"{channel}","campaign":"{campaign}","account_id":"A-{acct}","change":"{change}","mrr_delta":{delta}}}"#
+        );
+    }
+
+    /// `(change, key, account, mrr_delta)` of a subscription movement: a new
+    /// account (remembered, up to 10,000), or an expansion, contraction or
+    /// churn of a remembered one.
+    fn subscription_change(&mut self) -> (&'static str, u64, u64, i64) {
+        let q = self.rng.unit();
+        if self.accounts.is_empty() || q < 0.45 {
+            let (k, _, _) = self.key();
+            let delta = 200 + self.rng.below(3000) as i64;
+            let acct = self.seq;
+            self.accounts.push((acct, k, delta));
+            if self.accounts.len() > 10_000 {
+                self.accounts.swap_remove(0);
+            }
+            return ("new", k, acct, delta);
+        }
+        let i = self.rng.below(self.accounts.len() as u64) as usize;
+        let (acct, k, mrr) = self.accounts[i];
+        if q < 0.75 {
+            let d = 50 + self.rng.below(500) as i64;
+            self.accounts[i].2 += d;
+            ("expansion", k, acct, d)
+        } else if q < 0.88 {
+            let d = (mrr / 4).max(1);
+            self.accounts[i].2 -= d;
+            ("contraction", k, acct, d)
+        } else {
+            self.accounts.swap_remove(i);
+            ("churn", k, acct, mrr)
+        }
     }
 
     /// One event of a v2 type, at believable rates (shared/background):

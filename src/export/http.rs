@@ -246,79 +246,95 @@ async fn serve_on(
     others: Option<tokio::runtime::Handle>,
 ) -> std::io::Result<()> {
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let close_all = CancellationToken::new();
-    let stopping = CancellationToken::new();
-    let tasks = tokio_util::task::TaskTracker::new();
+    let connections = Connections::new();
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
-    loop {
-        let tcp = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    // Out of descriptors, or a connection reset before accept:
-                    // keep serving the others.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some(tcp) = accept(&listener, shutdown.as_mut()).await {
         let _ = tcp.set_nodelay(true);
-        let close = close_all.child_token();
-        let watcher = graceful.watcher();
-        let (app, tls, limits) = (app.clone(), tls.clone(), limits.clone());
-        let stopping = stopping.clone();
-        let (plain, wait) = (tls.is_none(), limits.header_read_timeout);
-        let (stop_peek, close_peek) = (stopping.clone(), close.clone());
-        let handle = move |tcp: tokio::net::TcpStream| async move {
-            let busy = Arc::new(AtomicUsize::new(0));
-            let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
-            io.set_write_timeout(Some(limits.write_timeout));
-            let io = Box::pin(io);
-            let serve = async {
-                match tls {
-                    None => connection(io, app, close.clone(), watcher, &limits, &busy).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io))
-                            .await
-                        {
-                            Ok(Ok(io)) => {
-                                connection(io, app, close.clone(), watcher, &limits, &busy).await
-                            }
-                            Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
-                            Err(_) => debug!("TLS handshake timed out"),
-                        }
-                    }
-                }
-            };
-            // Once stopping, a connection with no request in progress (idle,
-            // or a request head still arriving) closes at once rather than
-            // holding the grace period.
-            let idle_at_stop = async {
-                stopping.cancelled().await;
-                while busy.load(Ordering::Acquire) > 0 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
-            tokio::select! {
-                _ = close.cancelled() => {}
-                _ = idle_at_stop => {}
-                _ = serve => {}
-            }
+        let conn = connections.new_connection(&app, &tls, &limits);
+        connections.spawn(tcp, conn, others.as_ref());
+    }
+    drop(listener);
+    connections.shut_down(limits.grace).await;
+    Ok(())
+}
+
+/// The next connection, or `None` once `shutdown` completes.
+async fn accept(
+    listener: &tokio::net::TcpListener,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<tokio::net::TcpStream> {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            r = listener.accept() => r,
         };
-        match &others {
+        match accepted {
+            Ok((tcp, _)) => return Some(tcp),
+            Err(e) => {
+                // Out of descriptors, or a connection reset before accept:
+                // keep serving the others.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The connections of one listener: their tasks, and the signals that end
+/// them on shutdown.
+struct Connections {
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    close_all: CancellationToken,
+    stopping: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Connections {
+    fn new() -> Self {
+        Connections {
+            graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+            close_all: CancellationToken::new(),
+            stopping: CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    fn new_connection(
+        &self,
+        app: &Router,
+        tls: &Option<tokio_rustls::TlsAcceptor>,
+        limits: &Arc<HttpLimits>,
+    ) -> Connection {
+        Connection {
+            close: self.close_all.child_token(),
+            watcher: self.graceful.watcher(),
+            app: app.clone(),
+            tls: tls.clone(),
+            limits: limits.clone(),
+            stopping: self.stopping.clone(),
+        }
+    }
+
+    /// Serves `tcp` on this runtime, or on `others` when given.
+    fn spawn(
+        &self,
+        tcp: tokio::net::TcpStream,
+        conn: Connection,
+        others: Option<&tokio::runtime::Handle>,
+    ) {
+        let (plain, wait) = (conn.tls.is_none(), conn.limits.header_read_timeout);
+        let (stopped, closed) = (conn.stopping.clone(), conn.close.clone());
+        let handle = move |tcp: tokio::net::TcpStream| conn.serve(tcp);
+        match others {
             None => {
-                tasks.spawn(handle(tcp));
+                self.tasks.spawn(handle(tcp));
             }
             // Plain HTTP: where the first request line says (peeked in a
             // task of its own, so that a slow client holds up no accept).
             Some(rt) if plain => {
-                let (rt, others_tasks) = (rt.clone(), tasks.clone());
-                let (stopped, closed) = (stop_peek, close_peek);
-                tasks.spawn(async move {
+                let (rt, others_tasks) = (rt.clone(), self.tasks.clone());
+                self.tasks.spawn(async move {
                     // Nothing sent yet: closes at once on shutdown.
                     let priority = tokio::select! {
                         _ = stopped.cancelled() => return,
@@ -334,26 +350,91 @@ async fn serve_on(
             }
             Some(rt) => {
                 if let Ok(std) = tcp.into_std() {
-                    tasks.spawn_on(moved(std, handle), rt);
+                    self.tasks.spawn_on(moved(std, handle), rt);
                 }
             }
         }
     }
-    drop(listener);
-    stopping.cancel();
-    tasks.close();
-    if tokio::time::timeout(limits.grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!(
-            grace_s = limits.grace.as_secs_f64(),
-            "grace period over: closing the remaining connections"
-        );
+
+    /// Once no new connection is accepted: in-flight requests have `grace`
+    /// to finish, then every remaining connection is closed.
+    async fn shut_down(self, grace: Duration) {
+        self.stopping.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.graceful.shutdown())
+            .await
+            .is_err()
+        {
+            warn!(
+                grace_s = grace.as_secs_f64(),
+                "grace period over: closing the remaining connections"
+            );
+        }
+        self.close_all.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
     }
-    close_all.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
-    Ok(())
+}
+
+/// What serving one accepted connection needs.
+struct Connection {
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Arc<HttpLimits>,
+    /// Closes the connection at once.
+    close: CancellationToken,
+    watcher: hyper_util::server::graceful::Watcher,
+    /// The server is shutting down.
+    stopping: CancellationToken,
+}
+
+impl Connection {
+    /// Serves HTTP (after the TLS handshake, when TLS is on) until the
+    /// client is done, `close` fires, or the server stops while no request
+    /// is in progress.
+    async fn serve(self, tcp: tokio::net::TcpStream) {
+        let Connection {
+            app,
+            tls,
+            limits,
+            close,
+            watcher,
+            stopping,
+        } = self;
+        let busy = Arc::new(AtomicUsize::new(0));
+        let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
+        io.set_write_timeout(Some(limits.write_timeout));
+        let io = Box::pin(io);
+        let serve = async {
+            match tls {
+                None => connection(io, app, close.clone(), watcher, &limits, &busy).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io))
+                        .await
+                    {
+                        Ok(Ok(io)) => {
+                            connection(io, app, close.clone(), watcher, &limits, &busy).await
+                        }
+                        Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
+                        Err(_) => debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        };
+        // Once stopping, a connection with no request in progress (idle,
+        // or a request head still arriving) closes at once rather than
+        // holding the grace period.
+        let idle_at_stop = async {
+            stopping.cancelled().await;
+            while busy.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            _ = close.cancelled() => {}
+            _ = idle_at_stop => {}
+            _ = serve => {}
+        }
+    }
 }
 
 async fn connection<I>(

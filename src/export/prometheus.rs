@@ -669,7 +669,30 @@ fn render_checkpoint(out: &mut String, format: Format, c: &crate::engine::Checkp
     );
 }
 
+/// The engine's own health families, in exposition order.
 fn render_health(out: &mut String, format: Format, h: &Health, series: u64, version: &str) {
+    render_event_counts(out, format, h);
+    render_folds(out, format, h);
+    render_capacity(out, format, h, series);
+    if let Some(d) = &h.delay {
+        render_delay(out, d);
+    }
+    render_lag(out, &h.lag);
+    crate::export::ownership::render(out, &h.owned);
+    if let Some(dead_letter) = h.dead_letter {
+        render_dead_letter(out, format, dead_letter);
+    }
+    if let Some(c) = &h.checkpoint {
+        render_checkpoint(out, format, c);
+    }
+    if let Some(streams) = h.streams {
+        render_streams(out, format, streams);
+    }
+    render_build_info(out, version);
+}
+
+/// Events applied, rejected, dropped as duplicates and too late.
+fn render_event_counts(out: &mut String, format: Format, h: &Health) {
     labelled_counter(
         out,
         format,
@@ -706,6 +729,11 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
         "counter",
         h.agg.late,
     );
+}
+
+/// Label values folded into `__overflow__` and optional fields read as
+/// their default.
+fn render_folds(out: &mut String, format: Format, h: &Health) {
     labelled_counter(
         out,
         format,
@@ -731,6 +759,11 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
             .zip(h.agg.fields_ignored)
             .map(|(f, v)| (*f, v)),
     );
+}
+
+/// What the memory limits cost: evicted ids, untracked deals, and the
+/// series published against their budget.
+fn render_capacity(out: &mut String, format: Format, h: &Health, series: u64) {
     plain(
         out,
         format,
@@ -765,58 +798,55 @@ fn render_health(out: &mut String, format: Format, h: &Health, series: u64, vers
             h.series_budget,
         );
     }
-    if let Some(d) = &h.delay {
-        render_delay(out, d);
-    }
-    render_lag(out, &h.lag);
-    crate::export::ownership::render(out, &h.owned);
-    if let Some([written, failures, pending]) = h.dead_letter {
-        plain(
-            out,
-            format,
-            "funnel_dead_letter_total",
-            "Rejected events copied to the dead-letter topic (acknowledged).",
-            "counter",
-            written,
-        );
-        plain(
-            out,
-            format,
-            "funnel_dead_letter_failures_total",
-            "Failed dead-letter writes (each is retried).",
-            "counter",
-            failures,
-        );
-        plain(
-            out,
-            format,
-            "funnel_dead_letter_pending",
-            "Dead-letter copies not yet acknowledged; their partitions' commits wait.",
-            "gauge",
-            pending,
-        );
-    }
-    if let Some(c) = &h.checkpoint {
-        render_checkpoint(out, format, c);
-    }
-    if let Some([clients, dropped]) = h.streams {
-        plain(
-            out,
-            format,
-            "funnel_stream_clients",
-            "Clients following /api/v1/kpis/stream now.",
-            "gauge",
-            clients,
-        );
-        plain(
-            out,
-            format,
-            "funnel_stream_clients_dropped_total",
-            "Stream clients disconnected by the engine because they stopped reading (their bounded buffer stayed full).",
-            "counter",
-            dropped,
-        );
-    }
+}
+
+fn render_dead_letter(out: &mut String, format: Format, [written, failures, pending]: [u64; 3]) {
+    plain(
+        out,
+        format,
+        "funnel_dead_letter_total",
+        "Rejected events copied to the dead-letter topic (acknowledged).",
+        "counter",
+        written,
+    );
+    plain(
+        out,
+        format,
+        "funnel_dead_letter_failures_total",
+        "Failed dead-letter writes (each is retried).",
+        "counter",
+        failures,
+    );
+    plain(
+        out,
+        format,
+        "funnel_dead_letter_pending",
+        "Dead-letter copies not yet acknowledged; their partitions' commits wait.",
+        "gauge",
+        pending,
+    );
+}
+
+fn render_streams(out: &mut String, format: Format, [clients, dropped]: [u64; 2]) {
+    plain(
+        out,
+        format,
+        "funnel_stream_clients",
+        "Clients following /api/v1/kpis/stream now.",
+        "gauge",
+        clients,
+    );
+    plain(
+        out,
+        format,
+        "funnel_stream_clients_dropped_total",
+        "Stream clients disconnected by the engine because they stopped reading (their bounded buffer stayed full).",
+        "counter",
+        dropped,
+    );
+}
+
+fn render_build_info(out: &mut String, version: &str) {
     header(out, "funnel_build_info", "Build metadata.", "gauge");
     out.push_str("funnel_build_info{version=\"");
     escape_label_value(out, version);

@@ -118,120 +118,176 @@ fn read_certs(
 /// Loads and validates a web-config file; paths inside are relative to it.
 pub fn load(path: &Path) -> Result<Security, ConfigError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err("file", format!("{}: {e}", path.display())))?;
-    let cfg: WebConfig = if text.trim().is_empty() {
-        WebConfig::default()
-    } else {
-        serde_norway::from_str(&text)
-            .map_err(|e| err("file", format!("{}: {e}", path.display())))?
-    };
+    let cfg = read_web_config(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut sec = Security::default();
     if let Some(t) = &cfg.tls_server_config {
-        let cert = t.cert_file.as_ref().ok_or_else(|| {
-            err(
-                "tls_server_config.cert_file",
-                "required with tls_server_config",
-            )
-        })?;
-        let key = t.key_file.as_ref().ok_or_else(|| {
-            err(
-                "tls_server_config.key_file",
-                "required with tls_server_config",
-            )
-        })?;
-        let certs = read_certs("tls_server_config.cert_file", &relative(base, cert))?;
-        let key_path = relative(base, key);
-        let key_data = std::fs::read(&key_path).map_err(|e| {
-            err(
-                "tls_server_config.key_file",
-                format!("{}: {e}", key_path.display()),
-            )
-        })?;
-        let key_der = rustls_pemfile::private_key(&mut &key_data[..])
-            .map_err(|e| err("tls_server_config.key_file", e.to_string()))?
-            .ok_or_else(|| {
-                err(
-                    "tls_server_config.key_file",
-                    format!("{}: no PEM private key found", key_path.display()),
-                )
-            })?;
-        let mut versions: Vec<&'static rustls::SupportedProtocolVersion> =
-            vec![&rustls::version::TLS12, &rustls::version::TLS13];
-        if let Some(v) = &t.min_version {
-            if tls_version("tls_server_config.min_version", v)? == &rustls::version::TLS13 {
-                versions.retain(|x| *x == &rustls::version::TLS13);
-            }
-        }
-        if let Some(v) = &t.max_version {
-            if tls_version("tls_server_config.max_version", v)? == &rustls::version::TLS12 {
-                versions.retain(|x| *x == &rustls::version::TLS12);
-            }
-        }
-        if versions.is_empty() {
-            return Err(err(
-                "tls_server_config.min_version",
-                "greater than max_version",
-            ));
-        }
-        let builder = rustls::ServerConfig::builder_with_protocol_versions(&versions);
-        let auth_type = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
-        let builder = match auth_type {
-            "NoClientCert" => builder.with_no_client_auth(),
-            "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
-                let ca = t.client_ca_file.as_ref().ok_or_else(|| {
-                    err("tls_server_config.client_ca_file", format!("required with client_auth_type {auth_type}"))
-                })?;
-                let mut roots = rustls::RootCertStore::empty();
-                for c in read_certs("tls_server_config.client_ca_file", &relative(base, ca))? {
-                    roots.add(c).map_err(|e| err("tls_server_config.client_ca_file", e.to_string()))?;
-                }
-                let v = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
-                let v = if auth_type == "VerifyClientCertIfGiven" { v.allow_unauthenticated() } else { v };
-                builder.with_client_cert_verifier(v.build().map_err(|e| err("tls_server_config.client_ca_file", e.to_string()))?)
-            }
-            other => {
-                return Err(err(
-                    "tls_server_config.client_auth_type",
-                    format!("`{other}` is not supported: use NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
-                ))
-            }
-        };
-        let mut server = builder.with_single_cert(certs, key_der).map_err(|e| {
-            err(
-                "tls_server_config.key_file",
-                format!("does not match cert_file: {e}"),
-            )
-        })?;
-        server.alpn_protocols = vec![b"http/1.1".to_vec()];
-        sec.tls = Some(Arc::new(server));
+        sec.tls = Some(Arc::new(tls_server(t, base)?));
     }
     if let Some(users) = &cfg.basic_auth_users {
-        for (user, hash) in users {
-            if user.contains(':') {
-                return Err(err(
-                    &format!("basic_auth_users.{user}"),
-                    "user names cannot contain `:`",
-                ));
-            }
-            let ok =
-                hash.len() == 60 && ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
-            if !ok {
-                return Err(err(
-                    &format!("basic_auth_users.{user}"),
-                    "not a bcrypt hash (e.g. from `htpasswd -nBC 10 USER`)",
-                ));
-            }
-        }
-        if !users.is_empty() {
-            sec.auth = Some(Arc::new(BasicAuth {
-                users: users.clone(),
-                verified: Mutex::new(HashMap::new()),
-            }));
-        }
+        sec.auth = basic_auth(users)?;
     }
     Ok(sec)
+}
+
+/// The file parsed; an empty file is the default (no TLS, no users).
+fn read_web_config(path: &Path) -> Result<WebConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("file", format!("{}: {e}", path.display())))?;
+    if text.trim().is_empty() {
+        return Ok(WebConfig::default());
+    }
+    serde_norway::from_str(&text).map_err(|e| err("file", format!("{}: {e}", path.display())))
+}
+
+/// The TLS server configuration of `tls_server_config`.
+fn tls_server(t: &TlsServerConfig, base: &Path) -> Result<rustls::ServerConfig, ConfigError> {
+    let cert = t.cert_file.as_ref().ok_or_else(|| {
+        err(
+            "tls_server_config.cert_file",
+            "required with tls_server_config",
+        )
+    })?;
+    let key = t.key_file.as_ref().ok_or_else(|| {
+        err(
+            "tls_server_config.key_file",
+            "required with tls_server_config",
+        )
+    })?;
+    let certs = read_certs("tls_server_config.cert_file", &relative(base, cert))?;
+    let key_der = read_private_key(&relative(base, key))?;
+    let versions = tls_versions(t)?;
+    let builder = rustls::ServerConfig::builder_with_protocol_versions(&versions);
+    let builder = with_client_auth(builder, t, base)?;
+    let mut server = builder.with_single_cert(certs, key_der).map_err(|e| {
+        err(
+            "tls_server_config.key_file",
+            format!("does not match cert_file: {e}"),
+        )
+    })?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(server)
+}
+
+fn read_private_key(
+    key_path: &Path,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, ConfigError> {
+    let key_data = std::fs::read(key_path).map_err(|e| {
+        err(
+            "tls_server_config.key_file",
+            format!("{}: {e}", key_path.display()),
+        )
+    })?;
+    rustls_pemfile::private_key(&mut &key_data[..])
+        .map_err(|e| err("tls_server_config.key_file", e.to_string()))?
+        .ok_or_else(|| {
+            err(
+                "tls_server_config.key_file",
+                format!("{}: no PEM private key found", key_path.display()),
+            )
+        })
+}
+
+/// The protocol versions between `min_version` and `max_version`.
+fn tls_versions(
+    t: &TlsServerConfig,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ConfigError> {
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        vec![&rustls::version::TLS12, &rustls::version::TLS13];
+    if let Some(v) = &t.min_version {
+        if tls_version("tls_server_config.min_version", v)? == &rustls::version::TLS13 {
+            versions.retain(|x| *x == &rustls::version::TLS13);
+        }
+    }
+    if let Some(v) = &t.max_version {
+        if tls_version("tls_server_config.max_version", v)? == &rustls::version::TLS12 {
+            versions.retain(|x| *x == &rustls::version::TLS12);
+        }
+    }
+    if versions.is_empty() {
+        return Err(err(
+            "tls_server_config.min_version",
+            "greater than max_version",
+        ));
+    }
+    Ok(versions)
+}
+
+/// `builder` with the client certificate check of `client_auth_type`.
+fn with_client_auth(
+    builder: rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>,
+    t: &TlsServerConfig,
+    base: &Path,
+) -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>, ConfigError>
+{
+    let auth_type = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    match auth_type {
+        "NoClientCert" => Ok(builder.with_no_client_auth()),
+        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
+            let verifier = client_verifier(t, base, auth_type)?;
+            Ok(builder.with_client_cert_verifier(verifier))
+        }
+        other => Err(err(
+            "tls_server_config.client_auth_type",
+            format!("`{other}` is not supported: use NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
+        )),
+    }
+}
+
+/// Client certificates checked against `client_ca_file`; optional with
+/// `VerifyClientCertIfGiven`.
+fn client_verifier(
+    t: &TlsServerConfig,
+    base: &Path,
+    auth_type: &str,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ConfigError> {
+    let ca = t.client_ca_file.as_ref().ok_or_else(|| {
+        err(
+            "tls_server_config.client_ca_file",
+            format!("required with client_auth_type {auth_type}"),
+        )
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs("tls_server_config.client_ca_file", &relative(base, ca))? {
+        roots
+            .add(c)
+            .map_err(|e| err("tls_server_config.client_ca_file", e.to_string()))?;
+    }
+    let v = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
+    let v = if auth_type == "VerifyClientCertIfGiven" {
+        v.allow_unauthenticated()
+    } else {
+        v
+    };
+    v.build()
+        .map_err(|e| err("tls_server_config.client_ca_file", e.to_string()))
+}
+
+/// The users of `basic_auth_users`, each name checked and each hash a
+/// bcrypt one; `None` when there are none.
+fn basic_auth(users: &BTreeMap<String, String>) -> Result<Option<Arc<BasicAuth>>, ConfigError> {
+    for (user, hash) in users {
+        if user.contains(':') {
+            return Err(err(
+                &format!("basic_auth_users.{user}"),
+                "user names cannot contain `:`",
+            ));
+        }
+        let ok = hash.len() == 60 && ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
+        if !ok {
+            return Err(err(
+                &format!("basic_auth_users.{user}"),
+                "not a bcrypt hash (e.g. from `htpasswd -nBC 10 USER`)",
+            ));
+        }
+    }
+    if users.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(BasicAuth {
+        users: users.clone(),
+        verified: Mutex::new(HashMap::new()),
+    })))
 }
 
 /// Users and a small cache of verified credentials (bcrypt is slow on

@@ -312,67 +312,9 @@ fn draw(f: &mut Frame, app: &mut App) {
         Paragraph::new(board::title(&app.url, &app.store, &app.s)).bold(),
         title,
     );
-
-    let labels = app.s.view.headers().len();
-    let cols = board::visible(&app.total);
-    let mut head = board::headers(app.s.view, &cols);
-    let arrow = if app.s.descending { "▼" } else { "▲" };
-    if app.s.sort == 0 {
-        head[0] = format!("{}{arrow}", head[0]);
-    } else if let Some(p) = cols.iter().position(|c| *c == app.s.sort - 1) {
-        let i = labels + p;
-        head[i] = format!("{}{arrow}", head[i]);
-    }
-    let projected: Vec<Row> = app
-        .rows
-        .iter()
-        .chain(std::iter::once(&app.total))
-        .map(|r| r.project(&cols))
-        .collect();
-    let widths = board::widths(&head, &projected.iter().collect::<Vec<_>>());
-    let cells = |r: &Row, flash: &HashMap<(Vec<String>, usize), (Instant, bool)>| {
-        let mut v: Vec<Cell> = r.name.iter().map(|n| Cell::from(n.clone())).collect();
-        for &i in &cols {
-            let c = &r.cells[i];
-            let mut line = Line::from(c.clone()).right_aligned();
-            if let Some((_, up)) = flash.get(&(r.name.clone(), i)) {
-                line = line.style(Style::new().fg(Color::Black).bg(if *up {
-                    Color::Green
-                } else {
-                    Color::Red
-                }));
-            }
-            v.push(Cell::from(line));
-        }
-        v
-    };
-    let header = TRow::new(head.iter().enumerate().map(|(i, h)| {
-        let l = Line::from(h.clone());
-        Cell::from(if i < labels { l } else { l.right_aligned() })
-    }))
-    .style(Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD));
-    let rows: Vec<TRow> = app
-        .rows
-        .iter()
-        .map(|r| TRow::new(cells(r, &app.flash)))
-        .collect();
-    let footer = TRow::new(cells(&app.total, &app.flash)).bold();
-    let table = Table::new(rows, widths.iter().map(|w| Constraint::Length(*w as u16)))
-        .header(header)
-        .footer(footer)
-        .column_spacing(2)
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let table = board_table(app);
     if app.rows.is_empty() {
-        let msg = match (&app.link, app.connected_once) {
-            (_, false) => "waiting for the engine...".to_string(),
-            _ if !app.windows.is_empty() && !app.windows.contains(&app.s.window) => format!(
-                "window {} is not served (served: {}); press w",
-                app.s.window,
-                app.windows.join(", ")
-            ),
-            _ if !app.s.filter.is_empty() => format!("no row matches \"{}\"", app.s.filter),
-            _ => "no data in this window yet".to_string(),
-        };
+        let msg = empty_board_message(app);
         let [t, m] = Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(body);
         f.render_stateful_widget(table, t, &mut app.table);
         f.render_widget(Paragraph::new(msg).italic(), m);
@@ -381,29 +323,113 @@ fn draw(f: &mut Frame, app: &mut App) {
     }
 
     f.render_widget(Paragraph::new(status_line(app)), status);
-    let help_line = if app.editing {
-        Line::from(vec![
+    f.render_widget(Paragraph::new(help_line(app)), help);
+}
+
+/// The shown rows under the column headers, the total as footer.
+fn board_table(app: &App) -> Table<'static> {
+    let labels = app.s.view.headers().len();
+    let cols = board::visible(&app.total);
+    let head = sorted_headers(app, &cols, labels);
+    let projected: Vec<Row> = app
+        .rows
+        .iter()
+        .chain(std::iter::once(&app.total))
+        .map(|r| r.project(&cols))
+        .collect();
+    let widths = board::widths(&head, &projected.iter().collect::<Vec<_>>());
+    let header = TRow::new(head.iter().enumerate().map(|(i, h)| {
+        let l = Line::from(h.clone());
+        Cell::from(if i < labels { l } else { l.right_aligned() })
+    }))
+    .style(Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD));
+    let rows: Vec<TRow> = app
+        .rows
+        .iter()
+        .map(|r| TRow::new(row_cells(r, &cols, &app.flash)))
+        .collect();
+    let footer = TRow::new(row_cells(&app.total, &cols, &app.flash)).bold();
+    Table::new(rows, widths.iter().map(|w| Constraint::Length(*w as u16)))
+        .header(header)
+        .footer(footer)
+        .column_spacing(2)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+}
+
+/// The headers of the shown columns, the sort column's with an arrow
+/// telling the order.
+fn sorted_headers(app: &App, cols: &[usize], labels: usize) -> Vec<String> {
+    let mut head = board::headers(app.s.view, cols);
+    let arrow = if app.s.descending { "▼" } else { "▲" };
+    if app.s.sort == 0 {
+        head[0] = format!("{}{arrow}", head[0]);
+    } else if let Some(p) = cols.iter().position(|c| *c == app.s.sort - 1) {
+        let i = labels + p;
+        head[i] = format!("{}{arrow}", head[i]);
+    }
+    head
+}
+
+/// A row's label cells and its shown value cells, those changed lately
+/// green (up) or red (down).
+fn row_cells(
+    r: &Row,
+    cols: &[usize],
+    flash: &HashMap<(Vec<String>, usize), (Instant, bool)>,
+) -> Vec<Cell<'static>> {
+    let mut v: Vec<Cell> = r.name.iter().map(|n| Cell::from(n.clone())).collect();
+    for &i in cols {
+        let c = &r.cells[i];
+        let mut line = Line::from(c.clone()).right_aligned();
+        if let Some((_, up)) = flash.get(&(r.name.clone(), i)) {
+            line = line.style(Style::new().fg(Color::Black).bg(if *up {
+                Color::Green
+            } else {
+                Color::Red
+            }));
+        }
+        v.push(Cell::from(line));
+    }
+    v
+}
+
+/// Why the board has no row.
+fn empty_board_message(app: &App) -> String {
+    match (&app.link, app.connected_once) {
+        (_, false) => "waiting for the engine...".to_string(),
+        _ if !app.windows.is_empty() && !app.windows.contains(&app.s.window) => format!(
+            "window {} is not served (served: {}); press w",
+            app.s.window,
+            app.windows.join(", ")
+        ),
+        _ if !app.s.filter.is_empty() => format!("no row matches \"{}\"", app.s.filter),
+        _ => "no data in this window yet".to_string(),
+    }
+}
+
+/// The filter being typed, or the keys.
+fn help_line(app: &App) -> Line<'static> {
+    if app.editing {
+        return Line::from(vec![
             Span::from(" filter: ").reversed(),
             Span::from(format!("{}▏", app.s.filter)),
             Span::from("   Enter keep  Esc clear").dim(),
-        ])
-    } else {
-        let mut spans = Vec::new();
-        for (k, what) in [
-            ("q", "quit"),
-            ("v", "channel/campaign"),
-            ("w", "window"),
-            ("←→", "sort column"),
-            ("r", "reverse"),
-            ("/", "filter"),
-            ("↑↓", "scroll"),
-        ] {
-            spans.push(Span::from(format!(" {k} ")).reversed());
-            spans.push(Span::from(format!(" {what}  ")));
-        }
-        Line::from(spans)
-    };
-    f.render_widget(Paragraph::new(help_line), help);
+        ]);
+    }
+    let mut spans = Vec::new();
+    for (k, what) in [
+        ("q", "quit"),
+        ("v", "channel/campaign"),
+        ("w", "window"),
+        ("←→", "sort column"),
+        ("r", "reverse"),
+        ("/", "filter"),
+        ("↑↓", "scroll"),
+    ] {
+        spans.push(Span::from(format!(" {k} ")).reversed());
+        spans.push(Span::from(format!(" {what}  ")));
+    }
+    Line::from(spans)
 }
 
 fn status_line(app: &App) -> Line<'static> {
