@@ -211,14 +211,30 @@ async fn moved<F: Future<Output = ()>>(
 const PRIORITY: [&[u8]; 3] = [b"GET /metrics", b"GET /healthz", b"GET /readyz"];
 
 /// Whether the connection's first request is a scrape or a probe: peeks at
-/// its first bytes (within `wait`) without consuming them.
+/// its first bytes (within `wait`) without consuming them. A request line
+/// may arrive in pieces (a client writing `GET ` and the path separately),
+/// so while what has arrived could still become one of [`PRIORITY`], it
+/// looks again every millisecond until `wait` runs out.
 async fn is_priority(tcp: &tokio::net::TcpStream, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
     let mut buf = [0u8; 16];
-    match tokio::time::timeout(wait, tcp.peek(&mut buf)).await {
-        Ok(Ok(n)) => PRIORITY
+    loop {
+        let n = match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        let seen = &buf[..n];
+        if PRIORITY
             .iter()
-            .any(|p| buf[..n].starts_with(p) && matches!(buf.get(p.len()), Some(b' ' | b'?'))),
-        _ => false,
+            .any(|p| seen.starts_with(p) && matches!(seen.get(p.len()), Some(b' ' | b'?')))
+        {
+            return true;
+        }
+        let undecided = n > 0 && PRIORITY.iter().any(|p| n <= p.len() && p.starts_with(seen));
+        if !undecided || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -549,6 +565,39 @@ mod tests {
 
     /// The status line and the whole response of a `GET path` (connection
     /// closed by the server after the response).
+    /// A request line written in pieces is still recognised as a probe or
+    /// scrape; anything else, or nothing, is not.
+    #[tokio::test]
+    async fn priority_is_read_from_a_request_line_arriving_in_pieces() {
+        async fn classify(pieces: &[&str], wait: Duration) -> bool {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let pieces: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+            let writer = std::thread::spawn(move || {
+                let mut client = std::net::TcpStream::connect(addr).unwrap();
+                client.set_nodelay(true).unwrap();
+                for p in pieces {
+                    client.write_all(p.as_bytes()).unwrap();
+                    std::thread::sleep(Duration::from_millis(40));
+                }
+                client
+            });
+            let (server, _) = listener.accept().await.unwrap();
+            let got = is_priority(&server, wait).await;
+            drop(writer.join().unwrap());
+            got
+        }
+        let wait = Duration::from_secs(5);
+        assert!(classify(&["GET ", "/readyz HTTP/1.1\r\n\r\n"], wait).await);
+        assert!(classify(&["GE", "T /met", "rics?x=1 HTTP/1.1\r\n"], wait).await);
+        assert!(classify(&["GET /healthz HTTP/1.1\r\n"], wait).await);
+        assert!(!classify(&["GET ", "/api/v1/kpis HTTP/1.1\r\n"], wait).await);
+        assert!(!classify(&["GET /metricsx HTTP/1.1\r\n"], wait).await);
+        assert!(!classify(&["POST /metrics HTTP/1.1\r\n"], wait).await);
+        // Stalled after `GET `: undecided until the wait runs out.
+        assert!(!classify(&["GET "], Duration::from_millis(20)).await);
+    }
+
     fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         // Longer than the callers' guard: they fail first, with a message.
