@@ -903,129 +903,15 @@ fn validate<'a>(r: &mut Raw<'a>) -> Result<Event<'a>, RejectReason> {
     let channel = optional_label(r.channel.take(), default_channel, 64)?;
     let campaign = optional_label(r.campaign.take(), "none", 128)?;
     let body = match ty {
-        EventType::Impression | EventType::Click => {
-            let count = count(r.count.take())?;
-            let cost = optional_money(r.cost.take())?;
-            if ty == EventType::Impression {
-                Body::Impression { count, cost }
-            } else {
-                Body::Click { count, cost }
-            }
-        }
-        EventType::Lead => {
-            string(required(r.lead_id.take())?)?;
-            let stage = match r.stage.take() {
-                None => LeadStage::New,
-                Some(v) => enum_value(v, |s| LeadStage::ALL.into_iter().find(|x| x.as_str() == s))?,
-            };
-            Body::Lead { stage }
-        }
-        EventType::Deal => {
-            let deal_id = string(required(r.deal_id.take())?)?;
-            let stage = enum_value(required(r.stage.take())?, |s| {
-                DealStage::ALL.into_iter().find(|x| x.as_str() == s)
-            })?;
-            let amount = match (stage, r.amount.take()) {
-                (DealStage::Won, v) => money(required(v)?)?,
-                (_, v) => optional_money(v)?,
-            };
-            let created_ts = match (stage, r.created_ts.take()) {
-                (DealStage::Open, None) => None,
-                (_, v) => Some(timestamp(required(v)?)?),
-            };
-            // Lenient v2 fields: an invalid value is read as the default.
-            let mut ignored = 0;
-            let origin = match r.origin.take() {
-                None => None,
-                Some(Scalar::Str(s)) if Origin::parse(&s).is_some() => Origin::parse(&s),
-                Some(_) => {
-                    ignored |= IGNORED_ORIGIN;
-                    None
-                }
-            };
-            let influenced = match (stage, r.influenced.take()) {
-                (DealStage::Won, Some(Scalar::Bool(b))) => b,
-                (DealStage::Won, Some(_)) => {
-                    ignored |= IGNORED_INFLUENCED;
-                    false
-                }
-                _ => false,
-            };
-            Body::Deal {
-                deal_id,
-                stage,
-                amount,
-                created_ts,
-                origin,
-                influenced,
-                ignored,
-            }
-        }
-        EventType::Spend => {
-            let amount = money(required(r.amount.take())?)?;
-            let ads = match r.category.take() {
-                None => true,
-                Some(v) => string(v)? == "ads",
-            };
-            Body::Spend { amount, ads }
-        }
-        EventType::Subscription => {
-            string(required(r.account_id.take())?)?;
-            let change = enum_value(required(r.change.take())?, |s| {
-                Change::ALL.into_iter().find(|x| x.as_str() == s)
-            })?;
-            let mrr_delta = money(required(r.mrr_delta.take())?)?;
-            Body::Subscription { change, mrr_delta }
-        }
-        EventType::Session => {
-            let count = count(r.count.take())?;
-            let pageviews = match r.pageviews.take() {
-                None => count,
-                Some(v) => integer(v, count, MAX_COUNT)?,
-            };
-            let bounces = match r.bounces.take() {
-                None => 0,
-                Some(v) => integer(v, 0, count)?,
-            };
-            let engaged = match r.engaged.take() {
-                None => count - bounces,
-                Some(v) => integer(v, 0, count)?,
-            };
-            Body::Session {
-                count,
-                pageviews,
-                bounces,
-                engaged,
-            }
-        }
-        EventType::Conversion => {
-            let action = optional_label(r.action.take(), "conversion", 64)?;
-            let count = count(r.count.take())?;
-            let value = optional_money(r.value.take())?;
-            Body::Conversion {
-                action,
-                count,
-                value,
-            }
-        }
-        EventType::Email => {
-            let action = enum_value(required(r.action.take())?, |s| {
-                EmailAction::ALL.into_iter().find(|x| x.as_str() == s)
-            })?;
-            let count = count(r.count.take())?;
-            Body::Email { action, count }
-        }
-        EventType::Survey => {
-            let kind = match r.kind.take() {
-                None => SurveyKind::Nps,
-                Some(v) => {
-                    enum_value(v, |s| SurveyKind::ALL.into_iter().find(|x| x.as_str() == s))?
-                }
-            };
-            let (lo, hi) = kind.range();
-            let score = integer(required(r.score.take())?, lo, hi)? as u8;
-            Body::Survey { kind, score }
-        }
+        EventType::Impression | EventType::Click => ad(ty, r)?,
+        EventType::Lead => lead(r)?,
+        EventType::Deal => deal(r)?,
+        EventType::Spend => spend(r)?,
+        EventType::Subscription => subscription(r)?,
+        EventType::Session => session(r)?,
+        EventType::Conversion => conversion(r)?,
+        EventType::Email => email(r)?,
+        EventType::Survey => survey(r)?,
     };
     Ok(Event {
         id,
@@ -1034,6 +920,148 @@ fn validate<'a>(r: &mut Raw<'a>) -> Result<Event<'a>, RejectReason> {
         campaign,
         body,
     })
+}
+
+/// An impression or a click.
+fn ad<'a>(ty: EventType, r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    let count = count(r.count.take())?;
+    let cost = optional_money(r.cost.take())?;
+    Ok(if ty == EventType::Impression {
+        Body::Impression { count, cost }
+    } else {
+        Body::Click { count, cost }
+    })
+}
+
+/// A lead: `lead_id` required, `stage` defaults to `new`.
+fn lead<'a>(r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    string(required(r.lead_id.take())?)?;
+    let stage = match r.stage.take() {
+        None => LeadStage::New,
+        Some(v) => enum_value(v, |s| LeadStage::ALL.into_iter().find(|x| x.as_str() == s))?,
+    };
+    Ok(Body::Lead { stage })
+}
+
+/// A deal: `amount` required when won, `created_ts` unless open; the v2
+/// fields `origin` and `influenced` are lenient (an invalid value is read
+/// as the default and counted).
+fn deal<'a>(r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    let deal_id = string(required(r.deal_id.take())?)?;
+    let stage = enum_value(required(r.stage.take())?, |s| {
+        DealStage::ALL.into_iter().find(|x| x.as_str() == s)
+    })?;
+    let amount = match (stage, r.amount.take()) {
+        (DealStage::Won, v) => money(required(v)?)?,
+        (_, v) => optional_money(v)?,
+    };
+    let created_ts = match (stage, r.created_ts.take()) {
+        (DealStage::Open, None) => None,
+        (_, v) => Some(timestamp(required(v)?)?),
+    };
+    // Lenient v2 fields: an invalid value is read as the default.
+    let mut ignored = 0;
+    let origin = match r.origin.take() {
+        None => None,
+        Some(Scalar::Str(s)) if Origin::parse(&s).is_some() => Origin::parse(&s),
+        Some(_) => {
+            ignored |= IGNORED_ORIGIN;
+            None
+        }
+    };
+    let influenced = match (stage, r.influenced.take()) {
+        (DealStage::Won, Some(Scalar::Bool(b))) => b,
+        (DealStage::Won, Some(_)) => {
+            ignored |= IGNORED_INFLUENCED;
+            false
+        }
+        _ => false,
+    };
+    Ok(Body::Deal {
+        deal_id,
+        stage,
+        amount,
+        created_ts,
+        origin,
+        influenced,
+        ignored,
+    })
+}
+
+/// Spend: `amount` required; `category` other than `ads` is not ad spend.
+fn spend<'a>(r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    let amount = money(required(r.amount.take())?)?;
+    let ads = match r.category.take() {
+        None => true,
+        Some(v) => string(v)? == "ads",
+    };
+    Ok(Body::Spend { amount, ads })
+}
+
+/// A subscription change.
+fn subscription<'a>(r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    string(required(r.account_id.take())?)?;
+    let change = enum_value(required(r.change.take())?, |s| {
+        Change::ALL.into_iter().find(|x| x.as_str() == s)
+    })?;
+    let mrr_delta = money(required(r.mrr_delta.take())?)?;
+    Ok(Body::Subscription { change, mrr_delta })
+}
+
+/// Web sessions: `pageviews` from `count` up, `bounces` and `engaged` up
+/// to `count`.
+fn session<'a>(r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    let count = count(r.count.take())?;
+    let pageviews = match r.pageviews.take() {
+        None => count,
+        Some(v) => integer(v, count, MAX_COUNT)?,
+    };
+    let bounces = match r.bounces.take() {
+        None => 0,
+        Some(v) => integer(v, 0, count)?,
+    };
+    let engaged = match r.engaged.take() {
+        None => count - bounces,
+        Some(v) => integer(v, 0, count)?,
+    };
+    Ok(Body::Session {
+        count,
+        pageviews,
+        bounces,
+        engaged,
+    })
+}
+
+/// Conversions of an `action`.
+fn conversion<'a>(r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    let action = optional_label(r.action.take(), "conversion", 64)?;
+    let count = count(r.count.take())?;
+    let value = optional_money(r.value.take())?;
+    Ok(Body::Conversion {
+        action,
+        count,
+        value,
+    })
+}
+
+/// An email action.
+fn email<'a>(r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    let action = enum_value(required(r.action.take())?, |s| {
+        EmailAction::ALL.into_iter().find(|x| x.as_str() == s)
+    })?;
+    let count = count(r.count.take())?;
+    Ok(Body::Email { action, count })
+}
+
+/// A survey answer, its score within its kind's range.
+fn survey<'a>(r: &mut Raw<'a>) -> Result<Body<'a>, RejectReason> {
+    let kind = match r.kind.take() {
+        None => SurveyKind::Nps,
+        Some(v) => enum_value(v, |s| SurveyKind::ALL.into_iter().find(|x| x.as_str() == s))?,
+    };
+    let (lo, hi) = kind.range();
+    let score = integer(required(r.score.take())?, lo, hi)? as u8;
+    Ok(Body::Survey { kind, score })
 }
 
 #[cfg(test)]
