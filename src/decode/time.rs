@@ -48,7 +48,57 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
 /// space separate date and time; `Z`, `z` or `+HH:MM` / `-HH:MM` give the
 /// offset. Returns `None` for anything else.
 pub(crate) fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
+    parse_canonical(s.as_bytes()).or_else(|| parse_general(s.as_bytes()))
+}
+
+/// The form producers nearly always send, `2026-11-25T07:54:39Z` or
+/// `2026-11-25T07:54:39.123Z`, read with fixed offsets and one test for
+/// all fourteen digits; `None` for anything else (including a leap
+/// second), which [`parse_general`] then reads. Both give the same value
+/// wherever this one gives one (tested).
+#[inline]
+fn parse_canonical(b: &[u8]) -> Option<i64> {
+    let (h, tail) = b.split_first_chunk::<19>()?;
+    let millis = match *tail {
+        [b'Z'] => 0,
+        [b'.', x, y, z, b'Z'] => {
+            let (x, y, z) = (x.wrapping_sub(b'0'), y.wrapping_sub(b'0'), z.wrapping_sub(b'0'));
+            if x > 9 || y > 9 || z > 9 {
+                return None;
+            }
+            i64::from(x) * 100 + i64::from(y) * 10 + i64::from(z)
+        }
+        _ => return None,
+    };
+    if h[4] != b'-' || h[7] != b'-' || h[10] != b'T' || h[13] != b':' || h[16] != b':' {
+        return None;
+    }
+    let d = h.map(|c| c.wrapping_sub(b'0'));
+    if [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        .iter()
+        .fold(0, |bad, &i| bad | u8::from(d[i] > 9))
+        != 0
+    {
+        return None;
+    }
+    let two = |i: usize| i64::from(d[i]) * 10 + i64::from(d[i + 1]);
+    let year = two(0) * 100 + two(2);
+    let (month, day, hour, min, sec) = (two(5), two(8), two(11), two(14), two(17));
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || min > 59
+        || sec > 59
+    {
+        return None;
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec;
+    Some(secs * 1000 + millis)
+}
+
+/// Every form [`parse_rfc3339_ms`] accepts.
+fn parse_general(b: &[u8]) -> Option<i64> {
     if b.len() < 20 {
         return None;
     }
@@ -207,6 +257,53 @@ mod tests {
             "2026-11-25T08:00:00+24:00",
         ] {
             assert_eq!(parse_rfc3339_ms(s), None, "{s}");
+        }
+    }
+
+    /// Random timestamps of the canonical shape, valid or not (months to
+    /// 19, days to 39, hours to 29, seconds to 69, any year), and single
+    /// bytes changed in them.
+    fn canonical_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        (
+            (0u32..=9999, 0u32..20, 0u32..40),
+            (0u32..30, 0u32..60, 0u32..70),
+            prop::option::of(0u32..1000),
+            prop::option::of((0usize..25, any::<u8>())),
+        )
+            .prop_map(|((y, mo, d), (h, mi, s), ms, change)| {
+                let frac = ms.map_or(String::new(), |ms| format!(".{ms:03}"));
+                let mut b =
+                    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}Z").into_bytes();
+                if let Some((at, byte)) = change {
+                    let at = at % b.len();
+                    b[at] = byte;
+                }
+                b
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        /// The fixed-offset reader gives what the general one gives
+        /// wherever it gives anything, and takes every valid canonical
+        /// timestamp but leap seconds; jiff, written independently, agrees
+        /// on the value.
+        #[test]
+        fn canonical_reader_agrees_with_the_general_one_and_jiff(b in canonical_like()) {
+            let fast = parse_canonical(&b);
+            let general = parse_general(&b);
+            if fast.is_some() {
+                proptest::prop_assert_eq!(fast, general);
+            }
+            let s = String::from_utf8_lossy(&b);
+            let shaped = b.len() >= 20 && b[10] == b'T' && b.last() == Some(&b'Z');
+            if general.is_some() && shaped && &s[17..19] != "60" {
+                proptest::prop_assert!(fast.is_some(), "{s}");
+                let jiff: jiff::Timestamp = s.parse().expect("jiff reads it");
+                proptest::prop_assert_eq!(general, Some(jiff.as_millisecond()), "{}", s);
+            }
         }
     }
 
