@@ -5,6 +5,12 @@
 //! visitor glue; this path does the same work for flat objects with plain
 //! strings and numbers in a fraction of that.
 //!
+//! It reads bytes, not a validated `&str`: a message that is valid JSON
+//! is ASCII outside its strings, and the scan that finds a string's end
+//! sees whether any of its bytes is not ASCII, so only such strings are
+//! checked for UTF-8 (the whole-message check cost as much as finding
+//! every string's end). Anything else that is not ASCII is not JSON here.
+//!
 //! It never decides anything on its own: it either fills [`Raw`] exactly
 //! as the general parser would, or gives up (returns `false`) and the
 //! caller runs serde_json on the message from the start. It gives up on
@@ -17,18 +23,14 @@
 use super::{Field, Raw, Scalar};
 use std::borrow::Cow;
 
-/// Fills `raw` from `text` if it is a flat object this path handles.
-pub(super) fn parse<'a>(text: &'a str, raw: &mut Raw<'a>) -> bool {
-    let mut p = Flat {
-        text,
-        b: text.as_bytes(),
-        i: 0,
-    };
+/// Fills `raw` from `b` if it is a flat object this path handles (and so
+/// valid UTF-8).
+pub(super) fn parse<'a>(b: &'a [u8], raw: &mut Raw<'a>) -> bool {
+    let mut p = Flat { b, i: 0 };
     p.object(raw).is_some()
 }
 
 struct Flat<'a> {
-    text: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -43,9 +45,10 @@ fn is_ws(c: u8) -> bool {
 const MAX_DECIMAL: usize = 40;
 
 /// A bit for each byte of `chunk` that can end a plain string: `"`, `\\`
-/// or a control character (below 0x20).
+/// or a control character (below 0x20); and whether any byte is not
+/// ASCII (0x80 or above).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-fn specials(chunk: &[u8; 16]) -> u32 {
+fn specials(chunk: &[u8; 16]) -> (u32, bool) {
     use std::arch::x86_64::*;
     // SAFETY: the build enables SSE2 (every x86_64 has it), and the
     // unaligned load reads exactly the 16 bytes `chunk` borrows.
@@ -55,14 +58,15 @@ fn specials(chunk: &[u8; 16]) -> u32 {
         let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         // Unsigned `v <= 0x1f`: the larger of the two is 0x1f.
         let ctrl = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), ctrl)) as u32
+        let hit = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), ctrl)) as u32;
+        (hit, _mm_movemask_epi8(v) != 0)
     }
 }
 
 /// The same eight bytes at a time in a `u64` (SWAR) on other targets.
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-fn specials(chunk: &[u8; 16]) -> u32 {
-    specials_swar(chunk)
+fn specials(chunk: &[u8; 16]) -> (u32, bool) {
+    (specials_swar(chunk), !chunk.is_ascii())
 }
 
 #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
@@ -157,15 +161,18 @@ impl<'a> Flat<'a> {
     }
 
     /// A string without escapes or control characters, its opening quote
-    /// consumed. The text is valid UTF-8 and `"` is ASCII, so the slice
-    /// falls on character boundaries.
+    /// consumed.
     fn string(&mut self) -> Option<&'a str> {
         let start = self.i;
         let mut i = start;
+        // Whether a byte scanned so far (the string's, or past its end) is
+        // not ASCII.
+        let mut wide = false;
         while let Some(chunk) = self.b.get(i..i + 16) {
-            let hit = specials(chunk.try_into().ok()?);
+            let (hit, w) = specials(chunk.try_into().ok()?);
+            wide |= w;
             if hit != 0 {
-                return self.close(start, i + hit.trailing_zeros() as usize);
+                return self.close(start, i + hit.trailing_zeros() as usize, wide);
             }
             i += 16;
         }
@@ -174,27 +181,37 @@ impl<'a> Flat<'a> {
             // The message's last 16 bytes, overlapping those already
             // scanned, whose bits are shifted out (`i - base` <= 16).
             let base = len - 16;
-            let hit = specials(self.b[base..].try_into().ok()?) >> (i - base);
+            let (hit, w) = specials(self.b[base..].try_into().ok()?);
+            let hit = hit >> (i - base);
             return (hit != 0)
                 .then(|| i + hit.trailing_zeros() as usize)
-                .and_then(|end| self.close(start, end));
+                .and_then(|end| self.close(start, end, wide | w));
         }
         while let Some(&c) = self.b.get(i) {
             if c == b'"' || c == b'\\' || c < 0x20 {
-                return self.close(start, i);
+                return self.close(start, i, wide);
             }
+            wide |= c >= 0x80;
             i += 1;
         }
         None
     }
 
-    /// Ends a string at `i` if the byte there is its closing quote.
-    fn close(&mut self, start: usize, i: usize) -> Option<&'a str> {
+    /// Ends a string at `i` if the byte there is its closing quote. `wide`
+    /// is false only if every byte of `start..i` was seen to be ASCII.
+    fn close(&mut self, start: usize, i: usize, wide: bool) -> Option<&'a str> {
         if self.b[i] != b'"' {
             return None;
         }
         self.i = i + 1;
-        self.text.get(start..i)
+        let s = &self.b[start..i];
+        if wide {
+            return std::str::from_utf8(s).ok();
+        }
+        debug_assert!(s.is_ascii());
+        // SAFETY: `wide` is false, so the scans of `string` saw every byte
+        // of `s` below 0x80: ASCII, which is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(s) })
     }
 
     /// A value, as the general parser's [`Scalar`] would read it.
@@ -247,7 +264,8 @@ impl<'a> Flat<'a> {
                 {
                     return None;
                 }
-                let x: f64 = self.text.get(start..self.i)?.parse().ok()?;
+                let digits = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+                let x: f64 = digits.parse().ok()?;
                 Some(Scalar::F64(x))
             }
             Some(b'e' | b'E') => None,
@@ -283,7 +301,9 @@ mod tests {
                 .iter()
                 .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
             let lowest = |m: u32| (m != 0).then(|| m.trailing_zeros() as usize);
-            assert_eq!(lowest(specials(&chunk)), first, "{chunk:?}");
+            let (hit, wide) = specials(&chunk);
+            assert_eq!(lowest(hit), first, "{chunk:?}");
+            assert_eq!(wide, chunk.iter().any(|&c| c >= 0x80), "{chunk:?}");
             assert_eq!(lowest(specials_swar(&chunk)), first, "{chunk:?}");
         }
     }

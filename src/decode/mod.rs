@@ -764,13 +764,14 @@ impl<'de> de::DeserializeSeed<'de> for TopSeed<'_, 'de> {
 }
 
 fn parse_raw<'a>(bytes: &'a [u8], raw: &mut Raw<'a>) -> Result<(), RejectReason> {
-    // Validate UTF-8 once for the whole message (skipped values included),
-    // then parse from `&str`, which does not check it again.
-    let text = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidJson)?;
-    if flat::parse(text, raw) {
+    // The fast path checks UTF-8 itself (see `flat`).
+    if flat::parse(bytes, raw) {
         return Ok(());
     }
     *raw = Raw::default();
+    // Validate UTF-8 once for the whole message (skipped values included),
+    // then parse from `&str`, which does not check it again.
+    let text = std::str::from_utf8(bytes).map_err(|_| RejectReason::InvalidJson)?;
     parse_general(text, raw)
 }
 
