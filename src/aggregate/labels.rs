@@ -11,6 +11,15 @@ use super::v2::seen;
 /// Value that every label value past the limit collapses into.
 pub const OVERFLOW: &str = "__overflow__";
 
+/// The name of `id` in a snapshot of [`LabelValues::names`]; [`OVERFLOW`]
+/// for an id it does not hold.
+pub fn name_in(names: &[Arc<str>], id: u32) -> Arc<str> {
+    names
+        .get(id as usize)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(OVERFLOW))
+}
+
 /// Interned values of one label. Id 0 is always [`OVERFLOW`].
 #[derive(Debug)]
 pub struct LabelValues {
@@ -52,11 +61,7 @@ impl LabelValues {
     }
 
     pub fn name(&self, id: u32) -> Arc<str> {
-        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        names
-            .get(id as usize)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(OVERFLOW))
+        name_in(&self.names.lock().unwrap_or_else(|e| e.into_inner()), id)
     }
 
     /// All names by id, for rendering without a lock per lookup.

@@ -62,7 +62,7 @@ fn parse_canonical(b: &[u8]) -> Option<i64> {
     let millis = match *tail {
         [b'Z'] => 0,
         [b'.', x, y, z, b'Z'] => {
-            let (x, y, z) = (x.wrapping_sub(b'0'), y.wrapping_sub(b'0'), z.wrapping_sub(b'0'));
+            let [x, y, z] = [x, y, z].map(|c| c.wrapping_sub(b'0'));
             if x > 9 || y > 9 || z > 9 {
                 return None;
             }

@@ -147,12 +147,7 @@ pub(crate) fn for_each_key(
     let labels = first.labels();
     let channels = labels.channel.names();
     let campaigns = labels.campaign.names();
-    let name = |names: &[Arc<str>], id: u32| -> Arc<str> {
-        names
-            .get(id as usize)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(crate::aggregate::labels::OVERFLOW))
-    };
+    let name = crate::aggregate::labels::name_in;
     let mut groups: KeyGroups = BTreeMap::new();
     for (ai, agg) in aggs.iter().enumerate() {
         for (ki, k) in agg.keys().iter().enumerate() {
@@ -422,12 +417,7 @@ impl KeyCopies {
         };
         let channels = labels.channel.names();
         let campaigns = labels.campaign.names();
-        let name = |names: &[Arc<str>], id: u32| -> Arc<str> {
-            names
-                .get(id as usize)
-                .cloned()
-                .unwrap_or_else(|| Arc::from(crate::aggregate::labels::OVERFLOW))
-        };
+        let name = crate::aggregate::labels::name_in;
         let mut by_name: BTreeMap<(Arc<str>, Arc<str>), Sums> = BTreeMap::new();
         for (ch, ca, sums) in self.copied.drain(..) {
             match by_name.entry((name(&channels, ch), name(&campaigns, ca))) {
