@@ -21,14 +21,18 @@
 //! is [`CheckpointError::Incompatible`].
 //!
 //! Versions: 1 remembered dedup ids by event time; 2 by acceptance time
-//! (EVENTS.md v2); 3 (current) adds the v2 event types' counters, the
+//! (EVENTS.md v2); 3 adds the v2 event types' counters, the
 //! `action` label overflow and ignored-field counters, and per key the
 //! groups seen and the v2 block (`aggregate::v2`); 4 adds the calendar
 //! settings after the windows (`calendar_windows`, `calendar_timezone`,
 //! `fiscal_year_start_month`: a checkpoint only fits an engine with the
 //! same ones, since its calendar slots' rings depend on them) and keeps the
-//! growth groups' buckets for two window lengths. Versions 1 to 3 are
-//! still read: version 1's remembered ids are taken as accepted at its
+//! growth groups' buckets for two window lengths; 5 (current) adds the
+//! partition's secret id-hashing key before the dedup memory
+//! (`util::hash::IdHasher`). Versions 1 to 4 are still read: their ids
+//! were hashed unkeyed, and a partition restored from one keeps hashing
+//! that way (its remembered ids cannot be hashed again); version 1's
+//! remembered ids are taken as accepted at its
 //! engine time (`decode::dedup`); their keys have no v2 state (a key that
 //! counted deal or subscription events is marked as having received
 //! those groups), so an upgrade restores every partition instead of
@@ -43,7 +47,7 @@ pub use crate::util::codec::CheckpointError;
 pub(crate) const MAGIC: [u8; 8] = *b"FNLSTCKP";
 /// Bump on any change of the body layout, and keep reading the previous
 /// versions ([`OLDEST_READ_VERSION`]..=`FORMAT_VERSION`).
-pub(crate) const FORMAT_VERSION: u16 = 4;
+pub(crate) const FORMAT_VERSION: u16 = 5;
 /// The oldest format version [`decode`] still reads.
 pub(crate) const OLDEST_READ_VERSION: u16 = 1;
 pub(crate) const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;

@@ -9,7 +9,7 @@ use crate::config::{ClockMode, EngineConfig};
 use crate::decode::dedup::Dedup;
 use crate::decode::{self, DecodeConfig, Event, EventType, RejectReason};
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
-use crate::util::hash::id_hash;
+use crate::util::hash::IdHasher;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -202,7 +202,7 @@ impl Partition {
     pub fn process_at(&mut self, bytes: &[u8], wall_ms: i64) -> Outcome {
         match decode::decode(bytes, &self.decode, wall_ms) {
             Ok(ev) => {
-                let id = id_hash(&ev.id);
+                let id = self.agg.ids.hash(&ev.id);
                 let hint = self.agg.key_hint(&ev);
                 self.apply_decoded(&ev, id, hint, wall_ms)
             }
@@ -247,7 +247,7 @@ impl Partition {
                 let slot = &mut events[i % SLOTS];
                 *slot = Some(decode::decode(m.as_ref(), &self.decode, wall_ms));
                 ids[i % SLOTS] = match slot {
-                    Some(Ok(e)) => (id_hash(&e.id), self.key_hints.start(e)),
+                    Some(Ok(e)) => (self.agg.ids.hash(&e.id), self.key_hints.start(e)),
                     _ => (0, 0),
                 };
                 hints[i % SLOTS] = None;
@@ -308,7 +308,7 @@ impl Partition {
         Outcome::Rejected(reason)
     }
 
-    /// Dedup and aggregation of a decoded event; `id` is `id_hash(&ev.id)`,
+    /// Dedup and aggregation of a decoded event; `id` is its id's hash,
     /// `hint` from `self.agg.key_hint(ev)`.
     #[inline]
     fn apply_decoded(&mut self, ev: &Event<'_>, id: u64, hint: KeyHint, wall_ms: i64) -> Outcome {
@@ -349,6 +349,16 @@ impl Partition {
                     w.uvar(c);
                 }
                 w.i128var(d.sum_ms);
+            }
+        }
+        // Format 5: the id hasher's key (0: unkeyed, restored from format
+        // 4 or older), then the dedup memory hashed with it.
+        match self.agg.ids.key() {
+            None => w.u8(0),
+            Some((k0, k1)) => {
+                w.u8(1);
+                w.u64_fixed(k0);
+                w.u64_fixed(k1);
             }
         }
         self.dedup.encode_into(w);
@@ -393,8 +403,19 @@ impl Partition {
             }
             _ => return Err(CheckpointError::Corrupt("delay histogram flag".into())),
         }
+        let ids = if version < 5 {
+            IdHasher::LEGACY
+        } else {
+            match r.u8()? {
+                0 => IdHasher::LEGACY,
+                1 => IdHasher::from_key(Some((r.u64_fixed()?, r.u64_fixed()?))),
+                _ => return Err(CheckpointError::Corrupt("id hasher flag".into())),
+            }
+        };
         self.dedup.decode_from(r, version, engine_now)?;
-        self.agg.decode_from(r, version)
+        self.agg.decode_from(r, version)?;
+        self.agg.ids = ids;
+        Ok(())
     }
 }
 

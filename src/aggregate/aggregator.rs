@@ -11,7 +11,7 @@ use super::prefetch::{KeyHint, NO_KEY};
 use super::sums::{KpiParams, WindowSums};
 use crate::config::{EngineConfig, WindowSpec, MAX_WINDOWS};
 use crate::decode::Origin;
-use crate::util::hash::{PreHashedMap, PreHashedMap128};
+use crate::util::hash::{IdHasher, PreHashedMap, PreHashedMap128};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -70,6 +70,9 @@ pub struct Aggregator {
     pub(super) cache: PreHashedMap128<u32>,
     pub(super) keys: Vec<KeyState>,
     pub(super) deals: PreHashedMap<DealState>,
+    /// How this partition hashes event and deal ids (its dedup memory's
+    /// too: one key per partition, kept in its checkpoints).
+    pub(crate) ids: IdHasher,
     /// The span of the last event time (see [`KeyState::pend`]).
     pub(super) ts_span: SpanMemo,
     pub stats: AggStats,
@@ -103,6 +106,7 @@ impl Aggregator {
             cache: PreHashedMap128::default(),
             keys: Vec::new(),
             deals: PreHashedMap::default(),
+            ids: IdHasher::random(),
             // Empty: the first lookup computes.
             ts_span: SpanMemo { lo: 0, hi: 0 },
             stats: AggStats::default(),

@@ -13,7 +13,6 @@ use super::sums::{field, TRAFFIC_N};
 use super::v2::{self, f2, seen};
 use super::Aggregator;
 use crate::decode::{Body, DealStage, Event, SurveyKind};
-use crate::util::hash::id_hash;
 
 /// The span of time around an instant inside which no window's bucket
 /// changes (with the default windows, one 5-second bucket of the 5m
@@ -269,7 +268,7 @@ impl Aggregator {
     }
 
     pub(super) fn track_deal(&mut self, key: u32, deal_id: &str, stage: DealStage, amount: i64) {
-        let h = id_hash(deal_id);
+        let h = self.ids.hash(deal_id);
         let full = self.deals.len() >= self.max_tracked_deals;
         let pipeline_change = match self.deals.get_mut(&h) {
             Some(d) if d.closed => None,

@@ -10,7 +10,6 @@ use super::ring::{CycleRing, Ring};
 use super::v2::{seen, V2Key};
 use super::Aggregator;
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
-use std::sync::Arc;
 
 impl Totals {
     pub(super) fn fields(&self) -> [&i128; 19] {
@@ -169,12 +168,7 @@ impl Aggregator {
         w.uvar(self.stats.fields_ignored[1]);
         let channels = self.labels.channel.names();
         let campaigns = self.labels.campaign.names();
-        let name = |names: &[Arc<str>], id: u32| -> Arc<str> {
-            names
-                .get(id as usize)
-                .cloned()
-                .unwrap_or_else(|| Arc::from(labels::OVERFLOW))
-        };
+        let name = labels::name_in;
         let actions = self.labels.action.names();
         let action_name = |id: u32| name(&actions, id).to_string();
         w.uvar(self.keys.len() as u64);
@@ -183,8 +177,13 @@ impl Aggregator {
             w.str(&name(&campaigns, k.campaign));
             k.encode_into(w, &action_name);
         }
-        w.uvar(self.deals.len() as u64);
-        for (h, d) in &self.deals {
+        // By hash: the map's own order depends on its history, and a
+        // restored partition must write the same bytes as the one it
+        // restores.
+        let mut deals: Vec<_> = self.deals.iter().collect();
+        deals.sort_unstable_by_key(|(h, _)| **h);
+        w.uvar(deals.len() as u64);
+        for (h, d) in deals {
             w.u64_fixed(*h);
             w.uvar(u64::from(d.key));
             w.ivar(d.amount);
