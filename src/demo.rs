@@ -25,11 +25,12 @@ pub(crate) const TOPIC: &str = defaults::TOPIC;
 pub(crate) const DEMO_V2_RATIO: f64 = 0.25;
 const DAY_MS: f64 = 86_400_000.0;
 /// Partitions of the demo topic: librdkafka's mock broker keeps at most
-/// 5 MB a partition, and the whole history (about 13 MB, keyed by
-/// campaign, so unevenly spread) must fit before the engine reads it.
+/// 5 MB a partition, and the whole history (about 19 MB, keyed by
+/// campaign, so unevenly spread: the busiest partition holds about
+/// 3.4 MB) must fit before the engine reads it.
 const PARTITIONS: i32 = 12;
-/// The longest history the demo writes: its longest window.
-/// Up to just under twice the longest default window: the previous 90d
+/// The longest history the demo writes (`--history`, in days): just
+/// under twice the longest default window, so that the previous 90d
 /// window (growth) and the previous quarter (`qtd`'s growth) have data,
 /// and no history event is late (older than 2 x 90d).
 pub(crate) const MAX_HISTORY_DAYS: u64 = 179;
@@ -270,7 +271,7 @@ fn generate(
 }
 
 /// `--firehose`: src/synth.rs's benchmark stream instead of the company,
-/// `history` events spread over the last 89 days, then `rate` events a
+/// `history` events spread over the last 178 days, then `rate` events a
 /// second until `stop`, random keys with every event: KPIs that change
 /// all the time, for tests of slow stream clients and scrapes under load.
 fn firehose(
