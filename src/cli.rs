@@ -144,11 +144,11 @@ pub struct DemoArgs {
     pub listen: Option<String>,
     /// Live traffic after the history: at most N messages a second (the
     /// demo company's own pace is a few a second); 0 = none, the KPIs stay
-    /// put [default: 200].
+    /// put.
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub rate: u64,
     /// Days of history written at start, up to 179 (just under twice the
-    /// 90d window, whose previous window the growth families read) [default: 179].
+    /// 90d window, whose previous window the growth families read).
     #[arg(long, value_name = "DAYS", default_value_t = 179)]
     pub history: u64,
     /// Load-test mode: instead of the company, src/synth.rs's benchmark
@@ -157,7 +157,7 @@ pub struct DemoArgs {
     /// --history is ignored.
     #[arg(long)]
     pub firehose: bool,
-    /// With --firehose: events of history written at start [default: 40000].
+    /// With --firehose: events of history written at start.
     #[arg(
         long,
         value_name = "N",
@@ -171,22 +171,22 @@ pub struct DemoArgs {
     /// With --firehose: distinct (channel, campaign) keys of the stream (benchmarks: series count).
     #[arg(long, value_name = "N", default_value_t = 24)]
     pub keys: u64,
-    /// The series budget (see `run --max-series`) [default: 200000].
+    /// The series budget (see `run --max-series`).
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub max_series: usize,
-    /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks) [default: 1000000].
+    /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub(crate) max_tracked_deals: usize,
-    /// Event ids remembered for deduplication per partition (see `run --dedup-capacity`; soak benchmarks) [default: 1000000].
+    /// Event ids remembered for deduplication per partition (see `run --dedup-capacity`; soak benchmarks).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub(crate) dedup_capacity: usize,
-    /// Calendar windows (see `run --calendar-windows`; `none` for none) [default: mtd,qtd].
+    /// Calendar windows (see `run --calendar-windows`; `none` for none).
     #[arg(long, value_name = "W,..", default_value = "mtd,qtd")]
     pub(crate) calendar_windows: String,
-    /// IANA time zone of the calendar windows [default: UTC].
+    /// IANA time zone of the calendar windows.
     #[arg(long, value_name = "ZONE", default_value = "UTC")]
     pub(crate) calendar_timezone: String,
-    /// First month (1..=12) of the fiscal year [default: 1].
+    /// First month (1..=12) of the fiscal year.
     #[arg(long, value_name = "1..12", default_value_t = 1)]
     pub fiscal_year_start_month: u8,
 }

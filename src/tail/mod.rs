@@ -60,8 +60,10 @@ pub struct TailArgs {
     /// [default: 1d, or the shortest served].
     #[arg(long, value_name = "W")]
     pub window: Option<String>,
+    /// Only the series of this channel (the API's `channel` filter).
     #[arg(long, value_name = "C")]
     pub channel: Option<String>,
+    /// Only the series of this campaign (the API's `campaign` filter).
     #[arg(long, value_name = "C")]
     pub campaign: Option<String>,
     /// Board rows: channel, campaign or channel/campaign [default: channel].
