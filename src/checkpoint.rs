@@ -21,9 +21,9 @@
 //! is [`CheckpointError::Incompatible`].
 //!
 //! Versions: 1 remembered dedup ids by event time; 2 by acceptance time
-//! (EVENTS.md v2); 3 (current) adds the v2 event types' counters, the
+//! (EVENTS.md v2); 3 adds the v2 event types' counters, the
 //! `action` label overflow and ignored-field counters, and per key the
-//! groups seen and the v2 block (`aggregate::v2`); 4 adds the calendar
+//! groups seen and the v2 block (`aggregate::v2`); 4 (current) adds the calendar
 //! settings after the windows (`calendar_windows`, `calendar_timezone`,
 //! `fiscal_year_start_month`: a checkpoint only fits an engine with the
 //! same ones, since its calendar slots' rings depend on them) and keeps the
