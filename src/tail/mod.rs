@@ -227,12 +227,17 @@ pub fn request(
                 Fetch::Client(m)
             }
         }
-        ureq::Error::Transport(t) => match t.kind() {
-            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
-                Fetch::Client(format!("{url}: {t}"))
+        ureq::Error::Transport(t) => {
+            // ureq's message starts with the URL when it knows it: say it once.
+            let m = match t.url() {
+                Some(_) => t.to_string(),
+                None => format!("{url}: {t}"),
+            };
+            match t.kind() {
+                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => Fetch::Client(m),
+                _ => Fetch::Transport(m),
             }
-            _ => Fetch::Transport(format!("{url}: {t}")),
-        },
+        }
     })
 }
 
