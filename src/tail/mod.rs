@@ -448,6 +448,8 @@ fn follow_changes(args: &TailArgs) -> Result<(), TailError> {
                 retrying = true;
                 continue;
             }
+            // Never reached (no snapshot yet): not "went away", as on the board.
+            Msg::Gone(reason) if first => return Err(TailError::Unreachable(reason)),
             Msg::Gone(reason) => {
                 return Err(TailError::Gone {
                     url: args.url.clone(),
