@@ -189,6 +189,25 @@ pub struct DemoArgs {
     /// First month (1..=12) of the fiscal year.
     #[arg(long, value_name = "1..12", default_value_t = 1)]
     pub fiscal_year_start_month: u8,
+    /// How long an accepted `id` is remembered, in engine time after its acceptance [default: 24h].
+    #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_DEDUP_HORIZON")]
+    pub(crate) dedup_horizon: Option<String>,
+    /// Gross margin for LTV and CAC payback, 0 < gm <= 1 [default: 1].
+    #[arg(long, value_name = "GM", env = "FUNNELSTREAM_GROSS_MARGIN", value_parser = margin)]
+    pub(crate) gross_margin: Option<f64>,
+    /// `channel=origin` pairs overriding the default origin of a deal's
+    /// channel (outbound=sales, partner=partner, unknown=other, else
+    /// marketing).
+    #[arg(
+        long,
+        value_name = "CHANNEL=ORIGIN,..",
+        env = "FUNNELSTREAM_CHANNEL_ORIGINS",
+        value_parser = origins
+    )]
+    pub(crate) channel_origins: Option<ChannelOrigins>,
+    /// Distinct conversion `action` values before folding into __overflow__ [default: 50].
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS", value_parser = whole("max_actions"))]
+    pub(crate) max_actions: Option<u64>,
 }
 
 /// Settings of `produce`.

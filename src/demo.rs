@@ -42,6 +42,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     init_logging(LogFormat::Text, "info,librdkafka=error");
     let listen = listen_addr(args)?;
     let calendar = calendar_config(args)?;
+    let engine = engine_settings(args)?;
     let cluster = start_broker()?;
     let bootstrap = cluster.bootstrap_servers();
     let stop = Arc::new(AtomicBool::new(false));
@@ -53,7 +54,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     if args.duration > 0 {
         stop_after(Duration::from_secs(args.duration), &stop);
     }
-    let cfg = run_config(args, &bootstrap, listen, calendar);
+    let cfg = run_config(args, &bootstrap, listen, calendar, engine);
     // Dropped without a message if the generator fails: start anyway.
     let _ = written.recv_timeout(Duration::from_secs(300));
     let result = crate::serve::serve(cfg, Some(stop.clone()), |addr| {
@@ -155,6 +156,7 @@ fn run_config(
     bootstrap: &str,
     listen: std::net::SocketAddr,
     calendar: crate::config::CalendarConfig,
+    engine: EngineConfig,
 ) -> RunConfig {
     RunConfig {
         engine: EngineConfig {
@@ -163,7 +165,7 @@ fn run_config(
             max_tracked_deals: args.max_tracked_deals.max(1),
             calendar,
             dedup_capacity: args.dedup_capacity.max(1),
-            ..EngineConfig::default()
+            ..engine
         },
         kafka: KafkaSettings {
             brokers: bootstrap.to_string(),
@@ -182,6 +184,19 @@ fn run_config(
         probe_listen: None,
         http: Default::default(),
     }
+}
+
+/// The engine settings CLI.md v2 gives `demo` as well as `run` and
+/// `replay` (`--dedup-horizon`, `--gross-margin`, `--channel-origins`,
+/// `--max-actions`), validated as `run` validates them.
+fn engine_settings(args: &DemoArgs) -> Result<EngineConfig, ConfigError> {
+    crate::cli::engine_config(&crate::settings::Settings {
+        dedup_horizon: args.dedup_horizon.clone(),
+        gross_margin: args.gross_margin,
+        channel_origins: args.channel_origins.clone(),
+        max_actions: args.max_actions,
+        ..Default::default()
+    })
 }
 
 /// Where to look, printed once the engine listens on `addr`.
@@ -335,4 +350,57 @@ fn firehose(
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = p.flush(Duration::from_secs(5));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::decode::Origin;
+    use clap::Parser;
+
+    fn demo_args(flags: &[&str]) -> DemoArgs {
+        let argv = ["funnelstream", "demo"].iter().chain(flags);
+        match Cli::try_parse_from(argv).expect("demo flags parse").command {
+            Command::Demo(a) => a,
+            other => panic!("not demo: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn demo_takes_the_v2_engine_settings_of_cli_md() {
+        let e = engine_settings(&demo_args(&[
+            "--dedup-horizon",
+            "2h",
+            "--gross-margin",
+            "0.8",
+            "--channel-origins",
+            "events=sales",
+            "--max-actions",
+            "7",
+        ]))
+        .unwrap();
+        assert_eq!(e.dedup_horizon_ms, 2 * 3_600_000);
+        assert_eq!(e.gross_margin, 0.8);
+        assert_eq!(e.channel_origins, [("events".to_string(), Origin::Sales)]);
+        assert_eq!(e.max_actions, 7);
+
+        // Without them, CLI.md's defaults (24h, 1, none, 50).
+        let d = engine_settings(&demo_args(&[])).unwrap();
+        assert_eq!(d.dedup_horizon_ms, 86_400_000);
+        assert_eq!(d.gross_margin, 1.0);
+        assert!(d.channel_origins.is_empty());
+        assert_eq!(d.max_actions, 50);
+
+        // Validated as `run` validates them: the error names the key.
+        for (flag, value, key) in [
+            ("--gross-margin", "1.5", "gross_margin"),
+            ("--dedup-horizon", "soon", "dedup_horizon"),
+            ("--channel-origins", "events=press", "channel_origins"),
+            ("--max-actions", "0", "max_actions"),
+        ] {
+            let err = engine_settings(&demo_args(&[flag, value])).unwrap_err();
+            assert!(err.to_string().contains(key), "{flag} {value}: {err}");
+        }
+    }
 }
