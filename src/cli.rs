@@ -39,15 +39,17 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Consume from Kafka, aggregate, serve /metrics until SIGTERM/SIGINT,
-    /// then drain, commit and exit 0.
+    /// then drain, checkpoint (with --checkpoint-topic), commit and exit 0.
     Run(RunArgs),
     /// The embedded default: an in-process Kafka-protocol broker, a
-    /// realistic synthetic event stream, and the engine on it.
+    /// realistic synthetic event stream, and the engine on it, serving
+    /// /metrics and the KPI board on 127.0.0.1:9490; needs nothing installed.
     Demo(DemoArgs),
     /// Write synthetic or file-supplied events to a Kafka topic.
     Produce(ProduceArgs),
     /// Read events from a file (one JSON event a line; `-` for stdin), apply
-    /// them exactly as `run` would, and print the /metrics exposition.
+    /// them exactly as `run` would, and print the /metrics exposition
+    /// (deterministic with --clock event).
     Replay(ReplayArgs),
     /// Follow a running engine's KPIs live in the terminal.
     Tail(crate::tail::TailArgs),
