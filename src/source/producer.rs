@@ -3,13 +3,13 @@
 //! campaign, so a campaign's events, its retried duplicates and its deals
 //! share a partition.
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use rdkafka::error::KafkaError as ProduceError;
 
@@ -20,18 +20,84 @@ pub struct Acks {
     pub failed: AtomicU64,
 }
 
-struct AckContext(Arc<Acks>);
+/// How long the message timeout lets librdkafka retry a delivery.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Client errors and librdkafka warnings are shown at most this often:
+/// with the brokers unreachable, librdkafka reports the same error several
+/// times a second for as long as it retries (`message.timeout.ms`).
+const REPEAT_EVERY: Duration = Duration::from_secs(10);
 
-impl ClientContext for AckContext {}
+struct AckContext {
+    acks: Arc<Acks>,
+    /// When a client error or warning was last shown.
+    last_shown: Mutex<Option<Instant>>,
+    /// Errors and warnings not shown since then.
+    held_back: AtomicU64,
+}
+
+impl AckContext {
+    /// Whether to show an error or warning now (the first one, then one
+    /// every [`REPEAT_EVERY`]), with how many were held back before it.
+    fn show(&self) -> Option<u64> {
+        let mut last = self.last_shown.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < REPEAT_EVERY) {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(self.held_back.swap(0, Ordering::Relaxed))
+    }
+}
+
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                if let Some(held_back) = self.show() {
+                    tracing::error!(target: "librdkafka", facility = fac, held_back, "{message}")
+                }
+            }
+            RDKafkaLogLevel::Warning => {
+                if let Some(held_back) = self.show() {
+                    tracing::warn!(target: "librdkafka", facility = fac, held_back, "{message}")
+                }
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(held_back) = self.show() {
+            tracing::error!(
+                target: "librdkafka",
+                %error,
+                held_back,
+                "kafka client error: {reason} (librdkafka retries until message.timeout.ms, {} s unless set; repeats shown every {} s)",
+                MESSAGE_TIMEOUT.as_secs(),
+                REPEAT_EVERY.as_secs()
+            )
+        }
+    }
+}
 
 impl ProducerContext for AckContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => self.0.ok.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => self.acks.ok.fetch_add(1, Ordering::Relaxed),
             Err((e, _)) => {
-                tracing::warn!(error = %e, "delivery failed");
-                self.0.failed.fetch_add(1, Ordering::Relaxed)
+                if let Some(held_back) = self.show() {
+                    tracing::warn!(error = %e, held_back, "delivery failed");
+                }
+                self.acks.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
     }
@@ -70,11 +136,18 @@ pub fn producer(
     c.set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
-        .set("message.timeout.ms", "120000");
+        .set(
+            "message.timeout.ms",
+            MESSAGE_TIMEOUT.as_millis().to_string(),
+        );
     for (k, v) in props {
         c.set(k, v);
     }
-    let p = c.create_with_context(AckContext(acks.clone()))?;
+    let p = c.create_with_context(AckContext {
+        acks: acks.clone(),
+        last_shown: Mutex::new(None),
+        held_back: AtomicU64::new(0),
+    })?;
     Ok((EventProducer(p), acks))
 }
 
