@@ -3,13 +3,14 @@
 //! campaign, so a campaign's events, its retried duplicates and its deals
 //! share a partition.
 
+use super::throttle::{Throttle, REPEAT_EVERY};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use rdkafka::error::KafkaError as ProduceError;
 
@@ -22,31 +23,10 @@ pub struct Acks {
 
 /// How long the message timeout lets librdkafka retry a delivery.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Client errors and librdkafka warnings are shown at most this often:
-/// with the brokers unreachable, librdkafka reports the same error several
-/// times a second for as long as it retries (`message.timeout.ms`).
-const REPEAT_EVERY: Duration = Duration::from_secs(10);
-
 struct AckContext {
     acks: Arc<Acks>,
-    /// When a client error or warning was last shown.
-    last_shown: Mutex<Option<Instant>>,
-    /// Errors and warnings not shown since then.
-    held_back: AtomicU64,
-}
-
-impl AckContext {
-    /// Whether to show an error or warning now (the first one, then one
-    /// every [`REPEAT_EVERY`]), with how many were held back before it.
-    fn show(&self) -> Option<u64> {
-        let mut last = self.last_shown.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| t.elapsed() < REPEAT_EVERY) {
-            self.held_back.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        *last = Some(Instant::now());
-        Some(self.held_back.swap(0, Ordering::Relaxed))
-    }
+    /// Errors and warnings: the first, then one every `REPEAT_EVERY`.
+    throttle: Throttle,
 }
 
 impl ClientContext for AckContext {
@@ -56,12 +36,12 @@ impl ClientContext for AckContext {
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
             | RDKafkaLogLevel::Error => {
-                if let Some(held_back) = self.show() {
+                if let Some(held_back) = self.throttle.show() {
                     tracing::error!(target: "librdkafka", facility = fac, held_back, "{message}")
                 }
             }
             RDKafkaLogLevel::Warning => {
-                if let Some(held_back) = self.show() {
+                if let Some(held_back) = self.throttle.show() {
                     tracing::warn!(target: "librdkafka", facility = fac, held_back, "{message}")
                 }
             }
@@ -75,7 +55,7 @@ impl ClientContext for AckContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if let Some(held_back) = self.show() {
+        if let Some(held_back) = self.throttle.show() {
             tracing::error!(
                 target: "librdkafka",
                 %error,
@@ -94,7 +74,7 @@ impl ProducerContext for AckContext {
         match result {
             Ok(_) => self.acks.ok.fetch_add(1, Ordering::Relaxed),
             Err((e, _)) => {
-                if let Some(held_back) = self.show() {
+                if let Some(held_back) = self.throttle.show() {
                     tracing::warn!(error = %e, held_back, "delivery failed");
                 }
                 self.acks.failed.fetch_add(1, Ordering::Relaxed)
@@ -145,8 +125,7 @@ pub fn producer(
     }
     let p = c.create_with_context(AckContext {
         acks: acks.clone(),
-        last_shown: Mutex::new(None),
-        held_back: AtomicU64::new(0),
+        throttle: Throttle::default(),
     })?;
     Ok((EventProducer(p), acks))
 }
