@@ -205,6 +205,7 @@ fn print_banner(addr: std::net::SocketAddr, bootstrap: &str) {
         "funnelstream demo is running\n\
          \x20 metrics:       http://{addr}/metrics\n\
          \x20 KPI board:     http://{addr}/\n\
+         \x20 in a terminal: funnelstream tail --url http://{addr}\n\
          \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, {PARTITIONS} partitions)\n\
          \x20 add events:    funnelstream produce --brokers {bootstrap} --topic {TOPIC} --from FILE\n\
          Press Ctrl-C to stop."
