@@ -271,7 +271,9 @@ pub struct EngineArgs {
     /// How far `ts` may lie ahead of the wall clock [default: 5m].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_MAX_FUTURE_SKEW")]
     pub(crate) max_future_skew: Option<String>,
-    /// Extra age past the longest window before an event counts as late [default: 0].
+    /// Extra age past what the windows cover (twice the longest window, for
+    /// the previous windows; the previous period of a calendar window)
+    /// before an event counts as late [default: 0].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_ALLOWED_LATENESS")]
     pub(crate) allowed_lateness: Option<String>,
     /// How long an accepted `id` is remembered, in engine time after its acceptance [default: 24h].
