@@ -39,15 +39,17 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Consume from Kafka, aggregate, serve /metrics until SIGTERM/SIGINT,
-    /// then drain, commit and exit 0.
+    /// then drain, checkpoint (with --checkpoint-topic), commit and exit 0.
     Run(RunArgs),
     /// The embedded default: an in-process Kafka-protocol broker, a
-    /// realistic synthetic event stream, and the engine on it.
+    /// realistic synthetic event stream, and the engine on it, serving
+    /// /metrics and the KPI board on 127.0.0.1:9490; needs nothing installed.
     Demo(DemoArgs),
     /// Write synthetic or file-supplied events to a Kafka topic.
     Produce(ProduceArgs),
     /// Read events from a file (one JSON event a line; `-` for stdin), apply
-    /// them exactly as `run` would, and print the /metrics exposition.
+    /// them exactly as `run` would, and print the /metrics exposition
+    /// (deterministic with --clock event).
     Replay(ReplayArgs),
     /// Follow a running engine's KPIs live in the terminal.
     Tail(crate::tail::TailArgs),
@@ -144,11 +146,11 @@ pub struct DemoArgs {
     pub listen: Option<String>,
     /// Live traffic after the history: at most N messages a second (the
     /// demo company's own pace is a few a second); 0 = none, the KPIs stay
-    /// put [default: 200].
+    /// put.
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub rate: u64,
     /// Days of history written at start, up to 179 (just under twice the
-    /// 90d window, whose previous window the growth families read) [default: 179].
+    /// 90d window, whose previous window the growth families read).
     #[arg(long, value_name = "DAYS", default_value_t = 179)]
     pub history: u64,
     /// Load-test mode: instead of the company, src/synth.rs's benchmark
@@ -157,7 +159,7 @@ pub struct DemoArgs {
     /// --history is ignored.
     #[arg(long)]
     pub firehose: bool,
-    /// With --firehose: events of history written at start [default: 40000].
+    /// With --firehose: events of history written at start.
     #[arg(
         long,
         value_name = "N",
@@ -171,24 +173,43 @@ pub struct DemoArgs {
     /// With --firehose: distinct (channel, campaign) keys of the stream (benchmarks: series count).
     #[arg(long, value_name = "N", default_value_t = 24)]
     pub keys: u64,
-    /// The series budget (see `run --max-series`) [default: 200000].
+    /// The series budget (see `run --max-series`).
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub max_series: usize,
-    /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks) [default: 1000000].
+    /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub(crate) max_tracked_deals: usize,
-    /// Event ids remembered for deduplication per partition (see `run --dedup-capacity`; soak benchmarks) [default: 1000000].
+    /// Event ids remembered for deduplication per partition (see `run --dedup-capacity`; soak benchmarks).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub(crate) dedup_capacity: usize,
-    /// Calendar windows (see `run --calendar-windows`; `none` for none) [default: mtd,qtd].
+    /// Calendar windows (see `run --calendar-windows`; `none` for none).
     #[arg(long, value_name = "W,..", default_value = "mtd,qtd")]
     pub(crate) calendar_windows: String,
-    /// IANA time zone of the calendar windows [default: UTC].
+    /// IANA time zone of the calendar windows.
     #[arg(long, value_name = "ZONE", default_value = "UTC")]
     pub(crate) calendar_timezone: String,
-    /// First month (1..=12) of the fiscal year [default: 1].
+    /// First month (1..=12) of the fiscal year.
     #[arg(long, value_name = "1..12", default_value_t = 1)]
     pub fiscal_year_start_month: u8,
+    /// How long an accepted `id` is remembered, in engine time after its acceptance [default: 24h].
+    #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_DEDUP_HORIZON")]
+    pub(crate) dedup_horizon: Option<String>,
+    /// Gross margin for LTV and CAC payback, 0 < gm <= 1 [default: 1].
+    #[arg(long, value_name = "GM", env = "FUNNELSTREAM_GROSS_MARGIN", value_parser = margin)]
+    pub(crate) gross_margin: Option<f64>,
+    /// `channel=origin` pairs overriding the default origin of a deal's
+    /// channel (outbound=sales, partner=partner, unknown=other, else
+    /// marketing).
+    #[arg(
+        long,
+        value_name = "CHANNEL=ORIGIN,..",
+        env = "FUNNELSTREAM_CHANNEL_ORIGINS",
+        value_parser = origins
+    )]
+    pub(crate) channel_origins: Option<ChannelOrigins>,
+    /// Distinct conversion `action` values before folding into __overflow__ [default: 50].
+    #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS", value_parser = whole("max_actions"))]
+    pub(crate) max_actions: Option<u64>,
 }
 
 /// Settings of `produce`.
@@ -250,7 +271,9 @@ pub struct EngineArgs {
     /// How far `ts` may lie ahead of the wall clock [default: 5m].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_MAX_FUTURE_SKEW")]
     pub(crate) max_future_skew: Option<String>,
-    /// Extra age past the longest window before an event counts as late [default: 0].
+    /// Extra age past what the windows cover (twice the longest window, for
+    /// the previous windows; the previous period of a calendar window)
+    /// before an event counts as late [default: 0].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_ALLOWED_LATENESS")]
     pub(crate) allowed_lateness: Option<String>,
     /// How long an accepted `id` is remembered, in engine time after its acceptance [default: 24h].

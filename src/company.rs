@@ -9,7 +9,7 @@
 //! deal that won it); traffic follows a daily and weekly rhythm.
 //!
 //! Its parameters come from the KPI articles of `../shared/background/`
-//! (quoted in issue 20), and `tests/demo_ranges.rs` checks the resulting
+//! (quoted in issue 20), and `tests/it/demo_ranges.rs` checks the resulting
 //! KPIs against those articles' ranges independently of the numbers here:
 //!
 //! | KPI | company | articles |
@@ -31,10 +31,10 @@
 //! impressions, clicks and sessions; e-mail tools per send), one record
 //! per campaign per slot (4 hours in the history older than a week, down
 //! to a minute in the last hour, 10 seconds live); leads, deals,
-//! subscriptions, conversions and surveys are single events. The 90 days
-//! of history are about 67,000 messages, 13 MB (librdkafka's mock broker
-//! keeps at most 5 MB a partition: the demo topic has 12, and its busiest
-//! held 4 MB with 6). Rare events are paced by accumulators (expected
+//! subscriptions, conversions and surveys are single events. The 179
+//! days of history are about 124,000 messages, 19 MB (librdkafka's mock
+//! broker keeps at most 5 MB a partition: the demo topic has 12, and its
+//! busiest holds about 3.4 MB). Rare events are paced by accumulators (expected
 //! count plus jitter) rather than coin flips, so that the company's rates
 //! hold in every window long enough to contain them.
 

@@ -25,11 +25,12 @@ pub(crate) const TOPIC: &str = defaults::TOPIC;
 pub(crate) const DEMO_V2_RATIO: f64 = 0.25;
 const DAY_MS: f64 = 86_400_000.0;
 /// Partitions of the demo topic: librdkafka's mock broker keeps at most
-/// 5 MB a partition, and the whole history (about 13 MB, keyed by
-/// campaign, so unevenly spread) must fit before the engine reads it.
+/// 5 MB a partition, and the whole history (about 19 MB, keyed by
+/// campaign, so unevenly spread: the busiest partition holds about
+/// 3.4 MB) must fit before the engine reads it.
 const PARTITIONS: i32 = 12;
-/// The longest history the demo writes: its longest window.
-/// Up to just under twice the longest default window: the previous 90d
+/// The longest history the demo writes (`--history`, in days): just
+/// under twice the longest default window, so that the previous 90d
 /// window (growth) and the previous quarter (`qtd`'s growth) have data,
 /// and no history event is late (older than 2 x 90d).
 pub(crate) const MAX_HISTORY_DAYS: u64 = 179;
@@ -41,6 +42,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     init_logging(LogFormat::Text, "info,librdkafka=error");
     let listen = listen_addr(args)?;
     let calendar = calendar_config(args)?;
+    let engine = engine_settings(args)?;
     let cluster = start_broker()?;
     let bootstrap = cluster.bootstrap_servers();
     let stop = Arc::new(AtomicBool::new(false));
@@ -52,7 +54,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Error> {
     if args.duration > 0 {
         stop_after(Duration::from_secs(args.duration), &stop);
     }
-    let cfg = run_config(args, &bootstrap, listen, calendar);
+    let cfg = run_config(args, &bootstrap, listen, calendar, engine);
     // Dropped without a message if the generator fails: start anyway.
     let _ = written.recv_timeout(Duration::from_secs(300));
     let result = crate::serve::serve(cfg, Some(stop.clone()), |addr| {
@@ -154,6 +156,7 @@ fn run_config(
     bootstrap: &str,
     listen: std::net::SocketAddr,
     calendar: crate::config::CalendarConfig,
+    engine: EngineConfig,
 ) -> RunConfig {
     RunConfig {
         engine: EngineConfig {
@@ -162,7 +165,7 @@ fn run_config(
             max_tracked_deals: args.max_tracked_deals.max(1),
             calendar,
             dedup_capacity: args.dedup_capacity.max(1),
-            ..EngineConfig::default()
+            ..engine
         },
         kafka: KafkaSettings {
             brokers: bootstrap.to_string(),
@@ -183,12 +186,26 @@ fn run_config(
     }
 }
 
+/// The engine settings CLI.md v2 gives `demo` as well as `run` and
+/// `replay` (`--dedup-horizon`, `--gross-margin`, `--channel-origins`,
+/// `--max-actions`), validated as `run` validates them.
+fn engine_settings(args: &DemoArgs) -> Result<EngineConfig, ConfigError> {
+    crate::cli::engine_config(&crate::settings::Settings {
+        dedup_horizon: args.dedup_horizon.clone(),
+        gross_margin: args.gross_margin,
+        channel_origins: args.channel_origins.clone(),
+        max_actions: args.max_actions,
+        ..Default::default()
+    })
+}
+
 /// Where to look, printed once the engine listens on `addr`.
 fn print_banner(addr: std::net::SocketAddr, bootstrap: &str) {
     println!(
         "funnelstream demo is running\n\
          \x20 metrics:       http://{addr}/metrics\n\
          \x20 KPI board:     http://{addr}/\n\
+         \x20 in a terminal: funnelstream tail --url http://{addr}\n\
          \x20 Kafka broker:  {bootstrap} (topic {TOPIC}, {PARTITIONS} partitions)\n\
          \x20 add events:    funnelstream produce --brokers {bootstrap} --topic {TOPIC} --from FILE\n\
          Press Ctrl-C to stop."
@@ -270,7 +287,7 @@ fn generate(
 }
 
 /// `--firehose`: src/synth.rs's benchmark stream instead of the company,
-/// `history` events spread over the last 89 days, then `rate` events a
+/// `history` events spread over the last 178 days, then `rate` events a
 /// second until `stop`, random keys with every event: KPIs that change
 /// all the time, for tests of slow stream clients and scrapes under load.
 fn firehose(
@@ -334,4 +351,57 @@ fn firehose(
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = p.flush(Duration::from_secs(5));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::decode::Origin;
+    use clap::Parser;
+
+    fn demo_args(flags: &[&str]) -> DemoArgs {
+        let argv = ["funnelstream", "demo"].iter().chain(flags);
+        match Cli::try_parse_from(argv).expect("demo flags parse").command {
+            Command::Demo(a) => a,
+            other => panic!("not demo: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn demo_takes_the_v2_engine_settings_of_cli_md() {
+        let e = engine_settings(&demo_args(&[
+            "--dedup-horizon",
+            "2h",
+            "--gross-margin",
+            "0.8",
+            "--channel-origins",
+            "events=sales",
+            "--max-actions",
+            "7",
+        ]))
+        .unwrap();
+        assert_eq!(e.dedup_horizon_ms, 2 * 3_600_000);
+        assert_eq!(e.gross_margin, 0.8);
+        assert_eq!(e.channel_origins, [("events".to_string(), Origin::Sales)]);
+        assert_eq!(e.max_actions, 7);
+
+        // Without them, CLI.md's defaults (24h, 1, none, 50).
+        let d = engine_settings(&demo_args(&[])).unwrap();
+        assert_eq!(d.dedup_horizon_ms, 86_400_000);
+        assert_eq!(d.gross_margin, 1.0);
+        assert!(d.channel_origins.is_empty());
+        assert_eq!(d.max_actions, 50);
+
+        // Validated as `run` validates them: the error names the key.
+        for (flag, value, key) in [
+            ("--gross-margin", "1.5", "gross_margin"),
+            ("--dedup-horizon", "soon", "dedup_horizon"),
+            ("--channel-origins", "events=press", "channel_origins"),
+            ("--max-actions", "0", "max_actions"),
+        ] {
+            let err = engine_settings(&demo_args(&[flag, value])).unwrap_err();
+            assert!(err.to_string().contains(key), "{flag} {value}: {err}");
+        }
+    }
 }

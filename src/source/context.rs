@@ -19,6 +19,8 @@ pub(crate) struct SourceContext {
     pub(super) needs_targets: AtomicBool,
     pub(super) store: Option<Arc<Store>>,
     pub(super) dead_letter: Option<Arc<DeadLetter>>,
+    /// Client errors: the first, then one every `REPEAT_EVERY`.
+    pub(super) throttle: super::throttle::Throttle,
 }
 
 impl ClientContext for SourceContext {
@@ -54,6 +56,14 @@ impl ClientContext for SourceContext {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
         }
-        warn!(%error, reason, "kafka client error");
+        if let Some(held_back) = self.throttle.show() {
+            warn!(
+                %error,
+                reason,
+                held_back,
+                "kafka client error (librdkafka retries; repeats shown every {} s)",
+                super::throttle::REPEAT_EVERY.as_secs()
+            );
+        }
     }
 }

@@ -35,6 +35,7 @@ mod rebalance;
 mod restore;
 mod settings;
 mod stats;
+mod throttle;
 mod worker;
 
 pub(crate) use checkpointer::checkpoint_slot;
@@ -131,6 +132,7 @@ impl Source {
             needs_targets: AtomicBool::new(false),
             store: store.clone(),
             dead_letter: dead_letter.clone(),
+            throttle: Default::default(),
         };
         let consumer: Kafka = client_config(&settings)?
             .set_log_level(RDKafkaLogLevel::Warning)

@@ -3,7 +3,8 @@
 //! campaign, so a campaign's events, its retried duplicates and its deals
 //! share a partition.
 
-use rdkafka::config::ClientConfig;
+use super::throttle::{Throttle, REPEAT_EVERY};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -20,18 +21,63 @@ pub struct Acks {
     pub failed: AtomicU64,
 }
 
-struct AckContext(Arc<Acks>);
+/// How long the message timeout lets librdkafka retry a delivery.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
+struct AckContext {
+    acks: Arc<Acks>,
+    /// Errors and warnings: the first, then one every `REPEAT_EVERY`.
+    throttle: Throttle,
+}
 
-impl ClientContext for AckContext {}
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                if let Some(held_back) = self.throttle.show() {
+                    tracing::error!(target: "librdkafka", facility = fac, held_back, "{message}")
+                }
+            }
+            RDKafkaLogLevel::Warning => {
+                if let Some(held_back) = self.throttle.show() {
+                    tracing::warn!(target: "librdkafka", facility = fac, held_back, "{message}")
+                }
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(held_back) = self.throttle.show() {
+            tracing::error!(
+                target: "librdkafka",
+                %error,
+                held_back,
+                "kafka client error: {reason} (librdkafka retries until message.timeout.ms, {} s unless set; repeats shown every {} s)",
+                MESSAGE_TIMEOUT.as_secs(),
+                REPEAT_EVERY.as_secs()
+            )
+        }
+    }
+}
 
 impl ProducerContext for AckContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => self.0.ok.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => self.acks.ok.fetch_add(1, Ordering::Relaxed),
             Err((e, _)) => {
-                tracing::warn!(error = %e, "delivery failed");
-                self.0.failed.fetch_add(1, Ordering::Relaxed)
+                if let Some(held_back) = self.throttle.show() {
+                    tracing::warn!(error = %e, held_back, "delivery failed");
+                }
+                self.acks.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
     }
@@ -70,11 +116,17 @@ pub fn producer(
     c.set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
-        .set("message.timeout.ms", "120000");
+        .set(
+            "message.timeout.ms",
+            MESSAGE_TIMEOUT.as_millis().to_string(),
+        );
     for (k, v) in props {
         c.set(k, v);
     }
-    let p = c.create_with_context(AckContext(acks.clone()))?;
+    let p = c.create_with_context(AckContext {
+        acks: acks.clone(),
+        throttle: Throttle::default(),
+    })?;
     Ok((EventProducer(p), acks))
 }
 

@@ -60,8 +60,10 @@ pub struct TailArgs {
     /// [default: 1d, or the shortest served].
     #[arg(long, value_name = "W")]
     pub window: Option<String>,
+    /// Only the series of this channel (the API's `channel` filter).
     #[arg(long, value_name = "C")]
     pub channel: Option<String>,
+    /// Only the series of this campaign (the API's `campaign` filter).
     #[arg(long, value_name = "C")]
     pub campaign: Option<String>,
     /// Board rows: channel, campaign or channel/campaign [default: channel].
@@ -225,12 +227,17 @@ pub fn request(
                 Fetch::Client(m)
             }
         }
-        ureq::Error::Transport(t) => match t.kind() {
-            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
-                Fetch::Client(format!("{url}: {t}"))
+        ureq::Error::Transport(t) => {
+            // ureq's message starts with the URL when it knows it: say it once.
+            let m = match t.url() {
+                Some(_) => t.to_string(),
+                None => format!("{url}: {t}"),
+            };
+            match t.kind() {
+                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => Fetch::Client(m),
+                _ => Fetch::Transport(m),
             }
-            _ => Fetch::Transport(format!("{url}: {t}")),
-        },
+        }
     })
 }
 
@@ -441,6 +448,8 @@ fn follow_changes(args: &TailArgs) -> Result<(), TailError> {
                 retrying = true;
                 continue;
             }
+            // Never reached (no snapshot yet): not "went away", as on the board.
+            Msg::Gone(reason) if first => return Err(TailError::Unreachable(reason)),
             Msg::Gone(reason) => {
                 return Err(TailError::Gone {
                     url: args.url.clone(),

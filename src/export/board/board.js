@@ -226,7 +226,10 @@
   // ---- cards and sparklines ------------------------------------------------
   const HEADLINE = [
     ['spend', 'Spend', 'money'], ['leads', 'Leads', 'count'], ['cpl', 'Cost per lead', 'money'],
-    ['cac', 'CAC', 'money'], ['roas', 'ROAS', 'pct'], ['win', 'Win rate', 'pct'],
+    ['cac', 'CAC', 'money'],
+    ['roas', 'ROAS', 'pct', 'Return on ad spend: revenue won / ad spend, over all channels, so the revenue of ' +
+      'channels without ad spend (organic, outbound, ...) counts too'],
+    ['win', 'Win rate', 'pct'],
     ['velocity', 'Pipeline velocity / day', 'money'], ['mrr', 'MRR (now)', 'money'],
     ['customers', 'Customers (now)', 'count'], ['nrr', 'NRR', 'pct'], ['churn', 'Customer churn', 'pct'],
   ];
@@ -236,10 +239,11 @@
   ];
 
   function makeCards(host, list) {
-    for (const [id, label] of list) {
+    for (const [id, label, , hint] of list) {
       const c = document.createElement('div');
       c.className = 'card';
       c.id = 'card-' + id;
+      if (hint) c.title = hint;
       c.innerHTML = '<div class="k"></div><div class="v" data-kpi=""></div><svg viewBox="0 0 100 30" preserveAspectRatio="none"></svg>';
       c.querySelector('.k').textContent = label;
       const v = c.querySelector('.v');
