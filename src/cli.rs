@@ -57,6 +57,134 @@ pub enum Command {
     CheckConfig(RunArgs),
 }
 
+/// The commands whose `--config` file the command line layers in itself
+/// ([`parse_args`]); `run`, `replay` and `check-config` read theirs as
+/// typed [`Settings`].
+const LAYERED: [&str; 3] = ["demo", "produce", "tail"];
+
+/// Parses the command line; for `demo`, `produce` and `tail` with their
+/// `--config` file: each of its keys becomes the flag of that name unless
+/// the command line or the environment sets it (flag > env > file >
+/// default, CLI.md). A key no command has is an error naming it; a key of
+/// another command is ignored, so that one file can serve them all.
+pub fn parse_args(argv: Vec<std::ffi::OsString>) -> Result<Cli, crate::Error> {
+    use clap::parser::ValueSource;
+    use clap::CommandFactory;
+    let cli = Cli::try_parse_from(&argv)?;
+    let cmd = Cli::command();
+    let matches = cmd.clone().try_get_matches_from(&argv)?;
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(cli);
+    };
+    let Some(path) = sub
+        .get_one::<PathBuf>("config")
+        .filter(|_| LAYERED.contains(&name))
+    else {
+        return Ok(cli);
+    };
+    let at = |problem: String| format!("{}: {problem}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::invalid("config", at(format!("cannot read it: {e}"))))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| ConfigError::invalid("config", at(e.to_string().trim().to_string())))?;
+    let this = cmd.find_subcommand(name).expect("the parsed command");
+    let mut extra: Vec<String> = Vec::new();
+    for (key, value) in &table {
+        // `run`'s `[kafka]` table is `--kafka-property` too.
+        let kafka;
+        let (key, value) = match value {
+            toml::Value::Table(t) if key == "kafka" => {
+                kafka = toml::Value::Array(
+                    t.iter()
+                        .map(|(k, v)| {
+                            toml::Value::String(format!("{k}={}", file_values(v, false)[0]))
+                        })
+                        .collect(),
+                );
+                ("kafka_property", &kafka)
+            }
+            _ => (key.as_str(), value),
+        };
+        let arg = this
+            .get_arguments()
+            .find(|a| a.get_id() == key && a.get_long().is_some());
+        let Some(arg) = arg.filter(|_| key != "config") else {
+            if key != "config" && known_elsewhere(&cmd, key) {
+                continue;
+            }
+            return Err(ConfigError::invalid(key, at("no such setting".into())).into());
+        };
+        if matches!(
+            sub.value_source(key),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let long = arg.get_long().expect("filtered on");
+        let flag = matches!(arg.get_action(), clap::ArgAction::SetTrue);
+        let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
+        for v in file_values(value, repeatable) {
+            let args: Vec<String> = match (flag, v.as_str()) {
+                (true, "true") => vec![format!("--{long}")],
+                (true, "false") => vec![],
+                (true, _) => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        at(format!("`{v}` is not true or false")),
+                    )
+                    .into())
+                }
+                (false, _) => vec![format!("--{long}={v}")],
+            };
+            // Checked alone, so that a bad value is told as the file's key.
+            let alone = [argv[0].clone(), name.into()]
+                .into_iter()
+                .chain(args.iter().map(Into::into));
+            if let Err(e) = Cli::try_parse_from(alone) {
+                let told = e.to_string();
+                let first = told.lines().next().unwrap_or_default();
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                return Err(ConfigError::invalid(key, at(first.to_string())).into());
+            }
+            extra.extend(args);
+        }
+    }
+    Ok(Cli::try_parse_from(
+        argv.into_iter().chain(extra.into_iter().map(Into::into)),
+    )?)
+}
+
+/// Whether a command other than the one parsed has the setting `key` (or
+/// it is `run`'s `[kafka]` table).
+fn known_elsewhere(cmd: &clap::Command, key: &str) -> bool {
+    key == "kafka"
+        || cmd
+            .get_subcommands()
+            .flat_map(|c| c.get_arguments())
+            .any(|a| a.get_id() == key && a.get_long().is_some())
+}
+
+/// A file value as flag values: an array one value each (repeatable
+/// flags) or joined by commas (lists), a table as `key=value` pairs.
+fn file_values(v: &toml::Value, repeatable: bool) -> Vec<String> {
+    fn one(v: &toml::Value) -> String {
+        match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Table(t) => t
+                .iter()
+                .map(|(k, v)| format!("{k}={}", one(v)))
+                .collect::<Vec<_>>()
+                .join(","),
+            toml::Value::Array(a) => a.iter().map(one).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
+    match v {
+        toml::Value::Array(a) if repeatable => a.iter().map(one).collect(),
+        other => vec![one(other)],
+    }
+}
+
 /// Settings of `run` (and `check-config`).
 #[derive(Args, Serialize, Debug, Clone, Default)]
 pub struct RunArgs {
@@ -115,7 +243,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_STREAM_CLIENTS", value_parser = whole("max_stream_clients"))]
     pub max_stream_clients: Option<u64>,
     /// Extra librdkafka property (security.protocol, sasl.*, ssl.*, ...); repeatable.
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    #[arg(
+        long = "kafka-property",
+        value_name = "KEY=VALUE",
+        env = "FUNNELSTREAM_KAFKA_PROPERTY"
+    )]
     #[serde(skip)]
     pub(crate) kafka_property: Vec<String>,
     /// Extra plain-HTTP address serving only /healthz and /readyz, without
@@ -141,55 +273,111 @@ pub struct RunArgs {
 /// Settings of `demo`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct DemoArgs {
+    /// TOML file of these settings, keyed by the flags' names with `_`
+    /// (`max_series = 1000`); flag > env > file > default. Keys of other
+    /// commands are ignored, so one file can serve them all.
+    #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
     /// HTTP listen address [default: 127.0.0.1:9490].
     #[arg(long, value_name = "ADDR:PORT", env = "FUNNELSTREAM_LISTEN")]
     pub listen: Option<String>,
     /// Live traffic after the history: at most N messages a second (the
     /// demo company's own pace is a few a second); 0 = none, the KPIs stay
     /// put.
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200,
+        env = "FUNNELSTREAM_RATE"
+    )]
     pub rate: u64,
     /// Days of history written at start, up to 179 (just under twice the
     /// 90d window, whose previous window the growth families read).
-    #[arg(long, value_name = "DAYS", default_value_t = 179)]
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = 179,
+        env = "FUNNELSTREAM_HISTORY"
+    )]
     pub history: u64,
     /// Load-test mode: instead of the company, src/synth.rs's benchmark
     /// stream (random keys, KPIs changing all the time): --events events of
     /// history over the last 178 days, then --rate events a second;
     /// --history is ignored.
-    #[arg(long)]
+    #[arg(long, env = "FUNNELSTREAM_FIREHOSE")]
     pub firehose: bool,
     /// With --firehose: events of history written at start.
     #[arg(
         long,
         value_name = "N",
         default_value_t = 40_000,
-        requires = "firehose"
+        requires = "firehose",
+        env = "FUNNELSTREAM_EVENTS"
     )]
     pub events: u64,
     /// Stop after this many seconds (0 = until SIGTERM/SIGINT).
-    #[arg(long, value_name = "S", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 0,
+        env = "FUNNELSTREAM_DURATION"
+    )]
     pub duration: u64,
     /// With --firehose: distinct (channel, campaign) keys of the stream (benchmarks: series count).
-    #[arg(long, value_name = "N", default_value_t = 24)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 24,
+        env = "FUNNELSTREAM_KEYS"
+    )]
     pub keys: u64,
     /// The series budget (see `run --max-series`).
-    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200_000,
+        env = "FUNNELSTREAM_MAX_SERIES"
+    )]
     pub max_series: usize,
     /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks).
-    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        env = "FUNNELSTREAM_MAX_TRACKED_DEALS"
+    )]
     pub(crate) max_tracked_deals: usize,
     /// Event ids remembered for deduplication per partition (see `run --dedup-capacity`; soak benchmarks).
-    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        env = "FUNNELSTREAM_DEDUP_CAPACITY"
+    )]
     pub(crate) dedup_capacity: usize,
     /// Calendar windows (see `run --calendar-windows`; `none` for none).
-    #[arg(long, value_name = "W,..", default_value = "mtd,qtd")]
+    #[arg(
+        long,
+        value_name = "W,..",
+        default_value = "mtd,qtd",
+        env = "FUNNELSTREAM_CALENDAR_WINDOWS"
+    )]
     pub(crate) calendar_windows: String,
     /// IANA time zone of the calendar windows.
-    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    #[arg(
+        long,
+        value_name = "ZONE",
+        default_value = "UTC",
+        env = "FUNNELSTREAM_CALENDAR_TIMEZONE"
+    )]
     pub(crate) calendar_timezone: String,
     /// First month (1..=12) of the fiscal year.
-    #[arg(long, value_name = "1..12", default_value_t = 1)]
+    #[arg(
+        long,
+        value_name = "1..12",
+        default_value_t = 1,
+        env = "FUNNELSTREAM_FISCAL_YEAR_START_MONTH"
+    )]
     pub fiscal_year_start_month: u8,
     /// How long an accepted `id` is remembered, in engine time after its acceptance [default: 24h].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_DEDUP_HORIZON")]
@@ -215,6 +403,11 @@ pub struct DemoArgs {
 /// Settings of `produce`.
 #[derive(Args, Debug, Clone)]
 pub struct ProduceArgs {
+    /// TOML file of these settings, keyed by the flags' names with `_`
+    /// (`max_series = 1000`); flag > env > file > default. Keys of other
+    /// commands are ignored, so one file can serve them all.
+    #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Kafka bootstrap servers.
     #[arg(
         long,
@@ -224,25 +417,44 @@ pub struct ProduceArgs {
     )]
     pub brokers: String,
     /// Topic to write to.
-    #[arg(long, value_name = "T", default_value = defaults::TOPIC)]
+    #[arg(long, value_name = "T", default_value = defaults::TOPIC, env = "FUNNELSTREAM_TOPIC")]
     pub topic: String,
     /// NDJSON file of events (`-` for stdin); synthetic events without it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_FROM")]
     pub from: Option<PathBuf>,
     /// Events per second, 0 = as fast as possible [default: 0 with --from, 1000 synthetic].
-    #[arg(long, value_name = "EVENTS_PER_S")]
+    #[arg(long, value_name = "EVENTS_PER_S", env = "FUNNELSTREAM_RATE")]
     pub rate: Option<f64>,
     /// Synthetic events to write.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "FUNNELSTREAM_COUNT"
+    )]
     pub count: u64,
     /// Distinct (channel, campaign) keys of synthetic events.
-    #[arg(long, value_name = "N", default_value_t = 40)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 40,
+        env = "FUNNELSTREAM_KEYS"
+    )]
     pub keys: u64,
     /// Seed of the synthetic generator.
-    #[arg(long, value_name = "N", default_value_t = 42)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 42,
+        env = "FUNNELSTREAM_SEED"
+    )]
     pub seed: u64,
     /// Extra librdkafka property; repeatable.
-    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    #[arg(
+        long = "kafka-property",
+        value_name = "KEY=VALUE",
+        env = "FUNNELSTREAM_KAFKA_PROPERTY"
+    )]
     pub(crate) kafka_property: Vec<String>,
 }
 
@@ -442,7 +654,13 @@ impl EngineArgs {
     /// The `--config` file's settings (none without it).
     pub fn file(&self) -> Result<Settings, ConfigError> {
         match &self.config {
-            Some(p) => Settings::load(p),
+            Some(p) => {
+                use clap::CommandFactory;
+                let cmd = Cli::command();
+                let run = cmd.find_subcommand("run").expect("run exists");
+                let ours = |k: &str| k == "kafka" || run.get_arguments().any(|a| a.get_id() == k);
+                Settings::load(p, |k| !ours(k) && known_elsewhere(&cmd, k))
+            }
             None => Ok(Settings::default()),
         }
     }
@@ -1023,5 +1241,79 @@ mod tests {
             Some(Properties(vec![("client.id".into(), "x".into())]))
         );
         assert_eq!(layer(&RunArgs::default(), back.clone()).unwrap(), back);
+    }
+
+    /// `demo`, `produce` and `tail` read `--config` (CLI.md: every flag,
+    /// flag > env > file > default; env is checked on the binary, since
+    /// a test cannot set the process's variables without racing others).
+    #[test]
+    fn demo_produce_and_tail_layer_their_config_file_under_the_flags() {
+        let dir = std::env::temp_dir().join(format!("funnelstream-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let parse = |args: &[&str]| parse_args(args.iter().map(Into::into).collect());
+        let shared = file(
+            "all.toml",
+            "brokers = \"b:1\"\ntopics = [\"events\"]\nhistory = 7\nrate = 0\n\
+             calendar_windows = \"mtd,ytd\"\nchannel_origins = { outbound = \"marketing\" }\n\
+             once = true\ncount = 5\n[kafka]\na = \"1\"\nb = \"2,3\"\n",
+        );
+        let Command::Demo(d) = parse(&["f", "demo", "--config", &shared]).unwrap().command else {
+            panic!("demo");
+        };
+        assert_eq!((d.history, d.rate), (7, 0));
+        assert_eq!(d.calendar_windows, "mtd,ytd");
+        assert!(
+            matches!(d.channel_origins, Some(ChannelOrigins::Text(ref t)) if t == "outbound=marketing")
+        );
+        // The flag wins over the file.
+        let Command::Demo(d) = parse(&["f", "demo", "--config", &shared, "--history", "3"])
+            .unwrap()
+            .command
+        else {
+            panic!("demo");
+        };
+        assert_eq!(d.history, 3);
+        let Command::Produce(p) = parse(&["f", "produce", "--config", &shared])
+            .unwrap()
+            .command
+        else {
+            panic!("produce");
+        };
+        assert_eq!((p.count, p.brokers.as_str()), (5, "b:1"));
+        assert_eq!(p.rate, Some(0.0));
+        // `run`'s `[kafka]` table is `produce --kafka-property` too.
+        assert_eq!(p.kafka_property, ["a=1", "b=2,3"]);
+        let Command::Tail(t) = parse(&["f", "tail", "--config", &shared]).unwrap().command else {
+            panic!("tail");
+        };
+        assert!(t.once);
+        // `run` reads the same file, ignoring the other commands' keys.
+        let Command::CheckConfig(r) = parse(&["f", "check-config", "--config", &shared])
+            .unwrap()
+            .command
+        else {
+            panic!("check-config");
+        };
+        assert_eq!(r.resolve(defaults::LISTEN).unwrap().kafka.brokers, "b:1");
+        // A key no command has, a bad value and a bad flag value are
+        // invalid settings naming the key (exit 2).
+        for (cmd, text, key) in [
+            ("demo", "histroy = 7", "histroy"),
+            ("demo", "history = \"long\"", "history"),
+            ("tail", "once = \"yes\"", "once"),
+            ("demo", "config = \"other.toml\"", "config"),
+        ] {
+            let bad = file("bad.toml", text);
+            match parse(&["f", cmd, "--config", &bad]) {
+                Err(crate::Error::Config(e)) => assert!(e.to_string().contains(key), "{e}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -70,7 +70,7 @@ mod serve;
 mod settings;
 mod tail;
 
-pub use cli::Cli;
+pub use cli::{parse_args, Cli};
 pub use clock::wall_clock_ms;
 pub use cmd::dispatch;
 pub use config::{ClockMode, EngineConfig};

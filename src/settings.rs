@@ -110,17 +110,27 @@ pub enum ChannelOrigins {
 }
 
 impl Settings {
-    /// The settings of a TOML file.
-    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    /// The settings of a TOML file, without the keys `foreign` says belong
+    /// to other commands (one file can serve every command).
+    pub fn load(path: &Path, foreign: impl Fn(&str) -> bool) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::invalid("config", format!("cannot read {}: {e}", path.display()))
         })?;
-        toml::from_str(&text).map_err(|e| {
-            // toml's message names the unknown or mistyped key and its line.
+        // toml's message names the unknown or mistyped key and its line.
+        let invalid = |e: &dyn std::fmt::Display| {
             ConfigError::invalid(
                 "config",
                 format!("{}: {}", path.display(), e.to_string().trim()),
             )
+        };
+        toml::from_str(&text).or_else(|e| {
+            let mut table: toml::Table = toml::from_str(&text).map_err(|_| invalid(&e))?;
+            let before = table.len();
+            table.retain(|k, _| !foreign(k));
+            if table.len() == before {
+                return Err(invalid(&e));
+            }
+            table.try_into().map_err(|e| invalid(&e))
         })
     }
 

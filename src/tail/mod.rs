@@ -33,6 +33,11 @@ use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct TailArgs {
+    /// TOML file of these settings, keyed by the flags' names with `_`
+    /// (`max_series = 1000`); flag > env > file > default. Keys of other
+    /// commands are ignored, so one file can serve them all.
+    #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// The engine's HTTP address.
     #[arg(
         long,
@@ -43,45 +48,50 @@ pub struct TailArgs {
     pub url: String,
     /// Print the board once as plain text and exit (with --changes: one row
     /// per series).
-    #[arg(long)]
+    #[arg(long, env = "FUNNELSTREAM_ONCE")]
     pub once: bool,
     /// One line per changed series instead of the board (the default when
     /// stdout is not a terminal).
-    #[arg(long)]
+    #[arg(long, env = "FUNNELSTREAM_CHANGES")]
     pub changes: bool,
     /// Reconnect when the engine goes away (restarts, rolling updates),
     /// retrying with backoff, instead of exiting 1.
-    #[arg(long)]
+    #[arg(long, env = "FUNNELSTREAM_FOLLOW")]
     pub follow: bool,
     /// Only this metric: implies --changes (the board has fixed columns).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "FUNNELSTREAM_METRIC")]
     pub metric: Option<String>,
     /// Only this window (--changes); on the board, the window shown first
     /// [default: 1d, or the shortest served].
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", env = "FUNNELSTREAM_WINDOW")]
     pub window: Option<String>,
     /// Only the series of this channel (the API's `channel` filter).
-    #[arg(long, value_name = "C")]
+    #[arg(long, value_name = "C", env = "FUNNELSTREAM_CHANNEL")]
     pub channel: Option<String>,
     /// Only the series of this campaign (the API's `campaign` filter).
-    #[arg(long, value_name = "C")]
+    #[arg(long, value_name = "C", env = "FUNNELSTREAM_CAMPAIGN")]
     pub campaign: Option<String>,
     /// Board rows: channel, campaign or channel/campaign [default: channel].
-    #[arg(long, value_name = "VIEW")]
+    #[arg(long, value_name = "VIEW", env = "FUNNELSTREAM_BY")]
     pub by: Option<String>,
     /// Board column to sort by (header or metric name; descending, the
     /// labels ascending) [default: SPEND].
-    #[arg(long, value_name = "COLUMN")]
+    #[arg(long, value_name = "COLUMN", env = "FUNNELSTREAM_SORT")]
     pub sort: Option<String>,
     /// Seconds between updates when following.
-    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1.0,
+        env = "FUNNELSTREAM_INTERVAL"
+    )]
     pub interval: f64,
     /// Basic-auth user (the password from FUNNELSTREAM_PASSWORD).
     #[arg(long, value_name = "USER", env = "FUNNELSTREAM_USER")]
     pub user: Option<String>,
     /// PEM file of the CA that signed the engine's certificate (https://
     /// URLs with a private CA).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_CA_CERT")]
     pub(crate) ca_cert: Option<std::path::PathBuf>,
 }
 
