@@ -125,8 +125,12 @@ pub fn run(args: &ReplayArgs) -> Result<(), Error> {
         }
     }
     eprintln!(
-        "funnelstream: replayed {} events: {} applied, {} duplicates, {} rejected",
-        n[0], n[1], n[2], n[3]
+        "funnelstream: replayed {} event{}: {} applied, {} duplicates, {} rejected",
+        n[0],
+        if n[0] == 1 { "" } else { "s" },
+        n[1],
+        n[2],
+        n[3]
     );
     Ok(())
 }

@@ -106,7 +106,7 @@ pub(crate) struct Point {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct HistoryReply {
-    pub(crate) step_seconds: f64,
+    pub(crate) step_seconds: u64,
     pub points: Vec<Point>,
 }
 
@@ -227,7 +227,7 @@ impl History {
             })
             .collect();
         HistoryReply {
-            step_seconds: HISTORY_STEP.as_secs_f64(),
+            step_seconds: HISTORY_STEP.as_secs(),
             points,
         }
     }
