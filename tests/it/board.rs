@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{http_get, openssl, Engine};
+use crate::support::{http_get, openssl, Engine, Scratch};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn artefacts() -> PathBuf {
@@ -398,12 +398,12 @@ fn the_board_shows_the_demo_live_in_chromium() {
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
 
-/// A web config (`web.yml`, in a directory of its own named after `tag`)
-/// with a throw-away self-signed certificate for 127.0.0.1 and the user
-/// `ops` with `password`.
-fn tls_web_config(tag: &str, password: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("funnelstream-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+/// A web config (`web.yml`, in a scratch directory of its own named after
+/// `tag`) with a throw-away self-signed certificate for 127.0.0.1 and the
+/// user `ops` with `password`: the directory, which the test keeps while
+/// the engine runs.
+fn tls_web_config(tag: &str, password: &str) -> Scratch {
+    let d = Scratch::new(tag);
     openssl(
         &d,
         &[
@@ -432,7 +432,7 @@ fn tls_web_config(tag: &str, password: &str) -> PathBuf {
         ),
     )
     .unwrap();
-    d.join("web.yml")
+    d
 }
 
 /// Behind TLS and basic auth (`run` with a web config; no broker is
@@ -443,7 +443,8 @@ fn tls_web_config(tag: &str, password: &str) -> PathBuf {
 #[ignore = "needs chromium and openssl: run scripts/test"]
 fn the_board_works_behind_tls_and_basic_auth() {
     let password = "b0ard-Pa55";
-    let web = tls_web_config("board", password);
+    let d = tls_web_config("board", password);
+    let web = d.join("web.yml");
     let engine = Engine::without_broker(&["--web-config-file", web.to_str().unwrap()]);
     let port = engine.port;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -778,8 +779,8 @@ fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
     let broker = crate::support::Broker::start();
     broker.create_topic("board", 1);
     let password = "k4fka-b0ard";
-    let web = tls_web_config("board-kafka", password);
-    let d = web.parent().unwrap();
+    let d = tls_web_config("board-kafka", password);
+    let web = d.join("web.yml");
     let engine = Engine::start(
         &broker.addr(),
         "board",
