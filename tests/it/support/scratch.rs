@@ -54,14 +54,23 @@ impl AsRef<Path> for Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let path = dir.keep();
         if std::thread::panicking() {
-            if let Some(dir) = self.dir.take() {
-                eprintln!(
-                    "test failed: its files are kept in {}",
-                    dir.keep().display()
-                );
+            eprintln!("test failed: its files are kept in {}", path.display());
+            return;
+        }
+        // A process killed just before (Chromium's helpers, say) may still
+        // be writing into the directory for a moment: try again then.
+        for attempt in 1..=20 {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(e) if attempt == 20 => {
+                    eprintln!("cannot delete {}: {e}", path.display())
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
             }
         }
-        // Otherwise `TempDir` deletes the directory as it drops.
     }
 }
