@@ -8,7 +8,7 @@
 
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::{Browser, LaunchOptions, Tab};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,9 +23,18 @@ fn artefacts() -> PathBuf {
     d
 }
 
-/// Chromium, and every console error, uncaught exception and failed load
-/// the page reports.
-fn browser() -> Browser {
+/// Chromium's environment: its own temporary files in `dir` (a test's
+/// [`Scratch`]), not loose in the system's temporary directory. (Its
+/// profile goes to `dir` too, through `user_data_dir`.)
+fn chromium_env(dir: &Path) -> HashMap<String, String> {
+    let tmp = dir.join("chromium-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    HashMap::from([("TMPDIR".to_string(), tmp.display().to_string())])
+}
+
+/// Chromium, its profile and temporary files in `dir`, and every console
+/// error, uncaught exception and failed load the page reports.
+fn browser(dir: &Path) -> Browser {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} missing: install Debian's chromium (scripts/test does)"
@@ -36,6 +45,8 @@ fn browser() -> Browser {
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1500)))
+            .user_data_dir(Some(dir.join("chromium-profile")))
+            .process_envs(Some(chromium_env(dir)))
             .idle_browser_timeout(Duration::from_secs(180))
             .build()
             .unwrap(),
@@ -168,7 +179,8 @@ fn the_board_shows_the_demo_live_in_chromium() {
     assert!(!html.contains("http://") || !html.contains("src=\"http"));
     assert!(!html.contains("<script src") && !html.contains("<link rel=\"stylesheet\""));
 
-    let browser = browser();
+    let chromium = Scratch::new("chromium");
+    let browser = browser(&chromium);
     let tab = browser.new_tab().unwrap();
     tab.set_default_timeout(Duration::from_secs(60));
     let errors = watch_errors(&tab);
@@ -458,6 +470,8 @@ fn the_board_works_behind_tls_and_basic_auth() {
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1000)))
+            .user_data_dir(Some(d.join("chromium-profile")))
+            .process_envs(Some(chromium_env(&d)))
             // The throw-away certificate is self-signed.
             .ignore_certificate_errors(true)
             .idle_browser_timeout(Duration::from_secs(120))
@@ -666,7 +680,8 @@ fn expected_kpis(
 fn every_kpi_on_the_board_equals_the_apis_roll_up() {
     let demo = Engine::demo(&["--history", "20000", "--rate", "0", "--duration", "600"]);
     let port = demo.port;
-    let browser = browser();
+    let chromium = Scratch::new("chromium");
+    let browser = browser(&chromium);
     let tab = browser.new_tab().unwrap();
     let errors = watch_errors(&tab);
     tab.navigate_to(&format!("http://127.0.0.1:{port}/"))
@@ -858,6 +873,8 @@ fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1300)))
+            .user_data_dir(Some(d.join("chromium-profile")))
+            .process_envs(Some(chromium_env(&d)))
             .ignore_certificate_errors(true)
             .idle_browser_timeout(Duration::from_secs(120))
             .build()
