@@ -23,16 +23,22 @@ fn artefacts() -> PathBuf {
     d
 }
 
-/// Chromium's environment: its own temporary files in `dir` (a test's
-/// [`Scratch`]), not loose in the system's temporary directory. (Its
-/// profile goes to `dir` too, through `user_data_dir`.)
+/// Chromium's environment: its temporary files (`org.chromium.Chromium.*`,
+/// left behind otherwise) in `dir`, a [`Scratch`] of their own with a short
+/// name. Chromium makes a Unix socket in there, whose path must fit in 107
+/// bytes: when `dir` is too deep for that, Chromium gets the inherited
+/// temporary directory. (Its profile stays in the fresh directory per
+/// launch that headless_chrome makes and deletes: a fixed `user_data_dir`
+/// is still locked by a Chromium whose launch failed, so every retry fails.)
 fn chromium_env(dir: &Path) -> HashMap<String, String> {
-    let tmp = dir.join("chromium-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    HashMap::from([("TMPDIR".to_string(), tmp.display().to_string())])
+    let socket = dir.join("org.chromium.Chromium.XXXXXX/SingletonSocket");
+    if socket.as_os_str().len() > 107 {
+        return HashMap::new();
+    }
+    HashMap::from([("TMPDIR".to_string(), dir.display().to_string())])
 }
 
-/// Chromium, its profile and temporary files in `dir`, and every console
+/// Chromium, its temporary files in `dir`, and every console
 /// error, uncaught exception and failed load the page reports.
 fn browser(dir: &Path) -> Browser {
     assert!(
@@ -45,7 +51,6 @@ fn browser(dir: &Path) -> Browser {
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1500)))
-            .user_data_dir(Some(dir.join("chromium-profile")))
             .process_envs(Some(chromium_env(dir)))
             .idle_browser_timeout(Duration::from_secs(180))
             .build()
@@ -464,14 +469,14 @@ fn the_board_works_behind_tls_and_basic_auth() {
         assert!(Instant::now() < deadline, "not listening");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let chromium = Scratch::new("chromium");
     let browser = Browser::new(
         LaunchOptions::default_builder()
             .path(Some(PathBuf::from(CHROMIUM)))
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1000)))
-            .user_data_dir(Some(d.join("chromium-profile")))
-            .process_envs(Some(chromium_env(&d)))
+            .process_envs(Some(chromium_env(&chromium)))
             // The throw-away certificate is self-signed.
             .ignore_certificate_errors(true)
             .idle_browser_timeout(Duration::from_secs(120))
@@ -867,14 +872,14 @@ fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
     std::fs::write(&file, first.join("\n") + "\n").unwrap();
     crate::support::produce_file(&broker.addr(), "board", &file);
 
+    let chromium = Scratch::new("chromium");
     let browser = Browser::new(
         LaunchOptions::default_builder()
             .path(Some(PathBuf::from(CHROMIUM)))
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1300)))
-            .user_data_dir(Some(d.join("chromium-profile")))
-            .process_envs(Some(chromium_env(&d)))
+            .process_envs(Some(chromium_env(&chromium)))
             .ignore_certificate_errors(true)
             .idle_browser_timeout(Duration::from_secs(120))
             .build()
