@@ -159,16 +159,18 @@ fn main() {
         eprintln!("valgrind not found: install it (Debian package `valgrind`)");
         std::process::exit(1);
     }
-    let dir =
-        std::env::temp_dir().join(format!("funnelstream-instructions-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Cachegrind's output files, deleted on drop: at the end, and when a
+    // run panics.
+    let dir = tempfile::Builder::new()
+        .prefix("funnelstream-instructions-")
+        .tempdir()
+        .expect("create a temporary directory");
     println!(
         "{:<24} {:>14} {:>16}",
         "stream", "instructions", "L2 read misses"
     );
     for s in STREAMS.iter().filter(|s| s.0.contains(filter.as_str())) {
-        let (ir, misses) = measure(s.0, &dir);
+        let (ir, misses) = measure(s.0, dir.path());
         println!("{:<24} {ir:>14.0} {misses:>16.2}", s.0);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

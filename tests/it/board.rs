@@ -8,13 +8,13 @@
 
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::{Browser, LaunchOptions, Tab};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{http_get, openssl, Engine};
+use crate::support::{http_get, openssl, Engine, Scratch};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn artefacts() -> PathBuf {
@@ -23,9 +23,24 @@ fn artefacts() -> PathBuf {
     d
 }
 
-/// Chromium, and every console error, uncaught exception and failed load
-/// the page reports.
-fn browser() -> Browser {
+/// Chromium's environment: its temporary files (`org.chromium.Chromium.*`,
+/// left behind otherwise) in `dir`, a [`Scratch`] of their own with a short
+/// name. Chromium makes a Unix socket in there, whose path must fit in 107
+/// bytes: when `dir` is too deep for that, Chromium gets the inherited
+/// temporary directory. (Its profile stays in the fresh directory per
+/// launch that headless_chrome makes and deletes: a fixed `user_data_dir`
+/// is still locked by a Chromium whose launch failed, so every retry fails.)
+fn chromium_env(dir: &Path) -> HashMap<String, String> {
+    let socket = dir.join("org.chromium.Chromium.XXXXXX/SingletonSocket");
+    if socket.as_os_str().len() > 107 {
+        return HashMap::new();
+    }
+    HashMap::from([("TMPDIR".to_string(), dir.display().to_string())])
+}
+
+/// Chromium, its temporary files in `dir`, and every console
+/// error, uncaught exception and failed load the page reports.
+fn browser(dir: &Path) -> Browser {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} missing: install Debian's chromium (scripts/test does)"
@@ -36,6 +51,7 @@ fn browser() -> Browser {
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1500)))
+            .process_envs(Some(chromium_env(dir)))
             .idle_browser_timeout(Duration::from_secs(180))
             .build()
             .unwrap(),
@@ -168,7 +184,8 @@ fn the_board_shows_the_demo_live_in_chromium() {
     assert!(!html.contains("http://") || !html.contains("src=\"http"));
     assert!(!html.contains("<script src") && !html.contains("<link rel=\"stylesheet\""));
 
-    let browser = browser();
+    let chromium = Scratch::new("chromium");
+    let browser = browser(&chromium);
     let tab = browser.new_tab().unwrap();
     tab.set_default_timeout(Duration::from_secs(60));
     let errors = watch_errors(&tab);
@@ -398,12 +415,12 @@ fn the_board_shows_the_demo_live_in_chromium() {
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
 
-/// A web config (`web.yml`, in a directory of its own named after `tag`)
-/// with a throw-away self-signed certificate for 127.0.0.1 and the user
-/// `ops` with `password`.
-fn tls_web_config(tag: &str, password: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("funnelstream-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+/// A web config (`web.yml`, in a scratch directory of its own named after
+/// `tag`) with a throw-away self-signed certificate for 127.0.0.1 and the
+/// user `ops` with `password`: the directory, which the test keeps while
+/// the engine runs.
+fn tls_web_config(tag: &str, password: &str) -> Scratch {
+    let d = Scratch::new(tag);
     openssl(
         &d,
         &[
@@ -432,7 +449,7 @@ fn tls_web_config(tag: &str, password: &str) -> PathBuf {
         ),
     )
     .unwrap();
-    d.join("web.yml")
+    d
 }
 
 /// Behind TLS and basic auth (`run` with a web config; no broker is
@@ -443,7 +460,8 @@ fn tls_web_config(tag: &str, password: &str) -> PathBuf {
 #[ignore = "needs chromium and openssl: run scripts/test"]
 fn the_board_works_behind_tls_and_basic_auth() {
     let password = "b0ard-Pa55";
-    let web = tls_web_config("board", password);
+    let d = tls_web_config("board", password);
+    let web = d.join("web.yml");
     let engine = Engine::without_broker(&["--web-config-file", web.to_str().unwrap()]);
     let port = engine.port;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -451,12 +469,14 @@ fn the_board_works_behind_tls_and_basic_auth() {
         assert!(Instant::now() < deadline, "not listening");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let chromium = Scratch::new("chromium");
     let browser = Browser::new(
         LaunchOptions::default_builder()
             .path(Some(PathBuf::from(CHROMIUM)))
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1000)))
+            .process_envs(Some(chromium_env(&chromium)))
             // The throw-away certificate is self-signed.
             .ignore_certificate_errors(true)
             .idle_browser_timeout(Duration::from_secs(120))
@@ -665,7 +685,8 @@ fn expected_kpis(
 fn every_kpi_on_the_board_equals_the_apis_roll_up() {
     let demo = Engine::demo(&["--history", "20000", "--rate", "0", "--duration", "600"]);
     let port = demo.port;
-    let browser = browser();
+    let chromium = Scratch::new("chromium");
+    let browser = browser(&chromium);
     let tab = browser.new_tab().unwrap();
     let errors = watch_errors(&tab);
     tab.navigate_to(&format!("http://127.0.0.1:{port}/"))
@@ -778,8 +799,8 @@ fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
     let broker = crate::support::Broker::start();
     broker.create_topic("board", 1);
     let password = "k4fka-b0ard";
-    let web = tls_web_config("board-kafka", password);
-    let d = web.parent().unwrap();
+    let d = tls_web_config("board-kafka", password);
+    let web = d.join("web.yml");
     let engine = Engine::start(
         &broker.addr(),
         "board",
@@ -851,12 +872,14 @@ fn the_board_shows_kafka_values_behind_tls_and_basic_auth() {
     std::fs::write(&file, first.join("\n") + "\n").unwrap();
     crate::support::produce_file(&broker.addr(), "board", &file);
 
+    let chromium = Scratch::new("chromium");
     let browser = Browser::new(
         LaunchOptions::default_builder()
             .path(Some(PathBuf::from(CHROMIUM)))
             .headless(true)
             .sandbox(false)
             .window_size(Some((1400, 1300)))
+            .process_envs(Some(chromium_env(&chromium)))
             .ignore_certificate_errors(true)
             .idle_browser_timeout(Duration::from_secs(120))
             .build()

@@ -15,13 +15,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A file of events, `events.ndjson` in a [`Scratch`] directory of its own
+/// (kept if the test fails), where the parts a test cuts it into
+/// (`with_extension`) go too. Dereferences to the file's path.
+struct EventFile {
+    path: PathBuf,
+    _dir: Scratch,
+}
+
+impl std::ops::Deref for EventFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for EventFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// Writes `n` synthetic events (with duplicates and invalid events) to a
 /// temporary file.
-fn event_file(name: &str, n: usize, step_ms: f64, seed: u64) -> PathBuf {
+fn event_file(name: &str, n: usize, step_ms: f64, seed: u64) -> EventFile {
     event_file_keys(name, n, step_ms, seed, 24)
 }
 
-fn event_file_keys(name: &str, n: usize, step_ms: f64, seed: u64, keys: u64) -> PathBuf {
+fn event_file_keys(name: &str, n: usize, step_ms: f64, seed: u64, keys: u64) -> EventFile {
     let mut g = Synth::new(SynthConfig {
         seed,
         keys,
@@ -33,15 +55,15 @@ fn event_file_keys(name: &str, n: usize, step_ms: f64, seed: u64, keys: u64) -> 
         start_ms: 1_790_000_000_000,
         ..SynthConfig::default()
     });
-    let path =
-        std::env::temp_dir().join(format!("funnelstream-{name}-{}.ndjson", std::process::id()));
+    let dir = Scratch::new(name);
+    let path = dir.join("events.ndjson");
     let mut text = String::new();
     for _ in 0..n {
         text.push_str(&g.next_line());
         text.push('\n');
     }
     std::fs::write(&path, text).unwrap();
-    path
+    EventFile { path, _dir: dir }
 }
 
 fn start_producer(broker: &str, topic: &str, file: &Path, rate: u32) -> Child {
@@ -94,7 +116,7 @@ fn one_partition_of_events(
     n: usize,
     step_ms: f64,
     seed: u64,
-) -> (Broker, PathBuf, usize) {
+) -> (Broker, EventFile, usize) {
     let broker = Broker::start();
     broker.create_topic("events", 1);
     broker.create_topic("checkpoints", 1);
@@ -1059,7 +1081,7 @@ fn leader_failover_in_a_three_node_cluster_is_exact() {
             "events",
             "--from",
         ])
-        .arg(&file)
+        .arg(file.as_os_str())
         .args(["--rate", "1000"])
         .args(["--kafka-property", "enable.idempotence=true"])
         .stdout(Stdio::null())

@@ -8,7 +8,8 @@
 
 use crate::support::prometheus::{get, promtool, query, PROMETHEUS_PKG};
 use crate::support::{
-    free_port, manifest, python, read, show, Engine, V1_WINDOWED_KPIS, V2_WINDOWED_FLOAT_KPIS,
+    free_port, manifest, python, read, show, Engine, Scratch, V1_WINDOWED_KPIS,
+    V2_WINDOWED_FLOAT_KPIS,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -635,28 +636,6 @@ impl Drop for Proc {
     }
 }
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p =
-            std::env::temp_dir().join(format!("funnelstream-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn wait_until(
     what: &str,
     timeout: Duration,
@@ -1154,7 +1133,7 @@ fn dashboard_is_well_formed() {
 fn dashboard_queries_parse_and_read_contract_metrics() {
     let dash = dashboard();
     let targets = dashboard_targets(&dash);
-    let tmp = TempDir::new("dashboard-parse");
+    let tmp = Scratch::new("dashboard-parse");
     let mut yaml = String::from("groups:\n  - name: dashboard\n    rules:\n");
     for (i, (title, refid, expr)) in targets.iter().enumerate() {
         yaml.push_str(&format!(
@@ -1164,7 +1143,7 @@ fn dashboard_queries_parse_and_read_contract_metrics() {
             yaml.push_str(&format!("          {line}\n"));
         }
     }
-    let file = tmp.0.join("dashboard-queries.yml");
+    let file = tmp.join("dashboard-queries.yml");
     std::fs::write(&file, &yaml).unwrap();
     let out = promtool(&["check", "rules", &file.to_string_lossy()]);
     assert!(
@@ -1690,8 +1669,8 @@ fn dashboard_v2_panels_agree_with_recording_rules() {
         }
     }
 
-    let tmp = TempDir::new("dashboard-v2-stats");
-    let file = tmp.0.join("dashboard-v2-stats.test.yml");
+    let tmp = Scratch::new("dashboard-v2-stats");
+    let file = tmp.join("dashboard-v2-stats.test.yml");
     std::fs::write(
         &file,
         format!(
@@ -1825,10 +1804,10 @@ ts=2026-12-06T10:18:26.606Z caller=manager.go:719 level=warn component=\"rule ma
 fn end_to_end_prometheus_scrapes_demo() {
     let _one_at_a_time = crate::support::serial();
     let started = Instant::now();
-    let tmp = TempDir::new("deploy-e2e");
+    let tmp = Scratch::new("deploy-e2e");
 
     // Alert rules with thresholds every healthy demo crosses, `for: 0s`.
-    let alerts_file = tmp.0.join("alerts.yml");
+    let alerts_file = tmp.join("alerts.yml");
     let mut render_args = vec![RENDER.to_string()];
     for s in PERMISSIVE {
         render_args.push("--set".into());
@@ -1849,7 +1828,7 @@ fn end_to_end_prometheus_scrapes_demo() {
 
     let prom_port = free_port();
     let prom_addr = format!("127.0.0.1:{prom_port}");
-    let config = tmp.0.join("prometheus.yml");
+    let config = tmp.join("prometheus.yml");
     // evaluation_interval: each of the two roll-up groups (118 rules over the
     // firehose's series) takes about 0.9 s on an idle 2-core machine and 2 s
     // under load. A group that overruns a 1 s interval is evaluated late, and
@@ -1875,12 +1854,12 @@ fn end_to_end_prometheus_scrapes_demo() {
         "prometheus",
         Command::new("prometheus").args([
             format!("--config.file={}", config.display()),
-            format!("--storage.tsdb.path={}", tmp.0.join("data").display()),
+            format!("--storage.tsdb.path={}", tmp.join("data").display()),
             "--storage.tsdb.retention.time=15m".into(),
             format!("--web.listen-address={prom_addr}"),
             "--log.level=warn".into(),
         ]),
-        tmp.0.join("prometheus.log"),
+        tmp.join("prometheus.log"),
         PROMETHEUS_PKG,
     );
 

@@ -297,8 +297,7 @@ fn bad_configuration_exits_2_naming_the_key() {
         );
     }
     // An unknown key in the TOML file.
-    let dir = std::env::temp_dir().join(format!("funnelstream-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("cfg");
     let cfg = dir.join("bad.toml");
     std::fs::write(&cfg, "brokers = \"127.0.0.1:9092\"\nwindwos = \"5m\"\n").unwrap();
     let out = Command::new(BIN)
@@ -314,8 +313,7 @@ fn bad_configuration_exits_2_naming_the_key() {
 
 #[test]
 fn check_config_prints_effective_settings_without_secrets() {
-    let dir = std::env::temp_dir().join(format!("funnelstream-cfg2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("cfg2");
     let cfg = dir.join("ok.toml");
     std::fs::write(
         &cfg,
@@ -361,8 +359,7 @@ fn two_topics_many_partitions_on_the_mock_cluster_equal_replay() {
     cluster.create_topic("ads", 3, 1).unwrap();
     cluster.create_topic("crm", 2, 1).unwrap();
     let addr = cluster.bootstrap_servers();
-    let dir = std::env::temp_dir().join(format!("funnelstream-two-topics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("two-topics");
     let mut g = Synth::new(SynthConfig {
         keys: 30,
         step_ms: 50.0,

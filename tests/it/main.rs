@@ -6,6 +6,11 @@
 //! `#[ignore = "needs …: run scripts/test"]`, and `scripts/test` installs
 //! what they need and runs everything (`cargo test -- --include-ignored`).
 //! One feature: `cargo test --test it golden::`; one test: its name.
+//!
+//! A test's temporary files (inputs, configs, the engine's logs) go into a
+//! `support::Scratch` directory under `$TMPDIR` (else `/tmp`): deleted when
+//! the test passes, kept when it fails, with the failure report naming it
+//! ("test failed: its files are kept in …").
 
 mod support;
 

@@ -36,13 +36,6 @@ impl Drop for Kill {
     }
 }
 
-fn tmp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("funnel-overlap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// `EVENTS` valid spend events over 40 campaigns (so every partition of a
 /// campaign-keyed topic holds some), unique ids, recent timestamps.
 fn events(dir: &std::path::Path) -> PathBuf {
@@ -176,7 +169,7 @@ fn exclusive_expr() -> String {
 #[ignore = "needs Apache Kafka and prometheus: run scripts/test"]
 fn sums_joined_on_partition_ownership_never_double_count_during_rebalances() {
     let _one_at_a_time = crate::support::serial();
-    let dir = tmp_dir();
+    let dir = Scratch::new("overlap");
     let broker = Broker::start();
     broker.create_topic("ov", 4);
     produce_file(&broker.addr(), "ov", &events(&dir));

@@ -3,21 +3,15 @@
 //! Needs `openssl` (Debian package) to make a throw-away certificate.
 
 use crate::support::http::{builder, fetch};
-use crate::support::{free_port, openssl, stdout_of, Engine, BIN};
+use crate::support::{free_port, openssl, stdout_of, Engine, Scratch, BIN};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "s3cret-Pa55";
 const SASL_PASSWORD: &str = "hunter2-sasl";
-
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("funnelstream-sec-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A throw-away CA (`ca.pem`) and a server certificate for 127.0.0.1
 /// signed by it (`cert.pem`, `key.pem`), plus `web.yml`.
@@ -152,7 +146,7 @@ fn get(a: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> (u16, String, 
 #[test]
 #[ignore = "needs openssl: run scripts/test"]
 fn tls_and_basic_auth_on_every_endpoint() {
-    let d = dir();
+    let d = Scratch::new("sec");
     let hash = setup(&d);
     let (engine, port, probe_port) = start(&d);
     let a = agent(&d);
@@ -268,8 +262,7 @@ fn tls_and_basic_auth_on_every_endpoint() {
 
 #[test]
 fn bad_web_config_exits_2_naming_the_key() {
-    let d = dir().join("bad");
-    std::fs::create_dir_all(&d).unwrap();
+    let d = Scratch::new("sec-bad");
     let cases = [
         (
             "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  cert: inline\n",

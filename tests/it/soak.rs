@@ -92,8 +92,7 @@ fn unlabelled(text: &str, name: &str) -> f64 {
 #[ignore = "needs Kafka (Java, Maven): run scripts/test"]
 fn sustained_load_with_scrapes_and_stream_clients_stays_bounded_and_exact() {
     let _one_at_a_time = crate::support::serial();
-    let dir = std::env::temp_dir().join(format!("funnel-soak-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("soak");
     let input = dir.join("events.ndjson");
     let duplicates = write_input(&input);
 
@@ -261,5 +260,4 @@ fn sustained_load_with_scrapes_and_stream_clients_stays_bounded_and_exact() {
         base,
         rss.iter().map(|x| x.1).collect::<Vec<_>>()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,19 +3,23 @@
 //! line, as a process of its own with its stderr in a log file.
 
 use super::http::{http_get, scrape, try_http_get};
-use super::{free_port, processed, BIN};
+use super::{free_port, processed, Scratch, BIN};
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A funnelstream process listening on `127.0.0.1:port`, killed on drop if
-/// still running.
+/// still running. Its stderr and stdout go to `stderr.log` and `stdout.log`
+/// in a [`Scratch`] directory of its own (`funnelstream-engine-PORT-*`),
+/// deleted on drop when the test passes and kept when it fails.
 pub struct Engine {
     pub child: Child,
     pub port: u16,
     pub stderr: PathBuf,
     pub stdout: PathBuf,
+    /// Dropped after `child` is killed (see `Drop`).
+    dir: Scratch,
 }
 
 impl Engine {
@@ -26,8 +30,9 @@ impl Engine {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let stderr = std::env::temp_dir().join(format!("funnelstream-test-{port}.log"));
-        let stdout = std::env::temp_dir().join(format!("funnelstream-test-{port}.out"));
+        let dir = Scratch::new(&format!("engine-{port}"));
+        let stderr = dir.join("stderr.log");
+        let stdout = dir.join("stdout.log");
         let child = Command::new(BIN)
             .args(args)
             .stdin(Stdio::null())
@@ -40,6 +45,7 @@ impl Engine {
             port,
             stderr,
             stdout,
+            dir,
         }
     }
 

@@ -1,20 +1,22 @@
 //! Everything the integration tests share: the Kafka broker
 //! ([`broker`], also used by the benches), the HTTP client ([`http`]), the
 //! running engine ([`engine`]), Prometheus' tools ([`prometheus`]), a
-//! terminal ([`tmux`]), running the binary and outside tools once, and
-//! the comparison of expositions.
+//! terminal ([`tmux`]), a test's temporary files ([`scratch`]), running the
+//! binary and outside tools once, and the comparison of expositions.
 #![allow(dead_code)]
 
 mod broker;
 pub mod engine;
 pub mod http;
 pub mod prometheus;
+pub mod scratch;
 pub mod tmux;
 
 pub use broker::{block_on, free_port, Broker};
 pub use engine::Engine;
 pub use http::{http_get, try_http_get};
 pub use prometheus::promtool_check;
+pub use scratch::Scratch;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
