@@ -62,7 +62,7 @@ pub struct TailArgs {
     #[arg(long, value_name = "NAME", env = "FUNNELSTREAM_METRIC")]
     pub metric: Option<String>,
     /// Only this window (--changes); on the board, the window shown first
-    /// [default: 1d, or the shortest served].
+    /// [default: 30d as on the board, else 1d, else the shortest served].
     #[arg(long, value_name = "W", env = "FUNNELSTREAM_WINDOW")]
     pub window: Option<String>,
     /// Only the series of this channel (the API's `channel` filter).
@@ -358,15 +358,19 @@ fn settings(args: &TailArgs) -> Result<Settings, ConfigError> {
     })
 }
 
-/// The window to show: the one asked for, else 1d, else the shortest.
+/// The window to show: the one asked for, else 30d (as the board: a B2B
+/// funnel has every KPI over a month, while a day, on a Monday morning,
+/// may hold no deal), else 1d, else the shortest.
 pub(crate) fn pick_window(asked: &str, served: &[String]) -> String {
     if !asked.is_empty() {
         return asked.to_string();
     }
-    if served.iter().any(|w| w == "1d") {
-        return "1d".into();
-    }
-    served.first().cloned().unwrap_or_default()
+    ["30d", "1d"]
+        .into_iter()
+        .find(|w| served.iter().any(|s| s == w))
+        .map(String::from)
+        .or_else(|| served.first().cloned())
+        .unwrap_or_default()
 }
 
 pub fn run(args: &TailArgs) -> Result<(), TailError> {
@@ -553,6 +557,17 @@ fn change_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_board_opens_on_30d_like_the_web_board() {
+        let ws = |l: &[&str]| l.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let six = ws(&["5m", "1h", "1d", "7d", "30d", "90d"]);
+        assert_eq!(pick_window("", &six), "30d");
+        assert_eq!(pick_window("7d", &six), "7d");
+        assert_eq!(pick_window("", &ws(&["5m", "1d"])), "1d");
+        assert_eq!(pick_window("", &ws(&["1h", "7d"])), "1h");
+        assert_eq!(pick_window("", &[]), "");
+    }
 
     #[test]
     fn values_print_compactly() {

@@ -34,7 +34,7 @@ struct App {
     url: String,
     store: Store,
     s: Settings,
-    /// The window of `--window` (empty: 1d or the shortest served).
+    /// The window of `--window` (empty: 30d, 1d or the shortest served).
     asked_window: String,
     windows: Vec<String>,
     rows: Vec<Row>,
