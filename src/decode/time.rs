@@ -30,6 +30,18 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+/// Whether the fields name a real date and time (second 60: a leap
+/// second).
+#[inline]
+fn is_date_time(year: i64, month: i64, day: i64, hour: i64, min: i64, sec: i64) -> bool {
+    (1..=12).contains(&month)
+        && day >= 1
+        && day <= days_in_month(year, month)
+        && hour <= 23
+        && min <= 59
+        && sec <= 60
+}
+
 #[inline]
 fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
     let s = b.get(at..at + n)?;
@@ -84,13 +96,8 @@ fn parse_canonical(b: &[u8]) -> Option<i64> {
     let two = |i: usize| i64::from(d[i]) * 10 + i64::from(d[i + 1]);
     let year = two(0) * 100 + two(2);
     let (month, day, hour, min, sec) = (two(5), two(8), two(11), two(14), two(17));
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || min > 59
-        || sec > 59
-    {
+    // Leap seconds go to the general reader.
+    if sec > 59 || !is_date_time(year, month, day, hour, min, sec) {
         return None;
     }
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec;
@@ -114,13 +121,7 @@ fn parse_general(b: &[u8]) -> Option<i64> {
     let hour = digits(b, 11, 2)?;
     let min = digits(b, 14, 2)?;
     let sec = digits(b, 17, 2)?;
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || min > 59
-        || sec > 60
-    {
+    if !is_date_time(year, month, day, hour, min, sec) {
         return None;
     }
     let mut i = 19;
