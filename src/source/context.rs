@@ -10,7 +10,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use tracing::{debug, error, info, warn};
+use tracing::warn;
 
 /// Consumer callbacks: rebalances, statistics (lag), errors, logs.
 pub(crate) struct SourceContext {
@@ -19,7 +19,8 @@ pub(crate) struct SourceContext {
     pub(super) needs_targets: AtomicBool,
     pub(super) store: Option<Arc<Store>>,
     pub(super) dead_letter: Option<Arc<DeadLetter>>,
-    /// Client errors: the first, then one every `REPEAT_EVERY`.
+    /// Client errors and librdkafka's errors and warnings: the first, then
+    /// one every `REPEAT_EVERY`.
     pub(super) throttle: super::throttle::Throttle,
 }
 
@@ -27,21 +28,9 @@ impl ClientContext for SourceContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = false;
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                error!(target: "librdkafka", facility = fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Warning => {
-                warn!(target: "librdkafka", facility = fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                info!(target: "librdkafka", facility = fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", facility = fac, "{log_message}"),
-        }
+        // Errors and warnings share the client errors' throttle: with the
+        // brokers down librdkafka repeats them several times a second.
+        super::throttle::log(&self.throttle, level, fac, log_message);
     }
 
     fn stats_raw(&self, raw: &[u8]) {

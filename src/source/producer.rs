@@ -31,27 +31,7 @@ struct AckContext {
 
 impl ClientContext for AckContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                if let Some(held_back) = self.throttle.show() {
-                    tracing::error!(target: "librdkafka", facility = fac, held_back, "{message}")
-                }
-            }
-            RDKafkaLogLevel::Warning => {
-                if let Some(held_back) = self.throttle.show() {
-                    tracing::warn!(target: "librdkafka", facility = fac, held_back, "{message}")
-                }
-            }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", facility = fac, "{message}")
-            }
-            RDKafkaLogLevel::Debug => {
-                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
-            }
-        }
+        super::throttle::log(&self.throttle, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

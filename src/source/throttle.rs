@@ -3,6 +3,7 @@
 //! a second for as long as it retries, which buries everything else in the
 //! log (`produce --brokers` with a typo printed about 300 lines a minute).
 
+use rdkafka::config::RDKafkaLogLevel;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,6 +34,32 @@ impl Throttle {
         }
         *last = Some(now);
         Some(self.held_back.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// A librdkafka log line as a `tracing` event (target `librdkafka`):
+/// errors and warnings through `throttle`, with the count held back.
+pub(crate) fn log(throttle: &Throttle, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            if let Some(held_back) = throttle.show() {
+                tracing::error!(target: "librdkafka", facility = fac, held_back, "{message}")
+            }
+        }
+        RDKafkaLogLevel::Warning => {
+            if let Some(held_back) = throttle.show() {
+                tracing::warn!(target: "librdkafka", facility = fac, held_back, "{message}")
+            }
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+        }
     }
 }
 
