@@ -34,6 +34,127 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Where each setting was given, for the messages of invalid ones.
+    #[arg(skip)]
+    pub(crate) given: Given,
+}
+
+/// Where the settings of a parsed command line were given: each flag or
+/// `FUNNELSTREAM_*` variable (by its setting's key), and the `--config`
+/// file for the rest. An invalid setting is told with its key and where
+/// it came from (`max_series (--max-series)`, `max_series
+/// (FUNNELSTREAM_MAX_SERIES)`, `max_series (funnel.toml)`), so the message
+/// names what to fix (CLI.md: "names the key and the problem").
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Given {
+    /// Setting key, `--flag` or `FUNNELSTREAM_VAR`.
+    routes: Vec<(String, String)>,
+    file: Option<PathBuf>,
+}
+
+impl Given {
+    fn of(sub: &clap::Command, matches: &clap::ArgMatches) -> Given {
+        use clap::parser::ValueSource;
+        let mut routes = Vec::new();
+        for a in sub.get_arguments() {
+            let id = a.get_id().as_str();
+            let route = match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => a.get_long().map(|l| format!("--{l}")),
+                Some(ValueSource::EnvVariable) => {
+                    a.get_env().map(|e| e.to_string_lossy().into_owned())
+                }
+                _ => None,
+            };
+            if let Some(route) = route {
+                routes.push((id.to_string(), route));
+            }
+        }
+        Given {
+            routes,
+            file: matches.get_one::<PathBuf>("config").cloned(),
+        }
+    }
+
+    /// `e` with where its key's value was given: a flag, a variable, else
+    /// the file (defaults are valid).
+    pub(crate) fn tell(&self, e: ConfigError) -> ConfigError {
+        let key = e.key().to_string();
+        if let Some((_, route)) = self.routes.iter().find(|(k, _)| *k == key) {
+            return e.given_by(route);
+        }
+        match &self.file {
+            Some(p) if !key.starts_with("kafka.") => e.given_by(&p.display().to_string()),
+            _ => e,
+        }
+    }
+}
+
+/// A value clap's parser refused (`--history x`, `FUNNELSTREAM_ONCE=maybe`,
+/// or one of our parsers' [`ConfigError`]s): the flag's long name and the
+/// problem, without clap's usage text.
+fn refused_value(e: &clap::Error) -> Option<(String, String)> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg
+        .split([' ', '='])
+        .next()?
+        .strip_prefix("--")?
+        .to_string();
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let source = std::error::Error::source(e);
+    let problem = match (source.and_then(|s| s.downcast_ref::<ConfigError>()), source) {
+        (Some(c), _) => c.problem(),
+        (None, Some(s)) => format!("`{value}`: {s}"),
+        (None, None) => match e.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(valid)) if !valid.is_empty() => {
+                format!("`{value}` is not one of: {}", valid.join(", "))
+            }
+            _ if value.is_empty() => "a value is needed".into(),
+            _ => format!("`{value}` is not valid"),
+        },
+    };
+    Some((long, problem))
+}
+
+/// Why the command line `argv` does not parse: a refused value is an
+/// invalid setting (exit 2) naming its key and the flag or variable that
+/// gave it; anything else (usage, `--help`) is clap's to tell.
+fn refused(e: clap::Error, cmd: &clap::Command, argv: &[std::ffi::OsString]) -> crate::Error {
+    let sub = argv
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|a| cmd.find_subcommand(a));
+    let Some(((long, problem), sub)) = refused_value(&e).zip(sub) else {
+        return e.into();
+    };
+    let Some(arg) = sub.get_arguments().find(|a| a.get_long() == Some(&long)) else {
+        return e.into();
+    };
+    let flag = format!("--{long}");
+    let on_line = argv[2..]
+        .iter()
+        .filter_map(|a| a.to_str())
+        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let route = match arg.get_env() {
+        Some(env) if !on_line && std::env::var_os(env).is_some() => {
+            env.to_string_lossy().into_owned()
+        }
+        _ => flag,
+    };
+    ConfigError::invalid(arg.get_id().as_str(), problem)
+        .given_by(&route)
+        .into()
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,24 +191,30 @@ const LAYERED: [&str; 3] = ["demo", "produce", "tail"];
 pub fn parse_args(argv: Vec<std::ffi::OsString>) -> Result<Cli, crate::Error> {
     use clap::parser::ValueSource;
     use clap::CommandFactory;
-    let cli = Cli::try_parse_from(&argv)?;
     let cmd = Cli::command();
-    let matches = cmd.clone().try_get_matches_from(&argv)?;
+    let mut cli = Cli::try_parse_from(&argv).map_err(|e| refused(e, &cmd, &argv))?;
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(|e| refused(e, &cmd, &argv))?;
     let Some((name, sub)) = matches.subcommand() else {
         return Ok(cli);
     };
+    let this = cmd.find_subcommand(name).expect("the parsed command");
+    let given = Given::of(this, sub);
     let Some(path) = sub
         .get_one::<PathBuf>("config")
         .filter(|_| LAYERED.contains(&name))
     else {
+        cli.given = given;
         return Ok(cli);
     };
-    let at = |problem: String| format!("{}: {problem}", path.display());
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::invalid("config", at(format!("cannot read it: {e}"))))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| ConfigError::invalid("config", at(e.to_string().trim().to_string())))?;
-    let this = cmd.find_subcommand(name).expect("the parsed command");
+    let file = path.display().to_string();
+    let config = |problem: String| given.tell(ConfigError::invalid("config", problem));
+    let text =
+        std::fs::read_to_string(path).map_err(|e| config(format!("cannot read {file}: {e}")))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| config(format!("{file}: {}", e.to_string().trim())))?;
     let mut extra: Vec<String> = Vec::new();
     for (key, value) in &table {
         // `run`'s `[kafka]` table is `--kafka-property` too.
@@ -112,7 +239,9 @@ pub fn parse_args(argv: Vec<std::ffi::OsString>) -> Result<Cli, crate::Error> {
             if key != "config" && known_elsewhere(&cmd, key) {
                 continue;
             }
-            return Err(ConfigError::invalid(key, at("no such setting".into())).into());
+            return Err(ConfigError::invalid(key, "no such setting")
+                .given_by(&file)
+                .into());
         };
         if matches!(
             sub.value_source(key),
@@ -128,11 +257,11 @@ pub fn parse_args(argv: Vec<std::ffi::OsString>) -> Result<Cli, crate::Error> {
                 (true, "true") => vec![format!("--{long}")],
                 (true, "false") => vec![],
                 (true, _) => {
-                    return Err(ConfigError::invalid(
-                        key,
-                        at(format!("`{v}` is not true or false")),
+                    return Err(
+                        ConfigError::invalid(key, format!("`{v}` is not true or false"))
+                            .given_by(&file)
+                            .into(),
                     )
-                    .into())
                 }
                 (false, _) => vec![format!("--{long}={v}")],
             };
@@ -141,17 +270,27 @@ pub fn parse_args(argv: Vec<std::ffi::OsString>) -> Result<Cli, crate::Error> {
                 .into_iter()
                 .chain(args.iter().map(Into::into));
             if let Err(e) = Cli::try_parse_from(alone) {
-                let told = e.to_string();
-                let first = told.lines().next().unwrap_or_default();
-                let first = first.strip_prefix("error: ").unwrap_or(first);
-                return Err(ConfigError::invalid(key, at(first.to_string())).into());
+                let problem = match refused_value(&e) {
+                    Some((_, problem)) => problem,
+                    None => {
+                        let told = e.to_string();
+                        let first = told.lines().next().unwrap_or_default();
+                        first.strip_prefix("error: ").unwrap_or(first).to_string()
+                    }
+                };
+                return Err(ConfigError::invalid(key, problem).given_by(&file).into());
             }
             extra.extend(args);
         }
     }
-    Ok(Cli::try_parse_from(
-        argv.into_iter().chain(extra.into_iter().map(Into::into)),
-    )?)
+    let mut cli = Cli::try_parse_from(
+        argv.iter()
+            .cloned()
+            .chain(extra.into_iter().map(Into::into)),
+    )
+    .map_err(|e| refused(e, &cmd, &argv))?;
+    cli.given = given;
+    Ok(cli)
 }
 
 /// Whether a command other than the one parsed has the setting `key` (or
@@ -951,7 +1090,7 @@ fn kafka_properties(s: &Settings, flags: &[String]) -> Result<Vec<(String, Strin
     for kv in flags {
         let Some((k, v)) = kv.split_once('=') else {
             return Err(ConfigError::invalid(
-                "kafka-property",
+                "kafka_property",
                 format!("`{kv}` is not KEY=VALUE"),
             ));
         };

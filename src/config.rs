@@ -28,6 +28,32 @@ impl ConfigError {
             source,
         }
     }
+
+    /// The setting's key.
+    pub fn key(&self) -> &str {
+        match self {
+            ConfigError::Invalid { key, .. } | ConfigError::Parse { key, .. } => key,
+        }
+    }
+
+    /// The problem, without the key.
+    pub fn problem(&self) -> String {
+        match self {
+            ConfigError::Invalid { problem, .. } => problem.clone(),
+            ConfigError::Parse { source, .. } => source.to_string(),
+        }
+    }
+
+    /// The same error, its key followed by where the value was given
+    /// (`max_series (--max-series)`, `(FUNNELSTREAM_MAX_SERIES)` or
+    /// `(the file's path)`), so the message names what to fix.
+    pub fn given_by(mut self, route: &str) -> Self {
+        let (ConfigError::Invalid { key, .. } | ConfigError::Parse { key, .. }) = &mut self;
+        if !key.contains(" (") {
+            *key = format!("{key} ({route})");
+        }
+        self
+    }
 }
 
 /// Why a value does not parse as a duration, a window list or a clock

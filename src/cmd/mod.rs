@@ -11,14 +11,20 @@ mod run;
 use crate::cli::{Cli, Command};
 use crate::error::Error;
 
-/// Runs one parsed command line.
+/// Runs one parsed command line; an invalid setting is told with where
+/// it was given (flag, variable or file).
 pub fn dispatch(cli: Cli) -> Result<(), Error> {
-    match cli.command {
+    let given = cli.given;
+    let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Demo(args) => crate::demo::run(&args),
         Command::Produce(args) => produce::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Tail(args) => Ok(crate::tail::run(&args)?),
         Command::CheckConfig(args) => check_config::run(&args),
-    }
+    };
+    result.map_err(|e| match e {
+        Error::Config(c) => Error::Config(given.tell(c)),
+        e => e,
+    })
 }

@@ -21,7 +21,7 @@ fn parse_props(list: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
             kv.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.to_string()))
                 .ok_or_else(|| {
-                    ConfigError::invalid("kafka-property", format!("`{kv}` is not KEY=VALUE"))
+                    ConfigError::invalid("kafka_property", format!("`{kv}` is not KEY=VALUE"))
                 })
         })
         .collect()
