@@ -18,6 +18,9 @@ pub mod defaults {
     /// `--listen` of `demo`.
     pub(crate) const DEMO_LISTEN: &str = "127.0.0.1:9490";
     pub(crate) const CHECKPOINT_INTERVAL_MS: i64 = 30_000;
+    /// The longest history `demo` writes (`--history`, in days): see
+    /// `demo::MAX_HISTORY_DAYS`.
+    pub(crate) const MAX_HISTORY_DAYS: u64 = 179;
 }
 use crate::settings::{layer, ChannelOrigins, Properties, Settings};
 use crate::source::checkpoint::{CheckpointSettings, Policy};
@@ -436,7 +439,8 @@ pub struct DemoArgs {
         long,
         value_name = "DAYS",
         default_value_t = 179,
-        env = "FUNNELSTREAM_HISTORY"
+        env = "FUNNELSTREAM_HISTORY",
+        value_parser = history_days
     )]
     pub history: u64,
     /// Load-test mode: instead of the company, src/synth.rs's benchmark
@@ -467,7 +471,8 @@ pub struct DemoArgs {
         long,
         value_name = "N",
         default_value_t = 24,
-        env = "FUNNELSTREAM_KEYS"
+        env = "FUNNELSTREAM_KEYS",
+        value_parser = at_least_one("keys")
     )]
     pub keys: u64,
     /// The series budget (see `run --max-series`).
@@ -475,7 +480,8 @@ pub struct DemoArgs {
         long,
         value_name = "N",
         default_value_t = 200_000,
-        env = "FUNNELSTREAM_MAX_SERIES"
+        env = "FUNNELSTREAM_MAX_SERIES",
+        value_parser = at_least_one_usize("max_series")
     )]
     pub max_series: usize,
     /// Deals remembered per partition (see `run --max-tracked-deals`; soak benchmarks).
@@ -483,7 +489,8 @@ pub struct DemoArgs {
         long,
         value_name = "N",
         default_value_t = 1_000_000,
-        env = "FUNNELSTREAM_MAX_TRACKED_DEALS"
+        env = "FUNNELSTREAM_MAX_TRACKED_DEALS",
+        value_parser = at_least_one_usize("max_tracked_deals")
     )]
     pub(crate) max_tracked_deals: usize,
     /// Event ids remembered for deduplication per partition (see `run --dedup-capacity`; soak benchmarks).
@@ -491,7 +498,8 @@ pub struct DemoArgs {
         long,
         value_name = "N",
         default_value_t = 1_000_000,
-        env = "FUNNELSTREAM_DEDUP_CAPACITY"
+        env = "FUNNELSTREAM_DEDUP_CAPACITY",
+        value_parser = at_least_one_usize("dedup_capacity")
     )]
     pub(crate) dedup_capacity: usize,
     /// Calendar windows (see `run --calendar-windows`; `none` for none).
@@ -515,7 +523,8 @@ pub struct DemoArgs {
         long,
         value_name = "1..12",
         default_value_t = 1,
-        env = "FUNNELSTREAM_FISCAL_YEAR_START_MONTH"
+        env = "FUNNELSTREAM_FISCAL_YEAR_START_MONTH",
+        value_parser = month
     )]
     pub fiscal_year_start_month: u8,
     /// How long an accepted `id` is remembered, in engine time after its acceptance [default: 24h].
@@ -552,11 +561,12 @@ pub struct ProduceArgs {
         long,
         value_name = "HOST:PORT[,..]",
         env = "FUNNELSTREAM_BROKERS",
-        default_value = defaults::BROKERS
+        default_value = defaults::BROKERS,
+        value_parser = broker_list
     )]
     pub brokers: String,
     /// Topic to write to.
-    #[arg(long, value_name = "T", default_value = defaults::TOPIC, env = "FUNNELSTREAM_TOPIC")]
+    #[arg(long, value_name = "T", default_value = defaults::TOPIC, env = "FUNNELSTREAM_TOPIC", value_parser = topic("topic"))]
     pub topic: String,
     /// NDJSON file of events (`-` for stdin); synthetic events without it.
     #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_FROM")]
@@ -577,7 +587,8 @@ pub struct ProduceArgs {
         long,
         value_name = "N",
         default_value_t = 40,
-        env = "FUNNELSTREAM_KEYS"
+        env = "FUNNELSTREAM_KEYS",
+        value_parser = at_least_one("keys")
     )]
     pub keys: u64,
     /// Seed of the synthetic generator.
@@ -751,6 +762,92 @@ fn whole(key: &'static str) -> impl Fn(&str) -> Result<u64, ConfigError> + Clone
     }
 }
 
+/// A count where zero means nothing sensible (`--keys 0`, a budget of
+/// no series): refused rather than quietly taken as 1.
+fn at_least_one(key: &'static str) -> impl Fn(&str) -> Result<u64, ConfigError> + Clone {
+    move |v| match whole(key)(v)? {
+        0 => Err(ConfigError::invalid(key, "`0`: must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn at_least_one_usize(key: &'static str) -> impl Fn(&str) -> Result<usize, ConfigError> + Clone {
+    move |v| positive(key, at_least_one(key)(v)?)
+}
+
+/// `demo --history`: 0 to 179 days (more was quietly cut to 179).
+fn history_days(v: &str) -> Result<u64, ConfigError> {
+    match whole("history")(v)? {
+        n if n <= defaults::MAX_HISTORY_DAYS => Ok(n),
+        n => Err(ConfigError::invalid(
+            "history",
+            format!(
+                "`{n}`: at most {} days of history",
+                defaults::MAX_HISTORY_DAYS
+            ),
+        )),
+    }
+}
+
+/// `demo --fiscal-year-start-month`: 1..=12.
+fn month(v: &str) -> Result<u8, ConfigError> {
+    let key = "fiscal_year_start_month";
+    match whole(key)(v)? {
+        n @ 1..=12 => Ok(n as u8),
+        n => Err(month_error(n)),
+    }
+}
+
+fn month_error(n: u64) -> ConfigError {
+    ConfigError::invalid(
+        "fiscal_year_start_month",
+        format!("`{n}` is not a month: use 1 (January) to 12 (December)"),
+    )
+}
+
+/// A topic name: not empty.
+fn topic(key: &'static str) -> impl Fn(&str) -> Result<String, ConfigError> + Clone {
+    move |v| match v.trim() {
+        "" => Err(ConfigError::invalid(key, "empty topic name")),
+        t => Ok(t.to_string()),
+    }
+}
+
+/// `HOST:PORT[,..]` (each optionally `scheme://HOST:PORT`, as librdkafka
+/// takes them): no empty entry, a port from 1 to 65535.
+pub(crate) fn check_brokers(key: &str, v: &str) -> Result<(), ConfigError> {
+    if v.trim().is_empty() {
+        return Err(ConfigError::invalid(key, "empty broker list"));
+    }
+    for b in v.split(',').map(str::trim) {
+        let bad = |why: &str| {
+            ConfigError::invalid(
+                key,
+                format!("`{b}` {why}: use HOST:PORT[,HOST:PORT..], like kafka-1:9092"),
+            )
+        };
+        if b.is_empty() {
+            return Err(bad("is an empty entry"));
+        }
+        let addr = b.split_once("://").map_or(b, |(_, a)| a);
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            return Err(bad("has no port"));
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(bad("has no host"));
+        }
+        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return Err(bad("has no port from 1 to 65535"));
+        }
+    }
+    Ok(())
+}
+
+fn broker_list(v: &str) -> Result<String, ConfigError> {
+    check_brokers("brokers", v)?;
+    Ok(v.trim().to_string())
+}
+
 fn boolean(key: &'static str) -> impl Fn(&str) -> Result<bool, ConfigError> + Clone {
     move |v| match v {
         "true" => Ok(true),
@@ -777,6 +874,28 @@ fn origins(v: &str) -> Result<ChannelOrigins, ConfigError> {
 
 fn duration(key: &str, v: &str) -> Result<i64, ConfigError> {
     parse_duration_ms(v).map_err(|p| ConfigError::parse(key, p))
+}
+
+/// The longest duration setting: as the longest window (10y); more,
+/// e.g. `99999999999d`, is a typo rather than a wish.
+const MAX_SPAN_MS: i64 = 10 * 365 * 86_400_000;
+
+/// A duration setting from `min_ms` to 10y.
+fn span(key: &str, v: &str, min_ms: i64) -> Result<i64, ConfigError> {
+    let ms = duration(key, v)?;
+    if ms < min_ms {
+        return Err(ConfigError::invalid(
+            key,
+            format!("`{}` must be more than 0", v.trim()),
+        ));
+    }
+    if ms > MAX_SPAN_MS {
+        return Err(ConfigError::invalid(
+            key,
+            format!("`{}` is longer than the 10y maximum", v.trim()),
+        ));
+    }
+    Ok(ms)
 }
 
 fn positive(key: &str, n: u64) -> Result<usize, ConfigError> {
@@ -822,13 +941,14 @@ pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
             .map_err(|p| ConfigError::parse("clock", p))?;
     }
     if let Some(v) = &s.max_future_skew {
-        c.max_future_skew_ms = duration("max_future_skew", v)?;
+        c.max_future_skew_ms = span("max_future_skew", v, 0)?;
     }
     if let Some(v) = &s.allowed_lateness {
-        c.allowed_lateness_ms = duration("allowed_lateness", v)?;
+        c.allowed_lateness_ms = span("allowed_lateness", v, 0)?;
     }
     if let Some(v) = &s.dedup_horizon {
-        c.dedup_horizon_ms = duration("dedup_horizon", v)?;
+        // 0 would remember no id: every resend counted again.
+        c.dedup_horizon_ms = span("dedup_horizon", v, 1)?;
     }
     for (key, value, field) in [
         ("dedup_capacity", s.dedup_capacity, &mut c.dedup_capacity),
@@ -875,10 +995,7 @@ pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
     }
     if let Some(n) = s.fiscal_year_start_month {
         if !(1..=12).contains(&n) {
-            return Err(ConfigError::invalid(
-                "fiscal_year_start_month",
-                format!("`{n}` is not a month: use 1 (January) to 12 (December)"),
-            ));
+            return Err(month_error(n));
         }
         c.calendar.fiscal_year_start_month = n as u8;
     }
@@ -923,9 +1040,7 @@ impl RunArgs {
             .brokers
             .clone()
             .unwrap_or_else(|| defaults::BROKERS.into());
-        if brokers.trim().is_empty() {
-            return Err(ConfigError::invalid("brokers", "empty broker list"));
-        }
+        check_brokers("brokers", &brokers)?;
         let topics = topics(&s, dead_letter_topic.as_ref(), checkpoint.as_ref())?;
         let group = s.group.clone().unwrap_or_else(|| defaults::GROUP.into());
         if group.trim().is_empty() {
@@ -1088,7 +1203,7 @@ fn topics(
 fn kafka_properties(s: &Settings, flags: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
     let mut properties = s.kafka.clone().unwrap_or_default().0;
     for kv in flags {
-        let Some((k, v)) = kv.split_once('=') else {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
             return Err(ConfigError::invalid(
                 "kafka_property",
                 format!("`{kv}` is not KEY=VALUE"),
@@ -1122,9 +1237,13 @@ fn logging(s: &Settings) -> Result<(LogFormat, String), ConfigError> {
     let log_level = s
         .log_level
         .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
+        .or_else(|| {
+            std::env::var("RUST_LOG")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
         .unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+    if log_level.trim().is_empty() || tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
         return Err(ConfigError::invalid(
             "log_level",
             format!("`{log_level}` is not a log filter"),

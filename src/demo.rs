@@ -33,7 +33,7 @@ const PARTITIONS: i32 = 12;
 /// under twice the longest default window, so that the previous 90d
 /// window (growth) and the previous quarter (`qtd`'s growth) have data,
 /// and no history event is late (older than 2 x 90d).
-pub(crate) const MAX_HISTORY_DAYS: u64 = 179;
+pub(crate) const MAX_HISTORY_DAYS: u64 = crate::cli::defaults::MAX_HISTORY_DAYS;
 /// Live traffic is simulated in slots of this length (ad platforms and
 /// analytics tools report in batches).
 pub(crate) const LIVE_SLOT_MS: i64 = 10_000;

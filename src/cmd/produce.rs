@@ -17,23 +17,53 @@ use std::time::{Duration, Instant};
 
 fn parse_props(list: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
     list.iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| {
-                    ConfigError::invalid("kafka_property", format!("`{kv}` is not KEY=VALUE"))
-                })
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.trim() == "bootstrap.servers" => Err(ConfigError::invalid(
+                "kafka_property",
+                format!("`{kv}`: set by funnelstream itself (use brokers)"),
+            )),
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(ConfigError::invalid(
+                "kafka_property",
+                format!("`{kv}` is not KEY=VALUE"),
+            )),
         })
         .collect()
+}
+
+/// The `--from` file, opened before anything connects (`-`: stdin).
+fn open_input(path: &Path) -> Result<Option<std::fs::File>, Error> {
+    if path.as_os_str() == "-" {
+        return Ok(None);
+    }
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::Config(ConfigError::invalid(
+            "from",
+            format!("{}: {e}", path.display()),
+        ))
+    };
+    let f = std::fs::File::open(path).map_err(|e| bad(&e))?;
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(bad(&"is a directory"));
+    }
+    Ok(Some(f))
 }
 
 pub fn run(args: &ProduceArgs) -> Result<(), Error> {
     let props = parse_props(&args.kafka_property)?;
     if let Some(r) = args.rate {
         if !(r >= 0.0 && r.is_finite()) {
-            return Err(ConfigError::invalid("rate", "must be 0 or a positive number").into());
+            return Err(ConfigError::invalid(
+                "rate",
+                format!("`{r}` must be 0 or a positive number"),
+            )
+            .into());
         }
     }
+    let input = match &args.from {
+        Some(path) => Some(open_input(path)?),
+        None => None,
+    };
     init_logging(LogFormat::Text, "warn");
     let (p, acks) =
         producer(&args.brokers, &props).map_err(|e| Error::Refused(format!("kafka: {e}")))?;
@@ -72,7 +102,7 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
         Ok(())
     };
     let result = match &args.from {
-        Some(path) => send_file(path, &pb, &mut emit),
+        Some(path) => send_file(path, input.flatten(), &pb, &mut emit),
         None => send_synthetic(args, &mut emit),
     };
     pb.finish_and_clear();
@@ -114,21 +144,18 @@ fn progress_bar(from: Option<&Path>) -> indicatif::ProgressBar {
     }
 }
 
-/// Sends every non-blank line of `path` (`-`: stdin) byte for byte.
+/// Sends every non-blank line of `file` (`None`: stdin) byte for byte.
 fn send_file(
     path: &Path,
+    file: Option<std::fs::File>,
     pb: &indicatif::ProgressBar,
     emit: &mut dyn FnMut(&[u8]) -> Result<(), ProduceError>,
 ) -> Result<(), Error> {
-    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
-        Box::new(std::io::BufReader::new(
+    let reader: Box<dyn BufRead> = match file {
+        None => Box::new(std::io::BufReader::new(
             pb.wrap_read(std::io::stdin().lock()),
-        ))
-    } else {
-        match std::fs::File::open(path) {
-            Ok(f) => Box::new(std::io::BufReader::new(pb.wrap_read(f))),
-            Err(e) => return Err(Error::Usage(format!("--from {}: {e}", path.display()))),
-        }
+        )),
+        Some(f) => Box::new(std::io::BufReader::new(pb.wrap_read(f))),
     };
     for line in reader.split(b'\n') {
         let mut bytes =

@@ -91,6 +91,14 @@ fn feed<R: Read>(p: &mut Partition, input: R, max: usize) -> io::Result<[u64; 4]
     Ok(n)
 }
 
+/// An input file that cannot be read: an invalid `from` setting (exit 2).
+fn bad_input(path: &std::path::Path, e: &dyn std::fmt::Display) -> Error {
+    Error::Config(crate::config::ConfigError::invalid(
+        "from",
+        format!("{}: {e}", path.display()),
+    ))
+}
+
 pub fn run(args: &ReplayArgs) -> Result<(), Error> {
     let cfg = args.engine.resolve()?;
     let max = cfg.max_event_bytes;
@@ -104,6 +112,9 @@ pub fn run(args: &ReplayArgs) -> Result<(), Error> {
         r
     } else {
         match std::fs::File::open(&args.from) {
+            Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => {
+                return Err(bad_input(&args.from, &"is a directory"));
+            }
             Ok(f) => {
                 let pb = crate::progress::bar(crate::progress::file_len(&f), "replay");
                 let r = feed(&mut part, pb.wrap_read(f), max);
@@ -111,7 +122,7 @@ pub fn run(args: &ReplayArgs) -> Result<(), Error> {
                 r
             }
             Err(e) => {
-                return Err(Error::Usage(format!("--from {}: {e}", args.from.display())));
+                return Err(bad_input(&args.from, &e));
             }
         }
     };
