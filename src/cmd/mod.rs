@@ -20,7 +20,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Demo(args) => crate::demo::run(&args),
         Command::Produce(args) => produce::run(&args),
         Command::Replay(args) => replay::run(&args),
-        Command::Tail(args) => Ok(crate::tail::run(&args)?),
+        Command::Tail(args) => crate::tail::run(&args).map_err(Error::from),
         Command::CheckConfig(args) => check_config::run(&args),
     };
     result.map_err(|e| match e {

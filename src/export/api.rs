@@ -5,7 +5,8 @@
 //! disappeared).
 //!
 //! Filters (query parameters, exact matches): `metric`, `window`, `channel`,
-//! `campaign`; `interval` (stream only, seconds, default 1, 0.2..=60).
+//! `campaign`; `interval` (stream only, seconds, default 1, 0.2..=60; any
+//! other value, or one that does not parse, is answered 400 naming it).
 //!
 //! Streams cost once, not per client: every client of the same filter and
 //! interval shares one feed ([`StreamHub`]), which takes one snapshot per
@@ -165,11 +166,34 @@ fn changes(prev: &BTreeMap<String, Option<f64>>, next: &Snapshot) -> Vec<KpiSeri
     out
 }
 
+/// The stream intervals served, in seconds (`tail --interval` too).
+pub(crate) const INTERVALS: std::ops::RangeInclusive<f64> = 0.2..=60.0;
+
+/// `interval` in seconds (default 1), or the 400 answer telling why not:
+/// a value out of range is refused rather than quietly clamped.
+fn interval(filter: &Filter) -> Result<f64, (axum::http::StatusCode, String)> {
+    match filter.interval {
+        None => Ok(1.0),
+        Some(x) if INTERVALS.contains(&x) => Ok(x),
+        Some(x) => Err((
+            axum::http::StatusCode::BAD_REQUEST,
+            format!(
+                "interval: `{x}` is not a number of seconds from {} to {}\n",
+                INTERVALS.start(),
+                INTERVALS.end()
+            ),
+        )),
+    }
+}
+
 pub async fn kpis(
     axum::extract::State(live): axum::extract::State<Arc<LiveState>>,
     axum::extract::Query(filter): axum::extract::Query<Filter>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if let Err(r) = interval(&filter) {
+        return r.into_response();
+    }
     match tokio::task::spawn_blocking(move || snapshot(&live, &filter)).await {
         Ok(s) => axum::Json(s).into_response(),
         Err(_) => (
@@ -603,11 +627,9 @@ pub async fn stream(
 ) -> axum::response::Response {
     use axum::http::{header, HeaderValue, StatusCode};
     use axum::response::IntoResponse;
-    let interval = filter.interval.unwrap_or(1.0);
-    let interval = if interval.is_finite() {
-        interval.clamp(0.2, 60.0)
-    } else {
-        1.0
+    let interval = match interval(&filter) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
     };
     if hub.stopping.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "engine stopping\n").into_response();

@@ -173,6 +173,9 @@ fn agent(args: &TailArgs, streaming: bool) -> Result<ureq::Agent, Fetch> {
             let c = c.map_err(|e| bad(&e))?;
             roots.add(c).map_err(|e| bad(&e))?;
         }
+        if roots.is_empty() {
+            return Err(bad(&"holds no PEM certificate"));
+        }
         let cfg = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth();
@@ -373,12 +376,65 @@ pub(crate) fn pick_window(asked: &str, served: &[String]) -> String {
         .unwrap_or_default()
 }
 
-pub fn run(args: &TailArgs) -> Result<(), TailError> {
-    if !(args.interval.is_finite() && args.interval > 0.0) {
-        return Err(
-            ConfigError::invalid("interval", "must be a positive number of seconds").into(),
-        );
+/// The flags checked before anything connects: a bad one is a usage
+/// error (exit 2) naming it, not a failed request (exit 1).
+fn check(args: &TailArgs) -> Result<(), ConfigError> {
+    use crate::export::api::INTERVALS;
+    if !INTERVALS.contains(&args.interval) {
+        return Err(ConfigError::invalid(
+            "interval",
+            format!(
+                "`{}` is not a number of seconds from {} to {}",
+                args.interval,
+                INTERVALS.start(),
+                INTERVALS.end()
+            ),
+        ));
     }
+    let bad_url = |why: String| {
+        ConfigError::invalid(
+            "url",
+            format!(
+                "`{}` {why}: use http://HOST:PORT or https://HOST:PORT",
+                args.url
+            ),
+        )
+    };
+    let url = ureq::get(&args.url)
+        .request_url()
+        .map_err(|e| bad_url(format!("is not a URL ({})", e.kind())))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad_url(format!("has scheme `{}`", url.scheme())));
+    }
+    if url.host().is_empty() {
+        return Err(bad_url("has no host".into()));
+    }
+    if url.as_url().query().is_some() || url.as_url().fragment().is_some() {
+        return Err(bad_url("has a query or fragment".into()));
+    }
+    for (key, v) in [
+        ("metric", &args.metric),
+        ("window", &args.window),
+        ("channel", &args.channel),
+        ("campaign", &args.campaign),
+        ("user", &args.user),
+    ] {
+        if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(ConfigError::invalid(key, "empty value"));
+        }
+    }
+    settings(args)?;
+    match agent(args, false) {
+        Err(Fetch::CaCert { path, problem }) => Err(ConfigError::invalid(
+            "ca_cert",
+            format!("{path}: {problem}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn run(args: &TailArgs) -> Result<(), TailError> {
+    check(args)?;
     // One metric is a list of series, not a board.
     let changes =
         args.changes || args.metric.is_some() || (!args.once && !std::io::stdout().is_terminal());
