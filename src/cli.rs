@@ -81,7 +81,7 @@ impl Given {
     /// `e` with where its key's value was given: a flag, a variable, else
     /// the file (defaults are valid).
     pub(crate) fn tell(&self, e: ConfigError) -> ConfigError {
-        let key = e.key().to_string();
+        let key = e.key().split(": ").next().unwrap_or_default().to_string();
         if let Some((_, route)) = self.routes.iter().find(|(k, _)| *k == key) {
             return e.given_by(route);
         }
@@ -1209,6 +1209,14 @@ fn kafka_properties(s: &Settings, flags: &[String]) -> Result<Vec<(String, Strin
                 format!("`{kv}` is not KEY=VALUE"),
             ));
         };
+        if crate::source::MANAGED_PROPERTIES.contains(&k.trim()) {
+            return Err(ConfigError::invalid(
+                "kafka_property",
+                format!(
+                    "`{kv}`: set by funnelstream itself (use brokers / group, or leave it out)"
+                ),
+            ));
+        }
         properties.retain(|(pk, _)| pk != k.trim());
         properties.push((k.trim().to_string(), v.to_string()));
     }

@@ -50,7 +50,13 @@ impl ConfigError {
     pub fn given_by(mut self, route: &str) -> Self {
         let (ConfigError::Invalid { key, .. } | ConfigError::Parse { key, .. }) = &mut self;
         if !key.contains(" (") {
-            *key = format!("{key} ({route})");
+            // After the setting, before a part inside it
+            // (`web_config_file: tls_server_config`).
+            let (setting, inside) = key
+                .split_once(": ")
+                .map_or((key.as_str(), ""), |(s, i)| (s, i));
+            let sep = if inside.is_empty() { "" } else { ": " };
+            *key = format!("{setting} ({route}){sep}{inside}");
         }
         self
     }
