@@ -16,6 +16,7 @@ mod support;
 
 mod board;
 mod checkpoint;
+mod cli;
 mod demo_ranges;
 mod deploy_prometheus;
 mod golden;

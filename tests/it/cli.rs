@@ -1,0 +1,532 @@
+//! Bad input on the command-line surface (CLI.md: "Exit codes: ... 2 bad
+//! usage or invalid config (message on stderr names the key and the
+//! problem)"): every value-taking flag of every command, through each of
+//! its three routes — the flag, its `FUNNELSTREAM_*` variable and its
+//! `--config` TOML key — with values that make no sense, must exit 2,
+//! naming the key and where it was given (`max_series (--max-series)`,
+//! `max_series (FUNNELSTREAM_MAX_SERIES)`, `max_series (FILE)`), without a
+//! panic, and before connecting to anything (`run` is given no broker;
+//! anything still running after a few seconds failed the check).
+//!
+//! The flags come from clap's own definition (`Cli::command()`), so a new
+//! flag without a line in [`BAD`] fails [`every_flag_has_bad_values`]:
+//! extend the table with values it must refuse.
+//!
+//! Also: broken config files, and the KPI API's query parameters (4xx with
+//! a message, never 5xx).
+
+use crate::support::{command, try_http_get, wait_until, Engine, Scratch};
+use clap::CommandFactory;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Values each setting must refuse, by the flag's long name (the same
+/// meaning in every command having it). `""` is skipped for variables
+/// (clap takes an empty variable as unset). The values are bad for
+/// every command with the flag.
+const BAD: &[(&str, &[&str])] = &[
+    // run / check-config
+    (
+        "brokers",
+        &["", ",", "k:1,,k:2", "host", "h:0", "h:99999", ":9092"],
+    ),
+    ("topics", &["", ","]),
+    ("group", &["", " "]),
+    (
+        "listen",
+        &["", "x", "127.0.0.1", "127.0.0.1:99999", "localhost:9490"],
+    ),
+    ("probe-listen", &["x", "127.0.0.1", "0.0.0.0:70000"]),
+    ("dead-letter-topic", &["", "funnel-events"]),
+    ("checkpoint-topic", &["", "funnel-events"]),
+    ("checkpoint-interval", &["0s", "10ms", "2d", "5x", "-1m"]),
+    ("checkpoint-policy", &["ignore", ""]),
+    ("checkpoint-topic-create", &["yes", "1", "TRUE"]),
+    ("workers", &["0", "-1", "x", "1.5", "18446744073709551616"]),
+    ("max-stream-clients", &["0", "-1", "x"]),
+    ("kafka-property", &["x", "=1", "bootstrap.servers=k:1"]),
+    ("web-config-file", &["/nonexistent/web.yml"]),
+    ("log-format", &["xml", ""]),
+    ("log-level", &["", "=["]),
+    // engine settings (run, check-config, replay; some also demo)
+    ("windows", &["", "5m,,1h", "5m,5m", "30s", "11y", "5x"]),
+    ("clock", &["sideways", "WALL", ""]),
+    (
+        "max-future-skew",
+        &["5x", "-1m", "99999999999d", "1e400", "5"],
+    ),
+    ("allowed-lateness", &["5x", "-1m", "99999999999d", "NaN"]),
+    ("dedup-horizon", &["0s", "0", "5x", "-1m", "99999999999d"]),
+    ("dedup-capacity", &["0", "-1", "x", "18446744073709551616"]),
+    ("max-channels", &["0", "-1", "x", "1e400"]),
+    ("max-campaigns", &["0", "-1", "lots"]),
+    ("max-tracked-deals", &["0", "-1", "x"]),
+    ("max-event-bytes", &["0", "-1", "x"]),
+    ("gross-margin", &["0", "1.5", "-0.5", "NaN", "inf", "x", ""]),
+    (
+        "channel-origins",
+        &["outbound", "outbound=ads", "=sales", "a=sales,a=other"],
+    ),
+    ("max-actions", &["0", "-1", "x"]),
+    ("max-series", &["0", "-1", "x", "18446744073709551616"]),
+    ("calendar-windows", &["wtd", "mtd,mtd", "MTD", "mtd,,qtd"]),
+    ("calendar-timezone", &["Europe/Nowhere", "", "CET+1"]),
+    ("fiscal-year-start-month", &["0", "13", "x", "-1"]),
+    // demo
+    ("rate", &["x", "-1"]),
+    ("history", &["180", "x", "-1"]),
+    ("events", &["x", "-1"]),
+    ("duration", &["x", "-1"]),
+    ("keys", &["0", "-1", "x"]),
+    ("firehose", &["maybe"]),
+    // produce, replay
+    ("topic", &["", " "]),
+    ("from", &["/nonexistent/events.ndjson", "/"]),
+    ("count", &["x", "-1"]),
+    ("seed", &["x", "-1"]),
+    // tail
+    (
+        "url",
+        &[
+            "",
+            "x",
+            "127.0.0.1:9490",
+            "ftp://h:1",
+            "http://h:99999",
+            "http://h:1/?q=1",
+        ],
+    ),
+    ("once", &["maybe"]),
+    ("changes", &["maybe"]),
+    ("follow", &["maybe"]),
+    ("metric", &[""]),
+    ("window", &[""]),
+    ("channel", &[""]),
+    ("campaign", &[""]),
+    ("by", &["nonsense"]),
+    ("sort", &["nonsense"]),
+    ("interval", &["0", "-1", "NaN", "61", "x"]),
+    ("user", &[""]),
+    ("ca-cert", &["/nonexistent/ca.pem"]),
+];
+
+/// Flags a setting needs to be read at all (`--checkpoint-interval`
+/// means nothing without `--checkpoint-topic`, `--events` needs
+/// `--firehose`).
+const NEEDS: &[(&str, &[&str])] = &[
+    ("checkpoint-interval", &["--checkpoint-topic=c"]),
+    ("checkpoint-policy", &["--checkpoint-topic=c"]),
+    ("checkpoint-topic-create", &["--checkpoint-topic=c"]),
+    ("events", &["--firehose"]),
+];
+
+/// Flags that keep a command from doing anything lasting when a bad value
+/// is wrongly accepted (no broker, a port of its own, a short demo); the
+/// flag under test is left out of them.
+fn harmless(cmd: &str) -> Vec<String> {
+    let list: &[&str] = match cmd {
+        "run" => &["--brokers=127.0.0.1:1", "--listen=127.0.0.1:0"],
+        "demo" => &[
+            "--listen=127.0.0.1:0",
+            "--duration=1",
+            "--history=0",
+            "--rate=0",
+        ],
+        "produce" => &["--brokers=127.0.0.1:1", "--count=1"],
+        "replay" => &["--from=/dev/null", "--clock=event"],
+        "tail" => &["--url=http://127.0.0.1:1", "--once"],
+        _ => &[],
+    };
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// How a value reaches the setting.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Route {
+    Flag,
+    Env,
+    File,
+}
+
+/// One bad input: the command, the setting and the value, and the route.
+struct Case<'a> {
+    cmd: &'a str,
+    long: &'a str,
+    key: String,
+    env: Option<String>,
+    value: &'a str,
+    route: Route,
+}
+
+/// The exit status, stderr and whether it had to be killed, of
+/// `funnelstream ARGS` with `env` set, given `secs` to end.
+fn run_bounded(
+    dir: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    secs: u64,
+) -> (Option<ExitStatus>, String) {
+    let err = tempfile::NamedTempFile::new_in(dir).unwrap();
+    let mut c = command();
+    c.args(args)
+        .envs(env.iter().cloned())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err.reopen().unwrap());
+    let mut child = c.spawn().expect("the binary runs");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (
+        status,
+        std::fs::read_to_string(err.path()).unwrap_or_default(),
+    )
+}
+
+/// A TOML value for `v`: a number or boolean as such (the file's natural
+/// spelling of a bad count or margin), anything else as a string.
+fn toml_value(v: &str) -> String {
+    let number = v.parse::<i64>().is_ok()
+        || (v.parse::<f64>().is_ok_and(f64::is_finite) && !v.contains(['N', 'i']));
+    if number || v == "true" || v == "false" {
+        v.to_string()
+    } else {
+        toml::Value::String(v.to_string()).to_string()
+    }
+}
+
+/// Runs one case; `Err` says what was wrong.
+fn check(dir: &Path, case: &Case) -> Result<(), String> {
+    let mut args = vec![case.cmd.to_string()];
+    let flag = format!("--{}", case.long);
+    args.extend(
+        harmless(case.cmd)
+            .into_iter()
+            .filter(|a| a != &flag && !a.starts_with(&format!("{flag}="))),
+    );
+    if let Some((_, needs)) = NEEDS.iter().find(|(l, _)| *l == case.long) {
+        args.extend(needs.iter().map(|s| s.to_string()));
+    }
+    let mut env = Vec::new();
+    static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("{}-{}-{n}.toml", case.cmd, case.key));
+    let want = match case.route {
+        Route::Flag => {
+            args.push(format!("{flag}={}", case.value));
+            format!("{} ({flag})", case.key)
+        }
+        Route::Env => {
+            let var = case.env.clone().expect("a variable");
+            env.push((var.clone(), case.value.to_string()));
+            format!("{} ({var})", case.key)
+        }
+        Route::File => {
+            let text = format!("{} = {}\n", case.key, toml_value(case.value));
+            std::fs::write(&file, text).unwrap();
+            args.push(format!("--config={}", file.display()));
+            // A value of the wrong TOML type is told by the TOML parser,
+            // showing the key's line.
+            case.key.clone()
+        }
+    };
+    let (status, stderr) = run_bounded(dir, &args, &env, 20);
+    let shown = format!(
+        "`{}` {:?} {}={:?}: ",
+        args.join(" "),
+        case.route,
+        case.key,
+        case.value
+    );
+    let Some(status) = status else {
+        return Err(format!(
+            "{shown}still running after 20 s (the value was accepted)\n{stderr}"
+        ));
+    };
+    if stderr.contains("panicked") || status.code() == Some(101) {
+        return Err(format!("{shown}panicked\n{stderr}"));
+    }
+    if status.code() != Some(2) {
+        return Err(format!("{shown}exit {status}, not 2\n{stderr}"));
+    }
+    if !stderr.contains(&want) {
+        return Err(format!("{shown}stderr does not name `{want}`\n{stderr}"));
+    }
+    if case.route == Route::File && !stderr.contains(&file.display().to_string()) {
+        return Err(format!("{shown}stderr does not name the file\n{stderr}"));
+    }
+    Ok(())
+}
+
+/// The cases of `cmd` (`routes` of them), from clap's definition.
+fn cases<'a>(cmd: &'a clap::Command, routes: &[Route], all_values: bool) -> Vec<Case<'a>> {
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+            continue;
+        };
+        if matches!(long, "help" | "version" | "config") {
+            continue;
+        }
+        let Some((_, values)) = BAD.iter().find(|(l, _)| *l == long) else {
+            continue; // every_flag_has_bad_values fails on it
+        };
+        let switch = !arg.get_action().takes_values();
+        let values = if all_values { values } else { &values[..1] };
+        for &route in routes {
+            // A variable goes through the flag's parser: two values do.
+            let n = if route == Route::Env { 2 } else { values.len() };
+            for value in values.iter().take(n) {
+                let skip = match route {
+                    Route::Flag => switch,
+                    Route::Env => value.is_empty() || arg.get_env().is_none(),
+                    // The file cannot give `replay --from` (required on the
+                    // line) or `run`'s `--kafka-property` (its `[kafka]`
+                    // table is tested in `broken_config_files`).
+                    Route::File => {
+                        (cmd.get_name() == "replay" && long == "from")
+                            || (long == "kafka-property"
+                                && matches!(cmd.get_name(), "run" | "check-config"))
+                    }
+                };
+                if skip {
+                    continue;
+                }
+                out.push(Case {
+                    cmd: cmd.get_name(),
+                    long,
+                    key: id.to_string(),
+                    env: arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+                    value,
+                    route,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Runs the cases of command `name` on 4 threads; panics listing every
+/// failure.
+fn audit(name: &str, routes: &[Route], all_values: bool) {
+    let cli = funnelstream::Cli::command();
+    let cmd = cli.find_subcommand(name).expect("a command");
+    let cases = cases(cmd, routes, all_values);
+    assert!(!cases.is_empty(), "{name}: no cases");
+    let dir = Scratch::new(&format!("cli-{name}"));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(case) = cases.get(i) else { break };
+                if let Err(e) = check(&dir, case) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad inputs of `{name}` not refused as they should be:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+const ALL: &[Route] = &[Route::Flag, Route::Env, Route::File];
+
+#[test]
+fn every_flag_has_bad_values() {
+    let cli = funnelstream::Cli::command();
+    let mut missing = Vec::new();
+    for cmd in cli.get_subcommands() {
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version" | "config") {
+                continue;
+            }
+            if !BAD.iter().any(|(l, _)| *l == long) {
+                missing.push(format!("{} --{long}", cmd.get_name()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "flags without bad values in tests/it/cli.rs's BAD (add values they must refuse): {}",
+        missing.join(", ")
+    );
+}
+
+#[test]
+fn check_config_refuses_bad_values_on_every_route() {
+    audit("check-config", ALL, true);
+}
+
+/// `run` validates everything before it connects (no broker here).
+#[test]
+fn run_refuses_bad_values_before_connecting() {
+    audit("run", &[Route::Flag], false);
+}
+
+#[test]
+fn replay_refuses_bad_values() {
+    audit("replay", &[Route::Flag, Route::File], false);
+}
+
+#[test]
+fn demo_refuses_bad_values_on_every_route() {
+    audit("demo", ALL, true);
+}
+
+#[test]
+fn produce_refuses_bad_values_before_connecting() {
+    audit("produce", ALL, true);
+}
+
+#[test]
+fn tail_refuses_bad_values_before_connecting() {
+    audit("tail", ALL, true);
+}
+
+/// Config files that cannot be used, through `--config` and
+/// `FUNNELSTREAM_CONFIG`, for every command reading one: exit 2 naming
+/// `config` (and the key, when one is at fault).
+#[test]
+fn broken_config_files() {
+    let dir = Scratch::new("cli-config");
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    const EVERY: &[&str] = &["check-config", "run", "replay", "demo", "produce", "tail"];
+    // A key of another command is ignored (one file serves them all), so
+    // a setting's bad value only counts for the commands having it.
+    const ENGINE: &[&str] = &["check-config", "run", "replay", "demo"];
+    const KAFKA: &[&str] = &["check-config", "run"];
+    let files: Vec<(String, &str, &[&str])> = vec![
+        (
+            dir.join("missing.toml").display().to_string(),
+            "config",
+            EVERY,
+        ),
+        (dir.display().to_string(), "config", EVERY),
+        (
+            write("latin1.toml", b"windows = \"5m\xff\"\n"),
+            "config",
+            EVERY,
+        ),
+        (write("not-toml.toml", b"windows: 5m\n"), "config", EVERY),
+        (
+            write("unknown.toml", b"windwos = \"5m\"\n"),
+            "windwos",
+            EVERY,
+        ),
+        (
+            write("nested.toml", b"[engine]\nmax_series = 5\n"),
+            "engine",
+            EVERY,
+        ),
+        (
+            write("twice.toml", b"clock = \"wall\"\nclock = \"event\"\n"),
+            "clock",
+            EVERY,
+        ),
+        (
+            write("wrong-type.toml", b"max_series = \"many\"\n"),
+            "max_series",
+            ENGINE,
+        ),
+        (
+            write("kafka.toml", b"[kafka]\n\"group.id\" = \"x\"\n"),
+            "group.id",
+            KAFKA,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (file, key, commands) in &files {
+        for cmd in commands.iter() {
+            for via_env in [false, true] {
+                let mut args = vec![cmd.to_string()];
+                args.extend(harmless(cmd));
+                let mut env = Vec::new();
+                if via_env {
+                    env.push(("FUNNELSTREAM_CONFIG".to_string(), file.clone()));
+                } else {
+                    args.push(format!("--config={file}"));
+                }
+                let (status, stderr) = run_bounded(&dir, &args, &env, 20);
+                let ok = status.is_some_and(|s| s.code() == Some(2))
+                    && stderr.contains(key)
+                    && !stderr.contains("panicked");
+                if !ok {
+                    failures.push(format!(
+                        "`{}` (config via {}): {status:?}\n{stderr}",
+                        args.join(" "),
+                        if via_env { "variable" } else { "flag" }
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The KPI API's query parameters: a bad value is a 400 saying what is
+/// wrong, never a 5xx; nothing quietly clamped.
+#[test]
+fn api_refuses_bad_query_values() {
+    let engine = Engine::without_broker(&[]);
+    wait_until(60, "the engine listens", || {
+        try_http_get(engine.port, "/healthz", &[]).map(|_| ())
+    });
+    for path in ["/api/v1/kpis", "/api/v1/kpis/stream"] {
+        for (q, says) in [
+            ("interval=x", "interval"),
+            ("interval=", "interval"),
+            ("interval=0", "interval"),
+            ("interval=-1", "interval"),
+            ("interval=NaN", "interval"),
+            ("interval=inf", "interval"),
+            ("interval=1e400", "interval"),
+            ("interval=61", "interval"),
+            ("metric=a&metric=b", "metric"),
+        ] {
+            let r = try_http_get(engine.port, &format!("{path}?{q}"), &[])
+                .unwrap_or_else(|e| panic!("{path}?{q}: {e}"));
+            let body = String::from_utf8_lossy(&r.body);
+            assert_eq!(r.status, 400, "{path}?{q}: {body}");
+            assert!(body.contains(says), "{path}?{q}: {body}");
+        }
+    }
+    // Odd but valid filters: answered, never a server error.
+    for q in [
+        "window=%ff",
+        "channel=",
+        "campaign=%00",
+        "unknown=1",
+        "metric=funnel_clicks&window=5m&channel=a&campaign=b",
+    ] {
+        let r = try_http_get(engine.port, &format!("/api/v1/kpis?{q}"), &[]).unwrap();
+        assert_eq!(r.status, 200, "/api/v1/kpis?{q}");
+    }
+    for q in ["window=bogus", "window=%ff", "window=a&window=b"] {
+        let r = try_http_get(engine.port, &format!("/api/v1/kpis/history?{q}"), &[]).unwrap();
+        assert!(r.status < 500, "/api/v1/kpis/history?{q}: {}", r.status);
+    }
+}
