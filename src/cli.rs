@@ -754,13 +754,38 @@ fn margin(v: &str) -> Result<f64, ConfigError> {
     v.trim().parse().map_err(|_| margin_error(v))
 }
 
+/// A whole number up to the largest a TOML file holds (2^63 - 1; more
+/// was told as "config: u64 value was too large").
 fn whole(key: &'static str) -> impl Fn(&str) -> Result<u64, ConfigError> + Clone {
-    move |v| {
-        v.trim()
-            .parse()
-            .map_err(|_| ConfigError::invalid(key, format!("`{v}` is not a positive whole number")))
+    move |v| match v.trim().parse::<u64>() {
+        Ok(n) if n <= i64::MAX as u64 => Ok(n),
+        Ok(_) => Err(ConfigError::invalid(key, format!("`{v}` is too large"))),
+        Err(_) => Err(ConfigError::invalid(
+            key,
+            format!("`{v}` is not a positive whole number"),
+        )),
     }
 }
+
+/// A positive count of at most `max`, where more would exhaust the
+/// process (threads, permits) or overflow its arithmetic.
+fn positive_at_most(key: &str, n: u64, max: usize) -> Result<usize, ConfigError> {
+    match positive(key, n)? {
+        n if n <= max => Ok(n),
+        n => Err(ConfigError::invalid(
+            key,
+            format!("`{n}` is more than the {max} supported"),
+        )),
+    }
+}
+
+/// `--workers`: threads, at most.
+const MAX_WORKERS: usize = 1024;
+/// `--max-stream-clients`: concurrent streams, at most.
+const MAX_STREAM_CLIENTS: usize = 1_000_000;
+/// `--max-actions`: distinct conversion actions, at most (the series
+/// budget's arithmetic multiplies it).
+const MAX_ACTIONS: usize = 1_000_000;
 
 /// A count where zero means nothing sensible (`--keys 0`, a budget of
 /// no series): refused rather than quietly taken as 1.
@@ -979,7 +1004,7 @@ pub fn engine_config(s: &Settings) -> Result<EngineConfig, ConfigError> {
         c.channel_origins = parse_channel_origins(&pairs)?;
     }
     if let Some(n) = s.max_actions {
-        c.max_actions = positive("max_actions", n)?;
+        c.max_actions = positive_at_most("max_actions", n, MAX_ACTIONS)?;
     }
     if let Some(n) = s.max_series {
         c.max_series = positive("max_series", n)?;
@@ -1050,10 +1075,11 @@ impl RunArgs {
         let listen = listen_addr("listen", &listen_s)?;
         let mut http = crate::export::http::HttpLimits::default();
         if let Some(n) = s.max_stream_clients {
-            http.streams.max_clients = positive("max_stream_clients", n)?;
+            http.streams.max_clients =
+                positive_at_most("max_stream_clients", n, MAX_STREAM_CLIENTS)?;
         }
         let workers = match s.workers {
-            Some(w) => positive("workers", w)?,
+            Some(w) => positive_at_most("workers", w, MAX_WORKERS)?,
             None => std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
