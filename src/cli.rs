@@ -610,11 +610,52 @@ pub struct ProduceArgs {
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// NDJSON input file, `-` for stdin.
+    /// NDJSON input file, `-` for stdin (needed here, in FUNNELSTREAM_FROM
+    /// or as `from` in the config file).
     #[arg(long, value_name = "FILE", env = "FUNNELSTREAM_FROM")]
-    pub from: PathBuf,
+    pub from: Option<PathBuf>,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+impl ReplayArgs {
+    /// The input: `--from`, else the config file's `from` (CLI.md: every
+    /// flag also reads from the file).
+    pub(crate) fn input(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(p) = &self.from {
+            return Ok(p.clone());
+        }
+        let from = match &self.engine.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::invalid("config", format!("cannot read {}: {e}", path.display()))
+                })?;
+                let table: toml::Table = toml::from_str(&text).map_err(|e| {
+                    ConfigError::invalid(
+                        "config",
+                        format!("{}: {}", path.display(), e.to_string().trim()),
+                    )
+                })?;
+                match table.get("from") {
+                    None => None,
+                    Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(PathBuf::from(s)),
+                    Some(other) => {
+                        return Err(ConfigError::invalid(
+                            "from",
+                            format!("`{other}` is not a file name"),
+                        ))
+                    }
+                }
+            }
+            None => None,
+        };
+        from.ok_or_else(|| {
+            ConfigError::invalid(
+                "from",
+                "an input is needed: --from FILE (`-` for stdin), FUNNELSTREAM_FROM or `from` in the config file",
+            )
+        })
+    }
 }
 
 /// Engine settings shared by every command that aggregates.

@@ -101,19 +101,20 @@ fn bad_input(path: &std::path::Path, e: &dyn std::fmt::Display) -> Error {
 
 pub fn run(args: &ReplayArgs) -> Result<(), Error> {
     let cfg = args.engine.resolve()?;
+    let from = args.input()?;
     let max = cfg.max_event_bytes;
     let engine = Engine::new(cfg);
     let mut part = engine.partition();
     // Progress on stderr, only on a terminal: stdout is the exposition.
-    let result = if args.from.as_os_str() == "-" {
+    let result = if from.as_os_str() == "-" {
         let pb = crate::progress::bar(None, "replay");
         let r = feed(&mut part, pb.wrap_read(io::stdin().lock()), max);
         pb.finish_and_clear();
         r
     } else {
-        match std::fs::File::open(&args.from) {
+        match std::fs::File::open(&from) {
             Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => {
-                return Err(bad_input(&args.from, &"is a directory"));
+                return Err(bad_input(&from, &"is a directory"));
             }
             Ok(f) => {
                 let pb = crate::progress::bar(crate::progress::file_len(&f), "replay");
@@ -122,11 +123,11 @@ pub fn run(args: &ReplayArgs) -> Result<(), Error> {
                 r
             }
             Err(e) => {
-                return Err(bad_input(&args.from, &e));
+                return Err(bad_input(&from, &e));
             }
         }
     };
-    let n = result.map_err(|e| Error::Runtime(format!("reading {}: {e}", args.from.display())))?;
+    let n = result.map_err(|e| Error::Runtime(format!("reading {}: {e}", from.display())))?;
     let now = engine.clock.now(wall_clock_ms());
     let text = render(&[&part.agg], &Health::of(&[&part]), now, VERSION);
     let mut out = io::stdout().lock();

@@ -315,13 +315,10 @@ fn cases<'a>(cmd: &'a clap::Command, routes: &[Route], all_values: bool) -> Vec<
                 let skip = match route {
                     Route::Flag => switch,
                     Route::Env => value.is_empty() || arg.get_env().is_none(),
-                    // The file cannot give `replay --from` (required on the
-                    // line) or `run`'s `--kafka-property` (its `[kafka]`
-                    // table is tested in `broken_config_files`).
+                    // `run`'s `--kafka-property` is its file's `[kafka]`
+                    // table (tested in `broken_config_files`).
                     Route::File => {
-                        (cmd.get_name() == "replay" && long == "from")
-                            || (long == "kafka-property"
-                                && matches!(cmd.get_name(), "run" | "check-config"))
+                        long == "kafka-property" && matches!(cmd.get_name(), "run" | "check-config")
                     }
                 };
                 if skip {
@@ -409,7 +406,33 @@ fn run_refuses_bad_values_before_connecting() {
 
 #[test]
 fn replay_refuses_bad_values() {
-    audit("replay", &[Route::Flag, Route::File], false);
+    audit("replay", ALL, false);
+}
+
+/// `replay` reads its input from the config file too (CLI.md: every flag
+/// also reads from the file), and says so when it has none.
+#[test]
+fn replay_reads_from_in_the_config_file() {
+    let dir = Scratch::new("cli-replay-from");
+    let events = dir.join("events.ndjson");
+    std::fs::write(&events, "").unwrap();
+    let cfg = dir.join("replay.toml");
+    let text = format!(
+        "from = {}\nclock = \"event\"\n",
+        toml_value(&events.display().to_string())
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (status, stderr) = run_bounded(
+        &dir,
+        &["replay".into(), format!("--config={}", cfg.display())],
+        &[],
+        20,
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{stderr}");
+    assert!(stderr.contains("replayed 0 events"), "{stderr}");
+    let (status, stderr) = run_bounded(&dir, &["replay".into()], &[], 20);
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{stderr}");
+    assert!(stderr.contains("from: an input is needed"), "{stderr}");
 }
 
 #[test]
