@@ -873,10 +873,28 @@ fn month_error(n: u64) -> ConfigError {
 
 /// A topic name: not empty.
 fn topic(key: &'static str) -> impl Fn(&str) -> Result<String, ConfigError> + Clone {
-    move |v| match v.trim() {
-        "" => Err(ConfigError::invalid(key, "empty topic name")),
-        t => Ok(t.to_string()),
+    move |v| {
+        check_topic(key, v)?;
+        Ok(v.trim().to_string())
     }
+}
+
+/// A Kafka topic name: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`
+/// (what the broker accepts; anything else was only refused, over and
+/// over, once connected).
+pub(crate) fn check_topic(key: &str, v: &str) -> Result<(), ConfigError> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(ConfigError::invalid(key, "empty topic name"));
+    }
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if t.len() > 249 || t == "." || t == ".." || !t.chars().all(legal) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("`{t}` is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)"),
+        ));
+    }
+    Ok(())
 }
 
 /// `HOST:PORT[,..]` (each optionally `scheme://HOST:PORT`, as librdkafka
@@ -930,7 +948,17 @@ fn boolean(key: &'static str) -> impl Fn(&str) -> Result<bool, ConfigError> + Cl
 #[serde(transparent)]
 pub struct List(pub Vec<String>);
 
+/// `--topics`: no empty entry (`a,,b` is a typo, as for `--windows`).
 fn list(v: &str) -> Result<List, ConfigError> {
+    if v.trim().is_empty() {
+        return Ok(List(Vec::new()));
+    }
+    if v.split(',').any(|t| t.trim().is_empty()) {
+        return Err(ConfigError::invalid(
+            "topics",
+            format!("`{v}` has an empty entry"),
+        ));
+    }
     Ok(List(split_list(v)))
 }
 
@@ -1168,14 +1196,8 @@ impl RunArgs {
 /// Where the engine writes: the dead-letter topic and the checkpoints.
 fn outputs(s: &Settings) -> Result<(Option<String>, Option<CheckpointSettings>), ConfigError> {
     let dead_letter_topic = s.dead_letter_topic.clone();
-    if dead_letter_topic
-        .as_deref()
-        .is_some_and(|t| t.trim().is_empty())
-    {
-        return Err(ConfigError::invalid(
-            "dead_letter_topic",
-            "empty topic name",
-        ));
+    if let Some(t) = &dead_letter_topic {
+        check_topic("dead_letter_topic", t)?;
     }
     let checkpoint = checkpoint_settings(s)?;
     if let (Some(d), Some(c)) = (&dead_letter_topic, &checkpoint) {
@@ -1205,9 +1227,7 @@ fn checkpoint_settings(s: &Settings) -> Result<Option<CheckpointSettings>, Confi
         }
         return Ok(None);
     };
-    if topic.trim().is_empty() {
-        return Err(ConfigError::invalid("checkpoint_topic", "empty topic name"));
-    }
+    check_topic("checkpoint_topic", &topic)?;
     let interval_ms = match &s.checkpoint_interval {
         Some(v) => duration("checkpoint_interval", v)?,
         None => defaults::CHECKPOINT_INTERVAL_MS,
@@ -1245,11 +1265,20 @@ fn topics(
         .topics
         .clone()
         .unwrap_or_else(|| vec![defaults::TOPIC.into()]);
-    if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
+    if topics.is_empty() {
         return Err(ConfigError::invalid(
             "topics",
             "at least one non-empty topic name is needed",
         ));
+    }
+    for (i, t) in topics.iter().enumerate() {
+        check_topic("topics", t)?;
+        if topics[..i].contains(t) {
+            return Err(ConfigError::invalid(
+                "topics",
+                format!("`{t}` is listed twice"),
+            ));
+        }
     }
     for (key, t) in [
         ("dead_letter_topic", dead_letter_topic),
