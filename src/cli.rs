@@ -130,6 +130,32 @@ fn refused_value(e: &clap::Error) -> Option<(String, String)> {
     Some((long, problem))
 }
 
+/// The setting whose value is not UTF-8 (clap names none), and where it
+/// was given: `--flag=VALUE`, `--flag VALUE` or a variable.
+fn not_utf8<'a>(
+    sub: &'a clap::Command,
+    argv: &[std::ffi::OsString],
+) -> Option<(&'a clap::Arg, String)> {
+    let by_long = |long: &str| sub.get_arguments().find(|a| a.get_long() == Some(long));
+    for (i, a) in argv.iter().enumerate().skip(2) {
+        if a.to_str().is_some() {
+            continue;
+        }
+        let bytes = a.as_encoded_bytes();
+        let long = match bytes.strip_prefix(b"--") {
+            Some(rest) => rest.split(|&b| b == b'=').next().unwrap_or_default(),
+            None => argv[i - 1].to_str()?.strip_prefix("--")?.as_bytes(),
+        };
+        let arg = by_long(std::str::from_utf8(long).ok()?)?;
+        return Some((arg, format!("--{}", arg.get_long()?)));
+    }
+    sub.get_arguments().find_map(|a| {
+        let env = a.get_env()?;
+        let bad = std::env::var_os(env).is_some_and(|v| v.to_str().is_none());
+        bad.then(|| (a, env.to_string_lossy().into_owned()))
+    })
+}
+
 /// Why the command line `argv` does not parse: a refused value is an
 /// invalid setting (exit 2) naming its key and the flag or variable that
 /// gave it; anything else (usage, `--help`) is clap's to tell.
@@ -138,6 +164,13 @@ fn refused(e: clap::Error, cmd: &clap::Command, argv: &[std::ffi::OsString]) -> 
         .get(1)
         .and_then(|a| a.to_str())
         .and_then(|a| cmd.find_subcommand(a));
+    if let (clap::error::ErrorKind::InvalidUtf8, Some(sub)) = (e.kind(), sub) {
+        if let Some((arg, route)) = not_utf8(sub, argv) {
+            return ConfigError::invalid(arg.get_id().as_str(), "the value is not UTF-8")
+                .given_by(&route)
+                .into();
+        }
+    }
     let Some(((long, problem), sub)) = refused_value(&e).zip(sub) else {
         return e.into();
     };

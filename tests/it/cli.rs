@@ -450,6 +450,37 @@ fn tail_refuses_bad_values_before_connecting() {
     audit("tail", ALL, true);
 }
 
+/// A value that is not UTF-8, by flag and by variable: exit 2 naming it.
+#[test]
+fn values_not_utf8_name_their_flag() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"5m\xff");
+    for args in [
+        vec![b"--windows=5m\xff".as_slice()],
+        vec![b"--windows", b"5m\xff"],
+    ] {
+        let args: Vec<std::ffi::OsString> = args
+            .iter()
+            .map(|a| std::ffi::OsStr::from_bytes(a).to_owned())
+            .collect();
+        let out = command().arg("check-config").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("windows (--windows): the value is not UTF-8"),
+            "{err}"
+        );
+    }
+    let out = command()
+        .arg("check-config")
+        .env("FUNNELSTREAM_WINDOWS", bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("windows (FUNNELSTREAM_WINDOWS)"), "{err}");
+}
+
 /// Config files that cannot be used, through `--config` and
 /// `FUNNELSTREAM_CONFIG`, for every command reading one: exit 2 naming
 /// `config` (and the key, when one is at fault).
