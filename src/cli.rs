@@ -411,10 +411,10 @@ pub struct RunArgs {
         value_parser = boolean("checkpoint_topic_create")
     )]
     pub checkpoint_topic_create: Option<bool>,
-    /// Threads applying events [default: cores - 1, at least 1].
+    /// Threads applying events, 1 to 1024 [default: cores - 1, at least 1].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_WORKERS", value_parser = whole("workers"))]
     pub workers: Option<u64>,
-    /// Most clients following /api/v1/kpis/stream at once; more get 503 [default: 1000].
+    /// Most clients following /api/v1/kpis/stream at once (up to 1000000); more get 503 [default: 1000].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_STREAM_CLIENTS", value_parser = whole("max_stream_clients"))]
     pub max_stream_clients: Option<u64>,
     /// Extra librdkafka property (security.protocol, sasl.*, ssl.*, ...); repeatable.
@@ -704,15 +704,16 @@ pub struct EngineArgs {
     /// Engine time: `wall` clock or greatest `event` time seen [default: wall].
     #[arg(long, value_name = "wall|event", env = "FUNNELSTREAM_CLOCK")]
     pub clock: Option<String>,
-    /// How far `ts` may lie ahead of the wall clock [default: 5m].
+    /// How far `ts` may lie ahead of the wall clock, at most 10y [default: 5m].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_MAX_FUTURE_SKEW")]
     pub(crate) max_future_skew: Option<String>,
     /// Extra age past what the windows cover (twice the longest window, for
     /// the previous windows; the previous period of a calendar window)
-    /// before an event counts as late [default: 0].
+    /// before an event counts as late, at most 10y [default: 0].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_ALLOWED_LATENESS")]
     pub(crate) allowed_lateness: Option<String>,
-    /// How long an accepted `id` is remembered, in engine time after its acceptance [default: 24h].
+    /// How long an accepted `id` is remembered, in engine time after its
+    /// acceptance (more than 0, at most 10y) [default: 24h].
     #[arg(long, value_name = "DURATION", env = "FUNNELSTREAM_DEDUP_HORIZON")]
     pub(crate) dedup_horizon: Option<String>,
     /// Event ids remembered per partition at most [default: 1000000].
@@ -743,7 +744,7 @@ pub struct EngineArgs {
         value_parser = origins
     )]
     pub channel_origins: Option<ChannelOrigins>,
-    /// Distinct conversion `action` values before folding into __overflow__ [default: 50].
+    /// Distinct conversion `action` values before folding into __overflow__, up to 1000000 [default: 50].
     #[arg(long, value_name = "N", env = "FUNNELSTREAM_MAX_ACTIONS", value_parser = whole("max_actions"))]
     pub max_actions: Option<u64>,
     /// Business series published at most; whole (channel, campaign) keys past it fold into __overflow__ [default: 200000].
