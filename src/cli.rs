@@ -1615,6 +1615,44 @@ mod tests {
         assert!(e.to_string().starts_with("gross_margin: "), "{e}");
     }
 
+    /// An invalid setting says where it was given, after the setting's
+    /// part of the key; broker lists and topic names are checked as
+    /// Kafka takes them.
+    #[test]
+    fn invalid_settings_say_where_they_were_given() {
+        let e = ConfigError::invalid("max_series", "`0` is not a positive whole number");
+        assert_eq!(
+            e.given_by("--max-series").to_string(),
+            "max_series (--max-series): `0` is not a positive whole number"
+        );
+        let e = ConfigError::invalid("web_config_file: tls_server_config", "x")
+            .given_by("FUNNELSTREAM_WEB_CONFIG_FILE");
+        assert_eq!(
+            e.to_string(),
+            "web_config_file (FUNNELSTREAM_WEB_CONFIG_FILE): tls_server_config: x"
+        );
+        assert_eq!(e.clone().given_by("f.toml"), e, "told once");
+        for ok in [
+            "k:9092",
+            "k-1:9092, k-2:9093",
+            "PLAINTEXT://k:9092",
+            "[::1]:9092",
+        ] {
+            assert!(check_brokers("brokers", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", ",", "k:1,,k:2", "host", "h:0", "h:65536", ":9092", "h :1",
+        ] {
+            assert!(check_brokers("brokers", bad).is_err(), "{bad}");
+        }
+        for ok in ["funnel-events", "a.b_c-D9", &"t".repeat(249)] {
+            assert!(check_topic("topics", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " ", ".", "..", "a b", "x/y", "ü", &"t".repeat(250)] {
+            assert!(check_topic("topics", bad).is_err(), "{bad}");
+        }
+    }
+
     /// The file layered under the flags round-trips through the one
     /// struct: what `check-config` prints reads back as the same settings.
     #[test]
