@@ -16,6 +16,7 @@ mod support;
 
 mod board;
 mod checkpoint;
+mod contract;
 mod demo_ranges;
 mod deploy_prometheus;
 mod golden;
