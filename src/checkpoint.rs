@@ -10,15 +10,21 @@
 //!   version   u16      FORMAT_VERSION
 //!   flags     u16      0 (anything else is from a newer writer)
 //!   body_len  u64
-//!   checksum  u64      XXH3-64 of the body
+//!   checksum  u64      XXH3-64 of version, flags, body_len and body
+//!                      (formats 1 to 5: of the body only)
 //!   body      varint-encoded, see `encode`
 //! ```
 //!
 //! Decoding never panics and never allocates more than the input could
 //! hold: every count is checked against the bytes left. A bad magic,
 //! length or checksum is [`CheckpointError::Corrupt`]; a format version
-//! this engine cannot read, or a window set other than the configured one,
-//! is [`CheckpointError::Incompatible`].
+//! this engine cannot read (with a valid checksum), or a window set other
+//! than the configured one, is [`CheckpointError::Incompatible`]. Since
+//! format 6 the checksum covers the version too, so a damaged version
+//! field is refused as corrupt instead of the body being read in another
+//! format's layout (a format-6 checkpoint whose version reads 4 fails the
+//! body-only checksum of format 4); later formats are to keep this
+//! header, so that a newer writer's checkpoint is told from a damaged one.
 //!
 //! Versions: 1 remembered dedup ids by event time; 2 by acceptance time
 //! (EVENTS.md v2); 3 adds the v2 event types' counters, the
@@ -27,9 +33,11 @@
 //! settings after the windows (`calendar_windows`, `calendar_timezone`,
 //! `fiscal_year_start_month`: a checkpoint only fits an engine with the
 //! same ones, since its calendar slots' rings depend on them) and keeps the
-//! growth groups' buckets for two window lengths; 5 (current) adds the
+//! growth groups' buckets for two window lengths; 5 adds the
 //! partition's secret id-hashing key before the dedup memory
-//! (`util::hash::IdHasher`). Versions 1 to 4 are still read: their ids
+//! (`util::hash::IdHasher`); 6 (current) has the body of 5 and extends the
+//! checksum over the header's version, flags and length. Versions 1 to 5
+//! are still read; in versions 1 to 4 ids
 //! were hashed unkeyed, and a partition restored from one keeps hashing
 //! that way (its remembered ids cannot be hashed again); version 1's
 //! remembered ids are taken as accepted at its
@@ -47,7 +55,10 @@ pub use crate::util::codec::CheckpointError;
 pub(crate) const MAGIC: [u8; 8] = *b"FNLSTCKP";
 /// Bump on any change of the body layout, and keep reading the previous
 /// versions ([`OLDEST_READ_VERSION`]..=`FORMAT_VERSION`).
-pub(crate) const FORMAT_VERSION: u16 = 5;
+pub(crate) const FORMAT_VERSION: u16 = 6;
+/// The first format whose checksum covers the header's version, flags and
+/// length, not only the body.
+const HEADER_SUMMED_SINCE: u16 = 6;
 /// The oldest format version [`decode`] still reads.
 pub(crate) const OLDEST_READ_VERSION: u16 = 1;
 pub(crate) const HEADER_LEN: usize = 8 + 2 + 2 + 8 + 8;
@@ -177,10 +188,24 @@ pub fn encode(part: &mut Partition, meta: &CheckpointMeta) -> Vec<u8> {
     w.ivar(meta.engine_now_ms);
     part.encode_into(&mut w);
     let body_len = (w.buf.len() - HEADER_LEN) as u64;
-    let sum = xxhash_rust::xxh3::xxh3_64(&w.buf[HEADER_LEN..]);
     w.buf[12..20].copy_from_slice(&body_len.to_le_bytes());
+    let sum = checksum(&w.buf, FORMAT_VERSION);
     w.buf[20..28].copy_from_slice(&sum.to_le_bytes());
     w.buf
+}
+
+/// The checksum a checkpoint of format `version` stores: XXH3-64 of the
+/// version, flags, length and body (formats before
+/// [`HEADER_SUMMED_SINCE`]: of the body only). `bytes` is the whole
+/// checkpoint, at least [`HEADER_LEN`] long.
+pub(crate) fn checksum(bytes: &[u8], version: u16) -> u64 {
+    if version < HEADER_SUMMED_SINCE {
+        return xxhash_rust::xxh3::xxh3_64(&bytes[HEADER_LEN..]);
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&bytes[8..20]);
+    h.update(&bytes[HEADER_LEN..]);
+    h.digest()
 }
 
 fn read_meta_fields(r: &mut Reader<'_>) -> ReadResult<CheckpointMeta> {
@@ -202,16 +227,10 @@ fn open(bytes: &[u8]) -> Result<(Reader<'_>, u16), CheckpointError> {
         ));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
+    if version < OLDEST_READ_VERSION {
         return Err(CheckpointError::Incompatible(format!(
             "format version {version}, this engine reads versions \
              {OLDEST_READ_VERSION} to {FORMAT_VERSION}"
-        )));
-    }
-    let reserved = u16::from_le_bytes([bytes[10], bytes[11]]);
-    if reserved != 0 {
-        return Err(CheckpointError::Incompatible(format!(
-            "unknown format flags {reserved:#06x}"
         )));
     }
     let body_len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -223,10 +242,24 @@ fn open(bytes: &[u8]) -> Result<(Reader<'_>, u16), CheckpointError> {
             body.len()
         )));
     }
-    let actual = xxhash_rust::xxh3::xxh3_64(body);
+    let actual = checksum(bytes, version);
     if actual != sum {
         return Err(CheckpointError::Corrupt(format!(
             "checksum mismatch (stored {sum:016x}, computed {actual:016x})"
+        )));
+    }
+    // Checked after the checksum: from format 6 on it covers these, so a
+    // newer format or unknown flags come from a newer writer, not damage.
+    if version > FORMAT_VERSION {
+        return Err(CheckpointError::Incompatible(format!(
+            "format version {version}, this engine reads versions \
+             {OLDEST_READ_VERSION} to {FORMAT_VERSION}"
+        )));
+    }
+    let reserved = u16::from_le_bytes([bytes[10], bytes[11]]);
+    if reserved != 0 {
+        return Err(CheckpointError::Incompatible(format!(
+            "unknown format flags {reserved:#06x}"
         )));
     }
     Ok((Reader::new(body), version))

@@ -456,16 +456,16 @@ pub struct DemoArgs {
     /// HTTP listen address [default: 127.0.0.1:9490].
     #[arg(long, value_name = "ADDR:PORT", env = "FUNNELSTREAM_LISTEN")]
     pub listen: Option<String>,
-    /// Live traffic after the history: at most N messages a second (the
-    /// demo company's own pace is a few a second); 0 = none, the KPIs stay
-    /// put.
+    /// Live traffic after the history: at most N messages a second, a
+    /// fraction too (the demo company's own pace is a few a second); 0 =
+    /// none, the KPIs stay put.
     #[arg(
         long,
         value_name = "N",
-        default_value_t = 200,
+        default_value_t = 200.0,
         env = "FUNNELSTREAM_RATE"
     )]
-    pub rate: u64,
+    pub rate: f64,
     /// Days of history written at start, up to 179 (just under twice the
     /// 90d window, whose previous window the growth families read).
     #[arg(
@@ -1699,7 +1699,7 @@ mod tests {
         let Command::Demo(d) = parse(&["f", "demo", "--config", &shared]).unwrap().command else {
             panic!("demo");
         };
-        assert_eq!((d.history, d.rate), (7, 0));
+        assert_eq!((d.history, d.rate), (7, 0.0));
         assert_eq!(d.calendar_windows, "mtd,ytd");
         assert!(
             matches!(d.channel_origins, Some(ChannelOrigins::Text(ref t)) if t == "outbound=marketing")

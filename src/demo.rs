@@ -40,6 +40,9 @@ pub(crate) const LIVE_SLOT_MS: i64 = 10_000;
 
 pub fn run(args: &DemoArgs) -> Result<(), Error> {
     init_logging(LogFormat::Text, "info,librdkafka=error");
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        return Err(ConfigError::invalid("rate", "must be 0 or a positive number").into());
+    }
     let listen = listen_addr(args)?;
     let calendar = calendar_config(args)?;
     let engine = engine_settings(args)?;
@@ -227,7 +230,7 @@ fn demo_producer(bootstrap: &str) -> Option<EventProducer> {
 fn generate(
     bootstrap: &str,
     history_days: u64,
-    rate: u64,
+    rate: f64,
     stop: &AtomicBool,
     written: std::sync::mpsc::Sender<()>,
 ) {
@@ -260,26 +263,32 @@ fn generate(
         secs = started.elapsed().as_secs_f64(),
         "demo history written; live traffic follows events={history}"
     );
-    // Live: the company goes on in real time, at its own pace.
-    let mut second = Instant::now();
-    let mut in_second = 0u64;
+    // Live: the company goes on in real time, at its own pace, and no
+    // message goes out before 1/rate seconds after the previous one (the
+    // cap; a company behind it catches up at `rate`).
+    let mut next_due = Instant::now();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(200));
         let t = wall_clock_ms();
-        if rate == 0 || t - company.time_ms() < LIVE_SLOT_MS {
+        if rate == 0.0 || t - company.time_ms() < LIVE_SLOT_MS {
             continue;
         }
+        // At most a day between messages, whatever the rate.
+        let gap = Duration::from_secs_f64((1.0 / rate).min(86_400.0));
         company.advance(t, &mut |line| {
-            if in_second >= rate {
-                // The cap: wait for the next second.
-                let left = Duration::from_secs(1).saturating_sub(second.elapsed());
-                std::thread::sleep(left);
+            // Waits in short steps, so that a stop is not held up by a
+            // slow rate; after a stop nothing more is sent.
+            loop {
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                let now = Instant::now();
+                if next_due <= now {
+                    break;
+                }
+                std::thread::sleep((next_due - now).min(Duration::from_millis(100)));
             }
-            if second.elapsed() >= Duration::from_secs(1) {
-                second = Instant::now();
-                in_second = 0;
-            }
-            in_second += 1;
+            next_due = next_due.max(Instant::now()) + gap;
             let _ = send(&p, TOPIC, line.as_bytes());
         });
     }
@@ -293,7 +302,7 @@ fn generate(
 fn firehose(
     bootstrap: &str,
     history: u64,
-    rate: u64,
+    rate: f64,
     keys: u64,
     stop: &AtomicBool,
     written: std::sync::mpsc::Sender<()>,
@@ -342,7 +351,7 @@ fn firehose(
         let t = wall_clock_ms();
         let day_frac = (t as f64 % DAY_MS) / DAY_MS;
         let factor = 1.0 + 0.6 * (std::f64::consts::TAU * (day_frac - 0.375)).sin();
-        let target = rate as f64 * factor * start.elapsed().as_secs_f64();
+        let target = rate * factor * start.elapsed().as_secs_f64();
         while sent < target {
             g.set_time_ms(wall_clock_ms());
             let _ = send(&p, TOPIC, g.next_line().as_bytes());

@@ -26,12 +26,17 @@
 //!   module that talks to Kafka (consumer, producers, admin, the demo's mock
 //!   broker), [`export`] the only one that serves HTTP. [`live`] is the state
 //!   they share, `clock` the one reader of the system clock, [`synth`] the
-//!   synthetic event generator.
+//!   synthetic event generator (benchmarks, `produce`, `demo --firehose`),
+//!   `company` the demo's simulated company, `progress` the terminal
+//!   progress bars of `replay` and `produce --from`.
 //! - **The commands** (private): `cmd` has one file per subcommand of
-//!   CLI.md, each returning `Result<(), Error>`; `cli` parses the command
-//!   line and resolves the settings (`settings`: one typed struct, layered
-//!   flag > env > file > default); `serve` runs the live engine for `run`
-//!   and `demo`; `main.rs` is the one place that exits.
+//!   CLI.md, each returning `Result<(), Error>`, except the two larger
+//!   ones, which have a module of their own (`demo`, `tail`); `cli` parses
+//!   the command line and resolves the settings (`settings`: one typed
+//!   struct, layered flag > env > file > default); `serve` runs the live
+//!   engine for `run` and `demo`; `logging` installs the one log
+//!   subscriber; `error` is the one error type, which knows its exit code;
+//!   `main.rs` is the one place that exits.
 //!
 //! The modules the benchmarks, the integration tests and the fuzzer drive
 //! directly are public, and in them only what those name (and the types

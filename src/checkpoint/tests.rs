@@ -194,18 +194,12 @@ fn every_bit_flip_and_truncation_is_refused() {
         let Err(err) = decode(&b, &Engine::new(config()), false) else {
             panic!("a flip at byte {i} was accepted");
         };
-        if (8..12).contains(&i) {
-            // The header is outside the checksum: a version flipped to an
-            // older one this engine reads (5 to 4 or 1) is refused by the
-            // body's parse instead.
-            assert!(
-                matches!(err, CheckpointError::Incompatible(_))
-                    || (i == 8 && matches!(err, CheckpointError::Corrupt(_))),
-                "{err}"
-            );
-        } else {
-            assert!(matches!(err, CheckpointError::Corrupt(_)), "{err}");
-        }
+        // The checksum covers the version, flags and length too: a flip
+        // there is damage, not another format.
+        assert!(
+            matches!(err, CheckpointError::Corrupt(_)),
+            "byte {i}: {err}"
+        );
     }
     for len in 0..bytes.len() {
         assert!(decode(&bytes[..len], &Engine::new(config()), false).is_err());
@@ -243,10 +237,7 @@ fn mutated_bodies_with_valid_checksums_never_panic() {
             let cut = HEADER_LEN + rng.below((b.len() - HEADER_LEN) as u64) as usize;
             b.truncate(cut);
         }
-        let body_len = (b.len() - HEADER_LEN) as u64;
-        let sum = xxhash_rust::xxh3::xxh3_64(&b[HEADER_LEN..]);
-        b[12..20].copy_from_slice(&body_len.to_le_bytes());
-        b[20..28].copy_from_slice(&sum.to_le_bytes());
+        reseal(&mut b);
         let engine = Engine::new(config());
         match decode(&b, &engine, true) {
             Ok((mut part, _)) => {
@@ -258,6 +249,47 @@ fn mutated_bodies_with_valid_checksums_never_panic() {
         }
     }
     assert!(refused > 2000, "{refused}");
+}
+
+/// Writes `b`'s length and checksum as a writer of its format would.
+fn reseal(b: &mut [u8]) {
+    let body_len = (b.len() - HEADER_LEN) as u64;
+    b[12..20].copy_from_slice(&body_len.to_le_bytes());
+    let sum = checksum(b, u16::from_le_bytes([b[8], b[9]]));
+    b[20..28].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// A version damaged into one this engine reads is refused as corrupt:
+/// the body is never read in another format's layout.
+#[test]
+fn a_damaged_version_is_corrupt_not_another_format() {
+    let e = Engine::new(config());
+    let mut p = e.partition();
+    feed(&mut p, &lines(50, 6, 3));
+    let bytes = encode(&mut p, &meta(50, e.clock.current()));
+    let v5: &[u8] = include_bytes!("fixtures/v5.bin");
+    for (b, from) in [(&bytes[..], FORMAT_VERSION), (v5, 5)] {
+        for v in OLDEST_READ_VERSION..=FORMAT_VERSION + 1 {
+            if v == from {
+                continue;
+            }
+            let mut d = b.to_vec();
+            d[8..10].copy_from_slice(&v.to_le_bytes());
+            let err = decode(&d, &Engine::new(config()), false).unwrap_err();
+            assert!(
+                matches!(err, CheckpointError::Corrupt(_)),
+                "format {from} read as {v}: {err}"
+            );
+        }
+    }
+    // Unknown flags behind a valid checksum are a newer writer's.
+    let mut d = bytes.clone();
+    d[10] = 1;
+    reseal(&mut d);
+    assert_eq!(
+        decode(&d, &e, false).unwrap_err().to_string(),
+        "incompatible checkpoint: unknown format flags 0x0001"
+    );
 }
 
 #[test]
@@ -279,6 +311,8 @@ fn other_windows_or_version_are_incompatible() {
     for v in [0u8, FORMAT_VERSION as u8 + 1] {
         let mut other = bytes.clone();
         other[8] = v;
+        // As a writer of that version would seal it.
+        reseal(&mut other);
         assert_eq!(
             decode(&other, &e, false).unwrap_err().to_string(),
             format!(
@@ -349,6 +383,11 @@ fn a_format_4_checkpoint_restores_and_continues_exactly() {
     restores_and_continues(include_bytes!("fixtures/v4.bin"), 4);
 }
 
+#[test]
+fn a_format_5_checkpoint_restores_and_continues_exactly() {
+    restores_and_continues(include_bytes!("fixtures/v5.bin"), 5);
+}
+
 /// The exposition without the series of state formats 1 and 2 did not
 /// carry: the v2 deal groups, and the previous windows (formats before 4
 /// kept the growth groups' buckets for one window length, so after an
@@ -384,19 +423,30 @@ fn restores_and_continues(v1: &[u8], version: u16) {
     // Every id the old memory held is remembered (as accepted at the
     // checkpoint's engine time), so its resends stay duplicates.
     assert!(pb.dedup().len() > 100, "{}", pb.dedup().len());
-    // Its ids were hashed unkeyed: the partition goes on hashing so.
-    assert_eq!(pb.agg.ids, IdHasher::LEGACY);
+    // Before format 5 ids were hashed unkeyed: the partition goes on
+    // hashing so. From 5 on it keeps its key.
+    if version < 5 {
+        assert_eq!(pb.agg.ids, IdHasher::LEGACY);
+    } else {
+        assert_ne!(pb.agg.ids, IdHasher::LEGACY);
+    }
+    let ids = pb.agg.ids;
     feed(&mut pb, &all[cut..]);
-    assert_eq!(
-        without_v2_deal_state(&exposition(&a, &pa)),
-        without_v2_deal_state(&exposition(&b, &pb))
-    );
+    if version >= 4 {
+        // Formats 4 and later carry every series.
+        assert_eq!(exposition(&a, &pa), exposition(&b, &pb));
+    } else {
+        assert_eq!(
+            without_v2_deal_state(&exposition(&a, &pa)),
+            without_v2_deal_state(&exposition(&b, &pb))
+        );
+    }
     assert_eq!(pa.stats, pb.stats);
     // Re-encoded, it is a current-format checkpoint.
     let again = encode(&mut pb, &meta(all.len() as i64, b.clock.current()));
     assert_eq!(u16::from_le_bytes([again[8], again[9]]), FORMAT_VERSION);
     let (pc, _) = decode(&again, &Engine::new(config()), true).expect("decodes");
-    assert_eq!(pc.agg.ids, IdHasher::LEGACY);
+    assert_eq!(pc.agg.ids, ids);
 }
 
 fn calendar_config(windows: &str, tz: &str, fiscal: u8) -> EngineConfig {

@@ -177,7 +177,11 @@ impl Source {
 
     pub(super) fn shutdown(&mut self) {
         self.live.shutting_down.store(true, Ordering::Release);
-        info!("stopping: applying in-flight events, checkpointing and committing offsets");
+        if self.consumer.context().store.is_some() {
+            info!("stopping: applying in-flight events, checkpointing and committing offsets");
+        } else {
+            info!("stopping: applying in-flight events and committing offsets");
+        }
         if let Some((stop, h)) = self.checkpointer.take() {
             stop.store(true, Ordering::Release);
             let _ = h.join();

@@ -9,7 +9,7 @@ Usage:
     python3 tests/golden/reference.py --calendar-windows mtd,qtd,ytd,last_month,last_quarter \
         --calendar-timezone Europe/Berlin --fiscal-year-start-month 4 FILE
 
-It follows the contract (../shared/contract/EVENTS.md and METRICS.md, v2, for
+It follows the contract (docs/contract/EVENTS.md and METRICS.md, v2, for
 the v1 event types and families) and, where the contract leaves a choice, the
 parsing details of docs/SEMANTICS.md, literally for
 `funnelstream replay --clock event` with the default configuration:

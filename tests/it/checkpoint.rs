@@ -825,6 +825,12 @@ fn missing_corrupt_and_incompatible_checkpoints_follow_the_policy() {
     let mut e = start("good", &[]);
     wait_processed(&[&e], n, Duration::from_secs(60));
     assert!(e.sigterm().0.success());
+    assert!(
+        e.log()
+            .contains("stopping: applying in-flight events, checkpointing and committing offsets"),
+        "{}",
+        e.log()
+    );
     let (m, state) = checkpoints(&broker.addr(), "good")
         .pop()
         .expect("a checkpoint of group `good`");

@@ -567,21 +567,12 @@ fn selector_window(selector: &str) -> Option<&str> {
     selector[at..].split('"').next()
 }
 
-/// METRICS.md, found as `shared/contract/METRICS.md` in an ancestor of the
-/// repository (the layout the README links to) or in
-/// $FUNNELSTREAM_CONTRACT_DIR.
-fn contract_metrics_md() -> Option<(PathBuf, String)> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("FUNNELSTREAM_CONTRACT_DIR")
-        .map(|d| vec![PathBuf::from(d).join("METRICS.md")])
-        .unwrap_or_default();
-    candidates.extend(
-        manifest("")
-            .ancestors()
-            .map(|a| a.join("shared/contract/METRICS.md")),
-    );
-    candidates
-        .into_iter()
-        .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+/// METRICS.md: the repository's copy of the contract (`docs/contract/`,
+/// checked against `shared/contract/` by `contract::`).
+fn contract_metrics_md() -> (PathBuf, String) {
+    let path = manifest("docs/contract/METRICS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, text)
 }
 
 // -------------------------------------------------------------- processes
@@ -1127,7 +1118,7 @@ fn dashboard_is_well_formed() {
 /// and every metric the dashboard, the recording rules and the alerts read
 /// is a METRICS.md v2 name (or a recording rule defined in
 /// recording-rules.yml). The name lists of this file are checked against
-/// METRICS.md itself when it is found (`../shared/contract/`).
+/// METRICS.md itself (the copy in `docs/contract/`).
 #[test]
 #[ignore = "needs promtool: run scripts/test"]
 fn dashboard_queries_parse_and_read_contract_metrics() {
@@ -1188,13 +1179,7 @@ fn dashboard_queries_parse_and_read_contract_metrics() {
 
     // The lists above against the contract: each of its names is in METRICS.md,
     // and each funnel_ name of METRICS.md is in them.
-    let Some((path, md)) = contract_metrics_md() else {
-        eprintln!(
-            "METRICS.md not found (shared/contract/ in an ancestor, or $FUNNELSTREAM_CONTRACT_DIR): \
-             the metric lists were not compared with it"
-        );
-        return;
-    };
+    let (path, md) = contract_metrics_md();
     let growth_para = md
         .split("For x in")
         .nth(1)

@@ -17,6 +17,7 @@ mod support;
 mod board;
 mod checkpoint;
 mod cli;
+mod contract;
 mod demo_ranges;
 mod deploy_prometheus;
 mod golden;

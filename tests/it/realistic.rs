@@ -5,7 +5,7 @@
 //! arrival order, late, invalid and future events, mixed timestamp forms and
 //! accounts whose subscription events carry different campaigns.
 //! `tests/golden/reference.py` (Python, standard library only, written from
-//! ../shared/contract/ and never from src/) computes every series the
+//! the contract in docs/contract/ and never from src/) computes every series the
 //! engine must publish, and the test requires `funnelstream replay --clock
 //! event` to publish exactly those: counts and money exactly, float KPIs to
 //! 1e-9 relative (the reference divides exact fractions, the engine

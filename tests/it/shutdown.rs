@@ -135,7 +135,8 @@ fn sigterm_ends_streams_and_exits_promptly_whatever_the_clients_do() {
     let log = d.log();
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(
-        log.contains("stopping: applying in-flight events, checkpointing and committing offsets"),
+        // The demo keeps no checkpoints, and does not say it writes one.
+        log.contains("stopping: applying in-flight events and committing offsets"),
         "{log}"
     );
     assert!(log.contains(" stopped"), "{log}");
