@@ -423,6 +423,14 @@ fn check(args: &TailArgs) -> Result<(), ConfigError> {
             return Err(ConfigError::invalid(key, "empty value"));
         }
     }
+    if let Some(m) = &args.metric {
+        if !crate::kpi::FAMILIES.iter().any(|f| f.name == m.trim()) {
+            return Err(ConfigError::invalid(
+                "metric",
+                format!("`{m}` is not a KPI family of the API (like funnel_clicks or funnel_cac)"),
+            ));
+        }
+    }
     settings(args)?;
     match agent(args, false) {
         Err(Fetch::CaCert { path, problem }) => Err(ConfigError::invalid(

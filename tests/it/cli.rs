@@ -98,7 +98,7 @@ const BAD: &[(&str, &[&str])] = &[
     ("calendar-timezone", &["Europe/Nowhere", "", "CET+1"]),
     ("fiscal-year-start-month", &["0", "13", "x", "-1"]),
     // demo
-    ("rate", &["x", "-1"]),
+    ("rate", &["x", "-1", "NaN", "inf"]),
     ("history", &["180", "x", "-1"]),
     ("events", &["x", "-1"]),
     ("duration", &["x", "-1"]),
@@ -124,7 +124,7 @@ const BAD: &[(&str, &[&str])] = &[
     ("once", &["maybe"]),
     ("changes", &["maybe"]),
     ("follow", &["maybe"]),
-    ("metric", &[""]),
+    ("metric", &["", "funnel_nonsense"]),
     ("window", &[""]),
     ("channel", &[""]),
     ("campaign", &[""]),
