@@ -186,12 +186,43 @@ fn interval(filter: &Filter) -> Result<f64, (axum::http::StatusCode, String)> {
     }
 }
 
+/// `window`, when given, is one this engine publishes (a rolling window of
+/// `--windows` or a calendar window of `--calendar-windows`), or the 400
+/// answer naming the ones it does: a typo is told, not answered with no
+/// series.
+pub(crate) fn served_window(
+    config: &crate::config::EngineConfig,
+    window: Option<&str>,
+) -> Result<(), (axum::http::StatusCode, String)> {
+    let Some(w) = window else {
+        return Ok(());
+    };
+    let served: Vec<&str> = config
+        .windows
+        .iter()
+        .map(|s| s.label.as_str())
+        .chain(config.calendar.windows.iter().map(|c| c.label()))
+        .collect();
+    if served.contains(&w) {
+        return Ok(());
+    }
+    Err((
+        axum::http::StatusCode::BAD_REQUEST,
+        format!(
+            "window: `{w}` is not a window this engine publishes ({})\n",
+            served.join(",")
+        ),
+    ))
+}
+
 pub async fn kpis(
     axum::extract::State(live): axum::extract::State<Arc<LiveState>>,
     axum::extract::Query(filter): axum::extract::Query<Filter>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Err(r) = interval(&filter) {
+    if let Err(r) =
+        interval(&filter).and_then(|_| served_window(&live.engine.config, filter.window.as_deref()))
+    {
         return r.into_response();
     }
     match tokio::task::spawn_blocking(move || snapshot(&live, &filter)).await {
@@ -627,7 +658,9 @@ pub async fn stream(
 ) -> axum::response::Response {
     use axum::http::{header, HeaderValue, StatusCode};
     use axum::response::IntoResponse;
-    let interval = match interval(&filter) {
+    let interval = match interval(&filter)
+        .and_then(|x| served_window(&hub.live.engine.config, filter.window.as_deref()).map(|()| x))
+    {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };

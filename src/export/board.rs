@@ -239,9 +239,13 @@ pub(crate) struct HistoryQuery {
 }
 
 pub async fn history(
+    State(live): State<Arc<LiveState>>,
     axum::Extension(h): axum::Extension<Arc<History>>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
+    if let Err(r) = crate::export::api::served_window(&live.engine.config, q.window.as_deref()) {
+        return r.into_response();
+    }
     axum::Json(h.reply(q.window.as_deref())).into_response()
 }
 
