@@ -849,6 +849,12 @@ fn the_demo_company_sits_in_the_articles_ranges() {
     }
     for w in ["1d", "7d"] {
         for kpi in ["click_to_lead", "cpl", "lead_to_mql", "bounce"] {
+            // A day that was mostly weekend (src/company.rs: leads at about
+            // 0.43 of the average day's pace) brings about 20 MQLs, the
+            // sample's threshold: checked when there are enough, not required.
+            if w == "1d" && kpi == "lead_to_mql" && weekend_hours_in_last_day() > 12 {
+                continue;
+            }
             must.push((kpi, w));
         }
     }
@@ -865,4 +871,17 @@ fn the_demo_company_sits_in_the_articles_ranges() {
         r.failures.len(),
         r.failures.join("\n")
     );
+}
+
+/// Hours of the last 24 (UTC, now) that fell on a Saturday or a Sunday.
+fn weekend_hours_in_last_day() -> usize {
+    let now_h = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+        / 3600;
+    // 1970-01-01 was a Thursday: days 2 and 3 of each week are the weekend.
+    (0..24)
+        .filter(|h| matches!((now_h - h).div_euclid(24).rem_euclid(7), 2 | 3))
+        .count()
 }
