@@ -176,7 +176,7 @@ fn between(lo: f64, x: f64, hi: f64) -> bool {
 #[test]
 #[ignore = "needs chromium: run scripts/test"]
 fn the_board_shows_the_demo_live_in_chromium() {
-    let demo = Engine::demo(&["--history", "20000", "--rate", "20", "--duration", "600"]);
+    let demo = Engine::demo(&["--history", "179", "--rate", "20", "--duration", "600"]);
     let port = demo.port;
     // The page is self-contained: nothing but inline code, no other host.
     let (code, html) = http_get(port, "/", &[]);
@@ -683,7 +683,7 @@ fn expected_kpis(
 #[test]
 #[ignore = "needs chromium: run scripts/test"]
 fn every_kpi_on_the_board_equals_the_apis_roll_up() {
-    let demo = Engine::demo(&["--history", "20000", "--rate", "0", "--duration", "600"]);
+    let demo = Engine::demo(&["--history", "179", "--rate", "0", "--duration", "600"]);
     let port = demo.port;
     let chromium = Scratch::new("chromium");
     let browser = browser(&chromium);
