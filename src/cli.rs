@@ -905,7 +905,7 @@ fn month_error(n: u64) -> ConfigError {
     )
 }
 
-/// A topic name: not empty.
+/// A topic name, as Kafka takes them (`check_topic`).
 fn topic(key: &'static str) -> impl Fn(&str) -> Result<String, ConfigError> + Clone {
     move |v| {
         check_topic(key, v)?;
