@@ -905,6 +905,26 @@ fn month_error(n: u64) -> ConfigError {
     )
 }
 
+/// `--rate` of `demo` and `produce` (one `FUNNELSTREAM_RATE` for both):
+/// 0, or from one event a day up. Below that the pacing's wait (1 / rate
+/// seconds) does not fit a `Duration`: 1e-300 panicked.
+pub(crate) fn check_rate(r: f64) -> Result<(), ConfigError> {
+    if r == 0.0 || (r >= 1.0 / 86_400.0 && r.is_finite()) {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        "rate",
+        format!(
+            "`{}` must be 0 (as fast as possible) or from one event a day (1/86400) up",
+            if r != 0.0 && r.abs() < 1e-4 {
+                format!("{r:e}")
+            } else {
+                r.to_string()
+            }
+        ),
+    ))
+}
+
 /// A topic name, as Kafka takes them (`check_topic`).
 fn topic(key: &'static str) -> impl Fn(&str) -> Result<String, ConfigError> + Clone {
     move |v| {

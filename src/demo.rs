@@ -40,9 +40,7 @@ pub(crate) const LIVE_SLOT_MS: i64 = 10_000;
 
 pub fn run(args: &DemoArgs) -> Result<(), Error> {
     init_logging(LogFormat::Text, "info,librdkafka=error");
-    if !(args.rate >= 0.0 && args.rate.is_finite()) {
-        return Err(ConfigError::invalid("rate", "must be 0 or a positive number").into());
-    }
+    crate::cli::check_rate(args.rate)?;
     let listen = listen_addr(args)?;
     let calendar = calendar_config(args)?;
     let engine = engine_settings(args)?;
@@ -273,8 +271,8 @@ fn generate(
         if rate == 0.0 || t - company.time_ms() < LIVE_SLOT_MS {
             continue;
         }
-        // At most a day between messages, whatever the rate.
-        let gap = Duration::from_secs_f64((1.0 / rate).min(86_400.0));
+        // At most a day between messages (`check_rate`).
+        let gap = Duration::from_secs_f64(1.0 / rate);
         company.advance(t, &mut |line| {
             // Waits in short steps, so that a stop is not held up by a
             // slow rate; after a stop nothing more is sent.

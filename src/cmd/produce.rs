@@ -52,22 +52,7 @@ fn open_input(path: &Path) -> Result<Option<std::fs::File>, Error> {
 pub fn run(args: &ProduceArgs) -> Result<(), Error> {
     let props = parse_props(&args.kafka_property)?;
     if let Some(r) = args.rate {
-        // Below one event a day, the pacing's wait (events / rate
-        // seconds) does not fit a Duration: 1e-300 panicked.
-        if !(r == 0.0 || (r >= 1.0 / 86_400.0 && r.is_finite())) {
-            return Err(ConfigError::invalid(
-                "rate",
-                format!(
-                    "`{}` must be 0 (as fast as possible) or from one event a day (1/86400) up",
-                    if r != 0.0 && r.abs() < 1e-4 {
-                        format!("{r:e}")
-                    } else {
-                        r.to_string()
-                    }
-                ),
-            )
-            .into());
-        }
+        crate::cli::check_rate(r)?;
     }
     let input = match &args.from {
         Some(path) => Some(open_input(path)?),

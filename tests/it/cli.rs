@@ -98,7 +98,7 @@ const BAD: &[(&str, &[&str])] = &[
     ("calendar-timezone", &["Europe/Nowhere", "", "CET+1"]),
     ("fiscal-year-start-month", &["0", "13", "x", "-1"]),
     // demo
-    ("rate", &["x", "-1", "NaN", "inf", "1e400"]),
+    ("rate", &["x", "-1", "NaN", "inf", "1e400", "1e-300"]),
     ("history", &["180", "x", "-1"]),
     ("events", &["x", "-1"]),
     ("duration", &["x", "-1"]),
