@@ -51,7 +51,19 @@ const BAD: &[(&str, &[&str])] = &[
         "max-stream-clients",
         &["0", "-1", "x", "9223372036854775807"],
     ),
-    ("kafka-property", &["x", "=1", "bootstrap.servers=k:1"]),
+    (
+        "kafka-property",
+        &[
+            "x",
+            "=1",
+            "bootstrap.servers=k:1",
+            // Refused by librdkafka: a name it does not know, values its
+            // types do not take.
+            "no.such.prop=1",
+            "fetch.max.bytes=abc",
+            "enable.idempotence=maybe",
+        ],
+    ),
     ("web-config-file", &["/nonexistent/web.yml"]),
     ("log-format", &["xml", ""]),
     ("log-level", &["", "=["]),
@@ -448,6 +460,79 @@ fn produce_refuses_bad_values_before_connecting() {
 #[test]
 fn tail_refuses_bad_values_before_connecting() {
     audit("tail", ALL, true);
+}
+
+/// Kafka client properties librdkafka refuses (a name it does not know, a
+/// value its type does not take), by flag, variable and config file, for
+/// every command passing them on: exit 2 naming `kafka_property`, where it
+/// was given, the property and librdkafka's reason, before connecting (no
+/// broker here). Properties of only the producer or only the consumer,
+/// with values librdkafka takes, are not refused.
+#[test]
+fn kafka_properties_librdkafka_refuses_name_their_route() {
+    let dir = Scratch::new("cli-kafka-properties");
+    const REFUSED: &[(&str, &str, &str)] = &[
+        ("no.such.prop", "1", "No such configuration property"),
+        ("fetch.max.bytes", "abc", "Invalid value"),
+        ("enable.idempotence", "maybe", "true or false"),
+    ];
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for cmd in ["check-config", "run", "produce"] {
+        for &(key, value, why) in REFUSED {
+            for &route in ALL {
+                let mut args = vec![cmd.to_string()];
+                args.extend(harmless(cmd));
+                let mut env = Vec::new();
+                let route_name = match route {
+                    Route::Flag => {
+                        args.push(format!("--kafka-property={key}={value}"));
+                        "--kafka-property".to_string()
+                    }
+                    Route::Env => {
+                        env.push((
+                            "FUNNELSTREAM_KAFKA_PROPERTY".to_string(),
+                            format!("{key}={value}"),
+                        ));
+                        "FUNNELSTREAM_KAFKA_PROPERTY".to_string()
+                    }
+                    Route::File => {
+                        n += 1;
+                        let file = dir.join(format!("kafka-{n}.toml"));
+                        std::fs::write(&file, format!("[kafka]\n\"{key}\" = \"{value}\"\n"))
+                            .unwrap();
+                        args.push(format!("--config={}", file.display()));
+                        file.display().to_string()
+                    }
+                };
+                let (status, stderr) = run_bounded(&dir, &args, &env, 20);
+                let want = format!("kafka_property ({route_name}): `{key}={value}`");
+                let ok = status.is_some_and(|s| s.code() == Some(2))
+                    && stderr.contains(&want)
+                    && stderr.contains(why)
+                    && !stderr.contains("panicked");
+                if !ok {
+                    failures.push(format!(
+                        "`{}` {route:?} {key}={value}: {status:?}, want `{want}` and `{why}`\n{stderr}",
+                        args.join(" ")
+                    ));
+                }
+            }
+        }
+    }
+    for kv in [
+        "linger.ms=5",
+        "acks=all",
+        "fetch.max.bytes=1000000",
+        "client.id=x",
+    ] {
+        let args = ["check-config".to_string(), format!("--kafka-property={kv}")];
+        let (status, stderr) = run_bounded(&dir, &args, &[], 20);
+        if !status.is_some_and(|s| s.success()) {
+            failures.push(format!("check-config {kv}: {status:?}\n{stderr}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// A value that is not UTF-8, by flag and by variable: exit 2 naming it.
