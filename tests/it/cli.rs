@@ -136,7 +136,18 @@ const BAD: &[(&str, &[&str])] = &[
     ("once", &["maybe"]),
     ("changes", &["maybe"]),
     ("follow", &["maybe"]),
-    ("metric", &["", "funnel_nonsense"]),
+    // Not a metric name (a name the engine does not publish is the
+    // engine's to refuse: `tail_says_which_metric_the_engine_does_not_publish`).
+    (
+        "metric",
+        &[
+            "",
+            "funnel clicks",
+            "funnel-clicks",
+            "9lives",
+            " funnel_clicks",
+        ],
+    ),
     ("window", &[""]),
     ("channel", &[""]),
     ("campaign", &[""]),
@@ -669,6 +680,12 @@ fn api_refuses_bad_query_values() {
             ("interval=1e400", "interval"),
             ("interval=61", "interval"),
             ("metric=a&metric=b", "metric"),
+            // A family the engine does not publish: told, not an empty list.
+            (
+                "metric=funnel_nonsense",
+                "`funnel_nonsense` is not a KPI family this engine publishes",
+            ),
+            ("metric=", "metric"),
             // A window the engine does not publish: told, not an empty list.
             ("window=bogus", "5m,1h,1d,7d,30d,90d"),
             ("window=%ff", "is not a window this engine publishes"),
@@ -700,4 +717,57 @@ fn api_refuses_bad_query_values() {
         let r = try_http_get(engine.port, &format!("/api/v1/kpis/history?{q}"), &[]).unwrap();
         assert_eq!(r.status, status, "/api/v1/kpis/history?{q}");
     }
+}
+
+/// `tail --metric` takes any metric name (a `tail` older than the engine
+/// follows the families added since) and lets the engine decide: one it
+/// does not publish is exit 2 saying so, naming the family, the route and
+/// the engine, promptly, in both modes; one it publishes but has no series
+/// of yet (no broker here) is an empty table and a note, not silence.
+#[test]
+fn tail_says_which_metric_the_engine_does_not_publish() {
+    let engine = Engine::without_broker(&[]);
+    wait_until(60, "the engine listens", || {
+        try_http_get(engine.port, "/healthz", &[]).map(|_| ())
+    });
+    let dir = Scratch::new("cli-tail-metric");
+    let url = format!("--url={}", engine.url());
+    for once in [true, false] {
+        for by_env in [false, true] {
+            let mut args = vec!["tail".to_string(), url.clone()];
+            if once {
+                args.push("--once".into());
+            }
+            let mut env = Vec::new();
+            let route = if by_env {
+                env.push(("FUNNELSTREAM_METRIC".into(), "funnel_nonsense".into()));
+                "FUNNELSTREAM_METRIC"
+            } else {
+                args.push("--metric=funnel_nonsense".into());
+                "--metric"
+            };
+            let (status, stderr) = run_bounded(&dir, &args, &env, 20);
+            let shown = format!("`{}` (metric by {route})", args.join(" "));
+            assert_eq!(status.and_then(|s| s.code()), Some(2), "{shown}: {stderr}");
+            for want in [
+                format!("metric ({route})"),
+                "`funnel_nonsense` is not a KPI family this engine publishes".into(),
+                engine.url(),
+            ] {
+                assert!(stderr.contains(&want), "{shown}: no `{want}` in\n{stderr}");
+            }
+        }
+    }
+    let args = [
+        "tail".into(),
+        url,
+        "--once".into(),
+        "--metric=funnel_clicks".into(),
+    ];
+    let (status, stderr) = run_bounded(&dir, &args, &[], 20);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("has no series of funnel_clicks"),
+        "{stderr}"
+    );
 }
