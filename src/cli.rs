@@ -1209,7 +1209,7 @@ impl RunArgs {
                 .saturating_sub(1)
                 .max(1),
         };
-        let properties = kafka_properties(&s, &self.kafka_property)?;
+        let properties = kafka_properties(&s, &self.kafka_property, self.engine.config.as_ref())?;
         let (log_format, log_level) = logging(&s)?;
         let security = match &s.web_config_file {
             Some(p) => crate::export::security::load(p)?,
@@ -1225,19 +1225,34 @@ impl RunArgs {
                 "must differ from listen",
             ));
         }
+        let kafka = crate::source::KafkaSettings {
+            brokers,
+            topics,
+            group,
+            properties,
+            workers,
+            dead_letter_topic,
+            checkpoint,
+        };
+        // Each property passed librdkafka's check alone: now together,
+        // still before anything connects.
+        if !kafka.properties.is_empty() {
+            crate::source::client::validate(&kafka).map_err(|e| {
+                let why = match e {
+                    crate::source::SourceError::Kafka(k) => k.to_string(),
+                    e => e.to_string(),
+                };
+                ConfigError::invalid(
+                    "kafka_property",
+                    format!("librdkafka refuses these properties together: {why}"),
+                )
+            })?;
+        }
         Ok(RunConfig {
             probe_listen,
             http,
             engine,
-            kafka: crate::source::KafkaSettings {
-                brokers,
-                topics,
-                group,
-                properties,
-                workers,
-                dead_letter_topic,
-                checkpoint,
-            },
+            kafka,
             listen,
             log_format,
             log_level,
@@ -1348,9 +1363,27 @@ fn topics(
     Ok(topics)
 }
 
-/// The file's `[kafka]` table, overridden by `--kafka-property`; the
-/// properties funnelstream sets itself are refused.
-fn kafka_properties(s: &Settings, flags: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+/// Why librdkafka refuses the property `k` = `v` (an unknown name, a value
+/// its type or range does not take), told as `` `k=v`: librdkafka refuses
+/// it: its reason ``, a secret's value masked; checked without connecting.
+pub(crate) fn kafka_refusal(k: &str, v: &str) -> Option<String> {
+    let why = crate::source::client::refusal(k, v)?;
+    let (shown, why) = match is_secret(k) && !v.is_empty() {
+        true => ("***", why.replace(v, "***")),
+        false => (v, why),
+    };
+    Some(format!("`{k}={shown}`: librdkafka refuses it: {why}"))
+}
+
+/// The file's `[kafka]` table, overridden by `--kafka-property` (or its
+/// variable); the properties funnelstream sets itself are refused, and so
+/// is any librdkafka refuses, naming where it was given (the flag's route
+/// is added by [`Given::tell`], the `file`'s here).
+fn kafka_properties(
+    s: &Settings,
+    flags: &[String],
+    file: Option<&PathBuf>,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let mut properties = s.kafka.clone().unwrap_or_default().0;
     for kv in flags {
         let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
@@ -1367,15 +1400,26 @@ fn kafka_properties(s: &Settings, flags: &[String]) -> Result<Vec<(String, Strin
                 ),
             ));
         }
+        if let Some(refused) = kafka_refusal(k.trim(), v) {
+            return Err(ConfigError::invalid("kafka_property", refused));
+        }
         properties.retain(|(pk, _)| pk != k.trim());
         properties.push((k.trim().to_string(), v.to_string()));
     }
-    for (k, _) in &properties {
+    for (k, v) in &properties {
         if crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
             return Err(ConfigError::invalid(
                 &format!("kafka.{k}"),
                 "set by funnelstream itself (use brokers / group, or leave it out)",
             ));
+        }
+        // The flags' passed above: a refusal here is the file's.
+        if let Some(refused) = kafka_refusal(k, v) {
+            let e = ConfigError::invalid("kafka_property", refused);
+            return Err(match file {
+                Some(p) => e.given_by(&p.display().to_string()),
+                None => e,
+            });
         }
     }
     Ok(properties)
@@ -1673,6 +1717,22 @@ mod tests {
         }
     }
 
+    /// librdkafka's refusals, checked without a client; a secret's value
+    /// is not told.
+    #[test]
+    fn kafka_refusals_keep_librdkafkas_reason_and_mask_secrets() {
+        assert_eq!(kafka_refusal("client.id", "x"), None);
+        assert_eq!(kafka_refusal("linger.ms", "5"), None, "a producer's");
+        let e = kafka_refusal("fetch.max.bytes", "abc").unwrap();
+        assert!(
+            e.starts_with("`fetch.max.bytes=abc`: librdkafka refuses it: "),
+            "{e}"
+        );
+        let e = kafka_refusal("no.such.password", "hunter2").unwrap();
+        assert!(e.contains("`no.such.password=***`"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
     /// The file layered under the flags round-trips through the one
     /// struct: what `check-config` prints reads back as the same settings.
     #[test]
@@ -1714,7 +1774,7 @@ mod tests {
             "all.toml",
             "brokers = \"b:1\"\ntopics = [\"events\"]\nhistory = 7\nrate = 0\n\
              calendar_windows = \"mtd,ytd\"\nchannel_origins = { outbound = \"marketing\" }\n\
-             once = true\ncount = 5\n[kafka]\na = \"1\"\nb = \"2,3\"\n",
+             once = true\ncount = 5\n[kafka]\n\"client.id\" = \"x\"\ndebug = \"broker,topic\"\n",
         );
         let Command::Demo(d) = parse(&["f", "demo", "--config", &shared]).unwrap().command else {
             panic!("demo");
@@ -1741,7 +1801,7 @@ mod tests {
         assert_eq!((p.count, p.brokers.as_str()), (5, "b:1"));
         assert_eq!(p.rate, Some(0.0));
         // `run`'s `[kafka]` table is `produce --kafka-property` too.
-        assert_eq!(p.kafka_property, ["a=1", "b=2,3"]);
+        assert_eq!(p.kafka_property, ["client.id=x", "debug=broker,topic"]);
         let Command::Tail(t) = parse(&["f", "tail", "--config", &shared]).unwrap().command else {
             panic!("tail");
         };

@@ -15,6 +15,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// `--kafka-property` pairs (or the file's `[kafka]` table): KEY=VALUE, not
+/// `bootstrap.servers`, each one librdkafka takes (checked without connecting).
 fn parse_props(list: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
     list.iter()
         .map(|kv| match kv.split_once('=') {
@@ -22,7 +24,10 @@ fn parse_props(list: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
                 "kafka_property",
                 format!("`{kv}`: set by funnelstream itself (use brokers)"),
             )),
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            Some((k, v)) if !k.trim().is_empty() => match crate::cli::kafka_refusal(k.trim(), v) {
+                Some(refused) => Err(ConfigError::invalid("kafka_property", refused)),
+                None => Ok((k.trim().to_string(), v.to_string())),
+            },
             _ => Err(ConfigError::invalid(
                 "kafka_property",
                 format!("`{kv}` is not KEY=VALUE"),
@@ -59,8 +64,15 @@ pub fn run(args: &ProduceArgs) -> Result<(), Error> {
         None => None,
     };
     init_logging(LogFormat::Text, "warn");
-    let (p, acks) =
-        producer(&args.brokers, &props).map_err(|e| Error::Refused(format!("kafka: {e}")))?;
+    // Each property passed librdkafka's check alone (`parse_props`);
+    // creating the producer checks them together, before it connects.
+    let (p, acks) = producer(&args.brokers, &props).map_err(|e| match props.is_empty() {
+        true => Error::Refused(format!("kafka: {e}")),
+        false => Error::Config(ConfigError::invalid(
+            "kafka_property",
+            format!("librdkafka refuses these properties together: {e}"),
+        )),
+    })?;
     let rate = args
         .rate
         .unwrap_or(if args.from.is_some() { 0.0 } else { 1000.0 });

@@ -5,7 +5,8 @@
 //! disappeared).
 //!
 //! Filters (query parameters, exact matches): `metric`, `window`, `channel`,
-//! `campaign`; `interval` (stream only, seconds, default 1, 0.2..=60; any
+//! `campaign` (a `metric` or `window` this engine does not publish is a 400
+//! saying so); `interval` (stream only, seconds, default 1, 0.2..=60; any
 //! other value, or one that does not parse, is answered 400 naming it).
 //!
 //! Streams cost once, not per client: every client of the same filter and
@@ -215,13 +216,27 @@ pub(crate) fn served_window(
     ))
 }
 
+/// `metric`, when given, is a KPI family this engine publishes, or the 400
+/// answer saying it is not: a typo, or a family only a newer engine has, is told
+/// (`tail --metric` shows it), not answered with no series forever.
+pub(crate) fn served_metric(metric: Option<&str>) -> Result<(), (axum::http::StatusCode, String)> {
+    match metric {
+        Some(m) if !FAMILIES.iter().any(|f| f.name == m) => Err((
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("metric: `{m}` is not a KPI family this engine publishes (like funnel_clicks or funnel_cac)\n"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub async fn kpis(
     axum::extract::State(live): axum::extract::State<Arc<LiveState>>,
     axum::extract::Query(filter): axum::extract::Query<Filter>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Err(r) =
-        interval(&filter).and_then(|_| served_window(&live.engine.config, filter.window.as_deref()))
+    if let Err(r) = interval(&filter)
+        .and_then(|_| served_window(&live.engine.config, filter.window.as_deref()))
+        .and_then(|()| served_metric(filter.metric.as_deref()))
     {
         return r.into_response();
     }
@@ -660,6 +675,7 @@ pub async fn stream(
     use axum::response::IntoResponse;
     let interval = match interval(&filter)
         .and_then(|x| served_window(&hub.live.engine.config, filter.window.as_deref()).map(|()| x))
+        .and_then(|x| served_metric(filter.metric.as_deref()).map(|()| x))
     {
         Ok(x) => x,
         Err(r) => return r.into_response(),

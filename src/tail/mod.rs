@@ -16,7 +16,9 @@
 //! 1, unless `--follow` asks it to reconnect with backoff.
 //!
 //! `run` returns a [`TailError`]; `crate::error::Error` (through the `From`
-//! below) knows its exit code: 2 for an invalid flag, 1 for the rest.
+//! below) knows its exit code: 2 for an invalid flag (malformed, or a
+//! `--metric` or `--window` the engine says it does not publish), 1 for
+//! the rest.
 
 pub mod board;
 pub mod feed;
@@ -110,6 +112,11 @@ pub(crate) enum Fetch {
     /// The `--ca-cert` file cannot be read or holds no usable certificate.
     #[error("--ca-cert {path}: {problem}")]
     CaCert { path: String, problem: String },
+    /// The API's 400 for a filter of ours (`metric`, `window`, `interval`)
+    /// it refuses, e.g. a family it does not publish: an invalid setting
+    /// (exit 2), told in the engine's words.
+    #[error("{key}: {problem}")]
+    Setting { key: &'static str, problem: String },
 }
 
 /// Why `tail` stopped with an error.
@@ -147,6 +154,9 @@ impl From<TailError> for crate::error::Error {
     fn from(e: TailError) -> Self {
         match e {
             TailError::Usage(e) => crate::error::Error::Config(e),
+            TailError::Fetch(Fetch::Setting { key, problem }) => {
+                crate::error::Error::Config(ConfigError::invalid(key, problem))
+            }
             e => crate::error::Error::Command {
                 command: "tail",
                 source: Box::new(e),
@@ -229,6 +239,25 @@ pub fn request(
             let text = r.status_text().to_string();
             let body = r.into_string().unwrap_or_default();
             let body = body.trim();
+            // The API names the parameter it refuses (`metric: ...`).
+            let refused = ["metric", "window", "interval"]
+                .into_iter()
+                .find_map(|key| {
+                    let problem = body.strip_prefix(key)?.strip_prefix(": ")?;
+                    query
+                        .iter()
+                        .any(|(k, _)| *k == key)
+                        .then_some((key, problem))
+                });
+            if let (400, Some((key, problem))) = (code, refused) {
+                return Fetch::Setting {
+                    key,
+                    problem: format!(
+                        "the engine at {} says: {problem}",
+                        args.url.trim_end_matches('/')
+                    ),
+                };
+            }
             let m = if body.is_empty() {
                 format!("{url}: HTTP {code} {text}")
             } else {
@@ -423,13 +452,16 @@ fn check(args: &TailArgs) -> Result<(), ConfigError> {
             return Err(ConfigError::invalid(key, "empty value"));
         }
     }
-    if let Some(m) = &args.metric {
-        if !crate::kpi::FAMILIES.iter().any(|f| f.name == m.trim()) {
-            return Err(ConfigError::invalid(
-                "metric",
-                format!("`{m}` is not a KPI family of the API (like funnel_clicks or funnel_cac)"),
-            ));
-        }
+    // Any metric name: the engine says whether it publishes the family (a
+    // `tail` older than the engine follows the families added since).
+    if let Some(m) = args.metric.as_deref().filter(|m| !is_metric_name(m)) {
+        return Err(ConfigError::invalid(
+            "metric",
+            format!(
+                "`{m}` is not a metric name (letters, digits, `_` and `:`, not starting \
+                 with a digit; like funnel_clicks)"
+            ),
+        ));
     }
     settings(args)?;
     match agent(args, false) {
@@ -438,6 +470,24 @@ fn check(args: &TailArgs) -> Result<(), ConfigError> {
             format!("{path}: {problem}"),
         )),
         _ => Ok(()),
+    }
+}
+
+/// A Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn is_metric_name(m: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | ':');
+    m.starts_with(|c: char| word(c) && !c.is_ascii_digit()) && m.chars().all(word)
+}
+
+/// Says on stderr when `--metric` has no series (yet): a family the engine
+/// publishes but that nothing has fed, or, from an engine older than the
+/// API's check, one it does not publish at all; not a silent empty table.
+fn say_if_empty(args: &TailArgs, s: &Snapshot) {
+    if let (Some(m), true) = (&args.metric, s.series.is_empty()) {
+        eprintln!(
+            "funnelstream tail: the engine at {} has no series of {m} (yet)",
+            args.url.trim_end_matches('/')
+        );
     }
 }
 
@@ -493,6 +543,7 @@ fn once_board(args: &TailArgs, mut s: Settings) -> Result<(), TailError> {
 /// `--once --changes`: one row per series.
 fn once_series(args: &TailArgs) -> Result<(), TailError> {
     let s = snapshot(args, &query(args, true))?;
+    say_if_empty(args, &s);
     let _ = std::io::stdout().lock().write_all(table(&s).as_bytes());
     Ok(())
 }
@@ -543,6 +594,7 @@ fn follow_changes(args: &TailArgs) -> Result<(), TailError> {
         }
         let text = if first {
             first = false;
+            say_if_empty(args, &snap);
             table(&snap)
         } else {
             let mut series = snap.series.clone();
@@ -631,6 +683,32 @@ mod tests {
         assert_eq!(pick_window("", &ws(&["5m", "1d"])), "1d");
         assert_eq!(pick_window("", &ws(&["1h", "7d"])), "1h");
         assert_eq!(pick_window("", &[]), "");
+    }
+
+    /// `--metric` takes any Prometheus metric name (the engine decides
+    /// which it publishes), nothing else.
+    #[test]
+    fn metric_names_are_prometheus_names() {
+        for ok in [
+            "funnel_clicks",
+            "funnel_kpi_from_a_newer_engine",
+            "_x",
+            "a:b",
+            "A9",
+        ] {
+            assert!(is_metric_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            " funnel_clicks",
+            "funnel clicks",
+            "funnel-clicks",
+            "9x",
+            "ü",
+            "a{b}",
+        ] {
+            assert!(!is_metric_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -51,7 +51,19 @@ const BAD: &[(&str, &[&str])] = &[
         "max-stream-clients",
         &["0", "-1", "x", "9223372036854775807"],
     ),
-    ("kafka-property", &["x", "=1", "bootstrap.servers=k:1"]),
+    (
+        "kafka-property",
+        &[
+            "x",
+            "=1",
+            "bootstrap.servers=k:1",
+            // Refused by librdkafka: a name it does not know, values its
+            // types do not take.
+            "no.such.prop=1",
+            "fetch.max.bytes=abc",
+            "enable.idempotence=maybe",
+        ],
+    ),
     ("web-config-file", &["/nonexistent/web.yml"]),
     ("log-format", &["xml", ""]),
     ("log-level", &["", "=["]),
@@ -124,7 +136,18 @@ const BAD: &[(&str, &[&str])] = &[
     ("once", &["maybe"]),
     ("changes", &["maybe"]),
     ("follow", &["maybe"]),
-    ("metric", &["", "funnel_nonsense"]),
+    // Not a metric name (a name the engine does not publish is the
+    // engine's to refuse: `tail_says_which_metric_the_engine_does_not_publish`).
+    (
+        "metric",
+        &[
+            "",
+            "funnel clicks",
+            "funnel-clicks",
+            "9lives",
+            " funnel_clicks",
+        ],
+    ),
     ("window", &[""]),
     ("channel", &[""]),
     ("campaign", &[""]),
@@ -450,6 +473,79 @@ fn tail_refuses_bad_values_before_connecting() {
     audit("tail", ALL, true);
 }
 
+/// Kafka client properties librdkafka refuses (a name it does not know, a
+/// value its type does not take), by flag, variable and config file, for
+/// every command passing them on: exit 2 naming `kafka_property`, where it
+/// was given, the property and librdkafka's reason, before connecting (no
+/// broker here). Properties of only the producer or only the consumer,
+/// with values librdkafka takes, are not refused.
+#[test]
+fn kafka_properties_librdkafka_refuses_name_their_route() {
+    let dir = Scratch::new("cli-kafka-properties");
+    const REFUSED: &[(&str, &str, &str)] = &[
+        ("no.such.prop", "1", "No such configuration property"),
+        ("fetch.max.bytes", "abc", "Invalid value"),
+        ("enable.idempotence", "maybe", "true or false"),
+    ];
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for cmd in ["check-config", "run", "produce"] {
+        for &(key, value, why) in REFUSED {
+            for &route in ALL {
+                let mut args = vec![cmd.to_string()];
+                args.extend(harmless(cmd));
+                let mut env = Vec::new();
+                let route_name = match route {
+                    Route::Flag => {
+                        args.push(format!("--kafka-property={key}={value}"));
+                        "--kafka-property".to_string()
+                    }
+                    Route::Env => {
+                        env.push((
+                            "FUNNELSTREAM_KAFKA_PROPERTY".to_string(),
+                            format!("{key}={value}"),
+                        ));
+                        "FUNNELSTREAM_KAFKA_PROPERTY".to_string()
+                    }
+                    Route::File => {
+                        n += 1;
+                        let file = dir.join(format!("kafka-{n}.toml"));
+                        std::fs::write(&file, format!("[kafka]\n\"{key}\" = \"{value}\"\n"))
+                            .unwrap();
+                        args.push(format!("--config={}", file.display()));
+                        file.display().to_string()
+                    }
+                };
+                let (status, stderr) = run_bounded(&dir, &args, &env, 20);
+                let want = format!("kafka_property ({route_name}): `{key}={value}`");
+                let ok = status.is_some_and(|s| s.code() == Some(2))
+                    && stderr.contains(&want)
+                    && stderr.contains(why)
+                    && !stderr.contains("panicked");
+                if !ok {
+                    failures.push(format!(
+                        "`{}` {route:?} {key}={value}: {status:?}, want `{want}` and `{why}`\n{stderr}",
+                        args.join(" ")
+                    ));
+                }
+            }
+        }
+    }
+    for kv in [
+        "linger.ms=5",
+        "acks=all",
+        "fetch.max.bytes=1000000",
+        "client.id=x",
+    ] {
+        let args = ["check-config".to_string(), format!("--kafka-property={kv}")];
+        let (status, stderr) = run_bounded(&dir, &args, &[], 20);
+        if !status.is_some_and(|s| s.success()) {
+            failures.push(format!("check-config {kv}: {status:?}\n{stderr}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// A value that is not UTF-8, by flag and by variable: exit 2 naming it.
 #[test]
 fn values_not_utf8_name_their_flag() {
@@ -584,6 +680,12 @@ fn api_refuses_bad_query_values() {
             ("interval=1e400", "interval"),
             ("interval=61", "interval"),
             ("metric=a&metric=b", "metric"),
+            // A family the engine does not publish: told, not an empty list.
+            (
+                "metric=funnel_nonsense",
+                "`funnel_nonsense` is not a KPI family this engine publishes",
+            ),
+            ("metric=", "metric"),
             // A window the engine does not publish: told, not an empty list.
             ("window=bogus", "5m,1h,1d,7d,30d,90d"),
             ("window=%ff", "is not a window this engine publishes"),
@@ -615,4 +717,57 @@ fn api_refuses_bad_query_values() {
         let r = try_http_get(engine.port, &format!("/api/v1/kpis/history?{q}"), &[]).unwrap();
         assert_eq!(r.status, status, "/api/v1/kpis/history?{q}");
     }
+}
+
+/// `tail --metric` takes any metric name (a `tail` older than the engine
+/// follows the families added since) and lets the engine decide: one it
+/// does not publish is exit 2 saying so, naming the family, the route and
+/// the engine, promptly, in both modes; one it publishes but has no series
+/// of yet (no broker here) is an empty table and a note, not silence.
+#[test]
+fn tail_says_which_metric_the_engine_does_not_publish() {
+    let engine = Engine::without_broker(&[]);
+    wait_until(60, "the engine listens", || {
+        try_http_get(engine.port, "/healthz", &[]).map(|_| ())
+    });
+    let dir = Scratch::new("cli-tail-metric");
+    let url = format!("--url={}", engine.url());
+    for once in [true, false] {
+        for by_env in [false, true] {
+            let mut args = vec!["tail".to_string(), url.clone()];
+            if once {
+                args.push("--once".into());
+            }
+            let mut env = Vec::new();
+            let route = if by_env {
+                env.push(("FUNNELSTREAM_METRIC".into(), "funnel_nonsense".into()));
+                "FUNNELSTREAM_METRIC"
+            } else {
+                args.push("--metric=funnel_nonsense".into());
+                "--metric"
+            };
+            let (status, stderr) = run_bounded(&dir, &args, &env, 20);
+            let shown = format!("`{}` (metric by {route})", args.join(" "));
+            assert_eq!(status.and_then(|s| s.code()), Some(2), "{shown}: {stderr}");
+            for want in [
+                format!("metric ({route})"),
+                "`funnel_nonsense` is not a KPI family this engine publishes".into(),
+                engine.url(),
+            ] {
+                assert!(stderr.contains(&want), "{shown}: no `{want}` in\n{stderr}");
+            }
+        }
+    }
+    let args = [
+        "tail".into(),
+        url,
+        "--once".into(),
+        "--metric=funnel_clicks".into(),
+    ];
+    let (status, stderr) = run_bounded(&dir, &args, &[], 20);
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("has no series of funnel_clicks"),
+        "{stderr}"
+    );
 }
