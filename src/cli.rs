@@ -86,7 +86,7 @@ impl Given {
             return e.given_by(route);
         }
         match &self.file {
-            Some(p) if !key.starts_with("kafka.") => e.given_by(&p.display().to_string()),
+            Some(p) => e.given_by(&p.display().to_string()),
             _ => e,
         }
     }
@@ -1237,16 +1237,12 @@ impl RunArgs {
         // Each property passed librdkafka's check alone: now together,
         // still before anything connects.
         if !kafka.properties.is_empty() {
-            crate::source::client::validate(&kafka).map_err(|e| {
-                let why = match e {
-                    crate::source::SourceError::Kafka(k) => k.to_string(),
-                    e => e.to_string(),
-                };
-                ConfigError::invalid(
-                    "kafka_property",
-                    format!("librdkafka refuses these properties together: {why}"),
-                )
-            })?;
+            together(
+                &kafka,
+                &s,
+                &self.kafka_property,
+                self.engine.config.as_ref(),
+            )?;
         }
         Ok(RunConfig {
             probe_listen,
@@ -1260,6 +1256,54 @@ impl RunArgs {
             security,
         })
     }
+}
+
+/// Checks the properties together on every client `run` would create
+/// ([`crate::source::client::validate`]). A refusal names where the
+/// properties were given: the file when its `[kafka]` table alone is
+/// refused, the flag (added by [`Given::tell`]) when the flag's alone are,
+/// and both when it takes one of each.
+fn together(
+    kafka: &crate::source::KafkaSettings,
+    s: &Settings,
+    flags: &[String],
+    file: Option<&PathBuf>,
+) -> Result<(), ConfigError> {
+    use crate::source::client::validate;
+    let Err(e) = validate(kafka) else {
+        return Ok(());
+    };
+    let told = |with: &str| {
+        ConfigError::invalid(
+            "kafka_property",
+            format!(
+                "librdkafka refuses these properties together for {}{with}: {}",
+                e.client, e.why
+            ),
+        )
+    };
+    let only = |properties: &Vec<(String, String)>| {
+        validate(&crate::source::KafkaSettings {
+            properties: properties.clone(),
+            ..kafka.clone()
+        })
+        .is_err()
+    };
+    let in_file = s.kafka.clone().unwrap_or_default().0;
+    let in_flags: Vec<_> = flags
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .collect();
+    Err(match file {
+        Some(p) if !in_file.is_empty() && only(&in_file) => {
+            told("").given_by(&p.display().to_string())
+        }
+        Some(p) if !in_file.is_empty() && !only(&in_flags) => {
+            told(&format!(" (some given in {})", p.display()))
+        }
+        _ => told(""),
+    })
 }
 
 /// Where the engine writes: the dead-letter topic and the checkpoints.
@@ -1407,14 +1451,14 @@ fn kafka_properties(
         properties.push((k.trim().to_string(), v.to_string()));
     }
     for (k, v) in &properties {
-        if crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
-            return Err(ConfigError::invalid(
-                &format!("kafka.{k}"),
-                "set by funnelstream itself (use brokers / group, or leave it out)",
-            ));
-        }
         // The flags' passed above: a refusal here is the file's.
-        if let Some(refused) = kafka_refusal(k, v) {
+        let refused = match crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
+            true => Some(format!(
+                "`{k}={v}`: set by funnelstream itself (use brokers / group, or leave it out)"
+            )),
+            false => kafka_refusal(k, v),
+        };
+        if let Some(refused) = refused {
             let e = ConfigError::invalid("kafka_property", refused);
             return Err(match file {
                 Some(p) => e.given_by(&p.display().to_string()),

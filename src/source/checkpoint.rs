@@ -237,6 +237,51 @@ fn key(group: &str, topic: &str, partition: i32, slot: u8, chunk: Option<usize>)
     }
 }
 
+/// The configurations of the store's three clients.
+pub(crate) struct Clients {
+    pub producer: ClientConfig,
+    pub reader: ClientConfig,
+    pub admin: ClientConfig,
+}
+
+/// The store's clients: the user's properties (not the consumer's own),
+/// then what exactness needs, which they cannot override. Built here and
+/// by [`super::client::validate`], so that a property conflict is found
+/// before anything connects.
+pub(crate) fn clients(brokers: &str, group: &str, properties: &[(String, String)]) -> Clients {
+    let mut common = ClientConfig::new();
+    common.set("bootstrap.servers", brokers);
+    for (k, v) in properties {
+        if !crate::source::CONSUMER_ONLY.contains(&k.as_str()) {
+            common.set(k, v);
+        }
+    }
+    let mut producer = common.clone();
+    // A checkpoint is written and then waited for: nothing to linger for.
+    producer
+        .set("linger.ms", "0")
+        // A metadata request must not create the topic with the broker's
+        // default (deleting) retention.
+        .set("allow.auto.create.topics", "false")
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        .set("message.timeout.ms", "30000");
+    let admin = common.clone();
+    let mut reader = common;
+    reader
+        .set("group.id", format!("{group}.checkpoint-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .set("auto.offset.reset", "earliest");
+    Clients {
+        producer,
+        reader,
+        admin,
+    }
+}
+
 impl Store {
     /// Connects a producer and checks that the checkpoint topic exists.
     pub fn new(
@@ -246,34 +291,14 @@ impl Store {
         properties: &[(String, String)],
         settings: CheckpointSettings,
     ) -> Result<Self, StoreError> {
-        let mut common = ClientConfig::new();
-        common.set("bootstrap.servers", brokers);
-        for (k, v) in properties {
-            if !crate::source::CONSUMER_ONLY.contains(&k.as_str()) {
-                common.set(k, v);
-            }
-        }
-        let mut p = common.clone();
-        // A checkpoint is written and then waited for: nothing to linger for.
-        p.set("linger.ms", "0")
-            // A metadata request must not create the topic with the broker's
-            // default (deleting) retention.
-            .set("allow.auto.create.topics", "false")
-            .set("acks", "all")
-            .set("enable.idempotence", "false")
-            .set("message.timeout.ms", "30000");
+        let Clients {
+            producer: p,
+            reader,
+            admin,
+        } = clients(brokers, group, properties);
         let producer: ThreadedProducer<DeliveryContext> = p
             .create_with_context(DeliveryContext)
             .map_err(kafka("checkpoint producer"))?;
-        let admin = common.clone();
-        let mut reader = common;
-        reader
-            .set("group.id", format!("{group}.checkpoint-reader"))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("fetch.wait.max.ms", "10")
-            .set("auto.offset.reset", "earliest");
         Ok(Store {
             producer,
             reader,

@@ -82,6 +82,25 @@ pub(crate) struct DeadLetter {
     retry: Arc<Mutex<Vec<Copy>>>,
 }
 
+/// The dead-letter producer's configuration: funnelstream's defaults,
+/// then the user's properties (security and tuning apply to the producer
+/// too; the consumer's own are left out). Built here and by
+/// [`super::client::validate`], so that a property conflict is found
+/// before anything connects.
+pub(crate) fn config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "false")
+        .set("message.timeout.ms", "30000");
+    for (k, v) in properties {
+        if !crate::source::CONSUMER_ONLY.contains(&k.as_str()) {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
 impl DeadLetter {
     pub fn new(
         brokers: &str,
@@ -90,19 +109,7 @@ impl DeadLetter {
     ) -> Result<Self, KafkaError> {
         let stats = Arc::new(DeadLetterStats::default());
         let retry = Arc::new(Mutex::new(Vec::new()));
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
-            .set("enable.idempotence", "false")
-            .set("message.timeout.ms", "30000");
-        // Security and tuning properties apply to the producer too; consumer
-        // properties are ignored by librdkafka (with a warning in its log).
-        for (k, v) in properties {
-            if !crate::source::CONSUMER_ONLY.contains(&k.as_str()) {
-                c.set(k, v);
-            }
-        }
-        let producer = c.create_with_context(Context {
+        let producer = config(brokers, properties).create_with_context(Context {
             stats: stats.clone(),
             retry: retry.clone(),
             last_warning: Mutex::new(None),

@@ -546,6 +546,93 @@ fn kafka_properties_librdkafka_refuses_name_their_route() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Properties librdkafka takes one by one but not together (here on the
+/// dead-letter producer, which the consumer's check alone would miss):
+/// exit 2 before connecting, naming the client and every route the
+/// conflicting properties came by: the file, the flag or variable, or both.
+/// A property funnelstream sets itself, in the file beside a flag, names
+/// the file.
+#[test]
+fn properties_refused_together_name_the_client_and_their_routes() {
+    let dir = Scratch::new("cli-kafka-together");
+    let file = |name: &str, body: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, body).unwrap();
+        f.display().to_string()
+    };
+    let idem = file("idem.toml", "[kafka]\n\"enable.idempotence\" = \"true\"\n");
+    let both = file(
+        "both.toml",
+        "[kafka]\n\"enable.idempotence\" = \"true\"\nacks = \"1\"\n",
+    );
+    let managed = file("managed.toml", "[kafka]\n\"group.id\" = \"x\"\n");
+    let why = "for the dead-letter producer";
+    type Case = (Vec<String>, Vec<(String, String)>, String);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--kafka-property=acks=1".into(), "--kafka-property=enable.idempotence=true".into()],
+            vec![],
+            format!("kafka_property (--kafka-property): librdkafka refuses these properties together {why}: `acks`"),
+        ),
+        (
+            vec!["--kafka-property=acks=1".into(), format!("--config={idem}")],
+            vec![],
+            format!("kafka_property (--kafka-property): librdkafka refuses these properties together {why} (some given in {idem}): `acks`"),
+        ),
+        (
+            vec![format!("--config={idem}")],
+            vec![("FUNNELSTREAM_KAFKA_PROPERTY".into(), "acks=1".into())],
+            format!("kafka_property (FUNNELSTREAM_KAFKA_PROPERTY): librdkafka refuses these properties together {why} (some given in {idem})"),
+        ),
+        (
+            vec!["--kafka-property=client.id=a".into(), format!("--config={both}")],
+            vec![],
+            format!("kafka_property ({both}): librdkafka refuses these properties together {why}: `acks`"),
+        ),
+        (
+            vec![format!("--config={both}")],
+            vec![],
+            format!("kafka_property ({both}): librdkafka refuses these properties together {why}: `acks`"),
+        ),
+        (
+            vec!["--kafka-property=client.id=a".into(), format!("--config={managed}")],
+            vec![],
+            format!("kafka_property ({managed}): `group.id=x`: set by funnelstream itself"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for cmd in ["check-config", "run"] {
+        for (extra, env, want) in &cases {
+            let mut args = vec![cmd.to_string()];
+            args.extend(harmless(cmd));
+            args.push("--dead-letter-topic=dead".into());
+            args.extend(extra.iter().cloned());
+            let (status, stderr) = run_bounded(&dir, &args, env, 20);
+            if !(status.is_some_and(|s| s.code() == Some(2))
+                && stderr.contains(want.as_str())
+                && !stderr.contains("panicked"))
+            {
+                failures.push(format!(
+                    "`{}` {env:?}: {status:?}, want `{want}`\n{stderr}",
+                    args.join(" ")
+                ));
+            }
+        }
+    }
+    // Without a dead-letter topic the same properties are no conflict:
+    // the consumer has no `acks`.
+    let args = [
+        "check-config".to_string(),
+        "--kafka-property=acks=1".into(),
+        "--kafka-property=enable.idempotence=true".into(),
+    ];
+    let (status, stderr) = run_bounded(&dir, &args, &[], 20);
+    if !status.is_some_and(|s| s.success()) {
+        failures.push(format!("without a dead-letter topic: {status:?}\n{stderr}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// A value that is not UTF-8, by flag and by variable: exit 2 naming it.
 #[test]
 fn values_not_utf8_name_their_flag() {
