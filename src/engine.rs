@@ -500,21 +500,23 @@ mod tests {
     use crate::synth::{Synth, SynthConfig};
 
     /// A stream with duplicates, malformed events, late events (a second
-    /// source two days behind) and events ahead of the engine clock.
+    /// source two days behind), events ahead of the engine clock, and
+    /// events of the v2 types (the main source only).
     fn stream(keys: u64, step_ms: f64, n: usize) -> Vec<String> {
-        let cfg = |seed, start_ms| SynthConfig {
+        let cfg = |seed, start_ms, v2_ratio| SynthConfig {
             seed,
             keys,
             step_ms,
             start_ms,
             duplicate_ratio: 0.05,
             invalid_ratio: 0.03,
+            v2_ratio,
             ..SynthConfig::default()
         };
         let start = SynthConfig::default().start_ms;
-        let mut a = Synth::new(cfg(1, start));
-        let mut b = Synth::new(cfg(2, start - 200 * 86_400_000));
-        let mut c = Synth::new(cfg(3, start + 60_000));
+        let mut a = Synth::new(cfg(1, start, 0.25));
+        let mut b = Synth::new(cfg(2, start - 200 * 86_400_000, 0.0));
+        let mut c = Synth::new(cfg(3, start + 60_000, 0.0));
         let mut pick = crate::synth::Rng::new(9);
         (0..n)
             .map(|_| match pick.below(10) {

@@ -8,6 +8,7 @@ use super::calendar::Slot;
 use super::key::{KeyState, Rings};
 use super::pending::Group;
 use super::ring::Ring;
+use super::v2::{touches_v2, V2Key};
 use super::Aggregator;
 use crate::decode::{Body, Event};
 use crate::util::prefetch::{prefetch, prefetch_all};
@@ -134,6 +135,9 @@ impl Aggregator {
                 }
                 _ => {}
             }
+            if touches_v2(&ev.body) {
+                prefetch(&k.v2);
+            }
         }
     }
 
@@ -146,7 +150,10 @@ impl Aggregator {
         let Some(k) = self.keys.get(hint.key as usize) else {
             return;
         };
-        if is_traffic(&ev.body) && k.absorbs(ev.ts) {
+        if let Some(v) = k.v2.as_deref().filter(|_| touches_v2(&ev.body)) {
+            v.prefetch_fields(&ev.body);
+        }
+        if is_traffic(&ev.body) && k.absorbs(ev.ts) || is_v2(&ev.body) {
             return;
         }
         let n = usize::from(k.log_len);
@@ -168,8 +175,15 @@ impl Aggregator {
     #[inline(always)]
     pub(super) fn flushing_key(&self, ev: &Event<'_>, hint: KeyHint) -> Option<&KeyState> {
         let k = self.keys.get(hint.key as usize)?;
-        let absorbed = is_traffic(&ev.body) && k.absorbs(ev.ts);
+        let absorbed = is_traffic(&ev.body) && k.absorbs(ev.ts) || is_v2(&ev.body);
         (!absorbed && k.flush_coming()).then_some(k)
+    }
+
+    /// `ev`'s key's v2 block when `ev` adds to its rings.
+    #[inline(always)]
+    fn v2_of(&self, ev: &Event<'_>, hint: KeyHint) -> Option<&V2Key> {
+        let k = self.keys.get(hint.key as usize)?;
+        k.v2.as_deref().filter(|_| touches_v2(&ev.body))
     }
 
     /// Prefetches the rings the log of `ev`'s key is about to be added to
@@ -177,6 +191,9 @@ impl Aggregator {
     /// [`prefetch_rings`](Self::prefetch_rings)).
     #[inline]
     pub(crate) fn prefetch_buckets(&self, ev: &Event<'_>, hint: KeyHint) {
+        if let Some(v) = self.v2_of(ev, hint) {
+            v.prefetch_rings(&ev.body);
+        }
         let Some(k) = self.flushing_key(ev, hint) else {
             return;
         };
@@ -208,6 +225,9 @@ impl Aggregator {
     /// [`prefetch_buckets`](Self::prefetch_buckets)).
     #[inline]
     pub(crate) fn prefetch_tails(&self, ev: &Event<'_>, hint: KeyHint) {
+        if let Some(v) = self.v2_of(ev, hint) {
+            v.prefetch_tails(&ev.body, &self.slots, ev.ts);
+        }
         let Some(k) = self.flushing_key(ev, hint) else {
             return;
         };
@@ -233,6 +253,16 @@ impl Aggregator {
             pf(&k.subs, specs, ev.ts);
         }
     }
+}
+
+/// The v2 event types: their window part goes straight to the v2 rings,
+/// never through the key's log, so they neither use nor flush it.
+#[inline(always)]
+fn is_v2(body: &Body<'_>) -> bool {
+    matches!(
+        body,
+        Body::Session { .. } | Body::Email { .. } | Body::Survey { .. } | Body::Conversion { .. }
+    )
 }
 
 /// 128-bit hash of a (channel, campaign) pair; `0xFF` never occurs in UTF-8,

@@ -7,7 +7,8 @@
 //! traffic, leads and subscriptions pays one null pointer for all of it, and
 //! v1 events other than deals never touch it. v2 events are rare next to
 //! traffic, so their window part goes straight to the rings (one update per
-//! window) instead of through the key's log.
+//! window) instead of through the key's log; the batch pipeline prefetches
+//! those rings as it does the log's (`prefetch_fields`, `_rings`, `_tails`).
 //!
 //! Which groups a key has received (and so publishes, see METRICS.md) is
 //! recorded in [`KeyState`](super::KeyState)'s `seen` bits, which a late
@@ -17,7 +18,9 @@ use super::calendar::{Slot, View};
 use super::key::{rings, rings_heap, Rings};
 use super::ring::Ring;
 use super::PrevSums;
+use crate::decode::{Body, DealStage};
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
+use crate::util::prefetch::{prefetch, prefetch_all};
 
 /// Bits of `KeyState::seen`: the groups a key has received an event of.
 pub mod seen {
@@ -214,6 +217,102 @@ pub(crate) fn add_now<const N: usize>(
     }
     for (r, slot) in rings(rs, slots.len()).iter_mut().zip(slots) {
         r.add(slot.oldest(now, growth), slot.bucket(ts), d);
+    }
+}
+
+/// Whether `body` adds to this block's rings (directly, see the module's
+/// docs): the v2 event types, and deals other than lost ones (their
+/// attribution). A hint for the batch pipeline's prefetch stages.
+#[inline(always)]
+pub(super) fn touches_v2(body: &Body<'_>) -> bool {
+    match body {
+        Body::Session { .. }
+        | Body::Email { .. }
+        | Body::Survey { .. }
+        | Body::Conversion { .. } => true,
+        Body::Deal { stage, .. } => *stage != DealStage::Lost,
+        _ => false,
+    }
+}
+
+/// Prefetch stages of the batch pipeline for the v2 groups (as
+/// `Aggregator::prefetch_rings`, `_buckets` and `_tails` do for the v1
+/// ones): each requests what the next needs, once the previous stage's
+/// lines have arrived. Hints only: nothing here changes state.
+impl V2Key {
+    /// Stage 2: the totals and the ring pointers `body` updates.
+    #[inline]
+    pub(super) fn prefetch_fields(&self, body: &Body<'_>) {
+        match body {
+            Body::Session { .. } => {
+                prefetch(&self.totals.sessions);
+                prefetch(&self.web);
+            }
+            Body::Email { action, .. } => {
+                prefetch(&self.totals.email[*action as usize]);
+                prefetch(&self.email);
+            }
+            Body::Survey { kind, .. } => {
+                prefetch(&self.totals.survey[*kind as usize]);
+                prefetch(&self.survey);
+            }
+            Body::Conversion { .. } => {
+                prefetch(&self.conv);
+                prefetch(&self.totals.conversions);
+            }
+            Body::Deal { .. } => {
+                prefetch(&self.totals.pipeline_created);
+                prefetch(&self.deal_a);
+                prefetch(&self.deal_b);
+            }
+            _ => {}
+        }
+    }
+
+    /// Stage 3: the rings' headers (and a conversion's list of actions).
+    #[inline]
+    pub(super) fn prefetch_rings(&self, body: &Body<'_>) {
+        fn pf<T>(r: &Rings<T>) {
+            if let Some(r) = r {
+                prefetch_all::<[T]>(r);
+            }
+        }
+        match body {
+            Body::Session { .. } => pf(&self.web),
+            Body::Email { .. } => pf(&self.email),
+            Body::Survey { .. } => pf(&self.survey),
+            Body::Conversion { .. } => {
+                prefetch_all::<[ConvAction]>(&self.conv);
+                prefetch_all::<[(u32, i128)]>(&self.totals.conversions);
+            }
+            Body::Deal { .. } => {
+                pf(&self.deal_a);
+                pf(&self.deal_b);
+            }
+            _ => {}
+        }
+    }
+
+    /// Stage 4: where the rings append a bucket (see `Ring::prefetch_tail`).
+    #[inline]
+    pub(super) fn prefetch_tails(&self, body: &Body<'_>, slots: &[Slot], ts: i64) {
+        fn pf<const N: usize>(r: &Rings<Ring<N>>, slots: &[Slot], ts: i64, growth: bool) {
+            if let Some(r) = r {
+                for (ring, slot) in r.iter().zip(slots) {
+                    ring.prefetch_tail(slot.oldest(ts, growth));
+                }
+            }
+        }
+        match body {
+            Body::Session { .. } => pf(&self.web, slots, ts, true),
+            Body::Email { .. } => pf(&self.email, slots, ts, false),
+            Body::Survey { .. } => pf(&self.survey, slots, ts, false),
+            Body::Deal { .. } => {
+                pf(&self.deal_a, slots, ts, true);
+                pf(&self.deal_b, slots, ts, false);
+            }
+            _ => {}
+        }
     }
 }
 
