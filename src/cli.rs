@@ -1209,7 +1209,8 @@ impl RunArgs {
                 .saturating_sub(1)
                 .max(1),
         };
-        let properties = kafka_properties(&s, &self.kafka_property, self.engine.config.as_ref())?;
+        let file = self.engine.config.as_ref();
+        let properties = kafka_properties(&s, &self.kafka_property, file)?;
         let (log_format, log_level) = logging(&s)?;
         let security = match &s.web_config_file {
             Some(p) => crate::export::security::load(p)?,
@@ -1229,7 +1230,7 @@ impl RunArgs {
             brokers,
             topics,
             group,
-            properties,
+            properties: properties.merged.clone(),
             workers,
             dead_letter_topic,
             checkpoint,
@@ -1237,12 +1238,7 @@ impl RunArgs {
         // Each property passed librdkafka's check alone: now together,
         // still before anything connects.
         if !kafka.properties.is_empty() {
-            together(
-                &kafka,
-                &s,
-                &self.kafka_property,
-                self.engine.config.as_ref(),
-            )?;
+            together(&kafka, &properties, file)?;
         }
         Ok(RunConfig {
             probe_listen,
@@ -1265,8 +1261,7 @@ impl RunArgs {
 /// and both when it takes one of each.
 fn together(
     kafka: &crate::source::KafkaSettings,
-    s: &Settings,
-    flags: &[String],
+    p: &KafkaProperties,
     file: Option<&PathBuf>,
 ) -> Result<(), ConfigError> {
     use crate::source::client::validate;
@@ -1282,25 +1277,19 @@ fn together(
             ),
         )
     };
-    let only = |properties: &Vec<(String, String)>| {
+    let refused_alone = |properties: &[(String, String)]| {
         validate(&crate::source::KafkaSettings {
-            properties: properties.clone(),
+            properties: properties.to_vec(),
             ..kafka.clone()
         })
         .is_err()
     };
-    let in_file = s.kafka.clone().unwrap_or_default().0;
-    let in_flags: Vec<_> = flags
-        .iter()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-        .collect();
     Err(match file {
-        Some(p) if !in_file.is_empty() && only(&in_file) => {
-            told("").given_by(&p.display().to_string())
+        Some(f) if !p.in_file.is_empty() && refused_alone(&p.in_file) => {
+            told("").given_by(&f.display().to_string())
         }
-        Some(p) if !in_file.is_empty() && !only(&in_flags) => {
-            told(&format!(" (some given in {})", p.display()))
+        Some(f) if !p.in_file.is_empty() && !refused_alone(&p.given) => {
+            told(&format!(" (some given in {})", f.display()))
         }
         _ => told(""),
     })
@@ -1427,8 +1416,14 @@ fn kafka_properties(
     s: &Settings,
     flags: &[String],
     file: Option<&PathBuf>,
-) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut properties = s.kafka.clone().unwrap_or_default().0;
+) -> Result<KafkaProperties, ConfigError> {
+    let refused = |k: &str, v: &str| match crate::source::MANAGED_PROPERTIES.contains(&k) {
+        true => Some(format!(
+            "`{k}={v}`: set by funnelstream itself (use brokers / group, or leave it out)"
+        )),
+        false => kafka_refusal(k, v),
+    };
+    let mut given = Vec::with_capacity(flags.len());
     for kv in flags {
         let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
             return Err(ConfigError::invalid(
@@ -1436,29 +1431,14 @@ fn kafka_properties(
                 format!("`{kv}` is not KEY=VALUE"),
             ));
         };
-        if crate::source::MANAGED_PROPERTIES.contains(&k.trim()) {
-            return Err(ConfigError::invalid(
-                "kafka_property",
-                format!(
-                    "`{kv}`: set by funnelstream itself (use brokers / group, or leave it out)"
-                ),
-            ));
-        }
-        if let Some(refused) = kafka_refusal(k.trim(), v) {
+        if let Some(refused) = refused(k.trim(), v) {
             return Err(ConfigError::invalid("kafka_property", refused));
         }
-        properties.retain(|(pk, _)| pk != k.trim());
-        properties.push((k.trim().to_string(), v.to_string()));
+        given.push((k.trim().to_string(), v.to_string()));
     }
-    for (k, v) in &properties {
-        // The flags' passed above: a refusal here is the file's.
-        let refused = match crate::source::MANAGED_PROPERTIES.contains(&k.as_str()) {
-            true => Some(format!(
-                "`{k}={v}`: set by funnelstream itself (use brokers / group, or leave it out)"
-            )),
-            false => kafka_refusal(k, v),
-        };
-        if let Some(refused) = refused {
+    let in_file = s.kafka.clone().unwrap_or_default().0;
+    for (k, v) in &in_file {
+        if let Some(refused) = refused(k, v) {
             let e = ConfigError::invalid("kafka_property", refused);
             return Err(match file {
                 Some(p) => e.given_by(&p.display().to_string()),
@@ -1466,7 +1446,27 @@ fn kafka_properties(
             });
         }
     }
-    Ok(properties)
+    let mut merged = in_file.clone();
+    for (k, v) in &given {
+        merged.retain(|(pk, _)| pk != k);
+        merged.push((k.clone(), v.clone()));
+    }
+    Ok(KafkaProperties {
+        merged,
+        in_file,
+        given,
+    })
+}
+
+/// The Kafka properties `run` passes on, and where they came from.
+struct KafkaProperties {
+    /// The file's, overridden by the flag's: what the clients get.
+    merged: Vec<(String, String)>,
+    /// The file's `[kafka]` table.
+    in_file: Vec<(String, String)>,
+    /// `--kafka-property` (or its variable; for `run` the file's table
+    /// arrives here too when neither is given, see [`parse_args`]).
+    given: Vec<(String, String)>,
 }
 
 fn logging(s: &Settings) -> Result<(LogFormat, String), ConfigError> {

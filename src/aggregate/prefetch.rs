@@ -147,12 +147,12 @@ impl Aggregator {
     /// [`prefetch_key`](Self::prefetch_key)).
     #[inline]
     pub(crate) fn prefetch_rings(&self, ev: &Event<'_>, hint: KeyHint) {
+        if let Some(v) = self.v2_of(ev, hint) {
+            v.prefetch_fields(&ev.body);
+        }
         let Some(k) = self.keys.get(hint.key as usize) else {
             return;
         };
-        if let Some(v) = k.v2.as_deref().filter(|_| touches_v2(&ev.body)) {
-            v.prefetch_fields(&ev.body);
-        }
         if is_traffic(&ev.body) && k.absorbs(ev.ts) || is_v2(&ev.body) {
             return;
         }
