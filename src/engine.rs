@@ -71,6 +71,11 @@ impl EngineClock {
 /// one it applies.
 pub(crate) const BATCH_AHEAD: usize = 16;
 
+/// How many messages ahead of its decoding [`Partition::process_batch_at`]
+/// prefetches a message's bytes: a worker's batch was written by the poll
+/// thread on another core, and a message's first bytes otherwise stall
+/// the decoder's first loads.
+const MESSAGE_AHEAD: usize = 4;
 /// Dedup lookups done together by [`Partition::process_batch_at`].
 const DEDUP_BURST: usize = 8;
 /// How many messages after its decoding a message's ring tails are
@@ -243,6 +248,9 @@ impl Partition {
         out.reserve(n);
         for i in 0..n + BATCH_AHEAD {
             // Stage 0: decode, hash, prefetch the dedup and key-hint slots.
+            if let Some(m) = msgs.get(i + MESSAGE_AHEAD) {
+                crate::util::prefetch::prefetch_all(m.as_ref());
+            }
             if let Some(m) = msgs.get(i) {
                 let slot = &mut events[i % SLOTS];
                 *slot = Some(decode::decode(m.as_ref(), &self.decode, wall_ms));
