@@ -82,13 +82,24 @@ const DEDUP_BURST: usize = 8;
 /// prefetched: once its ring headers (stage 3) have arrived, well before
 /// it is applied.
 const TAILS_AHEAD: usize = 8;
-/// Below this many keys [`Partition::process_batch_at`] applies messages one
-/// by one: the state is then small enough to stay in cache, and the
-/// pipeline's prefetches cost more than the misses they hide. Measured on
-/// the backfill stream (medians of three alternating runs, ns/event, one
-/// by one against the pipeline): 544/662 at 2,000 keys, 624/647 at 4,000,
-/// 734/710 at 5,000, 746/707 at 7,000, 819/738 at 10,000.
+/// Below this many keys, and [`PIPELINE_MIN_IDS`] remembered ids,
+/// [`Partition::process_batch_at`] applies messages one by one: the state
+/// is then small enough to stay in cache, and the pipeline's work costs
+/// more than the misses it hides. Measured on the backfill stream (medians
+/// of three alternating runs, ns/event, one by one against the pipeline):
+/// 544/662 at 2,000 keys, 624/647 at 4,000, 734/710 at 5,000, 746/707 at
+/// 7,000, 819/738 at 10,000.
 pub(crate) const PIPELINE_MIN_KEYS: usize = 4096;
+/// From this many remembered ids the pipeline runs whatever the number of
+/// keys: the dedup table (8 bytes a slot, at most half full) is then 4 MB,
+/// twice this machine's L2, and its two misses an event (the new id's slot
+/// and the expiring id's) stall the one-by-one loop. Measured on the v1
+/// backfill stream at 100 keys (ns/event, one by one against the
+/// pipeline, two runs each): 707/806 and 775/762 with 30,000 ids, 800/784
+/// and 783/809 with 100,000, 897/855 and 807/917 with 300,000, and at
+/// 500 keys with a million ids 1,058/898, 1,070/996, 1,041/945; on the
+/// realistic log (55 keys, about a million ids) 1,690 against 1,580.
+pub(crate) const PIPELINE_MIN_IDS: usize = 1 << 18;
 
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,14 +234,15 @@ impl Partition {
     /// coming events will touch (dedup slots, key state, then ring headers,
     /// then ring buckets, each step once the previous one has arrived), so
     /// that their cache misses overlap with work instead of stalling it.
-    /// Below [`PIPELINE_MIN_KEYS`] keys it is exactly that loop.
+    /// Below [`PIPELINE_MIN_KEYS`] keys and [`PIPELINE_MIN_IDS`] remembered
+    /// ids it is exactly that loop.
     pub fn process_batch_at<M: AsRef<[u8]>>(
         &mut self,
         msgs: &[M],
         wall_ms: i64,
         out: &mut Vec<Outcome>,
     ) {
-        if self.agg.keys().len() < self.pipeline_min_keys {
+        if !self.pipelined() {
             out.reserve(msgs.len());
             for m in msgs {
                 out.push(self.process_at(m.as_ref(), wall_ms));
@@ -308,6 +320,13 @@ impl Partition {
                 });
             }
         }
+    }
+
+    /// Does [`process_batch_at`](Self::process_batch_at) run its pipeline
+    /// (the state has outgrown the cache) rather than a plain loop?
+    #[inline]
+    fn pipelined(&self) -> bool {
+        self.agg.keys().len() >= self.pipeline_min_keys || self.dedup.len() >= PIPELINE_MIN_IDS
     }
 
     #[inline]
