@@ -46,6 +46,25 @@ impl Tmux {
         Tmux::start(160, 12, &["bash", "--norc", "--noprofile", "-c", &script])
     }
 
+    /// [`run`](Self::run), with everything the command writes to the
+    /// terminal also appended to `log` (tmux `pipe-pane`, set up before the
+    /// command starts): what was drawn and then cleared, however briefly.
+    pub fn run_recorded(cmd: &str, log: &std::path::Path) -> Tmux {
+        let _ = std::fs::remove_file(log);
+        // The shell waits for a line before it starts `cmd`.
+        let script = format!("read -r _; {cmd}; sleep 60");
+        let t = Tmux::start(160, 12, &["bash", "--norc", "--noprofile", "-c", &script]);
+        let pipe = format!("cat >> '{}'", log.display());
+        let ok = Command::new("tmux")
+            .args(["-L", &t.socket, "pipe-pane", "-t", "t", "-o", &pipe])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        t.keys(&["Enter"]);
+        t
+    }
+
     pub fn keys(&self, keys: &[&str]) {
         let ok = Command::new("tmux")
             .args(["-L", &self.socket, "send-keys", "-t", "t"])
