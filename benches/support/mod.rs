@@ -219,9 +219,16 @@ pub fn skewed_log(n: u64) -> std::path::PathBuf {
     file
 }
 
+/// The median: the mean of the two middle values of an even count (of two
+/// rounds, their mean, not the higher one).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let m = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
 }
 
 /// Writes the realistic log of about `n` events (`skewed_log`) to a new
