@@ -182,7 +182,8 @@ struct Report {
 
 impl Report {
     /// Checks `num / den` (scaled by `scale`) against `[lo, hi]` when
-    /// `sample` events drive it, else only that it is finite and >= 0.
+    /// `sample` events drive it, else only that it is finite and >= 0
+    /// (>= -100 for NPS).
     #[allow(clippy::too_many_arguments)]
     fn ratio(
         &mut self,
@@ -203,9 +204,12 @@ impl Report {
             return;
         }
         let v = num / den * scale;
-        if !v.is_finite() || v < 0.0 {
+        // Every ratio is non-negative but NPS, which is -100 when the few
+        // responses of an hour are all detractors.
+        let floor = if kpi == "nps" { -100.0 } else { 0.0 };
+        if !v.is_finite() || v < floor {
             self.failures.push(format!(
-                "{kpi} {w} {scope}: {v} is not a finite non-negative value"
+                "{kpi} {w} {scope}: {v} is not a finite value of at least {floor}"
             ));
             return;
         }
