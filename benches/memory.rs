@@ -54,10 +54,11 @@ fn scenario(keys: u64, events_per_key: u64, span_days: f64) {
     let after = rss_kib();
     let active = p.agg.keys().len() as u64;
     println!(
-        "{active} keys, {events_per_key} events/key over {span_days} days, v2 share {v2_ratio}: RSS +{} MiB = {:.0} bytes/key; engine accounting {:.0} bytes/key (dedup memory {} ids, deals {}); {:.2} M events/s incl. generation",
+        "{active} keys, {events_per_key} events/key over {span_days} days, v2 share {v2_ratio}: RSS +{} MiB = {:.0} bytes/key; engine accounting {:.0} bytes/key, of which dense rings {:.0} (dedup memory {} ids, deals {}); {:.2} M events/s incl. generation",
         (after.saturating_sub(before)) / 1024,
         (after.saturating_sub(before)) as f64 * 1024.0 / active as f64,
         p.agg.memory_bytes() as f64 / active as f64,
+        funnelstream::aggregate::ring::dense_bytes_in_use() as f64 / active as f64,
         p.dedup().len(),
         p.agg.tracked_deals(),
         n as f64 / secs / 1e6,

@@ -5,11 +5,19 @@
 //! [`BUCKETS_PER_WINDOW`](crate::config::BUCKETS_PER_WINDOW) of them. Values
 //! are summed with wrapping integer arithmetic, which is exact whenever the
 //! true sum fits in an `i64` and never panics on input.
+//!
+//! The newest bucket is inline; the older ones are packed into bytes
+//! ([`Packed`]), or held in a circular array once a backfill updates a
+//! full ring all over ([`dense`]).
 
 use crate::util::codec::{CheckpointError, ReadResult, Reader, Writer};
 use crate::util::prefetch::prefetch;
 use crate::util::varint::{get_uvar, put_uvar_at, unzigzag, zigzag};
 use std::collections::VecDeque;
+
+mod dense;
+use dense::Dense;
+pub use dense::{in_use as dense_bytes_in_use, BUDGET as DENSE_BUDGET};
 
 /// Bucket index of a timestamp for a bucket width.
 #[inline]
@@ -25,14 +33,262 @@ pub fn oldest_bucket(now_ms: i64, width_ms: i64) -> i64 {
 
 /// The newest bucket is kept inline, so that the common case (an event in
 /// the current bucket) touches no heap memory; older buckets are packed
-/// (see [`Packed`]), all older than the inline one.
+/// (see [`Packed`]) or, in a ring a backfill updates all over, dense (see
+/// [`dense`]), all older than the inline one.
 #[derive(Debug, Clone)]
 pub struct Ring<const N: usize> {
     /// Index of the inline bucket; `EMPTY` when the ring is empty (then
     /// `older` is empty too).
     last_idx: i64,
     last: [i64; N],
-    older: Packed<N>,
+    older: Older<N>,
+}
+
+/// A packed ring holding this many buckets becomes dense on its next
+/// older-bucket update, if the buckets span fewer than [`dense::CAP`]
+/// indices and the budget allows: each such update then scans about half
+/// of them.
+const DENSE_FROM: usize = 24;
+
+#[cfg(test)]
+thread_local! {
+    /// Keeps this thread's rings packed, for tests of the packed code.
+    static PACKED_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[inline(always)]
+fn packed_only() -> bool {
+    #[cfg(test)]
+    return PACKED_ONLY.get();
+    #[cfg(not(test))]
+    false
+}
+
+/// The older buckets of a ring.
+#[derive(Debug, Clone)]
+enum Older<const N: usize> {
+    Packed(Packed<N>),
+    Dense(Box<Dense<N>>),
+}
+
+// The enum takes no more room than a packed ring: a ring costs what it did.
+const _: () = assert!(std::mem::size_of::<Older<8>>() == std::mem::size_of::<Packed<8>>());
+const _: () = assert!(std::mem::size_of::<Older<2>>() == std::mem::size_of::<Packed<2>>());
+
+impl<const N: usize> Default for Older<N> {
+    fn default() -> Self {
+        Older::Packed(Packed::default())
+    }
+}
+
+impl<const N: usize> Older<N> {
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            Older::Packed(p) => p.len(),
+            Older::Dense(d) => d.len(),
+        }
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The newest bucket held (when not empty).
+    #[inline]
+    fn back(&self) -> i64 {
+        match self {
+            Older::Packed(p) => p.back,
+            Older::Dense(d) => d.back(),
+        }
+    }
+
+    /// Appends bucket `idx`, newer than every bucket held.
+    #[inline]
+    fn push_back(&mut self, oldest: i64, idx: i64, v: &[i64; N]) {
+        match self {
+            Older::Packed(p) => p.push_back(oldest, idx, v),
+            Older::Dense(d) => {
+                if !d.add(oldest, idx, v) {
+                    self.make_packed().push_back(oldest, idx, v);
+                }
+            }
+        }
+    }
+
+    /// Adds `delta` to bucket `idx`, not newer than the newest held.
+    #[inline]
+    fn add_older(&mut self, oldest: i64, idx: i64, delta: &[i64; N]) {
+        if let Some(d) = self.dense_for(oldest, idx) {
+            if d.add(oldest, idx, delta) {
+                return;
+            }
+        }
+        match self {
+            Older::Packed(p) => p.add_older(oldest, idx, delta),
+            Older::Dense(_) => self.make_packed().add_older(oldest, idx, delta),
+        }
+    }
+
+    /// [`Packed::add_many`], or one add each in a dense ring.
+    #[inline]
+    fn add_many(&mut self, oldest: i64, ups: &[(i64, [i64; N])]) {
+        if let Some(d) = self.dense_for(oldest, ups[0].0) {
+            for (i, (idx, delta)) in ups.iter().enumerate() {
+                if !d.add(oldest, *idx, delta) {
+                    let rest = &ups[i..];
+                    let p = self.make_packed();
+                    if rest.len() == 1 {
+                        p.add_older(oldest, rest[0].0, &rest[0].1);
+                    } else {
+                        p.add_many(oldest, rest);
+                    }
+                    return;
+                }
+            }
+            return;
+        }
+        match self {
+            Older::Packed(p) => p.add_many(oldest, ups),
+            Older::Dense(_) => unreachable!("dense_for returns a dense ring"),
+        }
+    }
+
+    /// The dense ring to update older buckets from `lo` in: this one if
+    /// dense, else this one made dense if it holds at least [`DENSE_FROM`]
+    /// buckets (after dropping those older than `oldest`) which, with
+    /// bucket `lo`, span fewer than [`dense::CAP`] indices, and the budget
+    /// allows.
+    #[inline]
+    fn dense_for(&mut self, oldest: i64, lo: i64) -> Option<&mut Dense<N>> {
+        if let Older::Packed(p) = self {
+            if p.len() < DENSE_FROM || packed_only() {
+                return None;
+            }
+            p.drop_before(oldest);
+            if p.len() < DENSE_FROM || !Dense::<N>::fits(p.first.min(lo), p.back) {
+                return None;
+            }
+            let mut d = Dense::new()?;
+            for (idx, v) in p.iter() {
+                let added = d.add(i64::MIN, idx, &v);
+                debug_assert!(added);
+            }
+            *self = Older::Dense(d);
+        }
+        match self {
+            Older::Dense(d) => Some(d),
+            Older::Packed(_) => None,
+        }
+    }
+
+    /// Makes this ring packed, keeping its buckets.
+    fn make_packed(&mut self) -> &mut Packed<N> {
+        if let Older::Dense(d) = self {
+            let mut p = Packed::default();
+            for (idx, v) in d.iter() {
+                p.push_back(i64::MIN, idx, &v);
+            }
+            *self = Older::Packed(p);
+        }
+        match self {
+            Older::Packed(p) => p,
+            Older::Dense(_) => unreachable!("made packed above"),
+        }
+    }
+
+    #[inline]
+    fn drop_before(&mut self, oldest: i64) {
+        match self {
+            Older::Packed(p) => p.drop_before(oldest),
+            Older::Dense(d) => d.drop_before(oldest),
+        }
+    }
+
+    /// Empties the ring, keeping a packed ring's memory (see
+    /// [`Ring::drop_expired`]); a dense one gives its memory back.
+    #[inline]
+    fn clear(&mut self) {
+        match self {
+            Older::Packed(p) => p.clear(),
+            Older::Dense(_) => *self = Older::default(),
+        }
+    }
+
+    /// Gives back unused memory: a dense ring becomes packed.
+    fn shrink(&mut self) {
+        self.make_packed().shrink();
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Older::Packed(p) => p.bytes.capacity(),
+            Older::Dense(d) => d.heap_bytes(),
+        }
+    }
+
+    /// Prefetches where an append of bucket `idx` writes.
+    #[inline(always)]
+    fn prefetch(&self, idx: i64) {
+        match self {
+            Older::Packed(p) => p.prefetch(),
+            Older::Dense(d) => prefetch(d.slot_ptr(idx)),
+        }
+    }
+
+    /// The buckets, oldest first.
+    fn iter(&self) -> OlderIter<'_, N> {
+        match self {
+            Older::Packed(p) => OlderIter::Packed(p.iter()),
+            Older::Dense(d) => OlderIter::Dense(d.iter()),
+        }
+    }
+}
+
+/// The buckets of a [`Packed`], oldest first.
+struct PackedIter<'a, const N: usize> {
+    packed: &'a Packed<N>,
+    /// Offset of the next bucket.
+    p: usize,
+    /// Index of the bucket before it (of the first, before it is read).
+    idx: i64,
+    /// Buckets read.
+    i: u32,
+}
+
+impl<const N: usize> Iterator for PackedIter<'_, N> {
+    type Item = (i64, [i64; N]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.i == self.packed.len {
+            return None;
+        }
+        let (gap, v) = self.packed.read(&mut self.p);
+        if self.i > 0 {
+            self.idx = self.idx.wrapping_add(gap as i64);
+        }
+        self.i += 1;
+        Some((self.idx, v))
+    }
+}
+
+enum OlderIter<'a, const N: usize> {
+    Packed(PackedIter<'a, N>),
+    Dense(dense::Iter<'a, N>),
+}
+
+impl<const N: usize> Iterator for OlderIter<'_, N> {
+    type Item = (i64, [i64; N]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            OlderIter::Packed(i) => i.next(),
+            OlderIter::Dense(i) => i.next(),
+        }
+    }
 }
 
 impl<const N: usize> PartialEq for Ring<N> {
@@ -125,11 +381,6 @@ impl<const N: usize> Packed<N> {
     #[inline]
     fn len(&self) -> usize {
         self.len as usize
-    }
-
-    #[inline]
-    fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Appends a bucket newer than every bucket held. Buckets older than
@@ -328,16 +579,13 @@ impl<const N: usize> Packed<N> {
     }
 
     /// The buckets, oldest first.
-    fn iter(&self) -> impl Iterator<Item = (i64, [i64; N])> + '_ {
-        let mut p = self.head as usize;
-        let mut idx = self.first;
-        (0..self.len).map(move |i| {
-            let (gap, v) = self.read(&mut p);
-            if i > 0 {
-                idx = idx.wrapping_add(gap as i64);
-            }
-            (idx, v)
-        })
+    fn iter(&self) -> PackedIter<'_, N> {
+        PackedIter {
+            packed: self,
+            p: self.head as usize,
+            idx: self.first,
+            i: 0,
+        }
     }
 
     /// Adds `delta` to bucket `idx`, which is not newer than the last
@@ -538,7 +786,7 @@ impl<const N: usize> Default for Ring<N> {
         Ring {
             last_idx: EMPTY,
             last: [0; N],
-            older: Packed::default(),
+            older: Older::default(),
         }
     }
 }
@@ -631,7 +879,7 @@ impl<const N: usize> Ring<N> {
             self.last = *delta;
         } else if idx == self.last_idx {
             add_into(&mut self.last, delta);
-        } else if self.older.is_empty() || idx > self.older.back {
+        } else if self.older.is_empty() || idx > self.older.back() {
             // Between the older buckets and the inline one.
             self.older.push_back(oldest, idx, delta);
         } else {
@@ -653,7 +901,7 @@ impl<const N: usize> Ring<N> {
         let older = if self.older.is_empty() {
             0
         } else {
-            let back = self.older.back;
+            let back = self.older.back();
             ups.partition_point(|u| u.0 <= back)
         };
         match older {
@@ -672,7 +920,7 @@ impl<const N: usize> Ring<N> {
     #[inline(always)]
     pub fn prefetch_tail(&self, oldest: i64) {
         if self.last_idx != EMPTY && self.last_idx >= oldest {
-            self.older.prefetch();
+            self.older.prefetch(self.last_idx);
         }
     }
 
@@ -691,7 +939,7 @@ impl<const N: usize> Ring<N> {
         if self.last_idx < r.1 {
             add_into(out, &self.last);
         }
-        if self.older.is_empty() || self.older.back < r.0 {
+        if self.older.is_empty() || self.older.back() < r.0 {
             return;
         }
         for (idx, v) in self.older.iter() {
@@ -715,7 +963,7 @@ impl<const N: usize> Ring<N> {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.older.bytes.capacity()
+        self.older.heap_bytes()
     }
 
     /// The buckets, oldest first.
@@ -971,11 +1219,26 @@ mod tests {
     #[test]
     fn packed_ring_equals_a_plain_model() {
         // Three values, and eight (a mask byte with its high bit set).
-        packed_model::<3>(0x9E37_79B9_7F4A_7C15, 200);
-        packed_model::<8>(0x2545_F491_4F6C_DD1D, 60);
+        let modes = packed_model::<3>(0x9E37_79B9_7F4A_7C15, 200, false);
+        assert_eq!(modes, (true, false));
+        packed_model::<8>(0x2545_F491_4F6C_DD1D, 60, false);
     }
 
-    fn packed_model<const N: usize>(seed: u64, rings: usize) {
+    /// The same with dense rings allowed: rings become dense, and packed
+    /// again when their buckets spread too far, and hold the same buckets
+    /// as the model throughout.
+    #[test]
+    fn dense_ring_equals_a_plain_model() {
+        let modes = packed_model::<3>(0x9E37_79B9_7F4A_7C15, 200, true);
+        assert_eq!(modes, (true, true), "(packed, dense) seen");
+        let modes = packed_model::<8>(0x2545_F491_4F6C_DD1D, 60, true);
+        assert_eq!(modes, (true, true), "(packed, dense) seen");
+    }
+
+    /// Returns whether the rings were seen (packed, dense) after a step.
+    fn packed_model<const N: usize>(seed: u64, rings: usize, dense: bool) -> (bool, bool) {
+        PACKED_ONLY.set(!dense);
+        let mut seen = (false, false);
         use std::collections::BTreeMap;
         let mut rng = seed;
         let mut next = move |n: u64| {
@@ -1067,11 +1330,20 @@ mod tests {
                     })
                     .sum();
                 max_live = max_live.max(live);
-                assert!(
-                    ring.heap_bytes() <= 2 * max_live + 6 * MAX_BUCKET_BYTES,
-                    "{} bytes held for at most {max_live} live",
-                    ring.heap_bytes()
-                );
+                match &ring.older {
+                    Older::Packed(_) => {
+                        seen.0 = true;
+                        assert!(
+                            ring.heap_bytes() <= 2 * max_live + 6 * MAX_BUCKET_BYTES,
+                            "{} bytes held for at most {max_live} live",
+                            ring.heap_bytes()
+                        );
+                    }
+                    Older::Dense(_) => {
+                        seen.1 = true;
+                        assert_eq!(ring.heap_bytes(), std::mem::size_of::<Dense<N>>());
+                    }
+                }
                 for from in [oldest, oldest + 3, oldest + 40] {
                     let (mut s, mut m) = ([0i64; N], [0i64; N]);
                     ring.sum_into(from, &mut s);
@@ -1088,6 +1360,8 @@ mod tests {
             let back = Ring::<N>::decode_from(&mut Reader::new(&bytes)).unwrap();
             assert_eq!(back, ring);
         }
+        PACKED_ONLY.set(false);
+        seen
     }
 
     /// Zero, extremes, and one-, two- and three-byte varints.
