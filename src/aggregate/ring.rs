@@ -68,7 +68,7 @@ fn packed_only() -> bool {
 #[derive(Debug, Clone)]
 enum Older<const N: usize> {
     Packed(Packed<N>),
-    Dense(Box<Dense<N>>),
+    Dense(Dense<N>),
 }
 
 // The enum takes no more room than a packed ring: a ring costs what it did.
@@ -92,7 +92,10 @@ impl<const N: usize> Older<N> {
 
     #[inline]
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        match self {
+            Older::Packed(p) => p.len == 0,
+            Older::Dense(d) => d.is_empty(),
+        }
     }
 
     /// The newest bucket held (when not empty).
@@ -135,6 +138,10 @@ impl<const N: usize> Older<N> {
     #[inline]
     fn add_many(&mut self, oldest: i64, ups: &[(i64, [i64; N])]) {
         if let Some(d) = self.dense_for(oldest, ups[0].0) {
+            // The slots are lines apart: their misses overlap.
+            for (idx, _) in ups {
+                d.prefetch(*idx);
+            }
             for (i, (idx, delta)) in ups.iter().enumerate() {
                 if !d.add(oldest, *idx, delta) {
                     let rest = &ups[i..];
@@ -233,7 +240,7 @@ impl<const N: usize> Older<N> {
     fn prefetch(&self, idx: i64) {
         match self {
             Older::Packed(p) => p.prefetch(),
-            Older::Dense(d) => prefetch(d.slot_ptr(idx)),
+            Older::Dense(d) => d.prefetch(idx),
         }
     }
 
@@ -1341,7 +1348,7 @@ mod tests {
                     }
                     Older::Dense(_) => {
                         seen.1 = true;
-                        assert_eq!(ring.heap_bytes(), std::mem::size_of::<Dense<N>>());
+                        assert_eq!(ring.heap_bytes(), Dense::<N>::BYTES);
                     }
                 }
                 for from in [oldest, oldest + 3, oldest + 40] {

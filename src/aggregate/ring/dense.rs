@@ -18,6 +18,7 @@
 //! trimmed.
 
 use super::add_into;
+use crate::util::prefetch::prefetch;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bucket indices a dense ring spans: more than the 120 buckets a
@@ -35,17 +36,20 @@ pub fn in_use() -> usize {
     IN_USE.load(Ordering::Relaxed)
 }
 
+/// The header lives in the ring itself (the enum it is a variant of costs
+/// no more than a packed ring: see `Older`), so that checks and the slot
+/// of an update need no load beyond the slot's own line.
 #[derive(Debug)]
 pub(super) struct Dense<const N: usize> {
-    /// Bit `slot(idx)` is set for each bucket held.
-    present: u128,
-    /// The oldest and newest bucket held (when `len > 0`); their distance
-    /// is below `CAP`, so no two held buckets share a slot.
+    /// Zero in every slot not held.
+    vals: Box<[[i64; N]; CAP]>,
+    /// Bit `slot(idx)` is set for each bucket held (bit `s % 64` of word
+    /// `s / 64`).
+    present: [u64; 2],
+    /// The oldest and newest bucket held (when any is); their distance is
+    /// below `CAP`, so no two held buckets share a slot.
     first: i64,
     back: i64,
-    len: u32,
-    /// Zero in every slot not held.
-    vals: [[i64; N]; CAP],
 }
 
 #[inline(always)]
@@ -61,10 +65,11 @@ fn spans(lo: i64, hi: i64) -> bool {
 }
 
 impl<const N: usize> Dense<N> {
-    const BYTES: usize = std::mem::size_of::<Self>();
+    /// Heap bytes of one dense ring.
+    pub(super) const BYTES: usize = std::mem::size_of::<[[i64; N]; CAP]>();
 
     /// An empty dense ring, if the budget has room for it.
-    pub(super) fn new() -> Option<Box<Self>> {
+    pub(super) fn new() -> Option<Self> {
         if IN_USE.load(Ordering::Relaxed) + Self::BYTES > BUDGET {
             return None;
         }
@@ -73,13 +78,12 @@ impl<const N: usize> Dense<N> {
             IN_USE.fetch_sub(Self::BYTES, Ordering::Relaxed);
             return None;
         }
-        Some(Box::new(Dense {
-            present: 0,
+        Some(Dense {
+            vals: Box::new([[0; N]; CAP]),
+            present: [0; 2],
             first: 0,
             back: 0,
-            len: 0,
-            vals: [[0; N]; CAP],
-        }))
+        })
     }
 
     /// Whether buckets `lo..=hi` would fit (an empty or a dense ring).
@@ -88,8 +92,12 @@ impl<const N: usize> Dense<N> {
     }
 
     #[inline]
+    pub(super) fn is_empty(&self) -> bool {
+        self.present == [0; 2]
+    }
+
     pub(super) fn len(&self) -> usize {
-        self.len as usize
+        (self.present[0].count_ones() + self.present[1].count_ones()) as usize
     }
 
     #[inline]
@@ -103,7 +111,8 @@ impl<const N: usize> Dense<N> {
 
     #[inline(always)]
     fn held(&self, idx: i64) -> bool {
-        self.present & (1 << slot(idx)) != 0
+        let s = slot(idx);
+        self.present[s / 64] & (1 << (s % 64)) != 0
     }
 
     /// Adds `delta` to bucket `idx` (any index, newer or older than those
@@ -113,7 +122,7 @@ impl<const N: usize> Dense<N> {
     #[inline]
     pub(super) fn add(&mut self, oldest: i64, idx: i64, delta: &[i64; N]) -> bool {
         self.drop_before(oldest);
-        if self.len == 0 {
+        if self.is_empty() {
             self.first = idx;
             self.back = idx;
         } else {
@@ -125,12 +134,12 @@ impl<const N: usize> Dense<N> {
             self.back = hi;
         }
         let s = slot(idx);
-        if self.present & (1 << s) != 0 {
+        let (w, bit) = (s / 64, 1 << (s % 64));
+        if self.present[w] & bit != 0 {
             add_into(&mut self.vals[s], delta);
         } else {
             self.vals[s] = *delta;
-            self.present |= 1 << s;
-            self.len += 1;
+            self.present[w] |= bit;
         }
         true
     }
@@ -138,7 +147,7 @@ impl<const N: usize> Dense<N> {
     /// Drops the buckets older than `oldest`.
     #[inline]
     pub(super) fn drop_before(&mut self, oldest: i64) {
-        if self.len == 0 || self.first >= oldest {
+        if self.first >= oldest || self.is_empty() {
             return;
         }
         if self.back < oldest {
@@ -151,8 +160,7 @@ impl<const N: usize> Dense<N> {
             if self.held(idx) {
                 let s = slot(idx);
                 self.vals[s] = [0; N];
-                self.present &= !(1 << s);
-                self.len -= 1;
+                self.present[s / 64] &= !(1 << (s % 64));
             }
             idx += 1;
         }
@@ -164,13 +172,12 @@ impl<const N: usize> Dense<N> {
     }
 
     pub(super) fn clear(&mut self) {
-        let mut bits = self.present;
-        while bits != 0 {
-            self.vals[bits.trailing_zeros() as usize] = [0; N];
-            bits &= bits - 1;
+        for (w, bits) in self.present.iter_mut().enumerate() {
+            while *bits != 0 {
+                self.vals[w * 64 + bits.trailing_zeros() as usize] = [0; N];
+                *bits &= *bits - 1;
+            }
         }
-        self.present = 0;
-        self.len = 0;
     }
 
     /// The buckets, oldest first.
@@ -178,14 +185,14 @@ impl<const N: usize> Dense<N> {
         Iter {
             dense: self,
             idx: self.first,
-            left: self.len,
+            left: self.len(),
         }
     }
 
-    /// The slot bucket `idx` would take, to prefetch.
+    /// Prefetches the slot of bucket `idx`.
     #[inline(always)]
-    pub(super) fn slot_ptr(&self, idx: i64) -> *const [i64; N] {
-        &self.vals[slot(idx)]
+    pub(super) fn prefetch(&self, idx: i64) {
+        prefetch(&self.vals[slot(idx)]);
     }
 }
 
@@ -194,7 +201,7 @@ pub(super) struct Iter<'a, const N: usize> {
     dense: &'a Dense<N>,
     /// Where the next held bucket is looked for.
     idx: i64,
-    left: u32,
+    left: usize,
 }
 
 impl<const N: usize> Iterator for Iter<'_, N> {
@@ -223,11 +230,10 @@ impl<const N: usize> Clone for Dense<N> {
         // like any other.
         IN_USE.fetch_add(Self::BYTES, Ordering::Relaxed);
         Dense {
+            vals: self.vals.clone(),
             present: self.present,
             first: self.first,
             back: self.back,
-            len: self.len,
-            vals: self.vals,
         }
     }
 }
