@@ -67,8 +67,10 @@ fn emit(line: &mut Vec<u8>, too_long: &mut bool, max: usize, f: &mut impl FnMut(
     *too_long = false;
 }
 
+/// The first newline of `b` (a word at a time: replay's lines are a few
+/// hundred bytes).
 fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 /// Lines applied together, as a live worker applies a polled batch: the
