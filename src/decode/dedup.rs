@@ -40,6 +40,9 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use table::IdTable;
 
+/// How far behind the id it removes [`Dedup::expire`] prefetches a slot.
+const EXPIRE_AHEAD: usize = 8;
+
 /// The dedup memory of one partition.
 #[derive(Debug)]
 pub struct Dedup {
@@ -103,9 +106,14 @@ impl Dedup {
         }
     }
 
-    /// Forgets the ids accepted before `cutoff` (all at the front).
+    /// Forgets the ids accepted before `cutoff` (all at the front). When
+    /// engine time jumps (a backfill ending, a restart after a pause), a
+    /// whole day of ids can leave at once, each from a random slot: the
+    /// slot of the id [`EXPIRE_AHEAD`] behind is loaded while the front one
+    /// is removed, so that their misses overlap.
     fn expire(&mut self, cutoff: i64) {
         while self.order.front_at().is_some_and(|at| at < cutoff) {
+            self.touch_nth(EXPIRE_AHEAD);
             let h = self.order.pop_front().expect("non-empty");
             self.set.remove(h);
         }
@@ -219,6 +227,12 @@ impl Dedup {
     /// Ids currently remembered.
     pub fn len(&self) -> usize {
         self.set.len()
+    }
+
+    /// Slots of the id table (8 bytes each): it grows with the ids
+    /// remembered and never shrinks.
+    pub fn table_slots(&self) -> usize {
+        self.set.slot_count()
     }
 
     pub fn is_empty(&self) -> bool {
