@@ -82,7 +82,8 @@ const DEDUP_BURST: usize = 8;
 /// prefetched: once its ring headers (stage 3) have arrived, well before
 /// it is applied.
 const TAILS_AHEAD: usize = 8;
-/// Below this many keys, and [`PIPELINE_MIN_IDS`] remembered ids,
+/// Below this many keys, and a dedup table sized for [`PIPELINE_MIN_IDS`]
+/// remembered ids,
 /// [`Partition::process_batch_at`] applies messages one by one: the state
 /// is then small enough to stay in cache, and the pipeline's work costs
 /// more than the misses it hides. Measured on the backfill stream (medians
@@ -99,6 +100,10 @@ pub(crate) const PIPELINE_MIN_KEYS: usize = 4096;
 /// and 783/809 with 100,000, 897/855 and 807/917 with 300,000, and at
 /// 500 keys with a million ids 1,058/898, 1,070/996, 1,041/945; on the
 /// realistic log (55 keys, about a million ids) 1,690 against 1,580.
+/// The table never shrinks, so the rule is its size: the slots this many
+/// ids grow it to (8 MB). After a jump of engine time has expired most ids
+/// (the end of a backfill), a lookup in that table still misses the cache
+/// however few ids are left.
 pub(crate) const PIPELINE_MIN_IDS: usize = 1 << 18;
 
 /// What happened to one message.
@@ -234,8 +239,8 @@ impl Partition {
     /// coming events will touch (dedup slots, key state, then ring headers,
     /// then ring buckets, each step once the previous one has arrived), so
     /// that their cache misses overlap with work instead of stalling it.
-    /// Below [`PIPELINE_MIN_KEYS`] keys and [`PIPELINE_MIN_IDS`] remembered
-    /// ids it is exactly that loop.
+    /// Below [`PIPELINE_MIN_KEYS`] keys and a dedup table sized for
+    /// [`PIPELINE_MIN_IDS`] remembered ids it is exactly that loop.
     pub fn process_batch_at<M: AsRef<[u8]>>(
         &mut self,
         msgs: &[M],
@@ -326,7 +331,8 @@ impl Partition {
     /// (the state has outgrown the cache) rather than a plain loop?
     #[inline]
     fn pipelined(&self) -> bool {
-        self.agg.keys().len() >= self.pipeline_min_keys || self.dedup.len() >= PIPELINE_MIN_IDS
+        self.agg.keys().len() >= self.pipeline_min_keys
+            || self.dedup.table_slots() > 2 * PIPELINE_MIN_IDS
     }
 
     #[inline]

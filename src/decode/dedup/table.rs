@@ -61,7 +61,6 @@ impl IdTable {
     }
 
     /// Slots allocated (8 bytes each).
-    #[cfg(test)]
     pub(super) fn slot_count(&self) -> usize {
         self.slots.len()
     }
