@@ -76,6 +76,10 @@ pub(crate) const BATCH_AHEAD: usize = 16;
 /// thread on another core, and a message's first bytes otherwise stall
 /// the decoder's first loads.
 const MESSAGE_AHEAD: usize = 4;
+/// Wall time between two trims of [`Partition::upkeep`], and the keys each
+/// trims (about 1 ms of work at 100k keys and six windows).
+const TRIM_EVERY_MS: i64 = 1_000;
+const TRIM_KEYS: usize = 4_096;
 /// Dedup lookups done together by [`Partition::process_batch_at`].
 const DEDUP_BURST: usize = 8;
 /// How many messages after its decoding a message's ring tails are
@@ -197,6 +201,8 @@ impl Engine {
             key_hints: KeyHints::default(),
             pipeline_min_keys: PIPELINE_MIN_KEYS,
             stats: PartitionStats::default(),
+            trim_at: i64::MIN,
+            trim_cursor: 0,
         }
     }
 }
@@ -216,6 +222,10 @@ pub struct Partition {
     pipeline_min_keys: usize,
     pub stats: PartitionStats,
     pub delay: Option<DelayHistogram>,
+    /// Wall time of the next [`upkeep`](Self::upkeep) trim, and the key it
+    /// starts at.
+    trim_at: i64,
+    trim_cursor: usize,
 }
 
 impl Partition {
@@ -324,6 +334,23 @@ impl Partition {
                     _ => unreachable!("message {j} was decoded"),
                 });
             }
+        }
+    }
+
+    /// Periodic upkeep for a long-running partition, cheap enough to call
+    /// after every batch: at most every [`TRIM_EVERY_MS`] of wall time,
+    /// trims the next [`TRIM_KEYS`] keys (see [`Aggregator::trim`]), so
+    /// that keys gone idle give back the memory of buckets that have left
+    /// their windows, and backfilled keys their dense slots. A partition
+    /// of 100k keys is swept in under half a minute.
+    pub fn upkeep(&mut self, wall_ms: i64) {
+        if wall_ms < self.trim_at {
+            return;
+        }
+        self.trim_at = wall_ms.saturating_add(TRIM_EVERY_MS);
+        let now = self.clock.current();
+        if now != i64::MIN {
+            self.trim_cursor = self.agg.trim(now, self.trim_cursor, TRIM_KEYS);
         }
     }
 
@@ -558,6 +585,74 @@ mod tests {
                 _ => a.next_line(),
             })
             .collect()
+    }
+
+    /// A partition trimmed all along publishes what an untrimmed one does,
+    /// after every chunk of a stream whose keys go idle, and holds less.
+    #[test]
+    fn trimming_changes_no_published_value_and_gives_memory_back() {
+        let start = SynthConfig::default().start_ms;
+        const DAY: i64 = 86_400_000;
+        // A shuffled week-long backfill of 300 keys (their rings, updated
+        // out of order, turn dense), then 200 days of a trickle on 3 keys
+        // while the others sit idle.
+        let mut backfill = Synth::new(SynthConfig {
+            seed: 5,
+            keys: 300,
+            step_ms: 20_000.0,
+            duplicate_ratio: 0.02,
+            invalid_ratio: 0.01,
+            v2_ratio: 0.25,
+            ..SynthConfig::default()
+        });
+        let mut msgs: Vec<String> = (0..30_000).map(|_| backfill.next_line()).collect();
+        let mut rng = crate::synth::Rng::new(3);
+        for i in (1..msgs.len()).rev() {
+            msgs.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut trickle = Synth::new(SynthConfig {
+            seed: 6,
+            keys: 3,
+            start_ms: start + 10 * DAY,
+            step_ms: (200 * DAY / 10_000) as f64,
+            v2_ratio: 0.25,
+            ..SynthConfig::default()
+        });
+        msgs.extend((0..10_000).map(|_| trickle.next_line()));
+        let wall = start + 400 * DAY;
+        let cfg = EngineConfig {
+            windows: parse_windows("5m,1h,1d,7d,30d,90d").unwrap(),
+            clock: ClockMode::Event,
+            ..EngineConfig::default()
+        };
+        let (a_engine, b_engine) = (Engine::new(cfg.clone()), Engine::new(cfg));
+        let (mut a, mut b) = (a_engine.partition(), b_engine.partition());
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        let mut cursor = 0;
+        let mut most = 0;
+        for chunk in msgs.chunks(500) {
+            a.process_batch_at(chunk, wall, &mut out_a);
+            b.process_batch_at(chunk, wall, &mut out_b);
+            // An odd number of keys a call, so the sweep wraps unevenly.
+            cursor = a.agg.trim(a.clock.current(), cursor, 97);
+            let now = a_engine.clock.now(wall);
+            assert_eq!(now, b_engine.clock.now(wall));
+            assert_eq!(
+                render(&[&a.agg], &Health::of(&[&a]), now, "t"),
+                render(&[&b.agg], &Health::of(&[&b]), now, "t"),
+            );
+            most = most.max(b.agg.memory_bytes());
+        }
+        assert_eq!(out_a, out_b);
+        // The idle keys' buckets, and with them their dense slots, are
+        // gone; what is left is the fixed part of 300 keys' state.
+        let (held, kept) = (a.agg.v1_buckets(), b.agg.v1_buckets());
+        assert!(held * 10 < kept, "trimmed {held} buckets, untrimmed {kept}");
+        let (held, kept) = (a.agg.memory_bytes(), b.agg.memory_bytes());
+        assert!(
+            held * 3 < kept * 2,
+            "trimmed {held} bytes, untrimmed {kept}, peak {most}"
+        );
     }
 
     #[test]

@@ -275,6 +275,35 @@ impl Aggregator {
         }
     }
 
+    /// Drops the ring buckets that have left their window at `now` from up
+    /// to `n` keys, starting at key `cursor`, and gives their memory back
+    /// (a dense ring left with few buckets becomes packed, returning its
+    /// share of the dense budget). Rings otherwise drop expired buckets
+    /// only when their key gets an event, so a key gone idle would hold
+    /// its last 90 days of buckets, and a backfilled key its dense slots,
+    /// for good. Returns the cursor to go on from: called repeatedly, it
+    /// sweeps all keys in turn. Never changes a published value: engine
+    /// time only grows, so no later render could count what it drops.
+    pub fn trim(&mut self, now: i64, cursor: usize, n: usize) -> usize {
+        let len = self.keys.len();
+        if len == 0 {
+            return 0;
+        }
+        let from = if cursor < len { cursor } else { 0 };
+        let to = from.saturating_add(n).min(len);
+        for k in &mut self.keys[from..to] {
+            k.evict(&self.slots, now, true);
+        }
+        to % len
+    }
+
+    /// Buckets held by the v1 groups' rings of every key (tests of
+    /// trimming).
+    #[cfg(test)]
+    pub(crate) fn v1_buckets(&self) -> usize {
+        self.keys.iter().map(KeyState::v1_buckets).sum()
+    }
+
     /// Deals remembered for pipeline matching.
     pub fn tracked_deals(&self) -> usize {
         self.deals.len()

@@ -366,6 +366,15 @@ impl KeyState {
         self.flush(slots, now);
     }
 
+    /// Buckets held by the v1 groups' rings (tests of trimming).
+    #[cfg(test)]
+    pub(super) fn v1_buckets(&self) -> usize {
+        fn held<const N: usize>(r: &Rings<Ring<N>>) -> usize {
+            r.as_ref().map_or(0, |r| r.iter().map(Ring::len).sum())
+        }
+        held(&self.traffic) + held(&self.leads) + held(&self.deals) + held(&self.subs)
+    }
+
     pub(super) fn heap_bytes(&self) -> usize {
         rings_heap(&self.traffic, Ring::heap_bytes)
             + rings_heap(&self.leads, Ring::heap_bytes)

@@ -16,8 +16,8 @@ use crate::util::varint::{get_uvar, put_uvar_at, unzigzag, zigzag};
 use std::collections::VecDeque;
 
 mod dense;
+pub use dense::in_use as dense_bytes_in_use;
 use dense::Dense;
-pub use dense::{in_use as dense_bytes_in_use, BUDGET as DENSE_BUDGET};
 
 /// Bucket index of a timestamp for a bucket width.
 #[inline]
@@ -223,8 +223,15 @@ impl<const N: usize> Older<N> {
         }
     }
 
-    /// Gives back unused memory: a dense ring becomes packed.
+    /// Gives back unused memory: a dense ring that no longer holds
+    /// [`DENSE_FROM`] buckets becomes packed (and so returns its share of
+    /// the dense budget); one that does is still worth its slots.
     fn shrink(&mut self) {
+        if let Older::Dense(d) = self {
+            if d.len() >= DENSE_FROM {
+                return;
+            }
+        }
         self.make_packed().shrink();
     }
 

@@ -105,7 +105,9 @@ impl Pending {
             })
             .collect();
         self.outcomes.clear();
-        p.process_batch_at(&lines, wall_clock_ms(), &mut self.outcomes);
+        let wall = wall_clock_ms();
+        p.process_batch_at(&lines, wall, &mut self.outcomes);
+        p.upkeep(wall);
         for o in &self.outcomes {
             count(*o, n);
         }

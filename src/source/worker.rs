@@ -46,7 +46,9 @@ fn apply_batch(b: &Batch, dead_letter: Option<&DeadLetter>, outcomes: &mut Vec<O
         outcomes.clear();
         {
             let mut part = slot.state.lock().unwrap_or_else(|e| e.into_inner());
-            part.process_batch_at(&payloads, wall_clock_ms(), outcomes);
+            let wall = wall_clock_ms();
+            part.process_batch_at(&payloads, wall, outcomes);
+            part.upkeep(wall);
             if let Some(d) = dead_letter {
                 for (it, o) in items.iter().zip(outcomes.iter()) {
                     if let Outcome::Rejected(reason) = o {
