@@ -771,20 +771,28 @@ impl<const N: usize> Packed<N> {
         });
     }
 
-    /// Gives back unused capacity (for idle keys: see `Aggregator::trim`).
+    /// Gives back unused capacity (for idle keys: see `Aggregator::trim`)
+    /// when most of it is unused: all of it when the ring is empty,
+    /// otherwise when more than half the bytes are spare. A ring still
+    /// being appended to keeps its slack (bytes grow by doubling, so a
+    /// busy ring is at least half full): moving its bytes to a tight
+    /// vector only for the next append to grow it again made a trim of
+    /// 4,096 keys of a 100k-key backfill take 7 to 22 ms.
     fn shrink(&mut self) {
         if self.len == 0 {
             self.bytes = Vec::new();
             self.head = 0;
             return;
         }
+        let live = self.bytes.len() - self.head as usize;
+        if self.bytes.capacity() <= 2 * live + 64 {
+            return;
+        }
         if self.head > 0 {
             self.bytes.drain(..self.head as usize);
             self.head = 0;
         }
-        if self.bytes.capacity() > self.bytes.len() + self.bytes.len() / 2 + 32 {
-            self.bytes.shrink_to_fit();
-        }
+        self.bytes.shrink_to_fit();
     }
 
     #[inline(always)]
