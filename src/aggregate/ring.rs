@@ -777,7 +777,8 @@ impl<const N: usize> Packed<N> {
     /// being appended to keeps its slack (bytes grow by doubling, so a
     /// busy ring is at least half full): moving its bytes to a tight
     /// vector only for the next append to grow it again made a trim of
-    /// 4,096 keys of a 100k-key backfill take 7 to 22 ms.
+    /// 4,096 keys of a 160k-key mixed backfill take 7 to 22 ms (3.3 to
+    /// 7 ms with this rule).
     fn shrink(&mut self) {
         if self.len == 0 {
             self.bytes = Vec::new();
