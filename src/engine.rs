@@ -344,13 +344,16 @@ impl Partition {
     /// trims the next [`TRIM_KEYS`] keys (see [`Aggregator::trim`]), so
     /// that keys gone idle give back the memory of buckets that have left
     /// their windows, and backfilled keys their dense slots. A partition
-    /// of 100k keys is swept in under two minutes.
+    /// of 100k keys is swept in under two minutes. The live source also
+    /// calls it every second for partitions that get no messages, so
+    /// engine time is read as rendering reads it: with the wall clock it
+    /// moves on while the partition is idle.
     pub fn upkeep(&mut self, wall_ms: i64) {
         if wall_ms < self.trim_at {
             return;
         }
         self.trim_at = wall_ms.saturating_add(TRIM_EVERY_MS);
-        let now = self.clock.current();
+        let now = self.clock.now(wall_ms);
         if now != i64::MIN {
             self.trim_cursor = self.agg.trim(now, self.trim_cursor, TRIM_KEYS);
         }
@@ -390,6 +393,18 @@ impl Partition {
 
     pub fn dedup(&self) -> &Dedup {
         &self.dedup
+    }
+
+    /// The state's own accounting of its bytes ([`Aggregator::memory_bytes`]).
+    #[cfg(test)]
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.agg.memory_bytes()
+    }
+
+    /// The buckets the v1 rings hold ([`Aggregator::v1_buckets`]).
+    #[cfg(test)]
+    pub(crate) fn state_buckets(&self) -> usize {
+        self.agg.v1_buckets()
     }
 
     /// Checkpoint encoding of everything but the settings (see

@@ -59,6 +59,8 @@ impl Batch {
 
 pub(super) enum Work {
     Batch(Batch),
+    /// Periodic upkeep of these partitions (see [`Dispatcher::upkeep`]).
+    Upkeep(Vec<Arc<Slot>>),
     Flush(SyncSender<()>),
     Stop,
 }
@@ -137,6 +139,24 @@ impl Dispatcher {
         }
     }
 
+    /// Hands each worker the given partitions of its own for upkeep
+    /// ([`Partition::upkeep`](crate::engine::Partition::upkeep)): a
+    /// worker otherwise calls it only after a batch, so a partition that
+    /// stops receiving messages would keep its keys' expired buckets and
+    /// dense slots for good. Blocks while a worker's queue is full, as a
+    /// batch does.
+    pub(super) fn upkeep(&self, slots: &[Arc<Slot>]) {
+        let mut by_worker: Vec<Vec<Arc<Slot>>> = vec![Vec::new(); self.senders.len()];
+        for s in slots {
+            by_worker[self.worker_of(s)].push(s.clone());
+        }
+        for (w, slots) in by_worker.into_iter().enumerate() {
+            if !slots.is_empty() {
+                let _ = self.senders[w].send(Work::Upkeep(slots));
+            }
+        }
+    }
+
     /// Applies everything dispatched so far; returns when every worker has.
     pub(super) fn drain(&self) {
         self.send_pending();
@@ -158,4 +178,49 @@ impl Dispatcher {
 fn hash_topic(t: &str) -> usize {
     t.bytes()
         .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EngineConfig;
+    use crate::engine::Engine;
+    use crate::live::LiveState;
+
+    /// Every partition given for upkeep reaches its own worker, once, and
+    /// a worker with none of them gets nothing.
+    #[test]
+    fn upkeep_goes_to_each_partitions_worker() {
+        let live = LiveState::new(Engine::new(EngineConfig::default()));
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::sync_channel(8)).unzip();
+        let d = Dispatcher {
+            pending: Mutex::new((0..3).map(|_| Batch::default()).collect()),
+            senders,
+        };
+        // Partitions 0, 1, 3 and 4 of one topic: with three workers, one
+        // of them owns none (which one depends on the topic's hash).
+        let slots: Vec<_> = [0, 1, 3, 4].map(|p| live.slot("t", p)).to_vec();
+        d.upkeep(&slots);
+        drop(d);
+        let mut seen = Vec::new();
+        for (w, rx) in receivers.iter().enumerate() {
+            let got: Vec<Work> = rx.try_iter().collect();
+            let expected: Vec<i32> = slots
+                .iter()
+                .filter(|s| (s.partition as usize + hash_topic("t")) % 3 == w)
+                .map(|s| s.partition)
+                .collect();
+            match &got[..] {
+                [] => assert!(expected.is_empty(), "worker {w} got nothing"),
+                [Work::Upkeep(s)] => {
+                    let mine: Vec<i32> = s.iter().map(|s| s.partition).collect();
+                    assert_eq!(mine, expected, "worker {w}");
+                    seen.extend(mine);
+                }
+                _ => panic!("worker {w} got {} messages", got.len()),
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, [0, 1, 3, 4]);
+    }
 }

@@ -21,6 +21,10 @@ type Routed = (Arc<Slot>, usize);
 /// within 0.8 s.
 const CHECK_EVERY: u32 = 16;
 
+/// Wall time between two upkeeps of every assigned partition, busy or
+/// idle, by its worker (`Partition::upkeep` trims at most once a second).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
 impl Source {
     /// Polls until `stop` is set, then drains, commits and returns.
     pub fn run(mut self, stop: &AtomicBool) {
@@ -29,6 +33,7 @@ impl Source {
         // consumer has few: a scan compares fewer bytes than a hash reads).
         let mut slots: Vec<(String, Vec<Option<Routed>>)> = Vec::new();
         let mut last_upkeep = Instant::now();
+        let mut last_trim = Instant::now();
         let mut last_commit = Instant::now();
         let mut last_error_log = Instant::now() - Duration::from_secs(60);
         let mut polled: u32 = 0;
@@ -80,6 +85,11 @@ impl Source {
             if last_upkeep.elapsed() >= Duration::from_millis(200) {
                 self.upkeep();
                 last_upkeep = Instant::now();
+            }
+            if last_trim.elapsed() >= TRIM_EVERY {
+                let assigned = self.live.assigned();
+                self.consumer.context().dispatcher.upkeep(&assigned);
+                last_trim = Instant::now();
             }
             if self.live.fatal().is_some() {
                 break;

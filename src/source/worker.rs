@@ -16,6 +16,14 @@ pub(super) fn worker(rx: Receiver<Work>, dead_letter: Option<&DeadLetter>) {
                 let _ = ack.send(());
             }
             Work::Batch(b) => apply_batch(&b, dead_letter, &mut outcomes),
+            Work::Upkeep(slots) => {
+                for slot in slots {
+                    if slot.assigned.load(Ordering::Acquire) {
+                        let mut part = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+                        part.upkeep(wall_clock_ms());
+                    }
+                }
+            }
             Work::Stop => break,
         }
     }
@@ -68,5 +76,83 @@ fn apply_batch(b: &Batch, dead_letter: Option<&DeadLetter>, outcomes: &mut Vec<O
         slot.in_flight.fetch_sub(n, Ordering::AcqRel);
         slot.messages.fetch_add(n, Ordering::AcqRel);
         i = run.end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_windows;
+    use crate::config::{ClockMode, EngineConfig};
+    use crate::engine::Engine;
+    use crate::live::{LiveState, Slot};
+    use crate::synth::{Synth, SynthConfig};
+    use std::sync::mpsc;
+
+    const DAY: i64 = 86_400_000;
+
+    /// A partition that stops getting messages is still trimmed: its
+    /// keys' buckets leave their windows as engine time moves on with the
+    /// other partitions, and the worker's periodic upkeep gives their
+    /// memory back. Before, only a batch of the partition's own ran it.
+    #[test]
+    fn an_idle_partition_is_trimmed_by_its_worker() {
+        let start = SynthConfig::default().start_ms;
+        let engine = Engine::new(EngineConfig {
+            windows: parse_windows("5m,1h,1d,7d,30d,90d").unwrap(),
+            clock: ClockMode::Event,
+            ..EngineConfig::default()
+        });
+        let live = LiveState::new(engine);
+        let (idle, busy) = (live.slot("t", 0), live.slot("t", 1));
+        for s in [&idle, &busy] {
+            s.assigned.store(true, Ordering::Release);
+        }
+        let wall = start + 400 * DAY;
+        let mut outcomes = Vec::new();
+        let mut backfill = Synth::new(SynthConfig {
+            keys: 300,
+            step_ms: 20_000.0,
+            v2_ratio: 0.25,
+            ..SynthConfig::default()
+        });
+        let msgs: Vec<String> = (0..30_000).map(|_| backfill.next_line()).collect();
+        idle.state
+            .lock()
+            .unwrap()
+            .process_batch_at(&msgs, wall, &mut outcomes);
+        // The other partition moves engine time past every window,
+        // calendar ones included; the idle one has had its last batch.
+        let mut later = Synth::new(SynthConfig {
+            keys: 3,
+            start_ms: start + 300 * DAY,
+            ..SynthConfig::default()
+        });
+        let msgs: Vec<String> = (0..100).map(|_| later.next_line()).collect();
+        busy.state
+            .lock()
+            .unwrap()
+            .process_batch_at(&msgs, wall, &mut outcomes);
+        let held = |s: &Slot| {
+            let p = s.state.lock().unwrap();
+            (p.state_buckets(), p.state_bytes())
+        };
+        let before = held(&idle);
+
+        let (tx, rx) = mpsc::sync_channel(4);
+        let worker = std::thread::spawn(move || worker(rx, None));
+        // An upkeep trims at most once a second of wall time, and 1,024
+        // keys each time: one covers all of these.
+        tx.send(Work::Upkeep(vec![idle.clone()])).unwrap();
+        let (ack, done) = mpsc::sync_channel(1);
+        tx.send(Work::Flush(ack)).unwrap();
+        done.recv().unwrap();
+        let after = held(&idle);
+        tx.send(Work::Stop).unwrap();
+        worker.join().unwrap();
+        assert!(
+            after.0 * 10 < before.0 && after.1 < before.1,
+            "idle partition holds (buckets, bytes) {after:?} of {before:?}"
+        );
     }
 }
