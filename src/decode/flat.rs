@@ -80,12 +80,24 @@ fn specials(chunk: &[u8; 16]) -> (u32, bool) {
     // unaligned load reads exactly the 16 bytes `chunk` borrows.
     unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let hit = _mm_movemask_epi8(special_lanes(v)) as u32;
+        (hit, _mm_movemask_epi8(v) != 0)
+    }
+}
+
+/// The lanes of `v` that can end a plain string (all ones), the rest
+/// zero: the one definition [`specials`] and [`block_specials`] share.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn special_lanes(v: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: the build enables SSE2; these touch registers only.
+    unsafe {
         let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
         let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         // Unsigned `v <= 0x1f`: the larger of the two is 0x1f.
         let ctrl = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1f)), _mm_set1_epi8(0x1f));
-        let hit = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), ctrl)) as u32;
-        (hit, _mm_movemask_epi8(v) != 0)
+        _mm_or_si128(_mm_or_si128(quote, backslash), ctrl)
     }
 }
 
@@ -135,18 +147,12 @@ fn block_specials(block: &[u8; BLOCK]) -> (u64, bool) {
     // `block` borrows.
     unsafe {
         let p = block.as_ptr();
-        let quote = _mm_set1_epi8(b'"' as i8);
-        let backslash = _mm_set1_epi8(b'\\' as i8);
-        let ctrl = _mm_set1_epi8(0x1f);
         let mut mask = 0u64;
         let mut any = _mm_setzero_si128();
         for k in 0..BLOCK / 16 {
             let v = _mm_loadu_si128(p.add(16 * k).cast());
-            let hit = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                _mm_cmpeq_epi8(_mm_max_epu8(v, ctrl), ctrl),
-            );
-            mask |= u64::from(_mm_movemask_epi8(hit) as u32 & 0xffff) << (16 * k);
+            let hit = _mm_movemask_epi8(special_lanes(v)) as u32;
+            mask |= u64::from(hit & 0xffff) << (16 * k);
             any = _mm_or_si128(any, v);
         }
         (mask, _mm_movemask_epi8(any) != 0)
