@@ -109,30 +109,28 @@ mod tests {
             s.assigned.store(true, Ordering::Release);
         }
         let wall = start + 400 * DAY;
-        let mut outcomes = Vec::new();
-        let mut backfill = Synth::new(SynthConfig {
+        // `n` events of a synthetic stream, applied to `slot`'s partition.
+        let feed = |slot: &Slot, cfg: SynthConfig, n: usize| {
+            let mut synth = Synth::new(cfg);
+            let msgs: Vec<String> = (0..n).map(|_| synth.next_line()).collect();
+            let mut part = slot.state.lock().unwrap();
+            part.process_batch_at(&msgs, wall, &mut Vec::new());
+        };
+        let backfill = SynthConfig {
             keys: 300,
             step_ms: 20_000.0,
             v2_ratio: 0.25,
             ..SynthConfig::default()
-        });
-        let msgs: Vec<String> = (0..30_000).map(|_| backfill.next_line()).collect();
-        idle.state
-            .lock()
-            .unwrap()
-            .process_batch_at(&msgs, wall, &mut outcomes);
+        };
+        feed(&idle, backfill, 30_000);
         // The other partition moves engine time past every window,
         // calendar ones included; the idle one has had its last batch.
-        let mut later = Synth::new(SynthConfig {
+        let later = SynthConfig {
             keys: 3,
             start_ms: start + 300 * DAY,
             ..SynthConfig::default()
-        });
-        let msgs: Vec<String> = (0..100).map(|_| later.next_line()).collect();
-        busy.state
-            .lock()
-            .unwrap()
-            .process_batch_at(&msgs, wall, &mut outcomes);
+        };
+        feed(&busy, later, 100);
         let held = |s: &Slot| {
             let p = s.state.lock().unwrap();
             (p.state_buckets(), p.state_bytes())
